@@ -1,0 +1,125 @@
+"""The ``stackback`` command line.
+
+Errors are mapped to exit codes here and only here: bad input (usage errors,
+``InvalidInput``, unknown names) exits 2 with one line on stderr; other
+stackback errors exit 1; anything unexpected is logged with an error id and
+exits 1 without a traceback on the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+import uuid
+from collections.abc import Sequence
+
+import click
+
+from stackback import __version__
+from stackback.cli.context import AppContext
+from stackback.config import load_settings, state_dir
+from stackback.errors import InvalidInput, NotFound, StackbackError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+log = logging.getLogger("stackback")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="stackback")
+@click.option(
+    "--db",
+    metavar="URL",
+    envvar="STACKBACK_DB",
+    help="Database URL (default: SQLite in the state directory). Env: STACKBACK_DB.",
+)
+@click.option(
+    "--os-cloud",
+    "os_cloud",
+    metavar="NAME",
+    envvar="OS_CLOUD",
+    help="clouds.yaml entry to act as, or 'sim' / 'sim:PATH' for the simulator. Env: OS_CLOUD.",
+)
+@click.option("--cloud", "cloud", metavar="NAME", hidden=True, help="Alias of --os-cloud.")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.pass_context
+def cli(
+    ctx: click.Context, db: str | None, os_cloud: str | None, cloud: str | None, verbose: int
+) -> None:
+    """stackback: scheduled, consistent, rotated and verified backups for OpenStack."""
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = AppContext(load_settings(db=db, cloud=cloud or os_cloud))
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    from stackback.cli import db, policy, retention, server
+
+    for module in (db, policy, retention, server):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+    try:
+        from stackback.cli import engine_commands
+    except ImportError:  # pragma: no cover - the engine commands are optional during builds
+        return
+    for command in engine_commands.COMMANDS:
+        cli.add_command(command)
+
+
+def _exit_code(error: StackbackError) -> int:
+    return EXIT_BAD_INPUT if isinstance(error, InvalidInput | NotFound) else EXIT_FAILURE
+
+
+def _log_unexpected(error_id: str) -> str:
+    directory = state_dir() / "logs"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "errors.log"
+        with path.open("a") as handle:
+            handle.write(f"--- error {error_id}\n{traceback.format_exc()}\n")
+        return str(path)
+    except OSError:
+        return "stderr (log directory not writable)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stackback`` console script."""
+    try:
+        result = cli.main(args=argv, prog_name="stackback", standalone_mode=False)
+    except click.exceptions.Exit as done:
+        return done.exit_code
+    except click.exceptions.Abort:
+        click.echo("stackback: aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        click.echo(f"stackback: error: {error.format_message()}", err=True)
+        return error.exit_code
+    except StackbackError as error:
+        suffix = "" if _exit_code(error) == EXIT_BAD_INPUT else f" (error id {error.error_id})"
+        click.echo(f"stackback: error: {error.message}{suffix}", err=True)
+        return _exit_code(error)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # the edge: never a traceback on the terminal
+        error_id = uuid.uuid4().hex[:12]
+        where = _log_unexpected(error_id)
+        click.echo(
+            f"stackback: internal error {type(error).__name__}: {error} "
+            f"(error id {error_id}; details in {where})",
+            err=True,
+        )
+        return EXIT_FAILURE
+    return result if isinstance(result, int) else 0
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""What every command shares: settings, the store, the clock, the services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from stackback.clock import SystemClock
+from stackback.config import Settings
+from stackback.ports import Clock
+from stackback.services.policies import PolicyService
+from stackback.store.database import create_db_engine, upgrade
+from stackback.store.sql import SqlStore
+
+
+@dataclass
+class AppContext:
+    """Built once per invocation; the store opens lazily (``--help`` needs no database)."""
+
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    _store: SqlStore | None = None
+
+    @property
+    def store(self) -> SqlStore:
+        if self._store is None:
+            url = make_url(self.settings.db_url)
+            fresh = (
+                url.get_backend_name() == "sqlite"
+                and url.database not in (None, "", ":memory:")
+                and not Path(str(url.database)).expanduser().exists()
+            )
+            engine = create_db_engine(self.settings.db_url)
+            if fresh:  # a database that did not exist yet is created at the current schema
+                upgrade(engine)
+            self._store = SqlStore(engine)
+        return self._store
+
+    @property
+    def policies(self) -> PolicyService:
+        return PolicyService(self.store, self.clock)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.dispose()

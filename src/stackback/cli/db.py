@@ -1,0 +1,56 @@
+"""``stackback db ...``: schema migrations."""
+
+from __future__ import annotations
+
+import click
+
+from stackback.cli.context import AppContext
+from stackback.cli.output import emit_object, format_option
+from stackback.cli.policy import pass_app
+from stackback.store.database import create_db_engine, current_revision, head_revision, upgrade
+
+
+@click.group("db")
+def db_group() -> None:
+    """The database schema."""
+
+
+@db_group.command("upgrade")
+@format_option
+@pass_app
+def upgrade_(app: AppContext, fmt: str) -> None:
+    """Migrate the database to this version's schema (safe to run again)."""
+    engine = create_db_engine(app.settings.db_url)
+    try:
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    emit_object(
+        {"database": engine.url.render_as_string(hide_password=True), "from": before, "to": after},
+        fmt,
+    )
+
+
+@db_group.command("status")
+@format_option
+@pass_app
+def status(app: AppContext, fmt: str) -> None:
+    """Show the schema revision of the database and the one this code needs."""
+    engine = create_db_engine(app.settings.db_url)
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    emit_object(
+        {
+            "database": engine.url.render_as_string(hide_password=True),
+            "current": current,
+            "required": head,
+            "up_to_date": current == head,
+        },
+        fmt,
+    )
+
+
+COMMANDS = [db_group]

@@ -1,0 +1,252 @@
+"""``stackback policy ...``: create, list, show, set, delete, enable, disable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from stackback.cli.context import AppContext
+from stackback.cli.options import build_retention, retention_options
+from stackback.cli.output import emit_list, emit_object, format_option
+from stackback.errors import InvalidInput
+from stackback.policy import BackupKind, Policy
+from stackback.services.policies import PolicySpec, PolicyView
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def policy_summary(policy: Policy) -> dict[str, Any]:
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "kind": policy.kind.value,
+        "targets": list(policy.targets),
+        "selector": str(policy.selector) if policy.selector else None,
+        "schedules": list(policy.schedules),
+        "timezone": policy.timezone,
+        "window_minutes": policy.window_minutes,
+        "retention": dict(policy.retention.to_dict()),
+        "retention_description": policy.retention.describe(),
+        "enabled": policy.enabled,
+        "cloud": policy.cloud,
+        "label": policy.label,
+        "created_at": policy.created_at,
+        "updated_at": policy.updated_at,
+    }
+
+
+def policy_detail(view: PolicyView) -> dict[str, Any]:
+    data = policy_summary(view.policy)
+    data["schedules"] = [
+        {
+            "cron": s.cron,
+            "next_run": s.next_local,
+            "next_run_utc": s.next_utc,
+            "last_fired_at": s.last_fired_at,
+        }
+        for s in view.schedules
+    ]
+    return data
+
+
+def _show_detail(view: PolicyView, fmt: str) -> None:
+    data = policy_detail(view)
+    if fmt == "table":
+        data["schedules"] = [
+            f"{s['cron']}  next: "
+            + (
+                f"{s['next_run'].isoformat(timespec='minutes')} "
+                f"({s['next_run_utc'].isoformat(timespec='minutes')} UTC)"
+                if s["next_run"]
+                else "disabled"
+            )
+            for s in data["schedules"]
+        ]
+        data["retention"] = data.pop("retention_description")
+    emit_object(data, fmt)
+
+
+def policy_options(*, create: bool) -> Any:
+    def decorate(func: Any) -> Any:
+        func = retention_options(func)
+        options = [
+            click.option(
+                "--server",
+                "servers",
+                multiple=True,
+                metavar="SERVER",
+                help="Server id or name to back up (repeatable).",
+            ),
+            click.option(
+                "--selector",
+                metavar="KEY=VALUE",
+                help="Back up every server whose metadata has KEY=VALUE (resolved at each run).",
+            ),
+            click.option(
+                "--cron",
+                "crons",
+                multiple=True,
+                metavar="EXPR",
+                help="5-field cron expression (repeatable).",
+            ),
+            click.option("--timezone", metavar="TZ", help="IANA time zone of the schedules."),
+            click.option(
+                "--window",
+                type=int,
+                metavar="MINUTES",
+                help="Start window: runs spread deterministically over these minutes.",
+            ),
+            click.option(
+                "--kind",
+                type=click.Choice([k.value for k in BackupKind]),
+                help="What kind of backup (default server-image).",
+            ),
+            click.option("--label", metavar="LABEL", help="Backup type label of this policy."),
+        ]
+        if create:
+            options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
+        else:
+            options.append(click.option("--name", "new_name", help="Rename the policy."))
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Backup policies: what to back up, when, and how long to keep it."""
+
+
+@policy_group.command("create")
+@click.argument("name")
+@policy_options(create=True)
+@format_option
+@pass_app
+def create(
+    app: AppContext,
+    name: str,
+    servers: tuple[str, ...],
+    selector: str | None,
+    crons: tuple[str, ...],
+    timezone: str | None,
+    window: int | None,
+    kind: str | None,
+    label: str | None,
+    disabled: bool,
+    fmt: str,
+    **keep: Any,
+) -> None:
+    """Create a policy NAME."""
+    if servers and selector:
+        raise InvalidInput("give either --server or --selector, not both", field="targets")
+    if not crons:
+        raise InvalidInput("a policy needs at least one --cron", field="cron")
+    spec = PolicySpec(
+        name=name,
+        targets=servers or None,
+        selector=selector,
+        kind=kind,
+        schedules=crons,
+        timezone=timezone,
+        window_minutes=window,
+        retention=build_retention(keep),
+        enabled=not disabled,
+        cloud=app.settings.cloud,
+        label=label,
+    )
+    policy = app.policies.create(spec)
+    _show_detail(app.policies.view(policy.id), fmt)
+
+
+@policy_group.command("list")
+@format_option
+@pass_app
+def list_(app: AppContext, fmt: str) -> None:
+    """List policies."""
+    rows = [policy_summary(p) for p in app.policies.list()]
+    if fmt == "table":
+        for row in rows:
+            row["targets"] = row["selector"] and f"selector {row['selector']}" or row["targets"]
+            row["retention"] = row["retention_description"]
+    emit_list(
+        rows,
+        ["name", "kind", "targets", "schedules", "timezone", "retention", "enabled"],
+        fmt,
+    )
+
+
+@policy_group.command("show")
+@click.argument("policy")
+@format_option
+@pass_app
+def show(app: AppContext, policy: str, fmt: str) -> None:
+    """Show a policy and the next run time of each schedule."""
+    _show_detail(app.policies.view(policy), fmt)
+
+
+@policy_group.command("set")
+@click.argument("policy")
+@policy_options(create=False)
+@format_option
+@pass_app
+def set_(
+    app: AppContext,
+    policy: str,
+    servers: tuple[str, ...],
+    selector: str | None,
+    crons: tuple[str, ...],
+    timezone: str | None,
+    window: int | None,
+    kind: str | None,
+    label: str | None,
+    new_name: str | None,
+    fmt: str,
+    **keep: Any,
+) -> None:
+    """Change a policy; options not given keep their values (--keep-X 0 drops rule X)."""
+    if servers and selector:
+        raise InvalidInput("give either --server or --selector, not both", field="targets")
+    current = app.policies.get(policy)
+    spec = PolicySpec(
+        name=new_name,
+        targets=servers or None,
+        selector=selector,
+        kind=kind,
+        schedules=crons or None,
+        timezone=timezone,
+        window_minutes=window,
+        retention=build_retention(keep, current.retention),
+        label=label,
+    )
+    updated = app.policies.update(current.id, spec)
+    _show_detail(app.policies.view(updated.id), fmt)
+
+
+@policy_group.command("delete")
+@click.argument("policies", nargs=-1, required=True)
+@format_option
+@pass_app
+def delete(app: AppContext, policies: tuple[str, ...], fmt: str) -> None:
+    """Delete policies (their backups and run history stay)."""
+    deleted = app.policies.delete(policies)
+    emit_list([{"id": p.id, "name": p.name, "deleted": True} for p in deleted], ["id", "name"], fmt)
+
+
+def _toggle(enabled: bool) -> Any:
+    @click.argument("policy")
+    @format_option
+    @pass_app
+    def command(app: AppContext, policy: str, fmt: str) -> None:
+        updated = app.policies.set_enabled(policy, enabled)
+        _show_detail(app.policies.view(updated.id), fmt)
+
+    return command
+
+
+policy_group.command("enable", help="Enable a policy (schedules resume from now).")(_toggle(True))
+policy_group.command("disable", help="Disable a policy (nothing is deleted).")(_toggle(False))
+
+COMMANDS = [policy_group]

@@ -1,0 +1,46 @@
+"""Clocks: the real one, and a virtual one that tests and the demo advance."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+
+class SystemClock:
+    """The machine's clock, in UTC."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class VirtualClock:
+    """A clock that only moves when told to; ``sleep`` advances it instantly."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("VirtualClock needs a timezone-aware start")
+        self._now = start.astimezone(UTC)
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> datetime:
+        with self._lock:
+            self._now += timedelta(seconds=max(0.0, seconds))
+            return self._now
+
+    def advance_to(self, instant: datetime) -> datetime:
+        with self._lock:
+            if instant > self._now:
+                self._now = instant.astimezone(UTC)
+            return self._now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)

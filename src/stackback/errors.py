@@ -1,0 +1,98 @@
+"""The one exception tree of stackback.
+
+Every error carries a short ``error_id`` so that a message seen by an operator
+(CLI line, API body, run record) can be found again in the logs. Mapping errors
+to exit codes and HTTP statuses happens only at the edges (``stackback.cli``,
+the API), never here.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+
+class StackbackError(Exception):
+    """Root of every error stackback raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, error_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_id = error_id or uuid.uuid4().hex[:12]
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message, "error_id": self.error_id}
+
+
+class InvalidInput(StackbackError):
+    """The caller gave a value stackback cannot accept (bad cron, zone, count...)."""
+
+    code = "invalid-input"
+
+    def __init__(self, message: str, *, field: str | None = None, error_id: str | None = None):
+        super().__init__(message, error_id=error_id)
+        self.field = field
+
+
+class NotFound(StackbackError):
+    """A named policy, run, backup or cloud resource does not exist."""
+
+    code = "not-found"
+
+
+class Conflict(StackbackError):
+    """The request conflicts with the current state (duplicate name, protected backup...)."""
+
+    code = "conflict"
+
+
+class NotMigrated(StackbackError):
+    """The database schema is missing or older than this code."""
+
+    code = "not-migrated"
+
+
+class LeaseLost(StackbackError):
+    """A worker's lease on a run was taken over; its writes are fenced off."""
+
+    code = "lease-lost"
+
+
+class CloudError(StackbackError):
+    """Something the cloud said or failed to say."""
+
+    code = "cloud-error"
+    retryable = False
+
+
+class CloudBusy(CloudError):
+    """The resource is busy (HTTP 409, e.g. a snapshot already in progress)."""
+
+    code = "cloud-busy"
+    retryable = True
+
+
+class CloudUnavailable(CloudError):
+    """A transient failure: 5xx, timeout, connection or Keystone hiccup."""
+
+    code = "cloud-unavailable"
+    retryable = True
+
+
+class CloudNotFound(CloudError):
+    """The cloud resource does not exist (or is not visible to this project)."""
+
+    code = "cloud-not-found"
+
+
+class CloudRejected(CloudError):
+    """The cloud refused the request for good (4xx other than 404/409)."""
+
+    code = "cloud-rejected"
+
+
+class QuotaExceeded(CloudRejected):
+    """The project's quota does not allow the request."""
+
+    code = "quota-exceeded"

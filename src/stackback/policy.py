@@ -1,0 +1,237 @@
+"""The domain model: policies, runs, backups and their cloud artifacts.
+
+Pure data: no database, cloud or clock access. A *policy* says what to back up
+(explicit targets or a metadata selector), how (its kind), when (cron
+schedules in one IANA time zone, spread over a start window) and how long to
+keep it (a retention policy). A *run* is one occurrence for one target; a
+*backup* is one recovery point made of one or more cloud *artifacts*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from stackback.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from stackback.retention import RetentionPolicy
+
+
+class BackupKind(StrEnum):
+    """What a policy backs up and with which cloud primitive."""
+
+    SERVER_IMAGE = "server-image"
+    SERVER_CONSISTENT = "server-consistent"
+    VOLUME_SNAPSHOT = "volume-snapshot"
+    VOLUME_BACKUP = "volume-backup"
+    DATABASE_BACKUP = "database-backup"
+
+
+IMPLEMENTED_KINDS = frozenset({BackupKind.SERVER_IMAGE})
+
+
+class RunState(StrEnum):
+    """States of a run; the engine moves a run through them and records each step."""
+
+    PENDING = "pending"
+    SNAPSHOTTING = "snapshotting"
+    WAITING = "waiting"
+    ROTATING = "rotating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATES
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the run holds its target (at most one active run per target)."""
+        return self in ACTIVE_RUN_STATES
+
+
+TERMINAL_RUN_STATES = frozenset(
+    {RunState.SUCCEEDED, RunState.FAILED, RunState.MISSED, RunState.CANCELLED}
+)
+ACTIVE_RUN_STATES = frozenset({RunState.SNAPSHOTTING, RunState.WAITING, RunState.ROTATING})
+
+
+class BackupStatus(StrEnum):
+    """Life of a recovery point."""
+
+    CREATING = "creating"
+    AVAILABLE = "available"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+class ArtifactKind(StrEnum):
+    """A cloud object that is part of a backup."""
+
+    IMAGE = "image"
+    VOLUME_SNAPSHOT = "volume-snapshot"
+    VOLUME_BACKUP = "volume-backup"
+    DATABASE_BACKUP = "database-backup"
+
+
+class ArtifactStatus(StrEnum):
+    """An artifact as stackback sees it, normalised over the cloud services' states."""
+
+    PENDING = "pending"
+    AVAILABLE = "available"
+    FAILED = "failed"
+    DELETING = "deleting"
+    DELETED = "deleted"
+
+
+_SELECTOR_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.:\-]{1,255})=(?P<value>.{0,255})$")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Select every server carrying metadata ``key=value``, resolved at each tick."""
+
+    key: str
+    value: str
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        match = _SELECTOR_RE.match(text.strip())
+        if not match:
+            raise InvalidInput(
+                f"invalid selector {text!r}: expected KEY=VALUE (metadata key and value)",
+                field="selector",
+            )
+        return cls(match["key"], match["value"])
+
+    def matches(self, metadata: dict[str, str]) -> bool:
+        return metadata.get(self.key) == self.value
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A backup policy. ``targets`` and ``selector`` are alternatives; one is required."""
+
+    id: str
+    name: str
+    kind: BackupKind
+    schedules: tuple[str, ...]
+    timezone: str
+    retention: RetentionPolicy
+    targets: tuple[str, ...] = ()
+    selector: Selector | None = None
+    window_minutes: int = 0
+    enabled: bool = True
+    cloud: str | None = None
+    project: str | None = None
+    label: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if not self.targets and self.selector is None:
+            raise InvalidInput(
+                f"policy {self.name!r} has no way to select targets: "
+                "give --server (repeatable) or --selector KEY=VALUE",
+                field="targets",
+            )
+        if self.targets and self.selector is not None:
+            raise InvalidInput(
+                "give either explicit targets (--server) or a --selector, not both",
+                field="targets",
+            )
+        if self.window_minutes < 0:
+            raise InvalidInput("window must be >= 0 minutes", field="window")
+        if not self.schedules:
+            raise InvalidInput(f"policy {self.name!r} needs at least one --cron", field="cron")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One recorded step of a run: what happened, when, and how it ended."""
+
+    name: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str = "ok"
+    detail: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One occurrence of a policy for one target."""
+
+    id: str
+    policy_id: str | None
+    target: str
+    scheduled_for: datetime
+    due_at: datetime
+    state: RunState
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    not_before: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    error_id: str | None = None
+    backup_id: str | None = None
+    target_name: str | None = None
+    trigger: str = "schedule"
+    policy_name: str | None = None
+    label: str | None = None
+    retention: Mapping[str, object] | None = None
+    steps: tuple[Step, ...] = ()
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A cloud object belonging to a backup (an image, a volume snapshot...)."""
+
+    id: str
+    backup_id: str
+    kind: ArtifactKind
+    cloud_id: str
+    status: ArtifactStatus
+    size: int | None = None
+    error: str | None = None
+    delete_attempts: int = 0
+    created_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Backup:
+    """One recovery point of one target."""
+
+    id: str
+    target: str
+    kind: BackupKind
+    status: BackupStatus
+    created_at: datetime
+    policy_id: str | None = None
+    policy_name: str | None = None
+    run_id: str | None = None
+    label: str | None = None
+    target_name: str | None = None
+    protected: bool = False
+    cloud: str | None = None
+    project: str | None = None
+    completed_at: datetime | None = None
+    deleted_at: datetime | None = None
+    reasons: tuple[str, ...] = ()
+    error: str | None = None
+    artifacts: tuple[Artifact, ...] = field(default=())

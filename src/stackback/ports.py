@@ -1,0 +1,127 @@
+"""Ports: the interfaces the engine and services need from the outside world.
+
+Adapters implement them: ``stackback.cloud.openstack`` (openstacksdk) and
+``stackback.cloud.simulator`` for :class:`Cloud`, ``stackback.store`` for
+:class:`Store`, ``stackback.clock`` for :class:`Clock`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from stackback.policy import ArtifactKind, ArtifactStatus, Selector
+
+#: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
+#: carrying ``MARKER_CREATED_BY = CREATED_BY_VALUE`` are ever deleted by stackback.
+MARKER_CREATED_BY = "stackback_created_by"
+CREATED_BY_VALUE = "stackback"
+MARKER_POLICY = "stackback_policy"
+MARKER_RUN = "stackback_run"
+MARKER_TARGET = "stackback_target"
+MARKER_BACKUP = "stackback_backup"
+MARKER_LABEL = "stackback_label"
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where time comes from. The real clock, or a virtual one tests can advance."""
+
+    def now(self) -> datetime:
+        """The current instant, timezone-aware (UTC)."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (really, or by advancing virtual time)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A server as the backup engine needs to know it."""
+
+    id: str
+    name: str
+    status: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    volume_backed: bool = False
+    project_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactRef:
+    """Names one cloud object: its kind and its id in that cloud service."""
+
+    kind: ArtifactKind
+    id: str
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """The state of one cloud artifact, normalised over Glance/Cinder states.
+
+    ``children`` lists artifacts the cloud created as part of this one (the
+    Cinder snapshots a volume-backed server's 0-byte image names in its
+    ``block_device_mapping``); they belong to the same backup.
+    """
+
+    ref: ArtifactRef
+    status: ArtifactStatus
+    name: str = ""
+    size: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    children: tuple[ArtifactRef, ...] = ()
+    detail: str = ""
+
+
+@runtime_checkable
+class Cloud(Protocol):
+    """What a backup run needs from a cloud, bound to one project's credentials.
+
+    Errors are raised as :class:`stackback.errors.CloudError` subclasses:
+    ``CloudBusy`` (409), ``CloudUnavailable`` (5xx, timeouts), ``CloudNotFound``,
+    ``CloudRejected`` / ``QuotaExceeded``.
+    """
+
+    def get_server(self, server: str) -> ServerInfo:
+        """Find one server by id or (unique) name."""
+        ...
+
+    def find_servers(self, selector: Selector) -> list[ServerInfo]:
+        """Every server of the project whose metadata matches ``selector``."""
+        ...
+
+    def start_server_image(
+        self, server_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """Ask Nova for an image of the server (``createImage``), stamped with ``metadata``.
+
+        Returns at once; the image then goes pending → available (or failed).
+        """
+        ...
+
+    def find_artifacts(self, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
+        """Artifacts whose metadata contains every given key/value (e.g. a run id)."""
+        ...
+
+    def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
+        """Status of many artifacts in one go (one listing per service, not one GET each).
+
+        Artifacts that no longer exist are reported with status ``DELETED``.
+        """
+        ...
+
+    def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
+        """Merge ``metadata`` into the artifact's metadata/properties."""
+        ...
+
+    def delete_artifact(self, ref: ArtifactRef) -> None:
+        """Delete an artifact. Idempotent: an artifact already gone is not an error."""
+        ...
+
+    def list_marked_artifacts(self) -> list[ArtifactInfo]:
+        """Every artifact of the project carrying stackback's created-by marker."""
+        ...

@@ -1,0 +1,135 @@
+"""Conversions between table rows and domain objects."""
+
+from __future__ import annotations
+
+from stackback.policy import (
+    Artifact,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+    Policy,
+    Run,
+    RunState,
+    Selector,
+    Step,
+)
+from stackback.retention import RetentionPolicy
+from stackback.store.models import ArtifactRow, BackupRow, PolicyRow, RunRow, RunStepRow
+
+
+def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
+    selector = (
+        Selector(row.selector_key, row.selector_value or "")
+        if row.selector_key is not None
+        else None
+    )
+    return Policy(
+        id=row.id,
+        name=row.name,
+        kind=BackupKind(row.kind),
+        schedules=tuple(schedules),
+        timezone=row.timezone,
+        retention=RetentionPolicy.from_dict(row.retention),
+        targets=tuple(row.targets),
+        selector=selector,
+        window_minutes=row.window_minutes,
+        enabled=row.enabled,
+        cloud=row.cloud,
+        project=row.project,
+        label=row.label,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
+    row.name = policy.name
+    row.kind = policy.kind.value
+    row.cloud = policy.cloud
+    row.project = policy.project
+    row.targets = list(policy.targets)
+    row.selector_key = policy.selector.key if policy.selector else None
+    row.selector_value = policy.selector.value if policy.selector else None
+    row.timezone = policy.timezone
+    row.window_minutes = policy.window_minutes
+    row.retention = dict(policy.retention.to_dict())
+    row.enabled = policy.enabled
+    row.label = policy.label
+
+
+def step_from_row(row: RunStepRow) -> Step:
+    return Step(
+        name=row.name,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        outcome=row.outcome,
+        detail=row.detail,
+        attempt=row.attempt,
+    )
+
+
+def run_from_row(row: RunRow, steps: list[RunStepRow] | None = None) -> Run:
+    return Run(
+        id=row.id,
+        policy_id=row.policy_id,
+        target=row.target,
+        scheduled_for=row.scheduled_for,
+        due_at=row.due_at,
+        state=RunState(row.state),
+        attempt=row.attempt,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        not_before=row.not_before,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=row.error,
+        error_id=row.error_id,
+        backup_id=row.backup_id,
+        target_name=row.target_name,
+        trigger=row.trigger,
+        policy_name=row.policy_name,
+        label=row.label,
+        retention=row.retention,
+        steps=tuple(step_from_row(s) for s in steps or ()),
+        created_at=row.created_at,
+    )
+
+
+def artifact_from_row(row: ArtifactRow) -> Artifact:
+    return Artifact(
+        id=row.id,
+        backup_id=row.backup_id,
+        kind=ArtifactKind(row.kind),
+        cloud_id=row.cloud_id,
+        status=ArtifactStatus(row.status),
+        size=row.size,
+        error=row.error,
+        delete_attempts=row.delete_attempts,
+        created_at=row.created_at,
+        deleted_at=row.deleted_at,
+    )
+
+
+def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) -> Backup:
+    return Backup(
+        id=row.id,
+        target=row.target,
+        kind=BackupKind(row.kind),
+        status=BackupStatus(row.status),
+        created_at=row.created_at,
+        policy_id=row.policy_id,
+        policy_name=row.policy_name,
+        run_id=row.run_id,
+        label=row.label,
+        target_name=row.target_name,
+        protected=row.protected,
+        cloud=row.cloud,
+        project=row.project,
+        completed_at=row.completed_at,
+        deleted_at=row.deleted_at,
+        reasons=tuple(row.reasons or ()),
+        error=row.error,
+        artifacts=tuple(artifact_from_row(a) for a in artifacts or ()),
+    )

@@ -1,0 +1,702 @@
+"""The SQL store (SQLAlchemy 2): one implementation for SQLite and PostgreSQL.
+
+Concurrency rules, for several schedulers and workers on one database:
+- the tick locks due schedules (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on
+  SQLite every transaction is ``BEGIN IMMEDIATE``) and inserts runs with
+  ``ON CONFLICT DO NOTHING`` on ``(policy, target, scheduled_for)``;
+- workers claim runs with a lease and an attempt number; every write by a
+  worker names the attempt it holds (fencing) and fails with ``LeaseLost``
+  when another worker has taken the run over;
+- a partial unique index keeps at most one active run per target.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
+from stackback.policy import (
+    ACTIVE_RUN_STATES,
+    TERMINAL_RUN_STATES,
+    Artifact,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupStatus,
+    Policy,
+    Run,
+    RunState,
+)
+from stackback.store.convert import (
+    artifact_from_row,
+    backup_from_row,
+    fill_policy_row,
+    policy_from_row,
+    run_from_row,
+)
+from stackback.store.database import create_db_engine, ensure_migrated
+from stackback.store.models import (
+    ArtifactRow,
+    BackupRow,
+    PolicyRow,
+    RunRow,
+    RunStepRow,
+    ScheduleRow,
+)
+
+WORKABLE_STATES = (
+    RunState.PENDING.value,
+    RunState.SNAPSHOTTING.value,
+    RunState.WAITING.value,
+    RunState.ROTATING.value,
+)
+_ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    """A policy's cron schedule and where it stands."""
+
+    id: int
+    policy_id: str
+    cron: str
+    next_fire_at: datetime | None
+    last_fired_at: datetime | None
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A schedule whose next fire time has come, with its policy."""
+
+    schedule: ScheduleState
+    policy: Policy
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run the scheduler wants to exist (inserted unless it already does)."""
+
+    target: str
+    scheduled_for: datetime
+    due_at: datetime
+    state: RunState = RunState.PENDING
+    target_name: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TickPlan:
+    """What the scheduler decided for one due schedule."""
+
+    runs: list[NewRun] = field(default_factory=list)
+    next_fire_at: datetime | None = None
+    fired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    policy_id: str | None = None
+    target: str | None = None
+    state: RunState | None = None
+    limit: int = 200
+
+
+@dataclass(frozen=True)
+class BackupFilter:
+    target: str | None = None
+    policy_id: str | None = None
+    label: str | None = None
+    statuses: tuple[BackupStatus, ...] = ()
+    include_deleted: bool = False
+    limit: int = 1000
+
+
+class SqlStore:
+    """Durable state of stackback: policies, schedules, runs, backups, artifacts."""
+
+    def __init__(self, engine: Engine, *, check_schema: bool = True) -> None:
+        self.engine = engine
+        if check_schema:
+            ensure_migrated(engine)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, *, check_schema: bool = True) -> SqlStore:
+        return cls(create_db_engine(url), check_schema=check_schema)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- policies --------------------------------------------------------------------
+
+    def _policy_row(self, session: Session, ref: str) -> PolicyRow:
+        row = session.get(PolicyRow, ref)
+        if row is None:
+            row = session.scalars(select(PolicyRow).where(PolicyRow.name == ref)).first()
+        if row is None:
+            raise NotFound(f"no policy named or with id {ref!r}")
+        return row
+
+    def _crons(self, session: Session, policy_id: str) -> list[str]:
+        return list(
+            session.scalars(
+                select(ScheduleRow.cron)
+                .where(ScheduleRow.policy_id == policy_id)
+                .order_by(ScheduleRow.position)
+            )
+        )
+
+    def create_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None], *, now: datetime
+    ) -> Policy:
+        """Store a new policy and its schedules (with their first fire times)."""
+        with self._session() as session:
+            if session.scalars(select(PolicyRow.id).where(PolicyRow.name == policy.name)).first():
+                raise Conflict(f"a policy named {policy.name!r} already exists")
+            row = PolicyRow(id=policy.id, created_at=now, updated_at=now)
+            fill_policy_row(row, policy)
+            session.add(row)
+            session.flush()
+            self._replace_schedules(session, policy, next_fires)
+            return policy_from_row(row, list(policy.schedules))
+
+    def update_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None] | None, *, now: datetime
+    ) -> Policy:
+        """Replace a policy's settings; ``next_fires`` None keeps the schedule state."""
+        with self._session() as session:
+            row = self._policy_row(session, policy.id)
+            clash = session.scalars(
+                select(PolicyRow.id).where(PolicyRow.name == policy.name, PolicyRow.id != row.id)
+            ).first()
+            if clash:
+                raise Conflict(f"a policy named {policy.name!r} already exists")
+            fill_policy_row(row, policy)
+            row.updated_at = now
+            if next_fires is not None:
+                self._replace_schedules(session, policy, next_fires)
+            return policy_from_row(row, self._crons(session, row.id))
+
+    def _replace_schedules(
+        self, session: Session, policy: Policy, next_fires: Sequence[datetime | None]
+    ) -> None:
+        if len(next_fires) != len(policy.schedules):
+            raise InvalidInput("one next fire time per schedule is required")
+        existing = {
+            s.cron: s
+            for s in session.scalars(select(ScheduleRow).where(ScheduleRow.policy_id == policy.id))
+        }
+        keep_ids = set()
+        for position, (cron, next_fire) in enumerate(zip(policy.schedules, next_fires, strict=True)):
+            row = existing.get(cron)
+            if row is None:
+                row = ScheduleRow(policy_id=policy.id, cron=cron)
+                session.add(row)
+            row.position = position
+            row.next_fire_at = next_fire
+            session.flush()
+            keep_ids.add(row.id)
+        for cron, row in existing.items():
+            if row.id not in keep_ids:
+                session.delete(row)
+
+    def get_policy(self, ref: str) -> Policy:
+        with self._session() as session:
+            row = self._policy_row(session, ref)
+            return policy_from_row(row, self._crons(session, row.id))
+
+    def list_policies(self) -> list[Policy]:
+        with self._session() as session:
+            rows = session.scalars(select(PolicyRow).order_by(PolicyRow.name)).all()
+            crons: dict[str, list[str]] = {r.id: [] for r in rows}
+            for s in session.scalars(select(ScheduleRow).order_by(ScheduleRow.position)):
+                crons.setdefault(s.policy_id, []).append(s.cron)
+            return [policy_from_row(r, crons[r.id]) for r in rows]
+
+    def delete_policy(self, ref: str, *, now: datetime) -> Policy:
+        """Delete a policy; its pending runs are cancelled, its runs and backups are kept."""
+        with self._session() as session:
+            row = self._policy_row(session, ref)
+            policy = policy_from_row(row, self._crons(session, row.id))
+            session.execute(
+                update(RunRow)
+                .where(RunRow.policy_id == row.id, RunRow.state == RunState.PENDING.value)
+                .values(state=RunState.CANCELLED.value, finished_at=now, error="policy deleted")
+            )
+            session.execute(delete(ScheduleRow).where(ScheduleRow.policy_id == row.id))
+            session.delete(row)
+            return policy
+
+    def schedules(self, policy_id: str) -> list[ScheduleState]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(ScheduleRow)
+                .where(ScheduleRow.policy_id == policy_id)
+                .order_by(ScheduleRow.position)
+            )
+            return [_schedule_state(r) for r in rows]
+
+    # -- scheduler tick --------------------------------------------------------------
+
+    def next_fire_time(self) -> datetime | None:
+        """The earliest upcoming fire time over all schedules (for sleeping until it)."""
+        with self._session() as session:
+            return session.scalar(select(func.min(ScheduleRow.next_fire_at)))
+
+    def process_due_schedules(
+        self, now: datetime, planner: Callable[[DueSchedule], TickPlan], *, limit: int = 50
+    ) -> tuple[int, int]:
+        """Lock up to ``limit`` due schedules, let ``planner`` decide, apply it atomically.
+
+        Returns (schedules processed, runs inserted). Runs that already exist
+        are left alone (``ON CONFLICT DO NOTHING``), so replicas racing on the
+        same occurrence produce it once.
+        """
+        with self._session() as session:
+            query = (
+                select(ScheduleRow, PolicyRow)
+                .join(PolicyRow, PolicyRow.id == ScheduleRow.policy_id)
+                .where(ScheduleRow.next_fire_at <= now)
+                .order_by(ScheduleRow.next_fire_at)
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True, of=ScheduleRow)
+            due = session.execute(query).all()
+            if not due:
+                return 0, 0
+            policy_ids = {p.id for _, p in due}
+            crons: dict[str, list[str]] = {pid: [] for pid in policy_ids}
+            for s in session.scalars(
+                select(ScheduleRow)
+                .where(ScheduleRow.policy_id.in_(policy_ids))
+                .order_by(ScheduleRow.position)
+            ):
+                crons[s.policy_id].append(s.cron)
+            inserted = 0
+            for schedule_row, policy_row in due:
+                policy = policy_from_row(policy_row, crons[policy_row.id])
+                plan = planner(DueSchedule(_schedule_state(schedule_row), policy))
+                inserted += self._insert_runs(session, policy, plan.runs, now)
+                schedule_row.next_fire_at = plan.next_fire_at
+                if plan.fired_at is not None:
+                    schedule_row.last_fired_at = plan.fired_at
+            return len(due), inserted
+
+    def _insert_runs(
+        self, session: Session, policy: Policy, runs: Sequence[NewRun], now: datetime
+    ) -> int:
+        if not runs:
+            return 0
+        values = [
+            {
+                "id": new_id(),
+                "policy_id": policy.id,
+                "policy_name": policy.name,
+                "target": r.target,
+                "target_name": r.target_name,
+                "scheduled_for": r.scheduled_for,
+                "due_at": r.due_at,
+                "state": r.state.value,
+                "attempt": 0,
+                "trigger": "schedule",
+                "label": policy.label,
+                "error": r.error,
+                "finished_at": now if r.state.is_terminal else None,
+                "created_at": now,
+            }
+            for r in runs
+        ]
+        insert = postgresql.insert if self.is_postgres else sqlite.insert
+        statement = (
+            insert(RunRow)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["policy_id", "target", "scheduled_for"])
+            .returning(RunRow.id)
+        )
+        return len(session.execute(statement).all())
+
+    def create_manual_run(
+        self,
+        *,
+        target: str,
+        now: datetime,
+        label: str | None,
+        retention: Mapping[str, object] | None,
+        policy: Policy | None = None,
+    ) -> Run:
+        """An on-demand run (``backup now``), due at once."""
+        with self._session() as session:
+            row = RunRow(
+                id=new_id(),
+                policy_id=policy.id if policy else None,
+                policy_name=policy.name if policy else None,
+                target=target,
+                scheduled_for=now,
+                due_at=now,
+                state=RunState.PENDING.value,
+                attempt=0,
+                trigger="manual",
+                label=label,
+                retention=dict(retention) if retention is not None else None,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return run_from_row(row)
+
+    # -- workers ---------------------------------------------------------------------
+
+    def claim_runs(
+        self, now: datetime, owner: str, *, lease_seconds: float, limit: int = 1
+    ) -> list[Run]:
+        """Lease up to ``limit`` runs that can make progress now.
+
+        A run is claimable when it is not terminal, due, past its
+        ``not_before``, and unleased or its lease has expired (the reaper's
+        take-over). A pending run waits while its target has an active run.
+        Each claim increments ``attempt``: the fencing token of the lease.
+        """
+        with self._session() as session:
+            other = aliased(RunRow)
+            target_busy = exists().where(
+                other.target == RunRow.target,
+                other.state.in_(_ACTIVE),
+                other.id != RunRow.id,
+            )
+            query = (
+                select(RunRow)
+                .where(
+                    RunRow.state.in_(WORKABLE_STATES),
+                    RunRow.due_at <= now,
+                    or_(RunRow.not_before.is_(None), RunRow.not_before <= now),
+                    or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at <= now),
+                    or_(RunRow.state != RunState.PENDING.value, ~target_busy),
+                )
+                .order_by(RunRow.due_at, RunRow.id)
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True, of=RunRow)
+            rows = session.scalars(query).all()
+            expires = now + timedelta(seconds=lease_seconds)
+            for row in rows:
+                row.lease_owner = owner
+                row.lease_expires_at = expires
+                row.attempt += 1
+                if row.started_at is None:
+                    row.started_at = now
+            session.flush()
+            return [run_from_row(r) for r in rows]
+
+    def _fenced_run(self, session: Session, run_id: str, attempt: int) -> RunRow:
+        row = session.get(RunRow, run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        if row.attempt != attempt:
+            raise LeaseLost(
+                f"run {run_id} was taken over (attempt {row.attempt}, this worker holds {attempt})"
+            )
+        return row
+
+    def update_run(self, run_id: str, attempt: int, **values: Any) -> Run:
+        """Write run fields, fenced by ``attempt``. Raises ``LeaseLost`` or ``Conflict``.
+
+        ``Conflict`` means the target already has an active run (the partial
+        unique index refused the state change).
+        """
+        if "state" in values and isinstance(values["state"], RunState):
+            values["state"] = values["state"].value
+        try:
+            with self._session() as session:
+                row = self._fenced_run(session, run_id, attempt)
+                for key, value in values.items():
+                    setattr(row, key, value)
+                session.flush()
+                return run_from_row(row)
+        except IntegrityError as exc:
+            raise Conflict(f"run {run_id}: target already has an active run") from exc
+
+    def renew_lease(self, run_id: str, attempt: int, *, until: datetime) -> None:
+        self.update_run(run_id, attempt, lease_expires_at=until)
+
+    def release_run(self, run_id: str, attempt: int, *, not_before: datetime | None) -> Run:
+        """Give the lease back; the run is claimable again from ``not_before``."""
+        return self.update_run(
+            run_id, attempt, lease_owner=None, lease_expires_at=None, not_before=not_before
+        )
+
+    def record_step(
+        self,
+        run_id: str,
+        attempt: int,
+        name: str,
+        *,
+        started_at: datetime,
+        finished_at: datetime | None,
+        outcome: str,
+        detail: str = "",
+    ) -> None:
+        with self._session() as session:
+            self._fenced_run(session, run_id, attempt)
+            session.add(
+                RunStepRow(
+                    run_id=run_id,
+                    name=name,
+                    attempt=attempt,
+                    started_at=started_at,
+                    finished_at=finished_at,
+                    outcome=outcome,
+                    detail=detail[:4000],
+                )
+            )
+
+    def get_run(self, run_id: str) -> Run:
+        with self._session() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                row = session.scalars(select(RunRow).where(RunRow.id.startswith(run_id))).first()
+            if row is None:
+                raise NotFound(f"no run {run_id!r}")
+            steps = session.scalars(
+                select(RunStepRow).where(RunStepRow.run_id == row.id).order_by(RunStepRow.id)
+            ).all()
+            return run_from_row(row, list(steps))
+
+    def list_runs(self, filter: RunFilter = RunFilter()) -> list[Run]:
+        with self._session() as session:
+            query = select(RunRow)
+            if filter.policy_id:
+                query = query.where(RunRow.policy_id == filter.policy_id)
+            if filter.target:
+                query = query.where(
+                    or_(RunRow.target == filter.target, RunRow.target_name == filter.target)
+                )
+            if filter.state:
+                query = query.where(RunRow.state == filter.state.value)
+            query = query.order_by(RunRow.scheduled_for.desc(), RunRow.id).limit(filter.limit)
+            return [run_from_row(r) for r in session.scalars(query)]
+
+    def count_runs_by_state(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(select(RunRow.state, func.count()).group_by(RunRow.state))
+            return {state: count for state, count in rows}
+
+    def delete_run(self, run_id: str) -> Run:
+        """Delete the record of a finished run (never of one in progress)."""
+        run = self.get_run(run_id)
+        if not run.state.is_terminal:
+            raise Conflict(f"run {run.id} is {run.state.value}; only finished runs can be deleted")
+        with self._session() as session:
+            session.execute(delete(RunRow).where(RunRow.id == run.id))
+        return run
+
+    # -- backups and artifacts -------------------------------------------------------
+
+    def ensure_backup(self, backup: Backup) -> Backup:
+        """Create the backup record of a run, or return the one it already has."""
+        with self._session() as session:
+            if backup.run_id:
+                existing = session.scalars(
+                    select(BackupRow).where(BackupRow.run_id == backup.run_id)
+                ).first()
+                if existing is not None:
+                    return self._backup(session, existing)
+            row = BackupRow(
+                id=backup.id,
+                policy_id=backup.policy_id,
+                policy_name=backup.policy_name,
+                run_id=backup.run_id,
+                target=backup.target,
+                target_name=backup.target_name,
+                kind=backup.kind.value,
+                label=backup.label,
+                status=backup.status.value,
+                protected=backup.protected,
+                cloud=backup.cloud,
+                project=backup.project,
+                reasons=list(backup.reasons),
+                error=backup.error,
+                created_at=backup.created_at,
+            )
+            session.add(row)
+            session.flush()
+            return self._backup(session, row)
+
+    def add_artifact(
+        self,
+        backup_id: str,
+        kind: ArtifactKind,
+        cloud_id: str,
+        *,
+        status: ArtifactStatus,
+        now: datetime,
+        size: int | None = None,
+    ) -> Artifact:
+        """Record a cloud object as part of a backup (idempotent on the cloud object)."""
+        with self._session() as session:
+            row = session.scalars(
+                select(ArtifactRow).where(
+                    ArtifactRow.kind == kind.value, ArtifactRow.cloud_id == cloud_id
+                )
+            ).first()
+            if row is None:
+                row = ArtifactRow(
+                    id=new_id(),
+                    backup_id=backup_id,
+                    kind=kind.value,
+                    cloud_id=cloud_id,
+                    status=status.value,
+                    size=size,
+                    delete_attempts=0,
+                    created_at=now,
+                )
+                session.add(row)
+                session.flush()
+            elif row.backup_id != backup_id:
+                raise Conflict(f"{kind.value} {cloud_id} already belongs to backup {row.backup_id}")
+            return artifact_from_row(row)
+
+    def update_artifact(self, artifact_id: str, **values: Any) -> Artifact:
+        for key in ("status", "kind"):
+            if key in values and hasattr(values[key], "value"):
+                values[key] = values[key].value
+        with self._session() as session:
+            row = session.get(ArtifactRow, artifact_id)
+            if row is None:
+                raise NotFound(f"no artifact {artifact_id}")
+            for key, value in values.items():
+                setattr(row, key, value)
+            return artifact_from_row(row)
+
+    def update_backup(self, backup_id: str, **values: Any) -> Backup:
+        if "status" in values and hasattr(values["status"], "value"):
+            values["status"] = values["status"].value
+        if "reasons" in values:
+            values["reasons"] = list(values["reasons"])
+        with self._session() as session:
+            row = self._backup_row(session, backup_id)
+            for key, value in values.items():
+                setattr(row, key, value)
+            session.flush()
+            return self._backup(session, row)
+
+    def _backup_row(self, session: Session, ref: str) -> BackupRow:
+        row = session.get(BackupRow, ref)
+        if row is None and len(ref) >= 6:
+            row = session.scalars(select(BackupRow).where(BackupRow.id.startswith(ref))).first()
+        if row is None:
+            raise NotFound(f"no backup {ref!r}")
+        return row
+
+    def _backup(self, session: Session, row: BackupRow) -> Backup:
+        artifacts = session.scalars(
+            select(ArtifactRow)
+            .where(ArtifactRow.backup_id == row.id)
+            .order_by(ArtifactRow.created_at, ArtifactRow.id)
+        ).all()
+        return backup_from_row(row, list(artifacts))
+
+    def get_backup(self, ref: str) -> Backup:
+        with self._session() as session:
+            return self._backup(session, self._backup_row(session, ref))
+
+    def backup_for_run(self, run_id: str) -> Backup | None:
+        with self._session() as session:
+            row = session.scalars(select(BackupRow).where(BackupRow.run_id == run_id)).first()
+            return self._backup(session, row) if row is not None else None
+
+    def list_backups(self, filter: BackupFilter = BackupFilter()) -> list[Backup]:
+        with self._session() as session:
+            query = select(BackupRow)
+            if filter.target:
+                query = query.where(
+                    or_(BackupRow.target == filter.target, BackupRow.target_name == filter.target)
+                )
+            if filter.policy_id:
+                query = query.where(BackupRow.policy_id == filter.policy_id)
+            if filter.label is not None:
+                query = query.where(BackupRow.label == filter.label)
+            if filter.statuses:
+                query = query.where(BackupRow.status.in_([s.value for s in filter.statuses]))
+            elif not filter.include_deleted:
+                query = query.where(BackupRow.status != BackupStatus.DELETED.value)
+            query = query.order_by(BackupRow.created_at.desc(), BackupRow.id).limit(filter.limit)
+            rows = session.scalars(query).all()
+            by_backup: dict[str, list[ArtifactRow]] = {r.id: [] for r in rows}
+            if rows:
+                for a in session.scalars(
+                    select(ArtifactRow)
+                    .where(ArtifactRow.backup_id.in_(list(by_backup)))
+                    .order_by(ArtifactRow.created_at, ArtifactRow.id)
+                ):
+                    by_backup[a.backup_id].append(a)
+            return [backup_from_row(r, by_backup[r.id]) for r in rows]
+
+    def set_protected(self, ref: str, protected: bool) -> Backup:
+        with self._session() as session:
+            row = self._backup_row(session, ref)
+            if row.status == BackupStatus.DELETED.value:
+                raise Conflict(f"backup {row.id} is deleted")
+            row.protected = protected
+            return self._backup(session, row)
+
+    def backups_to_collect(self, *, limit: int = 100) -> list[Backup]:
+        """Backups whose deletion was requested and not finished (the GC's queue)."""
+        return self.list_backups(
+            BackupFilter(statuses=(BackupStatus.DELETING,), limit=limit)
+        )
+
+    def find_artifact(self, kind: ArtifactKind, cloud_id: str) -> Artifact | None:
+        with self._session() as session:
+            row = session.scalars(
+                select(ArtifactRow).where(
+                    and_(ArtifactRow.kind == kind.value, ArtifactRow.cloud_id == cloud_id)
+                )
+            ).first()
+            return artifact_from_row(row) if row else None
+
+
+def _schedule_state(row: ScheduleRow) -> ScheduleState:
+    return ScheduleState(
+        id=row.id,
+        policy_id=row.policy_id,
+        cron=row.cron,
+        next_fire_at=row.next_fire_at,
+        last_fired_at=row.last_fired_at,
+    )
+
+
+__all__ = [
+    "TERMINAL_RUN_STATES",
+    "BackupFilter",
+    "DueSchedule",
+    "NewRun",
+    "RunFilter",
+    "ScheduleState",
+    "SqlStore",
+    "TickPlan",
+]

@@ -1,0 +1,250 @@
+"""One contract for the SQL store, run on SQLite and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from stackback.errors import Conflict, LeaseLost, NotFound
+from stackback.policy import (
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+    Policy,
+    RunState,
+)
+from stackback.retention import RetentionPolicy
+from stackback.store.sql import (
+    BackupFilter,
+    DueSchedule,
+    NewRun,
+    RunFilter,
+    SqlStore,
+    TickPlan,
+)
+
+T0 = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
+
+
+def make_policy(name: str = "nightly", targets: tuple[str, ...] = ("srv-1",)) -> Policy:
+    return Policy(
+        id=str(uuid.uuid4()),
+        name=name,
+        kind=BackupKind.SERVER_IMAGE,
+        schedules=("0 1 * * *", "0 13 * * *"),
+        timezone="Europe/Amsterdam",
+        retention=RetentionPolicy(daily=7, weekly=4),
+        targets=targets,
+    )
+
+
+def test_policy_round_trip(store: SqlStore) -> None:
+    policy = make_policy()
+    created = store.create_policy(policy, [T0, T0 + timedelta(hours=12)], now=T0)
+    assert created.created_at == T0
+    by_name, by_id = store.get_policy("nightly"), store.get_policy(policy.id)
+    assert by_name == by_id
+    assert by_name.schedules == ("0 1 * * *", "0 13 * * *")
+    assert by_name.retention == RetentionPolicy(daily=7, weekly=4)
+    assert by_name.targets == ("srv-1",)
+    assert by_name.created_at is not None and by_name.created_at.tzinfo is not None
+    states = store.schedules(policy.id)
+    assert [s.next_fire_at for s in states] == [T0, T0 + timedelta(hours=12)]
+    assert all(s.next_fire_at and s.next_fire_at.utcoffset() == timedelta(0) for s in states)
+
+
+def test_aware_timestamps_in_other_zones_are_stored_as_the_same_instant(store: SqlStore) -> None:
+    local = datetime(2026, 3, 1, 2, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    policy = make_policy()
+    store.create_policy(policy, [local, None], now=T0)
+    assert store.schedules(policy.id)[0].next_fire_at == T0
+
+
+def test_duplicate_policy_name_conflicts(store: SqlStore) -> None:
+    store.create_policy(make_policy(), [T0, T0], now=T0)
+    with pytest.raises(Conflict):
+        store.create_policy(make_policy(), [T0, T0], now=T0)
+    assert len(store.list_policies()) == 1
+
+
+def test_unknown_policy_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound):
+        store.get_policy("missing")
+    with pytest.raises(NotFound):
+        store.delete_policy("missing", now=T0)
+
+
+def test_update_replaces_schedules_and_keeps_untouched_state(store: SqlStore) -> None:
+    policy = make_policy()
+    store.create_policy(policy, [T0, T0 + timedelta(hours=12)], now=T0)
+    changed = Policy(**{**policy.__dict__, "schedules": ("0 13 * * *", "30 6 * * 1")})
+    store.update_policy(changed, [T0 + timedelta(hours=1), T0 + timedelta(days=2)], now=T0)
+    assert store.get_policy(policy.id).schedules == ("0 13 * * *", "30 6 * * 1")
+    assert [s.cron for s in store.schedules(policy.id)] == ["0 13 * * *", "30 6 * * 1"]
+    renamed = Policy(**{**changed.__dict__, "name": "renamed"})
+    store.update_policy(renamed, None, now=T0)
+    assert store.get_policy("renamed").id == policy.id
+    assert store.schedules(policy.id)[1].next_fire_at == T0 + timedelta(days=2)
+
+
+def _planner(targets: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    def plan(due: DueSchedule) -> TickPlan:
+        fire = due.schedule.next_fire_at
+        assert fire is not None
+        return TickPlan(
+            runs=[NewRun(target=t, scheduled_for=fire, due_at=fire) for t in targets],
+            next_fire_at=fire + timedelta(days=1),
+            fired_at=fire,
+        )
+
+    return plan
+
+
+def test_tick_inserts_each_occurrence_once(store: SqlStore) -> None:
+    policy = make_policy(targets=("a", "b"))
+    store.create_policy(policy, [T0, None], now=T0)
+    assert store.process_due_schedules(T0, _planner(("a", "b"))) == (1, 2)
+    assert store.process_due_schedules(T0, _planner(("a", "b"))) == (0, 0)
+    # a replica that planned the same occurrence again inserts nothing
+    store.update_policy(policy, [T0, None], now=T0)
+    assert store.process_due_schedules(T0, _planner(("a", "b"))) == (1, 0)
+    runs = store.list_runs(RunFilter(policy_id=policy.id))
+    assert sorted(r.target for r in runs) == ["a", "b"]
+    assert all(r.state is RunState.PENDING and r.scheduled_for == T0 for r in runs)
+    assert store.schedules(policy.id)[0].next_fire_at == T0 + timedelta(days=1)
+
+
+def test_tick_ignores_schedules_not_yet_due_and_disabled(store: SqlStore) -> None:
+    store.create_policy(make_policy(), [T0 + timedelta(minutes=1), None], now=T0)
+    assert store.process_due_schedules(T0, _planner(("x",))) == (0, 0)
+    assert store.next_fire_time() == T0 + timedelta(minutes=1)
+
+
+def _one_run(store: SqlStore, target: str = "srv-1", at: datetime = T0) -> str:
+    policy = make_policy(name=f"p-{uuid.uuid4().hex[:6]}", targets=(target,))
+    store.create_policy(policy, [at, None], now=at)
+    store.process_due_schedules(at, _planner((target,)))
+    return store.list_runs(RunFilter(policy_id=policy.id))[0].id
+
+
+def test_claim_leases_and_fences(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    [claimed] = store.claim_runs(T0, "w1", lease_seconds=60)
+    assert (claimed.id, claimed.attempt, claimed.lease_owner) == (run_id, 1, "w1")
+    assert store.claim_runs(T0 + timedelta(seconds=30), "w2", lease_seconds=60) == []
+    [taken] = store.claim_runs(T0 + timedelta(seconds=61), "w2", lease_seconds=60)
+    assert (taken.attempt, taken.lease_owner) == (2, "w2")
+    with pytest.raises(LeaseLost):
+        store.update_run(run_id, 1, state=RunState.SNAPSHOTTING)
+    with pytest.raises(LeaseLost):
+        store.record_step(run_id, 1, "snapshot", started_at=T0, finished_at=T0, outcome="ok")
+    store.update_run(run_id, 2, state=RunState.SNAPSHOTTING)
+    store.record_step(run_id, 2, "snapshot", started_at=T0, finished_at=T0, outcome="ok")
+    run = store.get_run(run_id)
+    assert run.state is RunState.SNAPSHOTTING
+    assert [(s.name, s.attempt) for s in run.steps] == [("snapshot", 2)]
+
+
+def test_release_with_not_before_delays_the_next_claim(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    [run] = store.claim_runs(T0, "w1", lease_seconds=60)
+    store.release_run(run_id, run.attempt, not_before=T0 + timedelta(minutes=5))
+    assert store.claim_runs(T0 + timedelta(minutes=4), "w1", lease_seconds=60) == []
+    assert len(store.claim_runs(T0 + timedelta(minutes=5), "w1", lease_seconds=60)) == 1
+
+
+def test_one_active_run_per_target(store: SqlStore) -> None:
+    first = _one_run(store, "shared")
+    second = _one_run(store, "shared")
+    claimed = store.claim_runs(T0, "w1", lease_seconds=60, limit=10)
+    assert {r.id for r in claimed} == {first, second}
+    attempts = {r.id: r.attempt for r in claimed}
+    store.update_run(first, attempts[first], state=RunState.SNAPSHOTTING)
+    with pytest.raises(Conflict):
+        store.update_run(second, attempts[second], state=RunState.SNAPSHOTTING)
+    assert store.get_run(second).state is RunState.PENDING
+    store.release_run(second, attempts[second], not_before=None)
+    # while the target is busy, its pending run is not claimable
+    later = store.claim_runs(T0 + timedelta(hours=2), "w3", lease_seconds=60, limit=10)
+    assert second not in {r.id for r in later}
+
+
+def test_terminal_runs_are_not_claimed_and_only_they_can_be_deleted(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    [run] = store.claim_runs(T0, "w1", lease_seconds=60)
+    with pytest.raises(Conflict):
+        store.delete_run(run_id)
+    store.update_run(run_id, run.attempt, state=RunState.SUCCEEDED, finished_at=T0)
+    assert store.claim_runs(T0 + timedelta(hours=1), "w1", lease_seconds=60) == []
+    assert store.delete_run(run_id).id == run_id
+    with pytest.raises(NotFound):
+        store.get_run(run_id)
+
+
+def _backup(run_id: str | None = None, target: str = "srv-1", at: datetime = T0) -> Backup:
+    return Backup(
+        id=str(uuid.uuid4()),
+        target=target,
+        kind=BackupKind.SERVER_IMAGE,
+        status=BackupStatus.CREATING,
+        created_at=at,
+        run_id=run_id,
+    )
+
+
+def test_backup_per_run_is_created_once_and_artifacts_are_idempotent(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    first = store.ensure_backup(_backup(run_id))
+    again = store.ensure_backup(_backup(run_id))
+    assert again.id == first.id
+    image = store.add_artifact(
+        first.id, ArtifactKind.IMAGE, "img-1", status=ArtifactStatus.PENDING, now=T0
+    )
+    same = store.add_artifact(
+        first.id, ArtifactKind.IMAGE, "img-1", status=ArtifactStatus.PENDING, now=T0
+    )
+    assert same.id == image.id
+    other = store.ensure_backup(_backup(None))
+    with pytest.raises(Conflict):
+        store.add_artifact(
+            other.id, ArtifactKind.IMAGE, "img-1", status=ArtifactStatus.PENDING, now=T0
+        )
+    store.update_artifact(image.id, status=ArtifactStatus.AVAILABLE, size=10 * 2**30)
+    loaded = store.get_backup(first.id)
+    assert [(a.cloud_id, a.status, a.size) for a in loaded.artifacts] == [
+        ("img-1", ArtifactStatus.AVAILABLE, 10 * 2**30)
+    ]
+    assert store.backup_for_run(run_id) == loaded
+
+
+def test_backup_listing_filters_and_protection(store: SqlStore) -> None:
+    older = store.ensure_backup(_backup(at=T0))
+    newer = store.ensure_backup(_backup(at=T0 + timedelta(days=1)))
+    elsewhere = store.ensure_backup(_backup(target="srv-2"))
+    assert [b.id for b in store.list_backups(BackupFilter(target="srv-1"))] == [newer.id, older.id]
+    store.update_backup(older.id, status=BackupStatus.DELETED, deleted_at=T0)
+    assert [b.id for b in store.list_backups(BackupFilter(target="srv-1"))] == [newer.id]
+    assert len(store.list_backups(BackupFilter(include_deleted=True))) == 3
+    assert store.set_protected(newer.id[:8], True).protected is True
+    with pytest.raises(Conflict):
+        store.set_protected(older.id, True)
+    store.update_backup(elsewhere.id, status=BackupStatus.DELETING, reasons=("forget",))
+    assert [b.id for b in store.backups_to_collect()] == [elsewhere.id]
+    assert store.get_backup(elsewhere.id).reasons == ("forget",)
+
+
+def test_deleting_a_policy_keeps_its_runs_and_backups(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    run = store.get_run(run_id)
+    assert run.policy_id is not None
+    backup = store.ensure_backup(_backup(run_id))
+    store.delete_policy(run.policy_id, now=T0)
+    kept = store.get_run(run_id)
+    assert kept.policy_id is None and kept.state is RunState.CANCELLED
+    assert kept.policy_name == run.policy_name
+    assert store.get_backup(backup.id).id == backup.id
