@@ -192,6 +192,7 @@ class Run:
     trigger: str = "schedule"
     policy_name: str | None = None
     label: str | None = None
+    cloud: str | None = None
     retention: Mapping[str, object] | None = None
     steps: tuple[Step, ...] = ()
     created_at: datetime | None = None

@@ -1,0 +1,55 @@
+"""Cloud adapters behind the :class:`stackback.ports.Cloud` port.
+
+``sim`` / ``sim:PATH`` name the built-in simulator; any other name is a
+clouds.yaml entry reached through openstacksdk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from stackback.errors import InvalidInput
+from stackback.ports import Clock, Cloud
+
+
+def is_simulator(spec: str) -> bool:
+    return spec == "sim" or spec.startswith("sim:")
+
+
+class CloudProvider:
+    """Opens (and caches) the cloud a policy or run names, or the default one."""
+
+    def __init__(
+        self, default: str | None, clock: Clock, state_dir: Path, *, sim_project: str = "demo"
+    ) -> None:
+        self.default = default
+        self.clock = clock
+        self.state_dir = state_dir
+        self.sim_project = sim_project
+        self._clouds: dict[str, Cloud] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, name: str | None) -> Cloud:
+        spec = name or self.default
+        if not spec:
+            raise InvalidInput(
+                "no cloud selected: give --os-cloud NAME (a clouds.yaml entry), "
+                "set OS_CLOUD, or use --os-cloud sim for the simulator",
+                field="cloud",
+            )
+        with self._lock:
+            if spec not in self._clouds:
+                self._clouds[spec] = self._open(spec)
+            return self._clouds[spec]
+
+    def _open(self, spec: str) -> Cloud:
+        if is_simulator(spec):
+            from stackback.cloud.simulator import open_simulator
+
+            return open_simulator(
+                spec, self.clock, state_dir=self.state_dir, project=self.sim_project
+            )
+        from stackback.cloud.openstack import OpenStackCloud
+
+        return OpenStackCloud.from_config(spec)

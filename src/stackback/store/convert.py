@@ -91,6 +91,7 @@ def run_from_row(row: RunRow, steps: list[RunStepRow] | None = None) -> Run:
         trigger=row.trigger,
         policy_name=row.policy_name,
         label=row.label,
+        cloud=row.cloud,
         retention=row.retention,
         steps=tuple(step_from_row(s) for s in steps or ()),
         created_at=row.created_at,

@@ -105,6 +105,7 @@ class RunRow(Base):
     backup_id: Mapped[str | None] = mapped_column(String(36))
     trigger: Mapped[str] = mapped_column(String(16))
     label: Mapped[str | None] = mapped_column(String(64))
+    cloud: Mapped[str | None] = mapped_column(String(255))
     retention: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

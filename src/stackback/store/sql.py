@@ -324,6 +324,7 @@ class SqlStore:
                 "attempt": 0,
                 "trigger": "schedule",
                 "label": policy.label,
+                "cloud": policy.cloud,
                 "error": r.error,
                 "finished_at": now if r.state.is_terminal else None,
                 "created_at": now,
@@ -346,6 +347,7 @@ class SqlStore:
         now: datetime,
         label: str | None,
         retention: Mapping[str, object] | None,
+        cloud: str | None = None,
         policy: Policy | None = None,
     ) -> Run:
         """An on-demand run (``backup now``), due at once."""
@@ -361,6 +363,7 @@ class SqlStore:
                 attempt=0,
                 trigger="manual",
                 label=label,
+                cloud=cloud,
                 retention=dict(retention) if retention is not None else None,
                 created_at=now,
             )
@@ -411,6 +414,15 @@ class SqlStore:
                     row.started_at = now
             session.flush()
             return [run_from_row(r) for r in rows]
+
+    def next_wakeup(self) -> datetime | None:
+        """When the earliest unfinished run can next make progress (for idle sleeping)."""
+        with self._session() as session:
+            return session.scalar(
+                select(func.min(func.coalesce(RunRow.not_before, RunRow.due_at))).where(
+                    RunRow.state.in_(WORKABLE_STATES)
+                )
+            )
 
     def _fenced_run(self, session: Session, run_id: str, attempt: int) -> RunRow:
         row = session.get(RunRow, run_id)

@@ -80,6 +80,7 @@ def upgrade() -> None:
         sa.Column("backup_id", sa.String(36), nullable=True),
         sa.Column("trigger", sa.String(16), nullable=False),
         sa.Column("label", sa.String(64), nullable=True),
+        sa.Column("cloud", sa.String(255), nullable=True),
         sa.Column("retention", sa.JSON(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

@@ -1,0 +1,88 @@
+"""Settings of the simulated cloud: durations, limits, quotas and injected faults.
+
+Both are stored in the simulator's SQLite file, so every process sharing one
+simulated cloud runs with the same settings.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from stackback.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class SimFaults:
+    """Random faults, decided reproducibly from the simulator's seed.
+
+    ``error_rate``: chance that any cloud call fails with a 5xx
+    (:class:`~stackback.errors.CloudUnavailable`) before doing anything.
+    ``busy_rate``: chance that a ``createImage`` answers 409
+    (:class:`~stackback.errors.CloudBusy`) although the server is idle.
+    ``kill_rate``: chance that a new image of an image-backed server ends ``killed``.
+    """
+
+    error_rate: float = 0.0
+    busy_rate: float = 0.0
+    kill_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "busy_rate", "kill_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InvalidInput(f"{name} must be between 0 and 1", field=name)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Durations (simulated seconds on the cloud's clock), limits and quotas.
+
+    An image of an image-backed server stays ``queued`` while it waits for a
+    per-host upload slot and for ``image_snapshot_seconds`` (the hypervisor
+    snapshot), then ``saving`` for ``image_base_seconds +
+    image_seconds_per_gb * disk size``, then turns ``active``.
+    """
+
+    image_snapshot_seconds: float = 2.0
+    image_base_seconds: float = 5.0
+    image_seconds_per_gb: float = 10.0
+    volume_snapshot_seconds: float = 3.0
+    snapshot_delete_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    host_upload_limit: int | None = 2
+    default_disk_gb: float = 1.0
+    default_volume_gb: int = 1
+    max_images: int | None = None
+    max_volume_snapshots: int | None = None
+    faults: SimFaults = field(default_factory=SimFaults)
+
+    def __post_init__(self) -> None:
+        durations = (
+            "image_snapshot_seconds",
+            "image_base_seconds",
+            "image_seconds_per_gb",
+            "volume_snapshot_seconds",
+            "snapshot_delete_seconds",
+            "latency_seconds",
+        )
+        for name in durations:
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} must be >= 0", field=name)
+        if self.host_upload_limit is not None and self.host_upload_limit < 1:
+            raise InvalidInput(
+                "host_upload_limit must be >= 1 (or None)", field="host_upload_limit"
+            )
+
+    def with_faults(self, **changes: float) -> SimConfig:
+        """A copy with some fault probabilities changed."""
+        return replace(self, faults=replace(self.faults, **changes))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SimConfig:
+        data: dict[str, Any] = json.loads(text)
+        faults = SimFaults(**data.pop("faults", {}))
+        return cls(**data, faults=faults)

@@ -1,0 +1,408 @@
+"""A simulated OpenStack cloud (Nova, Glance, Cinder) behind the :class:`Cloud` port.
+
+Its state lives in one SQLite file, so several processes share one simulated
+cloud and it outlives any of them. Every state is computed from stored
+instants and the given clock, so a :class:`~stackback.clock.VirtualClock`
+drives it as well as the real clock does. The behaviour follows what real
+Nova/Glance/Cinder do (see ``cloud-behaviour.md``):
+
+* ``createImage`` of an image-backed server: the image is ``queued`` (waiting
+  for a per-host upload slot, then the hypervisor snapshot), ``saving``, then
+  ``active`` or ``killed``. Meanwhile another ``createImage`` of that server
+  answers 409 (:class:`CloudBusy`) and creates nothing.
+* ``createImage`` of a volume-backed server: a 0-byte image, ``active`` at once,
+  whose ``block_device_mapping`` names one Cinder snapshot per attached volume
+  (``creating`` → ``available``). Deleting the image leaves those snapshots.
+* Deleting a Cinder snapshot still ``creating`` is refused with
+  :class:`CloudBusy` (real Cinder answers 400 "Snapshot status must be available
+  or error"; it is transient, so it is reported as retryable).
+* Errors and 409s can be injected, randomly but reproducibly from the seed and
+  a counter kept in the file, or scripted (:meth:`SimulatedCloud.fail_next`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from stackback.cloud.sim_compute import (
+    KILL_IMAGE,
+    create_server_image,
+    find_server_row,
+    insert_server,
+    server_info,
+)
+from stackback.cloud.sim_config import SimConfig, SimFaults
+from stackback.cloud.sim_db import (
+    SimCall,
+    SimDatabase,
+    consume_fault,
+    count_api_call,
+    next_counter,
+    read_config,
+    script_fault,
+    write_config,
+)
+from stackback.cloud.sim_model import (
+    SimImage,
+    SimSnapshot,
+    contains,
+    image_info,
+    missing_info,
+    snapshot_info,
+    snapshot_state,
+    to_sim_image,
+    to_sim_snapshot,
+)
+from stackback.errors import (
+    CloudBusy,
+    CloudError,
+    CloudNotFound,
+    CloudRejected,
+    CloudUnavailable,
+    InvalidInput,
+    QuotaExceeded,
+)
+from stackback.policy import ArtifactKind, Selector
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_CREATED_BY,
+    ArtifactInfo,
+    ArtifactRef,
+    Clock,
+    ServerInfo,
+)
+
+__all__ = ["SimConfig", "SimFaults", "SimImage", "SimSnapshot", "SimulatedCloud", "open_simulator"]
+
+#: The :class:`Cloud` operations, as counted by :meth:`SimulatedCloud.api_calls`.
+OPERATIONS = frozenset(
+    {
+        "get_server",
+        "find_servers",
+        "start_server_image",
+        "find_artifacts",
+        "artifact_statuses",
+        "set_artifact_metadata",
+        "delete_artifact",
+        "list_marked_artifacts",
+    }
+)
+INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
+    cls.__name__: cls
+    for cls in (CloudBusy, CloudUnavailable, CloudNotFound, CloudRejected, QuotaExceeded)
+}
+
+
+class SimulatedCloud:
+    """A :class:`~stackback.ports.Cloud` bound to ``project`` of the cloud stored at ``path``."""
+
+    def __init__(self, path: str | Path, clock: Clock, *, project: str = "demo", seed: int = 0):
+        self.path = Path(path)
+        self.project = project
+        self.seed = seed
+        self._clock = clock
+        self._db = SimDatabase(self.path)
+
+    def close(self) -> None:
+        """Release this thread's database connection; the cloud stays usable."""
+        self._db.close()
+
+    # -- the Cloud port -------------------------------------------------------------------
+
+    def get_server(self, server: str) -> ServerInfo:
+        """Find one server of the project by id or by (unique) name."""
+        with self._call("get_server", server_id=server) as call:
+            return server_info(find_server_row(call.conn, self.project, server, by_name=True))
+
+    def find_servers(self, selector: Selector) -> list[ServerInfo]:
+        """Every server of the project whose metadata matches ``selector``."""
+        with self._call("find_servers") as call:
+            rows = self._rows(call.conn, "servers")
+        servers = [server_info(row) for row in rows]
+        return [server for server in servers if selector.matches(dict(server.metadata))]
+
+    def start_server_image(
+        self, server_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """Nova ``createImage``: returns at once; the image then goes pending → available."""
+        with self._call("start_server_image", server_id=server_id) as call:
+            server = find_server_row(call.conn, self.project, server_id)
+            image_id = create_server_image(call, server, name, metadata)
+        return ArtifactRef(ArtifactKind.IMAGE, image_id)
+
+    def find_artifacts(self, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
+        """Images and volume snapshots whose metadata contains every given key/value."""
+        with self._call("find_artifacts") as call:
+            return self._matching_artifacts(call, metadata)
+
+    def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
+        """Status of many artifacts in one call; those not found are ``DELETED``."""
+        with self._call("artifact_statuses") as call:
+            ids = sorted({ref.id for ref in refs})
+            found = {info.ref: info for info in self._visible_artifacts(call, ids)}
+        return {ref: found.get(ref) or missing_info(ref) for ref in refs}
+
+    def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
+        """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
+        with self._call("set_artifact_metadata") as call:
+            table, column = self._storage_of(ref)
+            row = self._artifact_row(call, ref)
+            if row is None:
+                raise CloudNotFound(f"no {ref.kind} {ref.id} in project {self.project}")
+            merged = {**json.loads(row[column]), **{k: str(v) for k, v in metadata.items()}}
+            call.conn.execute(
+                f"UPDATE {table} SET {column} = ? WHERE id = ?", (json.dumps(merged), ref.id)
+            )
+
+    def delete_artifact(self, ref: ArtifactRef) -> None:
+        """Delete an artifact; one already gone (or never visible) is not an error.
+
+        A volume snapshot still ``creating`` cannot be deleted yet: :class:`CloudBusy`.
+        One being deleted stays ``deleting`` for ``snapshot_delete_seconds``.
+        """
+        with self._call("delete_artifact") as call:
+            row = self._artifact_row(call, ref)
+            if row is None:
+                return
+            if ref.kind is ArtifactKind.IMAGE:
+                call.conn.execute("DELETE FROM images WHERE id = ?", (ref.id,))
+                return
+            state = snapshot_state(row, call.now)
+            if state == "creating":
+                raise CloudBusy(f"Invalid snapshot: snapshot {ref.id} is still creating")
+            if state == "available":
+                gone_at = call.now + call.config.snapshot_delete_seconds
+                call.conn.execute(
+                    "UPDATE snapshots SET gone_at = ? WHERE id = ?", (gone_at, ref.id)
+                )
+                self._purge_deleted_snapshots(call.conn, call.now)
+
+    def list_marked_artifacts(self) -> list[ArtifactInfo]:
+        """Every artifact of the project carrying stackback's created-by marker."""
+        with self._call("list_marked_artifacts") as call:
+            return self._matching_artifacts(call, {MARKER_CREATED_BY: CREATED_BY_VALUE})
+
+    # -- administration and test helpers (not part of the Cloud port) ---------------------
+
+    def create_server(
+        self,
+        name: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        volume_backed: bool = False,
+        volumes: int = 0,
+        host: str | None = None,
+        status: str = "ACTIVE",
+        disk_gb: float | None = None,
+    ) -> ServerInfo:
+        """Create a server; a volume-backed one gets a root volume plus ``volumes`` more."""
+        with self._db.transaction() as conn:
+            server_id = insert_server(
+                conn,
+                self.project,
+                self._clock.now().timestamp(),
+                read_config(conn),
+                name,
+                metadata=metadata or {},
+                volume_backed=volume_backed,
+                volumes=volumes,
+                host=host,
+                status=status,
+                disk_gb=disk_gb,
+            )
+            return server_info(find_server_row(conn, self.project, server_id))
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete a server and its volumes; its images and snapshots stay."""
+        with self._db.transaction() as conn:
+            find_server_row(conn, self.project, server_id)
+            conn.execute("DELETE FROM servers WHERE id = ?", (server_id,))
+            conn.execute("DELETE FROM volumes WHERE server_id = ?", (server_id,))
+
+    def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
+        """Merge ``metadata`` into the server's metadata."""
+        self._update_server_metadata(server_id, lambda current: {**current, **metadata})
+
+    def delete_server_metadata(self, server_id: str, key: str) -> None:
+        """Remove one key from the server's metadata (absent key: no error)."""
+        self._update_server_metadata(
+            server_id, lambda current: {k: v for k, v in current.items() if k != key}
+        )
+
+    def set_server_status(self, server_id: str, status: str) -> None:
+        """Force the server's Nova status (ACTIVE, SHUTOFF, ERROR...)."""
+        with self._db.transaction() as conn:
+            find_server_row(conn, self.project, server_id)
+            conn.execute("UPDATE servers SET status = ? WHERE id = ?", (status, server_id))
+
+    def images(self, *, all_projects: bool = False) -> list[SimImage]:
+        """Images with their raw Glance status, oldest first."""
+        with self._db.transaction() as conn:
+            rows = self._rows(conn, "images", all_projects=all_projects)
+        now = self._clock.now().timestamp()
+        return [to_sim_image(row, now) for row in rows]
+
+    def snapshots(self, *, all_projects: bool = False) -> list[SimSnapshot]:
+        """Volume snapshots with their raw Cinder status, oldest first."""
+        with self._db.transaction() as conn:
+            rows = self._rows(conn, "snapshots", all_projects=all_projects)
+        now = self._clock.now().timestamp()
+        snapshots = [to_sim_snapshot(row, now) for row in rows]
+        return [snapshot for snapshot in snapshots if snapshot.status != "deleted"]
+
+    def config(self) -> SimConfig:
+        """The settings every user of this cloud file runs with."""
+        with self._db.transaction() as conn:
+            return read_config(conn)
+
+    def configure(self, config: SimConfig) -> None:
+        """Replace the settings, for every process sharing the file."""
+        with self._db.transaction() as conn:
+            write_config(conn, config)
+
+    def api_calls(self) -> dict[str, int]:
+        """How many times each Cloud operation was called for this project."""
+        with self._db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT operation, count FROM api_calls WHERE project = ?", (self.project,)
+            ).fetchall()
+        return {row["operation"]: int(row["count"]) for row in rows}
+
+    def fail_next(
+        self,
+        operation: str,
+        error: type[CloudError] = CloudUnavailable,
+        count: int = 1,
+        *,
+        server_id: str | None = None,
+    ) -> None:
+        """Make the next ``count`` calls of ``operation`` (on ``server_id``) raise ``error``."""
+        if operation not in OPERATIONS:
+            raise InvalidInput(f"unknown cloud operation {operation!r}", field="operation")
+        if error.__name__ not in INJECTABLE_ERRORS:
+            raise InvalidInput(f"cannot inject {error.__name__}", field="error")
+        self._script(operation, error.__name__, count, server_id)
+
+    def busy_storm(self, server_id: str, count: int) -> None:
+        """The next ``count`` ``createImage`` calls on the server answer 409."""
+        self.fail_next("start_server_image", CloudBusy, count, server_id=server_id)
+
+    def kill_next_image(self, server_id: str, count: int = 1) -> None:
+        """The next ``count`` images of the (image-backed) server end ``killed``."""
+        self._script(KILL_IMAGE, "killed", count, server_id)
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _call(self, operation: str, *, server_id: str | None = None) -> Iterator[SimCall]:
+        latency = 0.0
+        try:
+            with self._db.transaction() as conn:
+                config = read_config(conn)
+                latency = config.latency_seconds
+                sequence = next_counter(conn, "operations")
+                count_api_call(conn, self.project, operation)
+                call = SimCall(
+                    conn, self.project, self.seed, self._clock.now().timestamp(), sequence, config
+                )
+                self._raise_injected_error(call, operation, server_id)
+                self._purge_deleted_snapshots(conn, call.now)
+                yield call
+        finally:
+            if latency > 0:
+                self._clock.sleep(latency)
+
+    def _raise_injected_error(self, call: SimCall, operation: str, server_id: str | None) -> None:
+        error = consume_fault(call.conn, self.project, operation, server_id)
+        if error is not None:
+            raise INJECTABLE_ERRORS[error](f"injected failure of {operation}")
+        if call.draw("error") < call.config.faults.error_rate:
+            raise CloudUnavailable(f"503 Service Unavailable (simulated) in {operation}")
+
+    def _script(self, operation: str, error: str, count: int, server_id: str | None) -> None:
+        if count < 1:
+            raise InvalidInput("count must be >= 1", field="count")
+        with self._db.transaction() as conn:
+            script_fault(conn, self.project, operation, error, count, server_id)
+
+    @staticmethod
+    def _purge_deleted_snapshots(conn: sqlite3.Connection, now: float) -> None:
+        conn.execute("DELETE FROM snapshots WHERE gone_at IS NOT NULL AND gone_at <= ?", (now,))
+
+    def _update_server_metadata(
+        self, server_id: str, change: Callable[[dict[str, str]], Mapping[str, str]]
+    ) -> None:
+        with self._db.transaction() as conn:
+            row = find_server_row(conn, self.project, server_id)
+            metadata = {k: str(v) for k, v in change(json.loads(row["metadata"])).items()}
+            conn.execute(
+                "UPDATE servers SET metadata = ? WHERE id = ?", (json.dumps(metadata), server_id)
+            )
+
+    def _rows(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        *,
+        all_projects: bool = False,
+        ids: Sequence[str] | None = None,
+    ) -> list[sqlite3.Row]:
+        conditions, arguments = [], []
+        if not all_projects:
+            conditions.append("project = ?")
+            arguments.append(self.project)
+        if ids is not None:
+            conditions.append("id IN (SELECT value FROM json_each(?))")
+            arguments.append(json.dumps(list(ids)))
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        return conn.execute(
+            f"SELECT * FROM {table} {where} ORDER BY created_at, id", arguments
+        ).fetchall()
+
+    def _visible_artifacts(
+        self, call: SimCall, ids: Sequence[str] | None = None
+    ) -> list[ArtifactInfo]:
+        images = [to_sim_image(row, call.now) for row in self._rows(call.conn, "images", ids=ids)]
+        snapshots = [
+            to_sim_snapshot(row, call.now) for row in self._rows(call.conn, "snapshots", ids=ids)
+        ]
+        return [image_info(image) for image in images] + [
+            snapshot_info(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
+        ]
+
+    def _matching_artifacts(self, call: SimCall, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
+        return [info for info in self._visible_artifacts(call) if contains(info.metadata, metadata)]
+
+    @staticmethod
+    def _storage_of(ref: ArtifactRef) -> tuple[str, str]:
+        if ref.kind is ArtifactKind.IMAGE:
+            return "images", "properties"
+        if ref.kind is ArtifactKind.VOLUME_SNAPSHOT:
+            return "snapshots", "metadata"
+        raise CloudRejected(f"the simulated cloud has no {ref.kind} artifacts")
+
+    def _artifact_row(self, call: SimCall, ref: ArtifactRef) -> sqlite3.Row | None:
+        table, _ = self._storage_of(ref)
+        row: sqlite3.Row | None = call.conn.execute(
+            f"SELECT * FROM {table} WHERE id = ? AND project = ?", (ref.id, self.project)
+        ).fetchone()
+        if row is not None and table == "snapshots" and snapshot_state(row, call.now) == "deleted":
+            return None
+        return row
+
+
+def open_simulator(
+    spec: str, clock: Clock, *, state_dir: Path, project: str = "demo", seed: int = 0
+) -> SimulatedCloud:
+    """Open the simulated cloud a spec names: ``sim`` (in ``state_dir``) or ``sim:PATH``."""
+    kind, separator, location = spec.partition(":")
+    if kind != "sim" or (separator and not location):
+        raise InvalidInput(
+            f"not a simulator spec: {spec!r} (expected 'sim' or 'sim:PATH')", field="cloud"
+        )
+    path = Path(location).expanduser() if location else Path(state_dir) / "sim.sqlite"
+    return SimulatedCloud(path, clock, project=project, seed=seed)

@@ -1,0 +1,110 @@
+"""Finishing recorded deletions (Velero-style: deletion is a request first).
+
+A backup to delete is marked ``deleting`` in the store before any cloud call;
+the collector then deletes its artifacts one by one, recording each success,
+and every failure with its reason and attempt count, so an interrupted or
+failed deletion is retried later and never forgotten. It deletes only
+artifacts that carry stackback's created-by marker for that very backup, and
+never those of a protected backup.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from stackback.engine.settings import EngineSettings
+from stackback.errors import CloudError
+from stackback.policy import ArtifactStatus, Backup, BackupStatus
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_BACKUP,
+    MARKER_CREATED_BY,
+    ArtifactRef,
+    Clock,
+    Cloud,
+)
+from stackback.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+class Collector:
+    """Deletes the cloud artifacts of backups whose deletion was requested."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        clouds: Callable[[str | None], Cloud],
+        clock: Clock,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.clock = clock
+        self.settings = settings or EngineSettings()
+
+    def collect_pending(self, limit: int = 100) -> int:
+        """One pass over the deletion queue; returns how many backups were finished."""
+        return self.collect(self.store.backups_to_collect(limit=limit))
+
+    def collect(self, backups: Sequence[Backup]) -> int:
+        finished = 0
+        for backup in backups:
+            try:
+                if self._collect_one(self.store.get_backup(backup.id)):
+                    finished += 1
+            except CloudError as error:
+                log.warning("deleting backup %s: %s", backup.id, error)
+        return finished
+
+    def _collect_one(self, backup: Backup) -> bool:
+        if backup.status is not BackupStatus.DELETING:
+            return False
+        if backup.protected:
+            self.store.update_backup(
+                backup.id,
+                status=BackupStatus.AVAILABLE,
+                error="deletion refused: the backup is protected",
+            )
+            return False
+        cloud = self.clouds(backup.cloud)
+        remaining = [a for a in backup.artifacts if a.status is not ArtifactStatus.DELETED]
+        refs = [ArtifactRef(a.kind, a.cloud_id) for a in remaining]
+        infos = cloud.artifact_statuses(refs) if refs else {}
+        failures = 0
+        for artifact, ref in zip(remaining, refs, strict=True):
+            now = self.clock.now()
+            info = infos.get(ref)
+            if info is None or info.status is ArtifactStatus.DELETED:
+                self.store.update_artifact(artifact.id, status=ArtifactStatus.DELETED, deleted_at=now)
+                continue
+            ours = (
+                info.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE
+                and info.metadata.get(MARKER_BACKUP) == backup.id
+            )
+            if not ours:
+                failures += 1
+                self.store.update_artifact(
+                    artifact.id,
+                    error="not deleted: it does not carry this backup's stackback marker",
+                    delete_attempts=artifact.delete_attempts + 1,
+                )
+                continue
+            try:
+                cloud.delete_artifact(ref)
+            except CloudError as error:
+                failures += 1
+                self.store.update_artifact(
+                    artifact.id,
+                    error=f"{error.code}: {error.message}",
+                    delete_attempts=artifact.delete_attempts + 1,
+                )
+                continue
+            self.store.update_artifact(
+                artifact.id, status=ArtifactStatus.DELETED, deleted_at=now, error=None
+            )
+        if failures:
+            return False
+        self.store.update_backup(backup.id, status=BackupStatus.DELETED, deleted_at=self.clock.now())
+        return True

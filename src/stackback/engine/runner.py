@@ -1,0 +1,411 @@
+"""One backup run as a recorded state machine.
+
+    pending → snapshotting → waiting → rotating → succeeded
+                    ↘            ↘          (failed | missed | cancelled)
+
+Every step is idempotent and resumable after a crash: the run's cloud
+artifacts carry the run id in their metadata, and a run resumed in
+``snapshotting`` looks its image up by that id before asking for another.
+Retention runs only once the new backup is available, over the target's
+successful, unprotected backups of the same policy (or label), never forgets
+the newest good one and deletes at most ``deletion_budget`` backups per run.
+A failed run deletes nothing; its partial artifacts stay recorded for the operator.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from stackback.engine.collector import Collector
+from stackback.engine.failpoints import failpoint
+from stackback.engine.settings import EngineSettings
+from stackback.errors import (
+    CloudError,
+    CloudNotFound,
+    Conflict,
+    LeaseLost,
+    NotFound,
+    StackbackError,
+)
+from stackback.policy import (
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+    Policy,
+    Run,
+    RunState,
+)
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_BACKUP,
+    MARKER_CREATED_BY,
+    MARKER_LABEL,
+    MARKER_POLICY,
+    MARKER_RUN,
+    MARKER_TARGET,
+    ArtifactInfo,
+    ArtifactRef,
+    Clock,
+    Cloud,
+    ServerInfo,
+)
+from stackback.retention import RetentionPolicy, apply_policy
+from stackback.schedule import parse_timezone
+from stackback.store.sql import BackupFilter, SqlStore
+
+log = logging.getLogger(__name__)
+
+CloudProvider = Callable[[str | None], Cloud]
+
+
+class RunFailed(StackbackError):
+    """The run cannot succeed; the message says why."""
+
+    code = "run-failed"
+
+
+class Retry(StackbackError):
+    """The step could not finish now; try again later (within the retry window)."""
+
+    code = "retry"
+
+
+def markers(run: Run, backup_id: str) -> dict[str, str]:
+    """The metadata stamped on every artifact of a run's backup."""
+    stamp = {
+        MARKER_CREATED_BY: CREATED_BY_VALUE,
+        MARKER_RUN: run.id,
+        MARKER_TARGET: run.target,
+        MARKER_BACKUP: backup_id,
+    }
+    if run.policy_id:
+        stamp[MARKER_POLICY] = run.policy_id
+    if run.label:
+        stamp[MARKER_LABEL] = run.label
+    return stamp
+
+
+class Runner:
+    """Advances claimed runs, one recorded step at a time."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        clouds: CloudProvider,
+        clock: Clock,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.clock = clock
+        self.settings = settings or EngineSettings()
+        self.collector = Collector(store, clouds, clock, self.settings)
+
+    # -- entry points ----------------------------------------------------------------
+
+    def advance(self, run: Run) -> None:
+        """Do what a claimed run's state calls for (``waiting`` runs go through ``poll``)."""
+        if run.state is RunState.WAITING:
+            self.poll([run])
+            return
+        self._guarded(run, self._step)
+
+    def poll(self, runs: Sequence[Run]) -> None:
+        """Check many waiting runs with one status listing per cloud."""
+        by_cloud: dict[str | None, list[tuple[Run, Backup]]] = defaultdict(list)
+        for run in runs:
+            backup = self.store.backup_for_run(run.id)
+            if backup is None:
+                self._guarded(run, lambda r: self._fail(r, "waiting run has no backup record"))
+                continue
+            by_cloud[run.cloud].append((run, backup))
+        for cloud_name, items in by_cloud.items():
+            refs = [
+                ArtifactRef(a.kind, a.cloud_id)
+                for _, backup in items
+                for a in backup.artifacts
+                if a.status is not ArtifactStatus.DELETED
+            ]
+            try:
+                infos = self.clouds(cloud_name).artifact_statuses(refs) if refs else {}
+            except CloudError as error:
+                for run, _ in items:
+                    self._guarded(run, lambda r, e=error: self._retry_or_fail(r, "poll", e))
+                continue
+            for run, backup in items:
+                self._guarded(run, lambda r, b=backup: self._check(r, b, infos))
+
+    # -- the steps -------------------------------------------------------------------
+
+    def _step(self, run: Run) -> None:
+        if run.state is RunState.PENDING:
+            self._start(run)
+        elif run.state is RunState.SNAPSHOTTING:
+            self._snapshot(run, resumed=True)
+        elif run.state is RunState.ROTATING:
+            self._rotate(run)
+        else:
+            self._release(run, None)
+
+    def _policy(self, run: Run) -> Policy | None:
+        if run.policy_id is None:
+            return None
+        try:
+            return self.store.get_policy(run.policy_id)
+        except NotFound:
+            return None
+
+    def _start(self, run: Run) -> None:
+        now = self.clock.now()
+        policy = self._policy(run)
+        if run.trigger == "schedule" and (policy is None or not policy.enabled):
+            self.store.update_run(
+                run.id,
+                run.attempt,
+                state=RunState.CANCELLED,
+                finished_at=now,
+                error="policy deleted or disabled before the run started",
+                lease_owner=None,
+            )
+            return
+        server = self._server(run)
+        try:
+            run = self.store.update_run(
+                run.id, run.attempt, state=RunState.SNAPSHOTTING, target_name=server.name
+            )
+        except Conflict:
+            self._step_record(run, "start", now, "deferred", "target has another active run")
+            self._release(run, now + self.settings.poll_interval)
+            return
+        self._step_record(run, "start", now, "ok", f"server {server.id} ({server.name})")
+        failpoint("after-start")
+        self._snapshot(run, resumed=False, server=server)
+
+    def _server(self, run: Run) -> ServerInfo:
+        try:
+            return self.clouds(run.cloud).get_server(run.target)
+        except CloudNotFound:
+            raise RunFailed(
+                f"server {run.target!r} no longer exists; its existing backups are kept"
+            ) from None
+
+    def _snapshot(self, run: Run, *, resumed: bool, server: ServerInfo | None = None) -> None:
+        now = self.clock.now()
+        cloud = self.clouds(run.cloud)
+        policy = self._policy(run)
+        backup = self.store.ensure_backup(
+            Backup(
+                id=str(uuid.uuid4()),
+                target=run.target,
+                target_name=run.target_name,
+                kind=policy.kind if policy else BackupKind.SERVER_IMAGE,
+                status=BackupStatus.CREATING,
+                created_at=now,
+                policy_id=run.policy_id,
+                policy_name=run.policy_name,
+                run_id=run.id,
+                label=run.label,
+                cloud=run.cloud,
+                project=policy.project if policy else None,
+            )
+        )
+        failpoint("after-backup-record")
+        stamp = markers(run, backup.id)
+        found: list[ArtifactInfo] = []
+        if resumed or backup.artifacts:
+            found = cloud.find_artifacts({MARKER_RUN: run.id})
+        if found:
+            detail = "resumed: found " + ", ".join(i.ref.id for i in found)
+            for info in found:
+                self._record_artifact(backup, info.ref, info.status)
+        else:
+            server = server or self._server(run)
+            name = f"stackback-{run.target_name or run.target}-{run.scheduled_for:%Y%m%dT%H%MZ}"
+            ref = cloud.start_server_image(server.id, name, stamp)
+            failpoint("after-create-image")
+            self._record_artifact(backup, ref, ArtifactStatus.PENDING)
+            detail = f"image {ref.id} requested"
+        failpoint("after-record-artifact")
+        run = self.store.update_run(run.id, run.attempt, state=RunState.WAITING, backup_id=backup.id)
+        self._step_record(run, "snapshot", now, "ok", detail)
+        self._release(run, now)
+
+    def _record_artifact(self, backup: Backup, ref: ArtifactRef, status: ArtifactStatus) -> None:
+        self.store.add_artifact(backup.id, ref.kind, ref.id, status=status, now=self.clock.now())
+
+    def _check(self, run: Run, backup: Backup, infos: dict[ArtifactRef, ArtifactInfo]) -> None:
+        now = self.clock.now()
+        cloud = self.clouds(run.cloud)
+        known = {(a.kind, a.cloud_id) for a in backup.artifacts}
+        pending, broken, discovered = [], [], []
+        for artifact in backup.artifacts:
+            ref = ArtifactRef(artifact.kind, artifact.cloud_id)
+            info = infos.get(ref)
+            if info is None:
+                pending.append(ref.id)
+                continue
+            if info.status is not artifact.status or info.size != artifact.size:
+                self.store.update_artifact(artifact.id, status=info.status, size=info.size)
+            if info.status in (ArtifactStatus.FAILED, ArtifactStatus.DELETED):
+                broken.append(f"{ref.kind.value} {ref.id} is {info.status.value} {info.detail}")
+            elif info.status is not ArtifactStatus.AVAILABLE:
+                pending.append(ref.id)
+            for child in info.children:
+                if (child.kind, child.id) not in known:
+                    cloud.set_artifact_metadata(child, markers(run, backup.id))
+                    self._record_artifact(backup, child, ArtifactStatus.PENDING)
+                    discovered.append(child.id)
+        if broken:
+            self._discard(backup, "; ".join(broken))
+            raise RunFailed("backup failed: " + "; ".join(broken))
+        if discovered or pending:
+            if run.started_at and now - run.started_at > self.settings.wait_timeout:
+                self._discard(backup, "timed out")
+                raise RunFailed(f"timed out after {self.settings.wait_timeout} waiting for {pending}")
+            if discovered:
+                self._step_record(run, "wait", now, "ok", "volume snapshots: " + ", ".join(discovered))
+            self._release(run, now + self.settings.poll_interval)
+            return
+        self.store.update_backup(backup.id, status=BackupStatus.AVAILABLE, completed_at=now)
+        failpoint("after-backup-available")
+        run = self.store.update_run(run.id, run.attempt, state=RunState.ROTATING)
+        self._step_record(run, "wait", now, "ok", f"backup {backup.id} available")
+        self._rotate(run)
+
+    def _discard(self, backup: Backup, why: str) -> None:
+        """Mark a backup failed. A failed run deletes nothing: its artifacts stay recorded."""
+        self.store.update_backup(backup.id, status=BackupStatus.FAILED, error=why)
+
+    def _rotate(self, run: Run) -> None:
+        now = self.clock.now()
+        policy = self._policy(run)
+        if policy is not None:
+            rules, zone = policy.retention, parse_timezone(policy.timezone)
+            scope = BackupFilter(
+                target=run.target, policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,)
+            )
+        elif run.policy_id is None and run.retention is not None:
+            rules, zone = RetentionPolicy.from_dict(run.retention), parse_timezone("UTC")
+            scope = BackupFilter(
+                target=run.target, label=run.label, statuses=(BackupStatus.AVAILABLE,)
+            )
+        else:
+            rules, zone, scope = RetentionPolicy(), parse_timezone("UTC"), None
+        forgotten: list[Backup] = []
+        kept = 0
+        if scope is not None and not rules.is_empty():
+            candidates = [
+                b
+                for b in self.store.list_backups(scope)
+                if not b.protected and (policy is not None or b.policy_id is None)
+            ]
+            decision = apply_policy(candidates, rules, now=now, tz=zone)
+            keep = list(decision.items_with_reasons())
+            forget = list(decision.forget)
+            newest = max(candidates, key=lambda b: b.created_at, default=None)
+            if newest is not None and any(b is newest for b in forget):
+                forget = [b for b in forget if b is not newest]
+                keep.append((newest, ("newest good backup",)))
+            for backup, reasons in keep:
+                if backup.reasons != reasons:
+                    self.store.update_backup(backup.id, reasons=reasons)
+            kept = len(keep)
+            forget.sort(key=lambda b: b.created_at)
+            for backup in forget[: self.settings.deletion_budget]:
+                self.store.update_backup(
+                    backup.id,
+                    status=BackupStatus.DELETING,
+                    reasons=(f"forgotten by retention: {rules.describe()}",),
+                )
+                forgotten.append(backup)
+        failpoint("after-rotation-decided")
+        detail = f"kept {kept}, forgetting {len(forgotten)}" + (
+            ": " + ", ".join(b.id for b in forgotten) if forgotten else ""
+        )
+        self._step_record(run, "rotate", now, "ok", detail)
+        self.collector.collect(forgotten)
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.SUCCEEDED,
+            finished_at=self.clock.now(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _guarded(self, run: Run, step: Callable[[Run], None]) -> None:
+        """Run one step; turn its outcome into a recorded retry, failure or nothing."""
+        try:
+            step(run)
+        except LeaseLost:
+            log.info("run %s: lease lost, another worker has it", run.id)
+        except RunFailed as error:
+            self._fail(run, error.message)
+        except CloudError as error:
+            self._retry_or_fail(run, run.state.value, error)
+        except Conflict as error:
+            self._retry_or_fail(run, run.state.value, error)
+
+    def _retry_or_fail(self, run: Run, step: str, error: StackbackError) -> None:
+        now = self.clock.now()
+        retryable = getattr(error, "retryable", False) or isinstance(error, Conflict)
+        deadline = run.scheduled_for + max(
+            self.settings.retry_window, timedelta(minutes=self._window(run))
+        )
+        if retryable and now < deadline:
+            retries = sum(1 for s in self.store.get_run(run.id).steps if s.outcome == "retry")
+            delay = min(self.settings.retry_base * (2**retries), self.settings.retry_max)
+            self._step_record(run, step, now, "retry", f"{error.code}: {error.message}")
+            self._release(run, now + delay)
+            return
+        why = f"{error.code}: {error.message}"
+        if retryable:
+            why += f" (still failing at the end of the retry window, {deadline:%Y-%m-%d %H:%M} UTC)"
+        self._fail(run, why, error_id=error.error_id)
+
+    def _window(self, run: Run) -> int:
+        policy = self._policy(run)
+        return policy.window_minutes if policy else 0
+
+    def _fail(self, run: Run, why: str, *, error_id: str | None = None) -> None:
+        now = self.clock.now()
+        backup = self.store.backup_for_run(run.id)
+        if backup is not None and backup.status is BackupStatus.CREATING:
+            self._discard(backup, why)
+        try:
+            self._step_record(run, run.state.value, now, "failed", why)
+            self.store.update_run(
+                run.id,
+                run.attempt,
+                state=RunState.FAILED,
+                error=why,
+                error_id=error_id or uuid.uuid4().hex[:12],
+                finished_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        except LeaseLost:
+            return
+        log.warning("run %s (%s) failed: %s", run.id, run.target, why)
+
+    def _step_record(self, run: Run, name: str, started: datetime, outcome: str, detail: str) -> None:
+        self.store.record_step(
+            run.id,
+            run.attempt,
+            name,
+            started_at=started,
+            finished_at=self.clock.now(),
+            outcome=outcome,
+            detail=detail,
+        )
+
+    def _release(self, run: Run, not_before: datetime | None) -> None:
+        self.store.release_run(run.id, run.attempt, not_before=not_before)

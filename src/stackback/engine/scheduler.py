@@ -1,0 +1,136 @@
+"""The scheduler tick: due cron schedules become run records, exactly once.
+
+Replicas may tick concurrently against one database: the store locks due
+schedules (``SKIP LOCKED`` / ``BEGIN IMMEDIATE``) and inserts runs with
+``ON CONFLICT DO NOTHING``, so each occurrence exists once.
+
+After downtime, the latest missed occurrence of each schedule still runs if
+it is less than ``max(window, grace)`` late; every other missed occurrence is
+recorded as a ``missed`` run, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from stackback.engine.settings import EngineSettings
+from stackback.errors import CloudError
+from stackback.policy import Policy, RunState
+from stackback.ports import Cloud
+from stackback.schedule import CronSchedule, spread_offset
+from stackback.store.sql import DueSchedule, NewRun, SqlStore, TickPlan
+
+log = logging.getLogger(__name__)
+
+CloudProvider = Callable[[str | None], Cloud]
+
+
+@dataclass(frozen=True)
+class TickResult:
+    schedules: int
+    runs: int
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    name: str | None = None
+
+
+class Scheduler:
+    """Materialises due occurrences of every enabled policy into runs."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        clouds: CloudProvider,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.settings = settings or EngineSettings()
+
+    def tick(self, now: datetime) -> TickResult:
+        """Process every due schedule (in batches); returns what was done."""
+        schedules = runs = 0
+        while True:
+            done, inserted = self.store.process_due_schedules(
+                now, lambda due: self.plan(due, now), limit=self.settings.tick_batch
+            )
+            schedules += done
+            runs += inserted
+            if done == 0:
+                return TickResult(schedules, runs)
+
+    def plan(self, due: DueSchedule, now: datetime) -> TickPlan:
+        """Decide the runs of one due schedule and its next fire time."""
+        policy = due.policy
+        cron = CronSchedule(due.schedule.cron, policy.timezone)
+        first = due.schedule.next_fire_at
+        assert first is not None
+        fires = [first]
+        while len(fires) < self.settings.max_fires_per_tick:
+            following = cron.next_after(fires[-1])
+            if following > now:
+                break
+            fires.append(following)
+        next_fire = cron.next_after(fires[-1])
+        if not policy.enabled:
+            return TickPlan(next_fire_at=None)
+        late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
+        targets, resolve_error = self._targets(policy)
+        runs: list[NewRun] = []
+        for fire in fires:
+            is_latest = next_fire > now and fire == fires[-1]
+            if resolve_error is not None:
+                runs.append(
+                    NewRun(
+                        target=f"selector:{policy.selector}",
+                        scheduled_for=fire,
+                        due_at=fire,
+                        state=RunState.FAILED,
+                        error=f"could not resolve targets: {resolve_error}",
+                    )
+                )
+                continue
+            for target in targets:
+                runs.append(self._occurrence(policy, target, fire, now, is_latest, late_limit))
+        return TickPlan(runs=runs, next_fire_at=next_fire, fired_at=fires[-1])
+
+    def _occurrence(
+        self,
+        policy: Policy,
+        target: Target,
+        fire: datetime,
+        now: datetime,
+        is_latest: bool,
+        late_limit: timedelta,
+    ) -> NewRun:
+        due_at = fire + spread_offset(f"{policy.id}:{target.key}", policy.window_minutes)
+        if is_latest and now - fire < late_limit:
+            return NewRun(target.key, fire, due_at, target_name=target.name)
+        reason = (
+            "a later occurrence of the same schedule replaced it (coalesced after downtime)"
+            if now - fire < late_limit
+            else f"the scheduler did not run it within {_minutes(late_limit)} of its time"
+        )
+        return NewRun(
+            target.key, fire, due_at, state=RunState.MISSED, target_name=target.name, error=reason
+        )
+
+    def _targets(self, policy: Policy) -> tuple[list[Target], str | None]:
+        if policy.selector is None:
+            return [Target(t) for t in policy.targets], None
+        try:
+            servers = self.clouds(policy.cloud).find_servers(policy.selector)
+        except CloudError as error:
+            log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
+            return [], error.message
+        return [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)], None
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{int(delta.total_seconds() // 60)} minutes"

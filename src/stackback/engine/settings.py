@@ -1,0 +1,31 @@
+"""Timing knobs of the engine, with defaults an operator would expect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the scheduler and workers pace themselves.
+
+    - ``grace``: an occurrence may start this late (or the start window, if
+      longer) before it counts as missed.
+    - ``retry_window``: how long after its due time a run keeps retrying a
+      busy (409) or failing (5xx) cloud before it fails with the reason.
+    - ``deletion_budget``: at most this many backups are forgotten per run.
+    """
+
+    lease: timedelta = timedelta(minutes=5)
+    grace: timedelta = timedelta(minutes=10)
+    retry_window: timedelta = timedelta(minutes=30)
+    retry_base: timedelta = timedelta(seconds=30)
+    retry_max: timedelta = timedelta(minutes=5)
+    poll_interval: timedelta = timedelta(seconds=15)
+    wait_timeout: timedelta = timedelta(hours=6)
+    deletion_budget: int = 10
+    max_delete_attempts: int = 20
+    claim_batch: int = 20
+    tick_batch: int = 50
+    max_fires_per_tick: int = 500
