@@ -44,3 +44,26 @@ class VirtualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+
+
+class ScaledClock:
+    """Real time running ``factor`` times faster from ``origin`` (a shared epoch).
+
+    Processes given the same origin and factor agree on the time, so a
+    multi-process test can live through hours of schedules in seconds.
+    """
+
+    def __init__(self, origin: datetime, factor: float) -> None:
+        if origin.tzinfo is None or factor <= 0:
+            raise ValueError("ScaledClock needs an aware origin and a positive factor")
+        self.origin = origin.astimezone(UTC)
+        self.factor = factor
+        self._real_origin = origin.timestamp()
+
+    def now(self) -> datetime:
+        elapsed = (time.time() - self._real_origin) * self.factor
+        return self.origin + timedelta(seconds=elapsed)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds / self.factor)

@@ -60,17 +60,11 @@ def cli(
 
 
 def _register() -> None:
-    from stackback.cli import db, policy, retention, server
+    from stackback.cli import backups, db, demo, policy, retention, runs, serve, server
 
-    for module in (db, policy, retention, server):
+    for module in (db, policy, server, retention, runs, backups, serve, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
-    try:
-        from stackback.cli import engine_commands
-    except ImportError:  # pragma: no cover - the engine commands are optional during builds
-        return
-    for command in engine_commands.COMMANDS:
-        cli.add_command(command)
 
 
 def _exit_code(error: StackbackError) -> int:

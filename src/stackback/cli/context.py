@@ -8,8 +8,10 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from stackback.clock import SystemClock
+from stackback.cloud import CloudProvider
 from stackback.config import Settings
 from stackback.ports import Clock
+from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
@@ -22,6 +24,7 @@ class AppContext:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
     _store: SqlStore | None = None
+    _clouds: CloudProvider | None = None
 
     @property
     def store(self) -> SqlStore:
@@ -39,8 +42,18 @@ class AppContext:
         return self._store
 
     @property
+    def clouds(self) -> CloudProvider:
+        if self._clouds is None:
+            self._clouds = CloudProvider(self.settings.cloud, self.clock, self.settings.state_dir)
+        return self._clouds
+
+    @property
     def policies(self) -> PolicyService:
         return PolicyService(self.store, self.clock)
+
+    @property
+    def backups(self) -> BackupService:
+        return BackupService(self.store, self.clouds, self.clock)
 
     def close(self) -> None:
         if self._store is not None:

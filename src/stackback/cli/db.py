@@ -18,7 +18,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @format_option
 @pass_app
-def upgrade_(app: AppContext, fmt: str) -> None:
+def upgrade_(app: AppContext, /, fmt: str) -> None:
     """Migrate the database to this version's schema (safe to run again)."""
     engine = create_db_engine(app.settings.db_url)
     try:
@@ -34,7 +34,7 @@ def upgrade_(app: AppContext, fmt: str) -> None:
 @db_group.command("status")
 @format_option
 @pass_app
-def status(app: AppContext, fmt: str) -> None:
+def status(app: AppContext, /, fmt: str) -> None:
     """Show the schema revision of the database and the one this code needs."""
     engine = create_db_engine(app.settings.db_url)
     try:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -14,6 +15,7 @@ from stackback.policy import BackupKind, Policy
 from stackback.services.policies import PolicySpec, PolicyView
 
 pass_app = click.make_pass_decorator(AppContext)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def policy_summary(policy: Policy) -> dict[str, Any]:
@@ -67,8 +69,8 @@ def _show_detail(view: PolicyView, fmt: str) -> None:
     emit_object(data, fmt)
 
 
-def policy_options(*, create: bool) -> Any:
-    def decorate(func: Any) -> Any:
+def policy_options(*, create: bool) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
         func = retention_options(func)
         options = [
             click.option(
@@ -127,6 +129,7 @@ def policy_group() -> None:
 @pass_app
 def create(
     app: AppContext,
+    /,
     name: str,
     servers: tuple[str, ...],
     selector: str | None,
@@ -164,12 +167,12 @@ def create(
 @policy_group.command("list")
 @format_option
 @pass_app
-def list_(app: AppContext, fmt: str) -> None:
+def list_(app: AppContext, /, fmt: str) -> None:
     """List policies."""
-    rows = [policy_summary(p) for p in app.policies.list()]
+    rows = [policy_summary(p) for p in app.policies.list_policies()]
     if fmt == "table":
         for row in rows:
-            row["targets"] = row["selector"] and f"selector {row['selector']}" or row["targets"]
+            row["targets"] = (row["selector"] and f"selector {row['selector']}") or row["targets"]
             row["retention"] = row["retention_description"]
     emit_list(
         rows,
@@ -182,7 +185,7 @@ def list_(app: AppContext, fmt: str) -> None:
 @click.argument("policy")
 @format_option
 @pass_app
-def show(app: AppContext, policy: str, fmt: str) -> None:
+def show(app: AppContext, /, policy: str, fmt: str) -> None:
     """Show a policy and the next run time of each schedule."""
     _show_detail(app.policies.view(policy), fmt)
 
@@ -194,6 +197,7 @@ def show(app: AppContext, policy: str, fmt: str) -> None:
 @pass_app
 def set_(
     app: AppContext,
+    /,
     policy: str,
     servers: tuple[str, ...],
     selector: str | None,
@@ -229,7 +233,7 @@ def set_(
 @click.argument("policies", nargs=-1, required=True)
 @format_option
 @pass_app
-def delete(app: AppContext, policies: tuple[str, ...], fmt: str) -> None:
+def delete(app: AppContext, /, policies: tuple[str, ...], fmt: str) -> None:
     """Delete policies (their backups and run history stay)."""
     deleted = app.policies.delete(policies)
     emit_list([{"id": p.id, "name": p.name, "deleted": True} for p in deleted], ["id", "name"], fmt)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from stackback.cli.options import build_retention, retention_options
+from stackback.cli.options import build_retention, given_retention, retention_options
 from stackback.cli.output import emit_list, format_option
 from stackback.errors import InvalidInput
 from stackback.retention import RetentionPolicy, apply_policy
@@ -72,7 +72,7 @@ def retention_group() -> None:
 @format_option
 @click.pass_context
 def preview(
-    ctx: click.Context, policy: str | None, timezone: str, fmt: str, **keep: Any
+    ctx: click.Context, /, policy: str | None, timezone: str, fmt: str, **keep: Any
 ) -> None:
     """Show which backups a policy keeps and why.
 
@@ -81,9 +81,19 @@ def preview(
     rules to its real backups (nothing is deleted).
     """
     if policy is not None:
-        from stackback.cli.engine_commands import preview_policy
-
-        preview_policy(ctx, policy, fmt)
+        if given_retention(keep):
+            raise InvalidInput("--keep-* rules apply only without POLICY", field="retention")
+        rows = [
+            {
+                "backup": r.backup.id,
+                "target": r.backup.target_name or r.backup.target,
+                "created_at": r.backup.created_at,
+                "action": r.action,
+                "reasons": list(r.reasons),
+            }
+            for r in ctx.obj.backups.preview(policy)
+        ]
+        emit_list(rows, ["target", "created_at", "action", "reasons", "backup"], fmt)
         return
     rules = build_retention(keep)
     if rules is None:

@@ -23,6 +23,7 @@ def server_group() -> None:
 @pass_app
 def enable(
     app: AppContext,
+    /,
     server: str,
     retention: int | None,
     cron: str | None,
@@ -38,7 +39,7 @@ def enable(
 @click.argument("server")
 @format_option
 @pass_app
-def disable(app: AppContext, server: str, fmt: str) -> None:
+def disable(app: AppContext, /, server: str, fmt: str) -> None:
     """Stop backing SERVER up (its existing backups stay)."""
     policy = app.policies.disable_server(server)
     emit_object(policy_summary(policy), fmt)
@@ -48,7 +49,7 @@ def disable(app: AppContext, server: str, fmt: str) -> None:
 @click.argument("server")
 @format_option
 @pass_app
-def show(app: AppContext, server: str, fmt: str) -> None:
+def show(app: AppContext, /, server: str, fmt: str) -> None:
     """The policies that cover SERVER and their retention."""
     explicit, by_selector = app.policies.policies_for_server(server)
     rows = [
@@ -65,8 +66,12 @@ def show(app: AppContext, server: str, fmt: str) -> None:
     if fmt == "json":
         emit_list([{"server": server, **r} for r in rows], [], fmt)
         return
-    emit_list(rows, ["name", "covers", "schedules", "timezone", "retention", "enabled"], fmt,
-              title=f"Policies covering {server}")
+    emit_list(
+        rows,
+        ["name", "covers", "schedules", "timezone", "retention", "enabled"],
+        fmt,
+        title=f"Policies covering {server}",
+    )
 
 
 COMMANDS = [server_group]

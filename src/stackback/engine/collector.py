@@ -77,7 +77,9 @@ class Collector:
             now = self.clock.now()
             info = infos.get(ref)
             if info is None or info.status is ArtifactStatus.DELETED:
-                self.store.update_artifact(artifact.id, status=ArtifactStatus.DELETED, deleted_at=now)
+                self.store.update_artifact(
+                    artifact.id, status=ArtifactStatus.DELETED, deleted_at=now
+                )
                 continue
             ours = (
                 info.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE
@@ -106,5 +108,7 @@ class Collector:
             )
         if failures:
             return False
-        self.store.update_backup(backup.id, status=BackupStatus.DELETED, deleted_at=self.clock.now())
+        self.store.update_backup(
+            backup.id, status=BackupStatus.DELETED, deleted_at=self.clock.now()
+        )
         return True

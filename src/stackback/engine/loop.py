@@ -38,16 +38,31 @@ class Engine:
         )
         self.collector = Collector(self.store, self.clouds, self.clock, self.settings)
         self._last_collect: datetime | None = None
+        self._last_tick: datetime | None = None
+        self._next_fire: datetime | None = None
+
+    def _tick_due(self, now: datetime) -> bool:
+        """Tick when a fire time has come, and at least every poll interval (other
+        processes may add or change schedules)."""
+        if self._last_tick is None or now - self._last_tick >= self.settings.poll_interval:
+            return True
+        return self._next_fire is not None and self._next_fire <= now
 
     def step(self) -> int:
         """One cycle; returns how much work was done (0 = idle)."""
         done = 0
-        if self.run_scheduler:
-            done += self.scheduler.tick(self.clock.now()).runs
+        now = self.clock.now()
+        if self.run_scheduler and self._tick_due(now):
+            done += self.scheduler.tick(now).runs
+            self._last_tick = now
+            self._next_fire = self.store.next_fire_time()
         if self.run_worker:
             done += self.worker.work_once()
             now = self.clock.now()
-            if self._last_collect is None or now - self._last_collect >= self.settings.poll_interval:
+            if (
+                self._last_collect is None
+                or now - self._last_collect >= self.settings.poll_interval
+            ):
                 self._last_collect = now
                 done += self.collector.collect_pending()
         return done
@@ -56,7 +71,8 @@ class Engine:
         """When there is next something to do (a fire time or a run's wake-up)."""
         times = []
         if self.run_scheduler:
-            times.append(self.store.next_fire_time())
+            self._next_fire = self.store.next_fire_time()
+            times.append(self._next_fire)
         if self.run_worker:
             times.append(self.store.next_wakeup())
         known = [t for t in times if t is not None]

@@ -19,6 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from stackback.engine.collector import Collector
 from stackback.engine.failpoints import failpoint
@@ -32,7 +33,6 @@ from stackback.errors import (
     StackbackError,
 )
 from stackback.policy import (
-    ArtifactKind,
     ArtifactStatus,
     Backup,
     BackupKind,
@@ -57,7 +57,7 @@ from stackback.ports import (
 )
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
-from stackback.store.sql import BackupFilter, SqlStore
+from stackback.store.sql import BackupFilter, SqlStore, StepNote
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +106,13 @@ class Runner:
         self.clock = clock
         self.settings = settings or EngineSettings()
         self.collector = Collector(store, clouds, clock, self.settings)
+        self._policies: dict[str, Policy | None] = {}
 
     # -- entry points ----------------------------------------------------------------
+
+    def forget_cached_policies(self) -> None:
+        """Policies are cached for one batch of claimed runs; the worker clears them."""
+        self._policies.clear()
 
     def advance(self, run: Run) -> None:
         """Do what a claimed run's state calls for (``waiting`` runs go through ``poll``)."""
@@ -122,7 +127,7 @@ class Runner:
         for run in runs:
             backup = self.store.backup_for_run(run.id)
             if backup is None:
-                self._guarded(run, lambda r: self._fail(r, "waiting run has no backup record"))
+                self._guarded(run, partial(self._fail, why="waiting run has no backup record"))
                 continue
             by_cloud[run.cloud].append((run, backup))
         for cloud_name, items in by_cloud.items():
@@ -136,10 +141,10 @@ class Runner:
                 infos = self.clouds(cloud_name).artifact_statuses(refs) if refs else {}
             except CloudError as error:
                 for run, _ in items:
-                    self._guarded(run, lambda r, e=error: self._retry_or_fail(r, "poll", e))
+                    self._guarded(run, partial(self._retry_or_fail, step="poll", error=error))
                 continue
             for run, backup in items:
-                self._guarded(run, lambda r, b=backup: self._check(r, b, infos))
+                self._guarded(run, partial(self._check, backup=backup, infos=infos))
 
     # -- the steps -------------------------------------------------------------------
 
@@ -154,12 +159,15 @@ class Runner:
             self._release(run, None)
 
     def _policy(self, run: Run) -> Policy | None:
+        """The run's policy, read once per batch (None for on-demand runs or a deleted one)."""
         if run.policy_id is None:
             return None
-        try:
-            return self.store.get_policy(run.policy_id)
-        except NotFound:
-            return None
+        if run.policy_id not in self._policies:
+            try:
+                self._policies[run.policy_id] = self.store.get_policy(run.policy_id)
+            except NotFound:
+                self._policies[run.policy_id] = None
+        return self._policies[run.policy_id]
 
     def _start(self, run: Run) -> None:
         now = self.clock.now()
@@ -177,13 +185,19 @@ class Runner:
         server = self._server(run)
         try:
             run = self.store.update_run(
-                run.id, run.attempt, state=RunState.SNAPSHOTTING, target_name=server.name
+                run.id,
+                run.attempt,
+                state=RunState.SNAPSHOTTING,
+                target_name=server.name,
+                step=self._note("start", now, "ok", f"server {server.id} ({server.name})"),
             )
         except Conflict:
-            self._step_record(run, "start", now, "deferred", "target has another active run")
-            self._release(run, now + self.settings.poll_interval)
+            self._release(
+                run,
+                now + self.settings.poll_interval,
+                self._note("start", now, "deferred", "target has another active run"),
+            )
             return
-        self._step_record(run, "start", now, "ok", f"server {server.id} ({server.name})")
         failpoint("after-start")
         self._snapshot(run, resumed=False, server=server)
 
@@ -232,9 +246,16 @@ class Runner:
             self._record_artifact(backup, ref, ArtifactStatus.PENDING)
             detail = f"image {ref.id} requested"
         failpoint("after-record-artifact")
-        run = self.store.update_run(run.id, run.attempt, state=RunState.WAITING, backup_id=backup.id)
-        self._step_record(run, "snapshot", now, "ok", detail)
-        self._release(run, now)
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.WAITING,
+            backup_id=backup.id,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=now,
+            step=self._note("snapshot", now, "ok", detail),
+        )
 
     def _record_artifact(self, backup: Backup, ref: ArtifactRef, status: ArtifactStatus) -> None:
         self.store.add_artifact(backup.id, ref.kind, ref.id, status=status, now=self.clock.now())
@@ -267,15 +288,24 @@ class Runner:
         if discovered or pending:
             if run.started_at and now - run.started_at > self.settings.wait_timeout:
                 self._discard(backup, "timed out")
-                raise RunFailed(f"timed out after {self.settings.wait_timeout} waiting for {pending}")
-            if discovered:
-                self._step_record(run, "wait", now, "ok", "volume snapshots: " + ", ".join(discovered))
-            self._release(run, now + self.settings.poll_interval)
+                raise RunFailed(
+                    f"timed out after {self.settings.wait_timeout} waiting for {pending}"
+                )
+            note = (
+                self._note("wait", now, "ok", "volume snapshots: " + ", ".join(discovered))
+                if discovered
+                else None
+            )
+            self._release(run, now + self.settings.poll_interval, note)
             return
         self.store.update_backup(backup.id, status=BackupStatus.AVAILABLE, completed_at=now)
         failpoint("after-backup-available")
-        run = self.store.update_run(run.id, run.attempt, state=RunState.ROTATING)
-        self._step_record(run, "wait", now, "ok", f"backup {backup.id} available")
+        run = self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.ROTATING,
+            step=self._note("wait", now, "ok", f"backup {backup.id} available"),
+        )
         self._rotate(run)
 
     def _discard(self, backup: Backup, why: str) -> None:
@@ -328,7 +358,6 @@ class Runner:
         detail = f"kept {kept}, forgetting {len(forgotten)}" + (
             ": " + ", ".join(b.id for b in forgotten) if forgotten else ""
         )
-        self._step_record(run, "rotate", now, "ok", detail)
         self.collector.collect(forgotten)
         self.store.update_run(
             run.id,
@@ -337,6 +366,7 @@ class Runner:
             finished_at=self.clock.now(),
             lease_owner=None,
             lease_expires_at=None,
+            step=self._note("rotate", now, "ok", detail),
         )
 
     # -- bookkeeping -----------------------------------------------------------------
@@ -363,8 +393,9 @@ class Runner:
         if retryable and now < deadline:
             retries = sum(1 for s in self.store.get_run(run.id).steps if s.outcome == "retry")
             delay = min(self.settings.retry_base * (2**retries), self.settings.retry_max)
-            self._step_record(run, step, now, "retry", f"{error.code}: {error.message}")
-            self._release(run, now + delay)
+            self._release(
+                run, now + delay, self._note(step, now, "retry", f"{error.code}: {error.message}")
+            )
             return
         why = f"{error.code}: {error.message}"
         if retryable:
@@ -381,10 +412,10 @@ class Runner:
         if backup is not None and backup.status is BackupStatus.CREATING:
             self._discard(backup, why)
         try:
-            self._step_record(run, run.state.value, now, "failed", why)
             self.store.update_run(
                 run.id,
                 run.attempt,
+                step=self._note(run.state.value, now, "failed", why),
                 state=RunState.FAILED,
                 error=why,
                 error_id=error_id or uuid.uuid4().hex[:12],
@@ -396,16 +427,8 @@ class Runner:
             return
         log.warning("run %s (%s) failed: %s", run.id, run.target, why)
 
-    def _step_record(self, run: Run, name: str, started: datetime, outcome: str, detail: str) -> None:
-        self.store.record_step(
-            run.id,
-            run.attempt,
-            name,
-            started_at=started,
-            finished_at=self.clock.now(),
-            outcome=outcome,
-            detail=detail,
-        )
+    def _note(self, name: str, started: datetime, outcome: str, detail: str) -> StepNote:
+        return StepNote(name, started, self.clock.now(), outcome, detail)
 
-    def _release(self, run: Run, not_before: datetime | None) -> None:
-        self.store.release_run(run.id, run.attempt, not_before=not_before)
+    def _release(self, run: Run, not_before: datetime | None, note: StepNote | None = None) -> None:
+        self.store.release_run(run.id, run.attempt, not_before=not_before, step=note)

@@ -50,6 +50,7 @@ class Worker:
             lease_seconds=self.settings.lease.total_seconds(),
             limit=self.settings.claim_batch,
         )
+        self.runner.forget_cached_policies()
         waiting = [r for r in runs if r.state is RunState.WAITING]
         for run in runs:
             if run.state is not RunState.WAITING:

@@ -58,7 +58,9 @@ def _parse_kind(value: str) -> BackupKind:
         kind = BackupKind(value)
     except ValueError:
         names = ", ".join(k.value for k in BackupKind)
-        raise InvalidInput(f"unknown kind {value!r}: expected one of {names}", field="kind") from None
+        raise InvalidInput(
+            f"unknown kind {value!r}: expected one of {names}", field="kind"
+        ) from None
     if kind not in IMPLEMENTED_KINDS:
         raise InvalidInput(f"kind {kind.value!r} is not available yet", field="kind")
     return kind
@@ -88,7 +90,9 @@ class PolicyService:
         name = _validate_name(spec.name) if spec.name is not None else (base.name if base else "")
         if not name:
             raise InvalidInput("a policy needs a name", field="name")
-        timezone = spec.timezone if spec.timezone is not None else (base.timezone if base else "UTC")
+        timezone = (
+            spec.timezone if spec.timezone is not None else (base.timezone if base else "UTC")
+        )
         parse_timezone(timezone)
         schedules = (
             tuple(validate_cron(c) for c in spec.schedules)
@@ -105,15 +109,19 @@ class PolicyService:
         if spec.selector is not None:
             selector = Selector.parse(spec.selector)
             targets = ()
-        window = spec.window_minutes if spec.window_minutes is not None else (
-            base.window_minutes if base else 0
+        window = (
+            spec.window_minutes
+            if spec.window_minutes is not None
+            else (base.window_minutes if base else 0)
         )
         if window < 0 or window > 24 * 60:
             raise InvalidInput("--window must be between 0 and 1440 minutes", field="window")
         return Policy(
             id=base.id if base else str(uuid.uuid4()),
             name=name,
-            kind=_parse_kind(spec.kind) if spec.kind else (base.kind if base else BackupKind.SERVER_IMAGE),
+            kind=_parse_kind(spec.kind)
+            if spec.kind
+            else (base.kind if base else BackupKind.SERVER_IMAGE),
             schedules=schedules,
             timezone=timezone,
             retention=spec.retention
@@ -148,7 +156,7 @@ class PolicyService:
     def get(self, ref: str) -> Policy:
         return self.store.get_policy(ref)
 
-    def list(self) -> list[Policy]:
+    def list_policies(self) -> list[Policy]:
         return self.store.list_policies()
 
     def delete(self, refs: Sequence[str]) -> list[Policy]:

@@ -61,6 +61,7 @@ WORKABLE_STATES = (
     RunState.ROTATING.value,
 )
 _ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
+_OtherRun = aliased(RunRow)
 
 
 def new_id() -> str:
@@ -105,6 +106,28 @@ class TickPlan:
     runs: list[NewRun] = field(default_factory=list)
     next_fire_at: datetime | None = None
     fired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StepNote:
+    """A step to append to a run's journal in the same transaction as a run update."""
+
+    name: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    detail: str = ""
+
+    def row(self, run_id: str, attempt: int) -> RunStepRow:
+        return RunStepRow(
+            run_id=run_id,
+            name=self.name,
+            attempt=attempt,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            outcome=self.outcome,
+            detail=self.detail[:4000],
+        )
 
 
 @dataclass(frozen=True)
@@ -210,7 +233,9 @@ class SqlStore:
             for s in session.scalars(select(ScheduleRow).where(ScheduleRow.policy_id == policy.id))
         }
         keep_ids = set()
-        for position, (cron, next_fire) in enumerate(zip(policy.schedules, next_fires, strict=True)):
+        for position, (cron, next_fire) in enumerate(
+            zip(policy.schedules, next_fires, strict=True)
+        ):
             row = existing.get(cron)
             if row is None:
                 row = ScheduleRow(policy_id=policy.id, cron=cron)
@@ -219,7 +244,7 @@ class SqlStore:
             row.next_fire_at = next_fire
             session.flush()
             keep_ids.add(row.id)
-        for cron, row in existing.items():
+        for row in existing.values():
             if row.id not in keep_ids:
                 session.delete(row)
 
@@ -384,11 +409,10 @@ class SqlStore:
         Each claim increments ``attempt``: the fencing token of the lease.
         """
         with self._session() as session:
-            other = aliased(RunRow)
             target_busy = exists().where(
-                other.target == RunRow.target,
-                other.state.in_(_ACTIVE),
-                other.id != RunRow.id,
+                _OtherRun.target == RunRow.target,
+                _OtherRun.state.in_(_ACTIVE),
+                _OtherRun.id != RunRow.id,
             )
             query = (
                 select(RunRow)
@@ -434,10 +458,13 @@ class SqlStore:
             )
         return row
 
-    def update_run(self, run_id: str, attempt: int, **values: Any) -> Run:
-        """Write run fields, fenced by ``attempt``. Raises ``LeaseLost`` or ``Conflict``.
+    def update_run(
+        self, run_id: str, attempt: int, *, step: StepNote | None = None, **values: Any
+    ) -> Run:
+        """Write run fields (and record a step), fenced by ``attempt``.
 
-        ``Conflict`` means the target already has an active run (the partial
+        Raises ``LeaseLost`` when another worker holds a newer attempt, or
+        ``Conflict`` when the target already has an active run (the partial
         unique index refused the state change).
         """
         if "state" in values and isinstance(values["state"], RunState):
@@ -447,6 +474,8 @@ class SqlStore:
                 row = self._fenced_run(session, run_id, attempt)
                 for key, value in values.items():
                     setattr(row, key, value)
+                if step is not None:
+                    session.add(step.row(run_id, attempt))
                 session.flush()
                 return run_from_row(row)
         except IntegrityError as exc:
@@ -455,10 +484,22 @@ class SqlStore:
     def renew_lease(self, run_id: str, attempt: int, *, until: datetime) -> None:
         self.update_run(run_id, attempt, lease_expires_at=until)
 
-    def release_run(self, run_id: str, attempt: int, *, not_before: datetime | None) -> Run:
+    def release_run(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        not_before: datetime | None,
+        step: StepNote | None = None,
+    ) -> Run:
         """Give the lease back; the run is claimable again from ``not_before``."""
         return self.update_run(
-            run_id, attempt, lease_owner=None, lease_expires_at=None, not_before=not_before
+            run_id,
+            attempt,
+            step=step,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=not_before,
         )
 
     def record_step(
@@ -472,19 +513,12 @@ class SqlStore:
         outcome: str,
         detail: str = "",
     ) -> None:
-        with self._session() as session:
-            self._fenced_run(session, run_id, attempt)
-            session.add(
-                RunStepRow(
-                    run_id=run_id,
-                    name=name,
-                    attempt=attempt,
-                    started_at=started_at,
-                    finished_at=finished_at,
-                    outcome=outcome,
-                    detail=detail[:4000],
-                )
-            )
+        """Append a step to a run's journal, fenced by ``attempt``."""
+        self.update_run(
+            run_id,
+            attempt,
+            step=StepNote(name, started_at, finished_at, outcome, detail),
+        )
 
     def get_run(self, run_id: str) -> Run:
         with self._session() as session:
@@ -604,17 +638,18 @@ class SqlStore:
                 setattr(row, key, value)
             return artifact_from_row(row)
 
-    def update_backup(self, backup_id: str, **values: Any) -> Backup:
+    def update_backup(self, backup_id: str, **values: Any) -> None:
+        """Write backup fields (status, reasons, protection, error...)."""
         if "status" in values and hasattr(values["status"], "value"):
             values["status"] = values["status"].value
         if "reasons" in values:
             values["reasons"] = list(values["reasons"])
         with self._session() as session:
-            row = self._backup_row(session, backup_id)
+            row = session.get(BackupRow, backup_id)
+            if row is None:
+                raise NotFound(f"no backup {backup_id!r}")
             for key, value in values.items():
                 setattr(row, key, value)
-            session.flush()
-            return self._backup(session, row)
 
     def _backup_row(self, session: Session, ref: str) -> BackupRow:
         row = session.get(BackupRow, ref)
@@ -678,9 +713,7 @@ class SqlStore:
 
     def backups_to_collect(self, *, limit: int = 100) -> list[Backup]:
         """Backups whose deletion was requested and not finished (the GC's queue)."""
-        return self.list_backups(
-            BackupFilter(statuses=(BackupStatus.DELETING,), limit=limit)
-        )
+        return self.list_backups(BackupFilter(statuses=(BackupStatus.DELETING,), limit=limit))
 
     def find_artifact(self, kind: ArtifactKind, cloud_id: str) -> Artifact | None:
         with self._session() as session:
@@ -710,5 +743,6 @@ __all__ = [
     "RunFilter",
     "ScheduleState",
     "SqlStore",
+    "StepNote",
     "TickPlan",
 ]

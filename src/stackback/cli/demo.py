@@ -1,0 +1,121 @@
+"""``stackback demo``: the main job — months of backups on the simulator, in seconds."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from stackback.cli.output import console, emit_json
+from stackback.demo import Demo, DemoResult
+
+
+def _render(result: DemoResult, seconds: float) -> None:
+    out = console()
+    out.print(
+        f"\n[bold]{result.simulated_days} simulated days in {seconds:.1f} s[/bold] "
+        f"(database: {result.db_path})"
+    )
+    events = Table(title="What happened")
+    events.add_column("Day", justify="right")
+    events.add_column("Event")
+    for event in result.events:
+        events.add_row(str(event.day), event.text)
+    out.print(events)
+    states = Table(title="Runs by state")
+    states.add_column("State")
+    states.add_column("Runs", justify="right")
+    for state, count in sorted(result.runs_by_state.items()):
+        states.add_row(state, str(count))
+    out.print(states)
+    if result.failures:
+        failures = Table(title="Failed runs (nothing was deleted by them)")
+        failures.add_column("When")
+        failures.add_column("Target")
+        failures.add_column("Why", overflow="fold")
+        for run in result.failures[:10]:
+            failures.add_row(
+                f"{run.scheduled_for:%Y-%m-%d}", run.target_name or run.target, run.error or ""
+            )
+        out.print(failures)
+    for name, backups in result.kept.items():
+        table = Table(
+            title=f"{name}: {len(backups)} backups kept, {result.rotated.get(name, 0)} rotated away"
+        )
+        table.add_column("Backup taken (UTC)")
+        table.add_column("Why it is kept")
+        for backup in backups:
+            table.add_row(f"{backup.created_at:%Y-%m-%d %H:%M}", ", ".join(backup.reasons))
+        out.print(table)
+
+
+@click.command("demo")
+@click.option("--days", type=click.IntRange(1, 3650), default=200, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the demo's database and simulated cloud here (default: a new temp dir).",
+)
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
+    """Live through months of a GFS policy (daily 7, weekly 4, monthly 12, yearly 2)
+    on the built-in cloud simulator, with injected faults, and summarise."""
+    directory = directory or Path(tempfile.mkdtemp(prefix="stackback-demo-"))
+    runner = Demo(directory, days=days, seed=seed)
+    started = time.monotonic()
+    try:
+        if fmt == "json":
+            result = runner.run()
+        else:
+            with Progress(
+                TextColumn("[bold]simulating[/bold] {task.fields[date]}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} days"),
+                TextColumn("{task.fields[states]}"),
+                TimeElapsedColumn(),
+                console=console(),
+            ) as progress:
+                task = progress.add_task("demo", total=days, date="", states="")
+
+                def report(day: int, states: Counter[str]) -> None:
+                    progress.update(
+                        task,
+                        completed=day,
+                        date=f"{runner.clock.now():%Y-%m-%d}",
+                        states=" ".join(f"{k} {v}" for k, v in sorted(states.items())),
+                    )
+
+                result = runner.run(report)
+        elapsed = time.monotonic() - started
+        if fmt == "json":
+            emit_json(
+                {
+                    "simulated_days": result.simulated_days,
+                    "seconds": round(elapsed, 2),
+                    "database": str(result.db_path),
+                    "runs_by_state": dict(result.runs_by_state),
+                    "kept": {
+                        name: [
+                            {"created_at": b.created_at, "reasons": list(b.reasons)}
+                            for b in backups
+                        ]
+                        for name, backups in result.kept.items()
+                    },
+                    "rotated": result.rotated,
+                    "events": [{"day": e.day, "text": e.text} for e in result.events],
+                }
+            )
+        else:
+            _render(result, elapsed)
+    finally:
+        runner.close()
+
+
+COMMANDS = [demo]

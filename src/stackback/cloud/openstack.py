@@ -1,0 +1,203 @@
+"""The :class:`~stackback.ports.Cloud` port over a real OpenStack, through openstacksdk.
+
+One :class:`OpenStackCloud` is bound to the project of its credentials. Images come
+from Nova ``createImage`` (never ``createBackup``: its rotation would fight stackback's
+retention); volume-backed servers give a 0-byte image whose ``block_device_mapping``
+names Cinder snapshots, reported as the image's ``children``. Status polling is batched:
+one Glance listing (ids filtered with ``in:``) and one Cinder listing per call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+import openstack
+from openstack import exceptions as sdk_exc
+from openstack.compute.v2.server import Server
+from openstack.connection import Connection
+
+from stackback.cloud.os_convert import (
+    image_info,
+    missing_info,
+    server_info,
+    snapshot_info,
+)
+from stackback.cloud.os_errors import cloud_errors
+from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
+from stackback.policy import ArtifactKind, Selector
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_CREATED_BY,
+    ArtifactInfo,
+    ArtifactRef,
+    ServerInfo,
+)
+
+#: Image ids per Glance listing (``id=in:...``), which keeps the URL well under 4 KiB.
+IMAGE_IDS_PER_LISTING = 60
+
+
+def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def contains(metadata: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    return all(metadata.get(key) == value for key, value in wanted.items())
+
+
+class OpenStackCloud:
+    """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
+
+    def __init__(
+        self,
+        conn: Connection | Callable[[], Connection],
+        *,
+        cloud_name: str | None = None,
+    ) -> None:
+        """Wrap a connection, or a factory called on first use (lazy connect)."""
+        self.cloud_name = cloud_name
+        self._conn: Connection | None = conn if isinstance(conn, Connection) else None
+        self._factory = None if isinstance(conn, Connection) else conn
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cloud_name: str) -> OpenStackCloud:
+        """The cloud named ``cloud_name`` in clouds.yaml (``OS_CLIENT_CONFIG_FILE`` honoured).
+
+        Nothing is read or contacted until the first call.
+        """
+        return cls(lambda: openstack.connect(cloud=cloud_name), cloud_name=cloud_name)
+
+    @property
+    def conn(self) -> Connection:
+        """The openstacksdk connection, made on first use."""
+        if self._conn is None:
+            with self._lock:
+                if self._conn is None:
+                    assert self._factory is not None
+                    with cloud_errors(f"connecting to {self._where}"):
+                        self._conn = self._factory()
+        return self._conn
+
+    @property
+    def _where(self) -> str:
+        return f"cloud {self.cloud_name!r}" if self.cloud_name else "the cloud"
+
+    def _project_id(self) -> str:
+        with cloud_errors(f"authenticating to {self._where}"):
+            project_id = self.conn.current_project_id
+        if not project_id:
+            raise CloudRejected(f"{self._where}: credentials are not scoped to a project")
+        return project_id
+
+    # -- the Cloud port -------------------------------------------------------------------
+
+    def get_server(self, server: str) -> ServerInfo:
+        """Find one server of the project by id or (unique) name."""
+        with cloud_errors(f"looking up server {server!r} on {self._where}"):
+            found = self.conn.compute.find_server(server, ignore_missing=True)
+        if found is None:
+            raise CloudNotFound(f"no server {server!r} on {self._where}")
+        return server_info(found)
+
+    def find_servers(self, selector: Selector) -> list[ServerInfo]:
+        """Every server of the project whose metadata matches ``selector`` (one listing)."""
+        with cloud_errors(f"listing servers on {self._where}"):
+            servers = [server_info(server) for server in self.conn.compute.servers(details=True)]
+        return [server for server in servers if selector.matches(dict(server.metadata))]
+
+    def start_server_image(
+        self, server_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """Nova ``createImage`` (one request); the image then goes pending → available.
+
+        409 (a snapshot already in progress) → :class:`~stackback.errors.CloudBusy`.
+        """
+        with cloud_errors(f"createImage of server {server_id} on {self._where}"):
+            image_id = Server(id=server_id).create_image(
+                self.conn.compute, name, {key: str(value) for key, value in metadata.items()}
+            )
+        return ArtifactRef(ArtifactKind.IMAGE, image_id)
+
+    def find_artifacts(self, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
+        """The project's images and volume snapshots whose metadata contains ``metadata``."""
+        return [info for info in self._all_artifacts() if contains(info.metadata, metadata)]
+
+    def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
+        """Status of many artifacts: one Glance and one Cinder listing, not a GET each."""
+        kinds = {ref.kind for ref in refs}
+        self._check_kinds(kinds)
+        found: dict[ArtifactRef, ArtifactInfo] = {}
+        image_ids = sorted({ref.id for ref in refs if ref.kind is ArtifactKind.IMAGE})
+        if image_ids:
+            found.update((info.ref, info) for info in self._images(image_ids))
+        if ArtifactKind.VOLUME_SNAPSHOT in kinds:
+            found.update((info.ref, info) for info in self._snapshots())
+        return {ref: found.get(ref) or missing_info(ref) for ref in refs}
+
+    def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
+        """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
+        self._check_kinds({ref.kind})
+        values = {key: str(value) for key, value in metadata.items()}
+        with cloud_errors(f"setting metadata of {ref.kind} {ref.id} on {self._where}"):
+            if ref.kind is ArtifactKind.IMAGE:
+                self.conn.image.update_image(ref.id, **values)
+            else:
+                self.conn.block_storage.set_snapshot_metadata(ref.id, **values)
+
+    def delete_artifact(self, ref: ArtifactRef) -> None:
+        """Delete an artifact; one already gone (or not visible to the project) is fine.
+
+        Cinder refuses (400) to delete a snapshot still ``creating``: that is reported as
+        :class:`~stackback.errors.CloudBusy`, to be retried once it is available.
+        """
+        self._check_kinds({ref.kind})
+        what = f"deleting {ref.kind} {ref.id} on {self._where}"
+        if ref.kind is ArtifactKind.IMAGE:
+            with cloud_errors(what):
+                self.conn.image.delete_image(ref.id, ignore_missing=True)
+            return
+        try:
+            with cloud_errors(what):
+                self.conn.block_storage.delete_snapshot(ref.id, ignore_missing=True)
+        except CloudRejected as exc:
+            if not isinstance(exc.__cause__, sdk_exc.BadRequestException):
+                raise
+            raise CloudBusy(f"{exc.message} (snapshot not deletable in its current state)") from exc
+
+    def list_marked_artifacts(self) -> list[ArtifactInfo]:
+        """Every artifact of the project carrying stackback's created-by marker."""
+        return self.find_artifacts({MARKER_CREATED_BY: CREATED_BY_VALUE})
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_kinds(self, kinds: Iterable[ArtifactKind]) -> None:
+        unsupported = set(kinds) - {ArtifactKind.IMAGE, ArtifactKind.VOLUME_SNAPSHOT}
+        if unsupported:
+            names = ", ".join(sorted(unsupported))
+            raise CloudRejected(f"{self._where}: artifacts of kind {names} are not supported")
+
+    def _images(self, ids: Sequence[str] | None = None) -> list[ArtifactInfo]:
+        """The project's own images (not public/shared ones), all or those with ``ids``."""
+        owner = self._project_id()
+        with cloud_errors(f"listing images on {self._where}"):
+            if ids is None:
+                return [image_info(image) for image in self.conn.image.images(owner=owner)]
+            return [
+                image_info(image)
+                for chunk in chunks(ids, IMAGE_IDS_PER_LISTING)
+                for image in self.conn.image.images(owner=owner, id="in:" + ",".join(chunk))
+            ]
+
+    def _snapshots(self) -> list[ArtifactInfo]:
+        with cloud_errors(f"listing volume snapshots on {self._where}"):
+            snapshots = self.conn.block_storage.snapshots(details=True)
+            return [
+                snapshot_info(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
+            ]
+
+    def _all_artifacts(self) -> list[ArtifactInfo]:
+        return self._images() + self._snapshots()

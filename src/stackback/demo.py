@@ -1,0 +1,156 @@
+"""The demo scenario: months of a GFS policy on the simulator, in seconds.
+
+Everything real but the cloud and the clock: the SQLite store, the
+scheduler, the workers, the retention and the deletion collector run as in
+``stackback serve``; the simulated cloud runs on a virtual clock that jumps
+from one event to the next.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from stackback.clock import VirtualClock
+from stackback.cloud.sim_config import SimConfig, SimFaults
+from stackback.cloud.simulator import SimulatedCloud
+from stackback.engine.loop import Engine
+from stackback.engine.settings import EngineSettings
+from stackback.policy import Backup, BackupStatus, Run, RunState
+from stackback.retention import RetentionPolicy
+from stackback.services.policies import PolicyService, PolicySpec
+from stackback.store.database import create_db_engine, upgrade
+from stackback.store.sql import BackupFilter, RunFilter, SqlStore
+
+DEMO_START = datetime(2025, 11, 1, tzinfo=UTC)
+GFS = RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=2)
+
+
+@dataclass
+class DemoEvent:
+    day: int
+    text: str
+
+
+@dataclass
+class DemoResult:
+    """What the demo did, for the summary."""
+
+    runs_by_state: Counter[str]
+    kept: dict[str, list[Backup]]
+    rotated: dict[str, int]
+    failures: list[Run]
+    missed: int
+    events: list[DemoEvent] = field(default_factory=list)
+    db_path: Path | None = None
+    simulated_days: int = 0
+
+
+@dataclass
+class Demo:
+    """Sets up servers and a GFS policy, then lives through ``days`` simulated days."""
+
+    directory: Path
+    days: int = 200
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.directory / "stackback.db"
+        for stale in self.directory.glob("*.db*"):
+            stale.unlink()
+        for stale in self.directory.glob("sim.sqlite*"):
+            stale.unlink()
+        self.clock = VirtualClock(DEMO_START)
+        engine = create_db_engine(f"sqlite:///{self.db_path}")
+        upgrade(engine)
+        self.store = SqlStore(engine)
+        self.sim = SimulatedCloud(self.directory / "sim.sqlite", self.clock, seed=self.seed)
+        self.sim.configure(SimConfig(faults=SimFaults(error_rate=0.01)))
+        self.engine = Engine(
+            self.store,
+            lambda _name: self.sim,
+            self.clock,
+            EngineSettings(poll_interval=timedelta(seconds=60)),
+            worker_name="demo-worker",
+        )
+        self.events: list[DemoEvent] = []
+
+    def setup(self) -> None:
+        self.web1 = self.sim.create_server("web-1", metadata={"backup": "gfs"})
+        self.web2 = self.sim.create_server("web-2", metadata={"backup": "gfs"})
+        self.db1 = self.sim.create_server(
+            "db-1", metadata={"backup": "gfs"}, volume_backed=True, volumes=2
+        )
+        self.app1 = self.sim.create_server("app-1", metadata={"backup": "gfs"})
+        PolicyService(self.store, self.clock).create(
+            PolicySpec(
+                name="gfs",
+                selector="backup=gfs",
+                schedules=("0 1 * * *",),
+                timezone="Europe/Amsterdam",
+                window_minutes=30,
+                retention=GFS,
+            )
+        )
+
+    def _faults(self, day: int) -> None:
+        if day == 20:
+            self.sim.busy_storm(self.web1.id, 5)
+            self.events.append(DemoEvent(day, "web-1: a storm of 409 'server busy' answers"))
+        if day == 45:
+            self.sim.kill_next_image(self.web2.id)
+            self.events.append(DemoEvent(day, "web-2: the next image ends 'killed' in Glance"))
+        if day == 200:
+            self.sim.delete_server(self.app1.id)
+            self.events.append(
+                DemoEvent(day, "app-1 deleted by its owner: no more runs, its backups stay")
+            )
+
+    def run(self, progress: Callable[[int, Counter[str]], None] | None = None) -> DemoResult:
+        self.setup()
+        outage = range(120, 123)
+        for day in range(1, self.days + 1):
+            self._faults(day)
+            until = DEMO_START + timedelta(days=day)
+            if day in outage:
+                self.clock.advance_to(until)
+                if day == outage.start:
+                    self.events.append(
+                        DemoEvent(day, "stackback is down for 3 days: those runs are missed")
+                    )
+                continue
+            self.engine.drain(until)
+            if progress:
+                progress(day, Counter(self.store.count_runs_by_state()))
+        return self.summary()
+
+    def summary(self) -> DemoResult:
+        runs = self.store.list_runs(RunFilter(limit=1_000_000))
+        by_state = Counter(r.state.value for r in runs)
+        backups = self.store.list_backups(BackupFilter(include_deleted=True, limit=1_000_000))
+        kept: dict[str, list[Backup]] = {}
+        rotated: Counter[str] = Counter()
+        for backup in backups:
+            name = backup.target_name or backup.target
+            if backup.status is BackupStatus.AVAILABLE:
+                kept.setdefault(name, []).append(backup)
+            elif backup.status is BackupStatus.DELETED:
+                rotated[name] += 1
+        return DemoResult(
+            runs_by_state=by_state,
+            kept=dict(sorted(kept.items())),
+            rotated=dict(rotated),
+            failures=[r for r in runs if r.state is RunState.FAILED],
+            missed=by_state.get(RunState.MISSED.value, 0),
+            events=self.events,
+            db_path=self.db_path,
+            simulated_days=self.days,
+        )
+
+    def close(self) -> None:
+        self.sim.close()
+        self.store.dispose()

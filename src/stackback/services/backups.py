@@ -1,0 +1,129 @@
+"""Backups: list, show, protect, delete, take one now, and preview retention."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from stackback.engine.collector import Collector
+from stackback.engine.runner import CloudProvider
+from stackback.errors import Conflict, InvalidInput
+from stackback.policy import Backup, BackupStatus, Run
+from stackback.ports import Clock
+from stackback.retention import RetentionPolicy, apply_policy
+from stackback.schedule import parse_timezone
+from stackback.store.sql import BackupFilter, SqlStore
+
+MANUAL_LABEL = "manual"
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    """One backup in a retention preview and what the policy would do with it."""
+
+    backup: Backup
+    action: str
+    reasons: tuple[str, ...]
+
+
+class BackupService:
+    """Recovery points as the operator sees them."""
+
+    def __init__(self, store: SqlStore, clouds: CloudProvider, clock: Clock) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.clock = clock
+
+    def list_backups(
+        self, *, server: str | None = None, policy: str | None = None, include_deleted: bool = False
+    ) -> list[Backup]:
+        policy_id = self.store.get_policy(policy).id if policy else None
+        return self.store.list_backups(
+            BackupFilter(target=server, policy_id=policy_id, include_deleted=include_deleted)
+        )
+
+    def get(self, ref: str) -> Backup:
+        return self.store.get_backup(ref)
+
+    def protect(self, ref: str, protected: bool = True) -> Backup:
+        return self.store.set_protected(ref, protected)
+
+    def delete(self, ref: str, *, force: bool = False) -> Backup:
+        """Delete a backup's cloud artifacts (a recorded request, finished now if possible).
+
+        Refused without ``force`` for a protected backup and for the last
+        available backup of its target.
+        """
+        backup = self.store.get_backup(ref)
+        if backup.status is BackupStatus.DELETED:
+            return backup
+        if backup.protected and not force:
+            raise Conflict(f"backup {backup.id} is protected: unprotect it or use --force")
+        if backup.status is BackupStatus.AVAILABLE and not force:
+            others = [
+                b
+                for b in self.store.list_backups(
+                    BackupFilter(target=backup.target, statuses=(BackupStatus.AVAILABLE,))
+                )
+                if b.id != backup.id
+            ]
+            if not others:
+                raise Conflict(
+                    f"backup {backup.id} is the last good backup of {backup.target}: use --force"
+                )
+        if backup.status in (BackupStatus.CREATING,) and backup.run_id:
+            run = self.store.get_run(backup.run_id)
+            if not run.state.is_terminal:
+                raise Conflict(f"backup {backup.id} is still being taken by run {run.id}")
+        if backup.protected:
+            self.store.set_protected(backup.id, False)
+        self.store.update_backup(
+            backup.id, status=BackupStatus.DELETING, reasons=("deleted by the operator",)
+        )
+        Collector(self.store, self.clouds, self.clock).collect([backup])
+        return self.store.get_backup(backup.id)
+
+    def backup_now(
+        self,
+        server: str,
+        *,
+        label: str | None,
+        keep_last: int | None,
+        cloud: str | None,
+    ) -> Run:
+        """An on-demand backup; ``keep_last`` rotates backups of the same label only."""
+        if keep_last is not None and keep_last < 1:
+            raise InvalidInput("--keep-last must be at least 1", field="keep_last")
+        label = label or MANUAL_LABEL
+        retention = RetentionPolicy(last=keep_last).to_dict() if keep_last else None
+        return self.store.create_manual_run(
+            target=server, now=self.clock.now(), label=label, retention=retention, cloud=cloud
+        )
+
+    def preview(self, policy_ref: str) -> list[PreviewRow]:
+        """What the policy's retention would keep of its real backups now (deletes nothing)."""
+        policy = self.store.get_policy(policy_ref)
+        backups = self.store.list_backups(
+            BackupFilter(policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,))
+        )
+        by_target: dict[str, list[Backup]] = defaultdict(list)
+        for backup in backups:
+            by_target[backup.target].append(backup)
+        rows: list[PreviewRow] = []
+        now = self.clock.now()
+        zone = parse_timezone(policy.timezone)
+        for target in sorted(by_target):
+            candidates = [b for b in by_target[target] if not b.protected]
+            protected = [b for b in by_target[target] if b.protected]
+            decision = apply_policy(candidates, policy.retention, now=now, tz=zone)
+            newest = max(candidates, key=lambda b: b.created_at, default=None)
+            for backup, reasons in decision.items_with_reasons():
+                rows.append(PreviewRow(backup, "keep", reasons))
+            for backup in decision.forget:
+                if backup is newest:
+                    rows.append(PreviewRow(backup, "keep", ("newest good backup",)))
+                else:
+                    rows.append(PreviewRow(backup, "forget", ()))
+            rows.extend(PreviewRow(b, "keep", ("protected",)) for b in protected)
+        rows.sort(key=lambda r: (r.backup.target, -r.backup.created_at.timestamp()))
+        return rows

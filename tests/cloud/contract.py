@@ -1,0 +1,350 @@
+"""The contract every :class:`~stackback.ports.Cloud` adapter must keep.
+
+Adapter-agnostic: the tests only use the ``Cloud`` port and a
+:class:`CloudHarness`, so the same suite runs against the simulator and against
+a real OpenStack plane. To run it, subclass :class:`CloudContract` in a test
+module and provide a ``harness`` fixture::
+
+    @pytest.fixture
+    def harness(tmp_path) -> CloudHarness: ...
+
+    class TestMyCloud(CloudContract):
+        pass
+
+Each test uses its own run ids and metadata keys and only asserts about what it
+created, so leftovers of other tests in the same project do not disturb it.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+import pytest
+
+from stackback.errors import CloudBusy, CloudNotFound
+from stackback.policy import ArtifactKind, ArtifactStatus, Selector
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_CREATED_BY,
+    MARKER_LABEL,
+    MARKER_RUN,
+    MARKER_TARGET,
+    ArtifactInfo,
+    ArtifactRef,
+    Cloud,
+    ServerInfo,
+)
+
+#: Longest wait for any state change, in the harness's seconds (virtual or real).
+TIMEOUT_S = 600.0
+
+
+class CloudHarness(Protocol):
+    """What the contract needs around a cloud: a second project, servers, and time."""
+
+    cloud: Cloud
+    """The cloud under test, bound to one project."""
+    other_project_cloud: Cloud
+    """The same cloud bound to another project (for isolation checks)."""
+
+    def create_server(
+        self,
+        name: str,
+        metadata: Mapping[str, str] | None = None,
+        volume_backed: bool = False,
+    ) -> ServerInfo:
+        """Create an ACTIVE server in ``cloud``'s project (volume-backed: boots from volume)."""
+        ...
+
+    def delete_server(self, server_id: str) -> None: ...
+
+    def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
+        """Merge ``metadata`` into the server's metadata."""
+        ...
+
+    def delete_server_metadata(self, server_id: str, key: str) -> None: ...
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        """Let time pass until ``predicate()`` holds; fail the test after ``timeout_s``."""
+        ...
+
+    def slow_uploads(self) -> AbstractContextManager[None]:
+        """While open, image uploads take long enough to observe them pending (and the 409)."""
+        ...
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def markers(run: str, server: ServerInfo) -> dict[str, str]:
+    return {MARKER_CREATED_BY: CREATED_BY_VALUE, MARKER_RUN: run, MARKER_TARGET: server.id}
+
+
+def status(cloud: Cloud, ref: ArtifactRef) -> ArtifactInfo:
+    return cloud.artifact_statuses([ref])[ref]
+
+
+def wait_for(
+    harness: CloudHarness, ref: ArtifactRef, wanted: ArtifactStatus, *, timeout_s: float = TIMEOUT_S
+) -> ArtifactInfo:
+    harness.wait_until(lambda: status(harness.cloud, ref).status is wanted, timeout_s)
+    return status(harness.cloud, ref)
+
+
+def wait_until_settled(harness: CloudHarness, ref: ArtifactRef) -> None:
+    """Wait until the artifact is no longer pending (so that it can be deleted)."""
+    harness.wait_until(
+        lambda: status(harness.cloud, ref).status is not ArtifactStatus.PENDING, TIMEOUT_S
+    )
+
+
+def never_existed(kind: ArtifactKind) -> ArtifactRef:
+    return ArtifactRef(kind, str(uuid.uuid4()))
+
+
+class CloudContract:
+    """The contract tests; a subclass supplies the ``harness`` fixture."""
+
+    @pytest.fixture
+    def created(self, harness: CloudHarness) -> Iterator[list[ArtifactRef]]:
+        """Artifacts a test made; deleted afterwards (once they are done changing)."""
+        refs: list[ArtifactRef] = []
+        yield refs
+        for ref in reversed(refs):
+            wait_until_settled(harness, ref)
+            harness.cloud.delete_artifact(ref)
+
+    def start_image(
+        self,
+        harness: CloudHarness,
+        created: list[ArtifactRef],
+        server: ServerInfo,
+        metadata: Mapping[str, str],
+    ) -> ArtifactRef:
+        ref = harness.cloud.start_server_image(server.id, unique("contract-image"), metadata)
+        created.append(ref)
+        return ref
+
+    def test_get_server_by_id_and_by_name(self, harness: CloudHarness) -> None:
+        server = harness.create_server(unique("contract-get"), {"role": "db"})
+
+        by_id = harness.cloud.get_server(server.id)
+        by_name = harness.cloud.get_server(server.name)
+
+        assert by_id.id == by_name.id == server.id
+        assert by_id.metadata.get("role") == "db"
+        assert not by_id.volume_backed
+
+    def test_image_goes_pending_then_available_carrying_the_markers(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        server = harness.create_server(unique("contract-image"))
+        wanted = markers(unique("run"), server)
+
+        with harness.slow_uploads():
+            ref = self.start_image(harness, created, server, wanted)
+            assert ref.kind is ArtifactKind.IMAGE
+            assert status(harness.cloud, ref).status is ArtifactStatus.PENDING
+            info = wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+
+        assert wanted.items() <= dict(info.metadata).items()
+        assert info.metadata.get("instance_uuid") == server.id
+        assert info.size is not None and info.size > 0
+        assert info.children == ()
+
+    def test_second_image_while_the_first_uploads_is_refused_and_creates_nothing(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        server = harness.create_server(unique("contract-busy"))
+        first_run, refused_run, later_run = unique("run"), unique("run"), unique("run")
+
+        with harness.slow_uploads():
+            first = self.start_image(harness, created, server, markers(first_run, server))
+            with pytest.raises(CloudBusy):
+                harness.cloud.start_server_image(
+                    server.id, unique("refused"), markers(refused_run, server)
+                )
+            assert harness.cloud.find_artifacts({MARKER_RUN: refused_run}) == []
+            wait_for(harness, first, ArtifactStatus.AVAILABLE)
+
+        later = self.start_image(harness, created, server, markers(later_run, server))
+        wait_for(harness, later, ArtifactStatus.AVAILABLE)
+
+    def test_find_artifacts_by_run_marker(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        one, two = (
+            harness.create_server(unique("contract-a")),
+            harness.create_server(unique("contract-b")),
+        )
+        run_one, run_two = unique("run"), unique("run")
+        ref_one = self.start_image(harness, created, one, markers(run_one, one))
+        ref_two = self.start_image(harness, created, two, markers(run_two, two))
+
+        assert [info.ref for info in harness.cloud.find_artifacts({MARKER_RUN: run_one})] == [
+            ref_one
+        ]
+        found = harness.cloud.find_artifacts({MARKER_RUN: run_two, MARKER_TARGET: two.id})
+        assert [info.ref for info in found] == [ref_two]
+        assert harness.cloud.find_artifacts({MARKER_RUN: run_one, MARKER_TARGET: two.id}) == []
+
+    def test_batch_statuses_report_deleted_and_missing_artifacts_as_deleted(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        kept_server, gone_server = (
+            harness.create_server(unique("contract-kept")),
+            harness.create_server(unique("contract-gone")),
+        )
+        kept = self.start_image(harness, created, kept_server, markers(unique("run"), kept_server))
+        gone = self.start_image(harness, created, gone_server, markers(unique("run"), gone_server))
+        wait_for(harness, kept, ArtifactStatus.AVAILABLE)
+        wait_for(harness, gone, ArtifactStatus.AVAILABLE)
+        harness.cloud.delete_artifact(gone)
+        missing_image = never_existed(ArtifactKind.IMAGE)
+        missing_snapshot = never_existed(ArtifactKind.VOLUME_SNAPSHOT)
+
+        harness.wait_until(
+            lambda: status(harness.cloud, gone).status is ArtifactStatus.DELETED, TIMEOUT_S
+        )
+        statuses = harness.cloud.artifact_statuses([kept, gone, missing_image, missing_snapshot])
+
+        assert set(statuses) == {kept, gone, missing_image, missing_snapshot}
+        assert statuses[kept].status is ArtifactStatus.AVAILABLE
+        assert statuses[gone].status is ArtifactStatus.DELETED
+        assert statuses[missing_image].status is ArtifactStatus.DELETED
+        assert statuses[missing_snapshot].status is ArtifactStatus.DELETED
+
+    def test_delete_is_idempotent(self, harness: CloudHarness, created: list[ArtifactRef]) -> None:
+        server = harness.create_server(unique("contract-delete"))
+        run = unique("run")
+        ref = self.start_image(harness, created, server, markers(run, server))
+        wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+
+        harness.cloud.delete_artifact(ref)
+        harness.cloud.delete_artifact(ref)
+        harness.cloud.delete_artifact(never_existed(ArtifactKind.IMAGE))
+        harness.cloud.delete_artifact(never_existed(ArtifactKind.VOLUME_SNAPSHOT))
+
+        wait_for(harness, ref, ArtifactStatus.DELETED)
+        assert harness.cloud.find_artifacts({MARKER_RUN: run}) == []
+
+    def test_set_metadata_merges_into_the_artifact(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        server = harness.create_server(unique("contract-meta"))
+        run = unique("run")
+        ref = self.start_image(harness, created, server, markers(run, server))
+
+        harness.cloud.set_artifact_metadata(ref, {MARKER_LABEL: "before-upgrade"})
+
+        (found,) = harness.cloud.find_artifacts({MARKER_LABEL: "before-upgrade", MARKER_RUN: run})
+        assert found.ref == ref
+        assert found.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE
+        with pytest.raises(CloudNotFound):
+            harness.cloud.set_artifact_metadata(never_existed(ArtifactKind.IMAGE), {"k": "v"})
+
+    def test_selector_follows_server_metadata(self, harness: CloudHarness) -> None:
+        key = unique("contract-backup")
+        selector = Selector(key, "daily")
+        leaving = harness.create_server(unique("contract-leaving"), {key: "daily"})
+        joining = harness.create_server(unique("contract-joining"), {"other": "x"})
+
+        assert [s.id for s in harness.cloud.find_servers(selector)] == [leaving.id]
+
+        harness.set_server_metadata(joining.id, {key: "daily"})
+        harness.delete_server_metadata(leaving.id, key)
+
+        assert [s.id for s in harness.cloud.find_servers(selector)] == [joining.id]
+        harness.set_server_metadata(joining.id, {key: "weekly"})
+        assert harness.cloud.find_servers(selector) == []
+
+    def test_volume_backed_server_gives_an_empty_image_and_volume_snapshots(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        server = harness.create_server(unique("contract-bfv"), volume_backed=True)
+        run = unique("run")
+        assert harness.cloud.get_server(server.id).volume_backed
+
+        image = self.start_image(harness, created, server, markers(run, server))
+        info = wait_for(harness, image, ArtifactStatus.AVAILABLE)
+
+        assert info.size == 0
+        assert "instance_uuid" not in info.metadata
+        assert info.metadata.get(MARKER_TARGET) == server.id
+        assert info.children
+        assert {child.kind for child in info.children} == {ArtifactKind.VOLUME_SNAPSHOT}
+        mapping = json.loads(info.metadata["block_device_mapping"])
+        assert {entry["snapshot_id"] for entry in mapping} == {c.id for c in info.children}
+        created.extend(info.children)
+        for child in info.children:
+            wait_for(harness, child, ArtifactStatus.AVAILABLE)
+            harness.cloud.set_artifact_metadata(child, markers(run, server))
+
+        harness.cloud.delete_artifact(image)
+        wait_for(harness, image, ArtifactStatus.DELETED)
+
+        snapshots = harness.cloud.artifact_statuses(info.children)
+        assert {s.status for s in snapshots.values()} == {ArtifactStatus.AVAILABLE}
+        assert set(info.children) <= {
+            i.ref for i in harness.cloud.find_artifacts({MARKER_RUN: run})
+        }
+        for child in info.children:
+            harness.cloud.delete_artifact(child)
+        for child in info.children:
+            wait_for(harness, child, ArtifactStatus.DELETED)
+
+    def test_unknown_server_is_not_found(self, harness: CloudHarness) -> None:
+        unknown = str(uuid.uuid4())
+
+        with pytest.raises(CloudNotFound):
+            harness.cloud.get_server(unknown)
+        with pytest.raises(CloudNotFound):
+            harness.cloud.start_server_image(unknown, unique("nothing"), {MARKER_RUN: "x"})
+
+    def test_another_project_sees_nothing(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        key = unique("contract-isolated")
+        server = harness.create_server(unique("contract-private"), {key: "yes"})
+        run = unique("run")
+        ref = self.start_image(harness, created, server, markers(run, server))
+        wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+        other = harness.other_project_cloud
+
+        with pytest.raises(CloudNotFound):
+            other.get_server(server.id)
+        with pytest.raises(CloudNotFound):
+            other.start_server_image(server.id, unique("stolen"), {MARKER_RUN: run})
+        with pytest.raises(CloudNotFound):
+            other.set_artifact_metadata(ref, {MARKER_LABEL: "stolen"})
+        assert other.find_servers(Selector(key, "yes")) == []
+        assert other.find_artifacts({MARKER_RUN: run}) == []
+        assert ref not in {info.ref for info in other.list_marked_artifacts()}
+        assert other.artifact_statuses([ref])[ref].status is ArtifactStatus.DELETED
+        other.delete_artifact(ref)
+
+        assert status(harness.cloud, ref).status is ArtifactStatus.AVAILABLE
+        assert MARKER_LABEL not in status(harness.cloud, ref).metadata
+
+    def test_list_marked_artifacts_excludes_unmarked_ones(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        marked_server = harness.create_server(unique("contract-marked"))
+        unmarked_server = harness.create_server(unique("contract-unmarked"))
+        marked = self.start_image(
+            harness, created, marked_server, markers(unique("run"), marked_server)
+        )
+        unmarked = self.start_image(
+            harness, created, unmarked_server, {MARKER_RUN: unique("run"), "note": "manual"}
+        )
+
+        listed = {info.ref: info for info in harness.cloud.list_marked_artifacts()}
+
+        assert marked in listed
+        assert unmarked not in listed
+        assert all(i.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE for i in listed.values())

@@ -1,0 +1,72 @@
+"""The Cloud contract, run against the simulator on a virtual clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from stackback.clock import VirtualClock
+from stackback.cloud.simulator import SimulatedCloud
+from stackback.ports import Cloud, ServerInfo
+from tests.cloud.contract import CloudContract, CloudHarness
+
+STEP_S = 5.0
+
+
+class SimHarness:
+    """A :class:`CloudHarness` over one simulator file; waiting advances virtual time."""
+
+    def __init__(self, path: Path, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.sim = SimulatedCloud(path, clock, project="alpha")
+        self.cloud: Cloud = self.sim
+        self.other_project_cloud: Cloud = SimulatedCloud(path, clock, project="beta")
+
+    def create_server(
+        self,
+        name: str,
+        metadata: Mapping[str, str] | None = None,
+        volume_backed: bool = False,
+    ) -> ServerInfo:
+        return self.sim.create_server(name, metadata=metadata, volume_backed=volume_backed)
+
+    def delete_server(self, server_id: str) -> None:
+        self.sim.delete_server(server_id)
+
+    def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
+        self.sim.set_server_metadata(server_id, metadata)
+
+    def delete_server_metadata(self, server_id: str, key: str) -> None:
+        self.sim.delete_server_metadata(server_id, key)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        waited = 0.0
+        while not predicate():
+            if waited >= timeout_s:
+                raise AssertionError(f"condition not met within {timeout_s} simulated seconds")
+            self.clock.advance(STEP_S)
+            waited += STEP_S
+
+    @contextmanager
+    def slow_uploads(self) -> Iterator[None]:
+        normal = self.sim.config()
+        self.sim.configure(replace(normal, image_base_seconds=normal.image_base_seconds + 120))
+        try:
+            yield
+        finally:
+            self.sim.configure(normal)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> CloudHarness:
+    clock = VirtualClock(datetime(2025, 3, 30, 0, 30, tzinfo=UTC))
+    return SimHarness(tmp_path / "cloud.sqlite", clock)
+
+
+class TestSimulatedCloudContract(CloudContract):
+    pass
