@@ -60,9 +60,19 @@ def cli(
 
 
 def _register() -> None:
-    from stackback.cli import backups, db, demo, policy, retention, runs, serve, server
+    from stackback.cli import (
+        backups,
+        db,
+        demo,
+        policy,
+        reconcile,
+        retention,
+        runs,
+        serve,
+        server,
+    )
 
-    for module in (db, policy, server, retention, runs, backups, serve, demo):
+    for module in (db, policy, server, retention, runs, backups, reconcile, serve, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 
