@@ -75,6 +75,8 @@ class Engine:
             times.append(self._next_fire)
         if self.run_worker:
             times.append(self.store.next_wakeup())
+            if self.store.backups_to_collect(limit=1):
+                times.append(self.clock.now() + self.settings.poll_interval)
         known = [t for t in times if t is not None]
         return min(known) if known else None
 

@@ -25,7 +25,6 @@ class EngineSettings:
     poll_interval: timedelta = timedelta(seconds=15)
     wait_timeout: timedelta = timedelta(hours=6)
     deletion_budget: int = 10
-    max_delete_attempts: int = 20
     claim_batch: int = 20
     tick_batch: int = 50
     max_fires_per_tick: int = 500

@@ -1,0 +1,278 @@
+"""The backup run's guarantees, in-process on both databases with the simulator."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+from datetime import timedelta
+
+from stackback.cloud.sim_config import SimConfig
+from stackback.engine.loop import Engine
+from stackback.engine.settings import EngineSettings
+from stackback.engine.worker import Worker
+from stackback.errors import CloudUnavailable
+from stackback.policy import ArtifactKind, ArtifactStatus, BackupStatus, Policy, RunState
+from stackback.ports import MARKER_RUN
+from stackback.retention import RetentionPolicy
+from stackback.services.policies import PolicySpec
+from stackback.store.sql import BackupFilter, RunFilter
+from tests.engine.conftest import Rig
+
+DAY = timedelta(days=1)
+
+
+def daily(rig: Rig, *targets: str, selector: str | None = None, **keep: int) -> Policy:
+    return rig.policies.create(
+        PolicySpec(
+            name=f"p{len(rig.policies.list_policies())}",
+            targets=targets or None,
+            selector=selector,
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            retention=RetentionPolicy(**keep) if keep else RetentionPolicy(last=3),
+        )
+    )
+
+
+def live_images(rig: Rig, server_id: str | None = None) -> list[str]:
+    return [
+        i.id
+        for i in rig.sim.images()
+        if i.status != "deleted" and (server_id is None or i.server_id == server_id)
+    ]
+
+
+def runs(rig: Rig) -> list:  # type: ignore[type-arg]
+    return sorted(rig.store.list_runs(RunFilter(limit=10_000)), key=lambda r: r.scheduled_for)
+
+
+def test_each_run_snapshots_once_and_rotation_follows_the_policy(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=2)
+    rig.engine.drain(rig.clock.now() + 4 * DAY + timedelta(hours=2))
+    done = runs(rig)
+    assert [r.state for r in done] == [RunState.SUCCEEDED] * 5
+    assert rig.sim.api_calls()["start_server_image"] == 5
+    for run in done[-2:]:
+        stamped = [i for i in rig.sim.images() if i.properties.get(MARKER_RUN) == run.id]
+        assert len(stamped) == 1
+    kept = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert [b.run_id for b in kept] == [done[-1].id, done[-2].id]
+    assert sorted(live_images(rig)) == sorted(b.artifacts[0].cloud_id for b in kept)
+    steps = [s.name for s in rig.store.get_run(done[-1].id).steps]
+    assert steps == ["start", "snapshot", "wait", "rotate"]
+
+
+def test_busy_server_is_retried_with_backoff_then_succeeds(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.sim.busy_storm(server.id, 3)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (run,) = runs(rig)
+    assert run.state is RunState.SUCCEEDED
+    retries = [s for s in rig.store.get_run(run.id).steps if s.outcome == "retry"]
+    assert len(retries) == 3
+    gaps = [(b.started_at - a.started_at).total_seconds() for a, b in itertools.pairwise(retries)]
+    assert gaps[0] < gaps[1]
+
+
+def test_busy_beyond_the_retry_window_fails_with_the_reason_and_deletes_nothing(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    before = live_images(rig)
+    assert len(before) == 1
+    rig.sim.busy_storm(server.id, 1000)
+    rig.engine.drain(rig.clock.now() + DAY)
+    last = runs(rig)[-1]
+    assert last.state is RunState.FAILED
+    assert last.error is not None and "cloud-busy" in last.error and "retry window" in last.error
+    assert live_images(rig) == before
+
+
+def test_killed_image_fails_the_run_and_keeps_older_backups(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    good = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    rig.sim.kill_next_image(server.id)
+    rig.engine.drain(rig.clock.now() + DAY)
+    last = runs(rig)[-1]
+    assert last.state is RunState.FAILED and "failed" in (last.error or "")
+    failed = rig.store.get_backup(last.backup_id or "")
+    assert failed.status is BackupStatus.FAILED
+    assert rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,))) == good
+    assert good[0].artifacts[0].cloud_id in live_images(rig)
+
+
+def test_transient_cloud_errors_are_retried(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.sim.fail_next("start_server_image", CloudUnavailable, count=2)
+    rig.sim.fail_next("artifact_statuses", CloudUnavailable, count=2)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (run,) = runs(rig)
+    assert run.state is RunState.SUCCEEDED
+    outcomes = [s.outcome for s in rig.store.get_run(run.id).steps]
+    assert outcomes.count("retry") == 4
+
+
+def test_protected_backups_are_neither_counted_nor_deleted(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (first,) = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    rig.store.set_protected(first.id, True)
+    rig.engine.drain(rig.clock.now() + 3 * DAY)
+    available = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert {b.id for b in available} == {first.id, runs(rig)[-1].backup_id}
+    assert first.artifacts[0].cloud_id in live_images(rig)
+
+
+def test_deletion_budget_limits_what_one_run_forgets(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    policy = daily(rig, server.id, last=10)
+    rig.engine.drain(rig.clock.now() + 5 * DAY + timedelta(hours=2))
+    assert len(live_images(rig)) == 6
+    rig.policies.update(policy.id, PolicySpec(retention=RetentionPolicy(last=1)))
+    rig.engine = Engine(rig.store, lambda _n: rig.sim, rig.clock, EngineSettings(deletion_budget=2))
+    rig.engine.drain(rig.clock.now() + DAY)
+    assert len(live_images(rig)) == 7 - 2
+    rig.engine.drain(rig.clock.now() + DAY)
+    assert len(live_images(rig)) == 8 - 4
+
+
+def test_downtime_runs_late_once_then_records_missed(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    rig.policies.create(
+        PolicySpec(
+            name="windowed",
+            targets=(server.id,),
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            window_minutes=120,
+            retention=RetentionPolicy(last=5),
+        )
+    )
+    # the scheduler is down for three days and comes back 30 minutes after a fire time
+    rig.clock.advance_to(rig.clock.now() + 3 * DAY + timedelta(hours=1, minutes=30))
+    rig.engine.drain(rig.clock.now() + timedelta(hours=3))
+    states = [(r.scheduled_for.day, r.state) for r in runs(rig)]
+    assert states == [
+        (1, RunState.MISSED),
+        (2, RunState.MISSED),
+        (3, RunState.MISSED),
+        (4, RunState.SUCCEEDED),
+    ]
+    assert all("did not run it within" in (r.error or "") for r in runs(rig)[:3])
+
+
+def test_coalesces_late_occurrences_inside_the_window(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    rig.policies.create(
+        PolicySpec(
+            name="hourly",
+            targets=(server.id,),
+            schedules=("*/10 * * * *",),
+            timezone="UTC",
+            window_minutes=60,
+            retention=RetentionPolicy(last=50),
+        )
+    )
+    rig.clock.advance_to(rig.clock.now() + timedelta(minutes=35))
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=65))
+    states = [r.state for r in runs(rig)[:3]]
+    assert states == [RunState.MISSED, RunState.MISSED, RunState.SUCCEEDED]
+    assert "coalesced" in (runs(rig)[0].error or "")
+
+
+def test_selector_follows_metadata_at_each_tick(rig: Rig) -> None:
+    tagged = rig.sim.create_server("a", metadata={"backup": "yes"})
+    other = rig.sim.create_server("b")
+    daily(rig, selector="backup=yes")
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    assert {r.target for r in runs(rig)} == {tagged.id}
+    rig.sim.set_server_metadata(other.id, {"backup": "yes"})
+    rig.sim.delete_server_metadata(tagged.id, "backup")
+    rig.engine.drain(rig.clock.now() + DAY)
+    latest = runs(rig)[-1]
+    assert latest.target == other.id and latest.state is RunState.SUCCEEDED
+    assert len(rig.store.list_backups(BackupFilter(target=tagged.id))) == 1
+
+
+def test_deleted_server_fails_the_run_and_keeps_its_backups(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    rig.sim.delete_server(server.id)
+    rig.engine.drain(rig.clock.now() + DAY)
+    last = runs(rig)[-1]
+    assert last.state is RunState.FAILED and "no longer exists" in (last.error or "")
+    assert len(rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))) == 1
+
+
+def test_volume_backed_backup_is_image_plus_snapshots_and_expires_whole(rig: Rig) -> None:
+    server = rig.sim.create_server("db", volume_backed=True, volumes=2)
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (first,) = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    kinds = sorted(a.kind.value for a in first.artifacts)
+    assert kinds == ["image"] + ["volume-snapshot"] * 3  # root volume and two data volumes
+    assert all(a.status is ArtifactStatus.AVAILABLE for a in first.artifacts)
+    rig.engine.drain(rig.clock.now() + DAY)
+    gone = rig.store.get_backup(first.id)
+    assert gone.status is BackupStatus.DELETED
+    assert all(a.status is ArtifactStatus.DELETED for a in gone.artifacts)
+    snapshot_ids = {a.cloud_id for a in first.artifacts if a.kind is ArtifactKind.VOLUME_SNAPSHOT}
+    live = {s.id for s in rig.sim.snapshots() if s.status != "deleted"}
+    assert not snapshot_ids & live
+
+
+def test_failed_deletion_is_recorded_and_retried(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (first,) = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    rig.sim.fail_next("delete_artifact", CloudUnavailable, count=3)
+    rig.engine.drain(rig.clock.now() + DAY)
+    done = rig.store.get_backup(first.id)
+    assert done.status is BackupStatus.DELETED
+    assert done.artifacts[0].delete_attempts == 3
+    assert first.artifacts[0].cloud_id not in live_images(rig)
+
+
+def test_expired_lease_is_taken_over_without_a_second_snapshot(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=5))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "dead-worker", lease_seconds=60)
+    # the dead worker got as far as asking Nova for the image, then vanished
+    rig.store.update_run(run.id, run.attempt, state=RunState.SNAPSHOTTING)
+    rig.sim.start_server_image(server.id, "orphan", {MARKER_RUN: run.id})
+    rig.clock.advance(30)
+    survivor = Worker(rig.store, rig.engine.runner, rig.clock, name="survivor")
+    assert survivor.work_once() == 0
+    rig.clock.advance(31)
+    assert survivor.work_once() == 1
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    done = rig.store.get_run(run.id)
+    assert done.state is RunState.SUCCEEDED and done.attempt >= 2
+    assert len([i for i in rig.sim.images() if i.properties.get(MARKER_RUN) == run.id]) == 1
+
+
+def test_two_policies_on_one_target_never_overlap(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    rig.sim.configure(replace(SimConfig(), image_base_seconds=600))
+    daily(rig, server.id)
+    daily(rig, server.id)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    done = runs(rig)
+    assert [r.state for r in done] == [RunState.SUCCEEDED] * 2
+    first, second = sorted(done, key=lambda r: r.finished_at or r.scheduled_for)
+    second_start = min(
+        s.started_at
+        for s in rig.store.get_run(second.id).steps
+        if s.name == "start" and s.outcome == "ok"
+    )
+    assert first.finished_at is not None and second_start >= first.finished_at
