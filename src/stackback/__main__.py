@@ -1,0 +1,7 @@
+"""``python -m stackback``: the same as the ``stackback`` command."""
+
+import sys
+
+from stackback.cli import main
+
+sys.exit(main())
