@@ -10,7 +10,7 @@ from stackback.cli.context import AppContext
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cli.policy import pass_app
 from stackback.cli.runs import run_summary
-from stackback.policy import Backup
+from stackback.policy import Backup, RunState
 
 
 def backup_summary(backup: Backup) -> dict[str, Any]:
@@ -152,6 +152,13 @@ def now(
 
         run = wait_for_run(app, run.id)
     emit_object(run_summary(run), fmt)
+    if wait and run.state is not RunState.SUCCEEDED:
+        # `backup now --wait && upgrade` must not go ahead without a backup.
+        click.echo(
+            f"stackback: error: backup of {server} {run.state.value}: {run.error or 'no detail'}",
+            err=True,
+        )
+        click.get_current_context().exit(1)  # a stackback failure, like EXIT_FAILURE
 
 
 COMMANDS = [backup_group]

@@ -17,6 +17,16 @@ from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
 
 
+def sqlite_file_missing(db_url: str) -> bool:
+    """True for a SQLite database file that does not exist yet (nothing has created it)."""
+    url = make_url(db_url)
+    return (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not Path(str(url.database)).expanduser().exists()
+    )
+
+
 @dataclass
 class AppContext:
     """Built once per invocation; the store opens lazily (``--help`` needs no database)."""
@@ -29,12 +39,7 @@ class AppContext:
     @property
     def store(self) -> SqlStore:
         if self._store is None:
-            url = make_url(self.settings.db_url)
-            fresh = (
-                url.get_backend_name() == "sqlite"
-                and url.database not in (None, "", ":memory:")
-                and not Path(str(url.database)).expanduser().exists()
-            )
+            fresh = sqlite_file_missing(self.settings.db_url)
             engine = create_db_engine(self.settings.db_url)
             if fresh:  # a database that did not exist yet is created at the current schema
                 upgrade(engine)

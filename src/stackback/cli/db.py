@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stackback.cli.context import AppContext
+from stackback.cli.context import AppContext, sqlite_file_missing
 from stackback.cli.output import emit_object, format_option
 from stackback.cli.policy import pass_app
 from stackback.store.database import create_db_engine, current_revision, head_revision, upgrade
@@ -38,7 +38,9 @@ def status(app: AppContext, /, fmt: str) -> None:
     """Show the schema revision of the database and the one this code needs."""
     engine = create_db_engine(app.settings.db_url)
     try:
-        current = current_revision(engine)
+        # Only look: connecting would create an empty SQLite file, which every other
+        # command would then refuse as unmigrated instead of creating it at the schema.
+        current = None if sqlite_file_missing(app.settings.db_url) else current_revision(engine)
     finally:
         engine.dispose()
     head = head_revision()

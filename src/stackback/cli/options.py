@@ -63,7 +63,7 @@ def _count(raw: str, option: str) -> int:
     from stackback.errors import InvalidInput
 
     text = str(raw).strip()
-    if not text.lstrip("-").isdigit():
+    if not text.isdigit():  # negative counts too: the message names the option given
         raise InvalidInput(f"{option} must be a whole number >= 0, not {raw!r}", field=option)
     return int(text)
 

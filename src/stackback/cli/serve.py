@@ -85,7 +85,8 @@ def _run_engine(
         "scheduler and worker" if scheduler and worker else "scheduler" if scheduler else "worker"
     )
     click.echo(f"stackback {role} {engine.worker.name} running; Ctrl-C stops", err=True)
-    engine.serve(stop, idle_max=min(5.0, engine.settings.poll_interval.total_seconds()))
+    rate = float(getattr(app.clock, "factor", 1.0))
+    engine.serve(stop, idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate))
 
 
 @click.command("serve")

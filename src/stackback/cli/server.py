@@ -52,20 +52,15 @@ def disable(app: AppContext, /, server: str, fmt: str) -> None:
 def show(app: AppContext, /, server: str, fmt: str) -> None:
     """The policies that cover SERVER and their retention."""
     explicit, by_selector = app.policies.policies_for_server(server)
-    rows = [
-        {**policy_summary(p), "covers": "explicitly", "retention": p.retention.describe()}
-        for p in explicit
-    ] + [
-        {
-            **policy_summary(p),
-            "covers": f"if its metadata has {p.selector} (resolved at run time)",
-            "retention": p.retention.describe(),
-        }
+    rows = [{**policy_summary(p), "covers": "explicitly"} for p in explicit] + [
+        {**policy_summary(p), "covers": f"if its metadata has {p.selector} (resolved at run time)"}
         for p in by_selector
     ]
-    if fmt == "json":
+    if fmt == "json":  # "retention" stays the rules mapping, as in every other command
         emit_list([{"server": server, **r} for r in rows], [], fmt)
         return
+    for row in rows:
+        row["retention"] = row["retention_description"]
     emit_list(
         rows,
         ["name", "covers", "schedules", "timezone", "retention", "enabled"],

@@ -24,7 +24,8 @@ from stackback.cloud.os_convert import (
     snapshot_info,
 )
 from stackback.cloud.os_errors import cloud_errors
-from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
+from stackback.cloud.os_images import list_images
+from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -98,10 +99,7 @@ class OpenStackCloud:
     def get_server(self, server: str) -> ServerInfo:
         """Find one server of the project by id or (unique) name."""
         with cloud_errors(f"looking up server {server!r} on {self._where}"):
-            found = self.conn.compute.find_server(server, ignore_missing=True)
-        if found is None:
-            raise CloudNotFound(f"no server {server!r} on {self._where}")
-        return server_info(found)
+            return server_info(self.conn.compute.find_server(server, ignore_missing=False))
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector`` (one listing)."""
@@ -123,8 +121,13 @@ class OpenStackCloud:
         return ArtifactRef(ArtifactKind.IMAGE, image_id)
 
     def find_artifacts(self, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
-        """The project's images and volume snapshots whose metadata contains ``metadata``."""
-        return [info for info in self._all_artifacts() if contains(info.metadata, metadata)]
+        """The project's images and volume snapshots whose metadata contains ``metadata``.
+
+        Glance filters the images on the properties; Cinder ignores metadata filters from
+        project users, so snapshots are listed and filtered here.
+        """
+        found = self._images(metadata=metadata) + self._snapshots()
+        return [info for info in found if contains(info.metadata, metadata)]
 
     def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
         """Status of many artifacts: one Glance and one Cinder listing, not a GET each."""
@@ -180,12 +183,17 @@ class OpenStackCloud:
             names = ", ".join(sorted(unsupported))
             raise CloudRejected(f"{self._where}: artifacts of kind {names} are not supported")
 
-    def _images(self, ids: Sequence[str] | None = None) -> list[ArtifactInfo]:
-        """The project's own images (not public/shared ones), all or those with ``ids``."""
+    def _images(
+        self, ids: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None
+    ) -> list[ArtifactInfo]:
+        """The project's own images (not public/shared ones): those with ``ids``, or those
+        Glance finds carrying ``metadata`` (to be checked again: it may ignore some pairs).
+        """
         owner = self._project_id()
         with cloud_errors(f"listing images on {self._where}"):
             if ids is None:
-                return [image_info(image) for image in self.conn.image.images(owner=owner)]
+                images = list_images(self.conn.image, owner, metadata or {})
+                return [image_info(image) for image in images]
             return [
                 image_info(image)
                 for chunk in chunks(ids, IMAGE_IDS_PER_LISTING)
@@ -198,6 +206,3 @@ class OpenStackCloud:
             return [
                 snapshot_info(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
             ]
-
-    def _all_artifacts(self) -> list[ArtifactInfo]:
-        return self._images() + self._snapshots()

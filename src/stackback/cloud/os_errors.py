@@ -24,6 +24,15 @@ from stackback.errors import (
 )
 
 TRANSIENT_4XX = frozenset({408, 425, 429})
+#: The status an openstacksdk exception class stands for when it carries no response
+#: (``find_*`` raises ``NotFoundException`` without one).
+IMPLIED_STATUS: tuple[tuple[type[sdk_exc.HttpException], int], ...] = (
+    (sdk_exc.BadRequestException, 400),
+    (sdk_exc.ForbiddenException, 403),
+    (sdk_exc.NotFoundException, 404),
+    (sdk_exc.ConflictException, 409),
+    (sdk_exc.PreconditionFailedException, 412),
+)
 
 
 def error_for_status(status: int | None, message: str) -> CloudError:
@@ -46,8 +55,11 @@ def translate(exc: BaseException, what: str) -> StackbackError:
     cloud 'prod'"``); it starts the message.
     """
     if isinstance(exc, sdk_exc.HttpException):
+        status = exc.status_code or next(
+            (code for cls, code in IMPLIED_STATUS if isinstance(exc, cls)), None
+        )
         detail = exc.details or str(exc)
-        return error_for_status(exc.status_code, f"{what}: HTTP {exc.status_code}: {detail}")
+        return error_for_status(status, f"{what}: HTTP {status}: {detail}")
     if isinstance(exc, ksa_exc.HttpError):
         status = exc.http_status
         if status == 401:

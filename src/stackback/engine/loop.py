@@ -81,7 +81,7 @@ class Engine:
         return min(known) if known else None
 
     def serve(self, stop: threading.Event, *, idle_max: float = 5.0) -> None:
-        """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` s)."""
+        """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds)."""
         while not stop.is_set():
             try:
                 busy = self.step()
@@ -91,9 +91,11 @@ class Engine:
             if busy:
                 continue
             wake = self.next_event()
+            rate = float(getattr(self.clock, "factor", 1.0))  # a ScaledClock runs faster
             delay = idle_max
             if wake is not None:
-                delay = min(idle_max, max(0.05, (wake - self.clock.now()).total_seconds()))
+                until_wake = (wake - self.clock.now()).total_seconds() / rate
+                delay = min(idle_max, max(0.01, until_wake))
             stop.wait(delay)
 
     def drain(self, until: datetime, *, max_cycles: int = 1_000_000) -> None:

@@ -160,10 +160,11 @@ class PolicyService:
         return self.store.list_policies()
 
     def delete(self, refs: Sequence[str]) -> list[Policy]:
-        for ref in refs:  # all or nothing: resolve every name before deleting any
-            self.store.get_policy(ref)
+        # All or nothing: resolve every name before deleting any, and delete each policy
+        # once even when it is named twice (by name and by id, say).
+        policies = {p.id: p for p in (self.store.get_policy(ref) for ref in refs)}
         now = self.clock.now()
-        return [self.store.delete_policy(ref, now=now) for ref in refs]
+        return [self.store.delete_policy(policy_id, now=now) for policy_id in policies]
 
     def view(self, ref: str) -> PolicyView:
         policy = self.store.get_policy(ref)
