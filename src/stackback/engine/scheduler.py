@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError
@@ -68,16 +69,14 @@ class Scheduler:
     def plan(self, due: DueSchedule, now: datetime) -> TickPlan:
         """Decide the runs of one due schedule and its next fire time."""
         policy = due.policy
-        cron = CronSchedule(due.schedule.cron, policy.timezone)
+        cron = _cron(due.schedule.cron, policy.timezone)
         first = due.schedule.next_fire_at
         assert first is not None
         fires = [first]
-        while len(fires) < self.settings.max_fires_per_tick:
-            following = cron.next_after(fires[-1])
-            if following > now:
-                break
-            fires.append(following)
-        next_fire = cron.next_after(fires[-1])
+        next_fire = cron.next_after(first)
+        while next_fire <= now and len(fires) < self.settings.max_fires_per_tick:
+            fires.append(next_fire)
+            next_fire = cron.next_after(next_fire)
         if not policy.enabled:
             return TickPlan(next_fire_at=None)
         late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
@@ -130,6 +129,12 @@ class Scheduler:
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
             return [], error.message
         return [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)], None
+
+
+@lru_cache(maxsize=8192)
+def _cron(expr: str, timezone: str) -> CronSchedule:
+    """Schedules are validated when stored; parse each (expression, zone) once per process."""
+    return CronSchedule(expr, timezone)
 
 
 def _minutes(delta: timedelta) -> str:

@@ -17,9 +17,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, delete, exists, func, or_, select, update
+from sqlalchemy import Engine, Table, and_, bindparam, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -321,49 +321,41 @@ class SqlStore:
                 .order_by(ScheduleRow.position)
             ):
                 crons[s.policy_id].append(s.cron)
-            inserted = 0
+            new_runs: list[dict[str, Any]] = []
+            advances: list[dict[str, Any]] = []
             for schedule_row, policy_row in due:
                 policy = policy_from_row(policy_row, crons[policy_row.id])
                 plan = planner(DueSchedule(_schedule_state(schedule_row), policy))
-                inserted += self._insert_runs(session, policy, plan.runs, now)
-                schedule_row.next_fire_at = plan.next_fire_at
-                if plan.fired_at is not None:
-                    schedule_row.last_fired_at = plan.fired_at
+                new_runs.extend(_run_values(policy, plan.runs, now))
+                advances.append(
+                    {
+                        "b_id": schedule_row.id,
+                        "b_next": plan.next_fire_at,
+                        "b_last": plan.fired_at or schedule_row.last_fired_at,
+                    }
+                )
+            inserted = self._insert_runs(session, new_runs)
+            schedules = cast(Table, ScheduleRow.__table__)
+            session.execute(
+                update(schedules)
+                .where(schedules.c.id == bindparam("b_id"))
+                .values(next_fire_at=bindparam("b_next"), last_fired_at=bindparam("b_last")),
+                advances,
+            )
             return len(due), inserted
 
-    def _insert_runs(
-        self, session: Session, policy: Policy, runs: Sequence[NewRun], now: datetime
-    ) -> int:
-        if not runs:
+    def _insert_runs(self, session: Session, values: list[dict[str, Any]]) -> int:
+        """Insert occurrences in one statement; those that exist already are skipped."""
+        if not values:
             return 0
-        values = [
-            {
-                "id": new_id(),
-                "policy_id": policy.id,
-                "policy_name": policy.name,
-                "target": r.target,
-                "target_name": r.target_name,
-                "scheduled_for": r.scheduled_for,
-                "due_at": r.due_at,
-                "state": r.state.value,
-                "attempt": 0,
-                "trigger": "schedule",
-                "label": policy.label,
-                "cloud": policy.cloud,
-                "error": r.error,
-                "finished_at": now if r.state.is_terminal else None,
-                "created_at": now,
-            }
-            for r in runs
-        ]
         insert = postgresql.insert if self.is_postgres else sqlite.insert
+        runs = cast(Table, RunRow.__table__)
         statement = (
-            insert(RunRow)
-            .values(values)
+            insert(runs)
             .on_conflict_do_nothing(index_elements=["policy_id", "target", "scheduled_for"])
-            .returning(RunRow.id)
+            .returning(runs.c.id)
         )
-        return len(session.execute(statement).all())
+        return len(session.execute(statement, values).all())
 
     def create_manual_run(
         self,
@@ -723,6 +715,29 @@ class SqlStore:
                 )
             ).first()
             return artifact_from_row(row) if row else None
+
+
+def _run_values(policy: Policy, runs: Sequence[NewRun], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": new_id(),
+            "policy_id": policy.id,
+            "policy_name": policy.name,
+            "target": r.target,
+            "target_name": r.target_name,
+            "scheduled_for": r.scheduled_for,
+            "due_at": r.due_at,
+            "state": r.state.value,
+            "attempt": 0,
+            "trigger": "schedule",
+            "label": policy.label,
+            "cloud": policy.cloud,
+            "error": r.error,
+            "finished_at": now if r.state.is_terminal else None,
+            "created_at": now,
+        }
+        for r in runs
+    ]
 
 
 def _schedule_state(row: ScheduleRow) -> ScheduleState:
