@@ -1,0 +1,217 @@
+"""``stackback backup ...`` and ``reconcile`` against the simulated cloud."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
+
+RUN_KEYS = {
+    "id",
+    "policy",
+    "policy_id",
+    "target",
+    "target_name",
+    "trigger",
+    "label",
+    "state",
+    "scheduled_for",
+    "due_at",
+    "started_at",
+    "finished_at",
+    "attempt",
+    "backup_id",
+    "error",
+    "error_id",
+}
+BACKUP_KEYS = {
+    "id",
+    "target",
+    "target_name",
+    "policy",
+    "policy_id",
+    "label",
+    "kind",
+    "status",
+    "protected",
+    "created_at",
+    "completed_at",
+    "deleted_at",
+    "reasons",
+    "run_id",
+    "error",
+    "artifacts",
+}
+
+
+def backup_now(cli: CliRunner, sim: Sim, server: str, *extra: str) -> dict[str, object]:
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", server, "--wait", *extra)
+    assert run["state"] == "succeeded", run
+    return run
+
+
+def live_images(sim: Sim) -> set[str]:
+    return {i.id for i in sim.cloud.images()}
+
+
+def test_backup_now_wait_list_and_show(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    run = backup_now(cli, sim, "web1")
+    assert set(run) == RUN_KEYS
+    assert (run["trigger"], run["label"], run["target"]) == ("manual", "manual", "web1")
+
+    (listed,) = ok_json(cli, "backup", "list")
+    assert set(listed) == BACKUP_KEYS
+    assert listed["id"] == run["backup_id"]
+    assert listed["status"] == "available"
+    assert listed["protected"] is False
+    (artifact,) = listed["artifacts"]
+    assert artifact["kind"] == "image"
+    assert artifact["status"] == "available"
+    assert artifact["id"] in live_images(sim)
+
+    shown = ok_json(cli, "backup", "show", listed["id"])
+    assert shown == listed
+    table = cli("backup", "show", listed["id"])
+    assert table.code == 0 and artifact["id"] in table.out
+
+
+def test_volume_backed_server_backup_has_snapshots(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("db1", volume_backed=True, volumes=1)
+    run = backup_now(cli, sim, "db1")
+    shown = ok_json(cli, "backup", "show", str(run["backup_id"]))
+    kinds = sorted(a["kind"] for a in shown["artifacts"])
+    assert kinds == ["image", "volume-snapshot", "volume-snapshot"]
+    assert all(a["status"] == "available" for a in shown["artifacts"])
+
+
+def test_failed_backup_now_wait_exits_non_zero(cli: CliRunner, sim: Sim) -> None:
+    # Regression: a failed run was printed and the command exited 0, so
+    # `stackback backup now X --wait && upgrade` went ahead without a backup.
+    result = cli("--os-cloud", sim.spec, "backup", "now", "ghost", "--wait", "-f", "json")
+    assert result.code == 1
+    assert result.json()["state"] == "failed"
+    assert "ghost" in result.err
+    assert ok_json(cli, "backup", "list") == []
+
+
+def test_protect_unprotect_and_delete_rules(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    first = backup_now(cli, sim, "web1")["backup_id"]
+    second = backup_now(cli, sim, "web1")["backup_id"]
+    assert isinstance(first, str) and isinstance(second, str)
+    images_before = live_images(sim)
+    assert len(images_before) == 2
+
+    assert ok_json(cli, "backup", "protect", first)["protected"] is True
+    refused = cli("--os-cloud", sim.spec, "backup", "delete", first)
+    assert refused.code != 0
+    assert_one_line_error(refused.err, "protected", "--force")
+    assert ok_json(cli, "backup", "show", first)["status"] == "available"
+    assert ok_json(cli, "backup", "unprotect", first)["protected"] is False
+
+    deleted = ok_json(cli, "--os-cloud", sim.spec, "backup", "delete", first)
+    assert deleted["status"] == "deleted"
+    assert deleted["deleted_at"] is not None
+    gone = {a["id"] for a in ok_json(cli, "backup", "show", first, "-f", "json")["artifacts"]}
+    assert live_images(sim) == images_before - gone
+
+    # the last good backup of web1 is refused without --force
+    last = cli("--os-cloud", sim.spec, "backup", "delete", second)
+    assert last.code != 0
+    assert_one_line_error(last.err, "last good backup", "--force")
+    assert ok_json(cli, "backup", "show", second)["status"] == "available"
+    assert len(live_images(sim)) == 1
+
+    ok_json(cli, "backup", "protect", second)
+    forced = ok_json(cli, "--os-cloud", sim.spec, "backup", "delete", second, "--force")
+    assert forced["status"] == "deleted"
+    assert live_images(sim) == set()
+
+    assert ok_json(cli, "backup", "list") == []
+    assert {b["id"] for b in ok_json(cli, "backup", "list", "--all")} == {first, second}
+
+
+def test_backup_list_filters(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    sim.cloud.create_server("web2")
+    one = backup_now(cli, sim, "web1")["backup_id"]
+    two = backup_now(cli, sim, "web2")["backup_id"]
+    assert [b["id"] for b in ok_json(cli, "backup", "list", "--server", "web1")] == [one]
+    assert [b["id"] for b in ok_json(cli, "backup", "list", "--server", "web2")] == [two]
+    assert [b["id"] for b in ok_json(cli, "backup", "list")] == [two, one]  # newest first
+    ok_json(cli, "policy", "create", "p", "--server", "web1", "--cron", "0 1 * * *")
+    assert ok_json(cli, "backup", "list", "--policy", "p") == []
+    unknown = cli("backup", "show", "nope")
+    assert unknown.code == 2 and "nope" in unknown.err
+
+
+def test_keep_last_rotates_only_its_label(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    manual = backup_now(cli, sim, "web1")["backup_id"]
+    pre = [
+        backup_now(cli, sim, "web1", "--type", "pre-upgrade", "--keep-last", "2")["backup_id"]
+        for _ in range(3)
+    ]
+    live = {b["id"]: b for b in ok_json(cli, "backup", "list")}
+    assert set(live) == {manual, pre[1], pre[2]}
+    assert live[manual]["label"] == "manual"
+    assert [live[i]["label"] for i in pre[1:]] == ["pre-upgrade", "pre-upgrade"]
+    oldest = ok_json(cli, "backup", "show", str(pre[0]))
+    assert oldest["status"] == "deleted"
+    oldest_images = {a["id"] for a in oldest["artifacts"]}
+    assert oldest_images.isdisjoint(live_images(sim))
+    assert len(live_images(sim)) == 3
+
+
+def test_reconcile_reports_then_reimports_after_losing_the_database(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    sim.cloud.create_server("web1")
+    sim.cloud.create_server("db1", volume_backed=True)
+    ids = {backup_now(cli, sim, s)["backup_id"] for s in ("web1", "db1")}
+    report = ok_json(cli, "--os-cloud", sim.spec, "reconcile")
+    assert set(report) == {
+        "applied",
+        "imported",
+        "adopted_artifacts",
+        "unrecorded",
+        "missing",
+        "marked_gone",
+        "consistent",
+    }
+    assert report["applied"] is False
+    assert report["consistent"] == 2
+    assert report["unrecorded"] == report["imported"] == report["missing"] == []
+    before = {b["id"]: b for b in ok_json(cli, "backup", "list")}
+
+    db = tmp_path / "state" / "stackback.db"
+    for path in db.parent.glob("stackback.db*"):
+        path.unlink()
+    ok_json(cli, "db", "upgrade")
+    assert ok_json(cli, "backup", "list") == []
+
+    dry = ok_json(cli, "--os-cloud", sim.spec, "reconcile")
+    assert (dry["applied"], set(dry["unrecorded"]), dry["imported"]) == (False, ids, [])
+    assert ok_json(cli, "backup", "list") == []  # a report writes nothing
+
+    applied = ok_json(cli, "--os-cloud", sim.spec, "reconcile", "--apply")
+    assert applied["applied"] is True
+    assert set(applied["imported"]) == ids
+    after = {b["id"]: b for b in ok_json(cli, "backup", "list")}
+    assert set(after) == ids
+    for backup_id, backup in after.items():
+        assert backup["status"] == "available"
+        assert backup["target"] == before[backup_id]["target"]
+        assert backup["label"] == "manual"
+        assert {a["id"] for a in backup["artifacts"]} == {
+            a["id"] for a in before[backup_id]["artifacts"]
+        }
+    again = ok_json(cli, "--os-cloud", sim.spec, "reconcile")
+    assert (again["unrecorded"], again["consistent"]) == ([], 2)
+
+
+def test_reconcile_needs_a_cloud(cli: CliRunner) -> None:
+    result = cli("reconcile")
+    assert result.code == 2
+    assert_one_line_error(result.err, "--os-cloud")

@@ -1,0 +1,178 @@
+"""Bad input: one line on stderr naming the problem, exit 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json, start_process
+
+CRON = "0 1 * * *"
+VALID = ["--server", "web1", "--cron", CRON]
+
+
+@pytest.fixture
+def existing(cli: CliRunner) -> dict[str, object]:
+    """One policy; every refused command below must leave it exactly as it is."""
+    return ok_json(
+        cli, "policy", "create", "keep", "--server", "web1", "--cron", CRON,
+        "--timezone", "Europe/Amsterdam", "--keep-daily", "7",
+    )  # fmt: skip
+
+
+def snapshot(cli: CliRunner) -> list[dict[str, object]]:
+    rows = ok_json(cli, "policy", "list")
+    return sorted(rows, key=lambda r: str(r["name"]))
+
+
+CREATE_ERRORS = [
+    pytest.param([*VALID, "--kind", "tape"], ["--kind", "tape"], id="unknown-kind"),
+    pytest.param([*VALID, "-f", "yaml"], ["yaml"], id="unknown-format"),
+    pytest.param(["--server", "a", "--cron", "0 25 * * *"], ["cron", "0 25"], id="bad-cron"),
+    pytest.param(["--server", "a", "--cron", "bad"], ["cron"], id="cron-one-field"),
+    pytest.param([*VALID, "--timezone", "Mars/Olympus"], ["Mars/Olympus"], id="bad-zone"),
+    pytest.param([*VALID, "--keep-last", "-1"], ["--keep-last", "-1"], id="negative-count"),
+    pytest.param([*VALID, "--keep-daily", "1.5"], ["--keep-daily", "1.5"], id="non-integer"),
+    pytest.param([*VALID, "--keep-weekly", "many"], ["--keep-weekly"], id="word-count"),
+    pytest.param([*VALID, "--keep-within", "1w"], ["1w"], id="duration-weeks"),
+    pytest.param([*VALID, "--keep-within-daily", "3"], ["3"], id="bare-number"),
+    pytest.param([*VALID, "--keep-within", "1.5d"], ["1.5d"], id="fractional-duration"),
+    pytest.param(["--cron", CRON], ["targets"], id="no-targets"),
+    pytest.param(["--server", "a"], ["--cron"], id="no-cron"),
+    pytest.param(["--selector", "role", "--cron", CRON], ["selector", "role"], id="bad-selector"),
+    pytest.param(["--server", "a", "--selector", "k=v", "--cron", CRON], ["--selector"], id="both"),
+    pytest.param([*VALID, "--window", "-5"], ["--window"], id="negative-window"),
+    pytest.param([*VALID, "--window", "soon"], ["--window"], id="non-integer-window"),
+    pytest.param([*VALID, "--cron", CRON], ["twice"], id="duplicate-cron"),
+    pytest.param([*VALID, "--bogus"], ["--bogus"], id="unknown-option"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), CREATE_ERRORS)
+def test_create_refused(
+    cli: CliRunner, existing: dict[str, object], args: list[str], words: list[str]
+) -> None:
+    before = snapshot(cli)
+    result = cli("policy", "create", "new", *args)
+    assert result.code == 2
+    assert result.out == ""
+    assert_one_line_error(result.err, *words)
+    assert snapshot(cli) == before
+
+
+SET_ERRORS = [
+    pytest.param(["--cron", "* * *"], ["cron"], id="bad-cron"),
+    pytest.param(["--timezone", "Europe/Atlantis"], ["Europe/Atlantis"], id="bad-zone"),
+    pytest.param(["--keep-last", "-3"], ["--keep-last", "-3"], id="negative-count"),
+    pytest.param(["--keep-hourly", "2x"], ["--keep-hourly"], id="non-integer"),
+    pytest.param(["--keep-within", "2d5"], ["2d5"], id="bad-duration"),
+    pytest.param(["--selector", "=v"], ["selector"], id="bad-selector"),
+    pytest.param(["--kind", "tape"], ["--kind"], id="unknown-kind"),
+    pytest.param(["--window", "2000"], ["--window"], id="window-too-long"),
+    pytest.param(["--name", "  "], ["name"], id="blank-name"),
+    # valid changes given together with a bad one are not applied either
+    pytest.param(["--keep-daily", "1", "--cron", "nope"], ["cron"], id="partly-valid"),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), SET_ERRORS)
+def test_set_refused(
+    cli: CliRunner, existing: dict[str, object], args: list[str], words: list[str]
+) -> None:
+    before = snapshot(cli)
+    result = cli("policy", "set", "keep", *args)
+    assert result.code == 2
+    assert_one_line_error(result.err, *words)
+    assert snapshot(cli) == before
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["policy", "show", "ghost"],
+        ["policy", "set", "ghost", "--keep-last", "1"],
+        ["policy", "enable", "ghost"],
+        ["policy", "disable", "ghost"],
+        ["policy", "delete", "ghost"],
+        ["retention", "preview", "ghost"],
+        ["backup", "list", "--policy", "ghost"],
+        ["run", "list", "--policy", "ghost"],
+    ],
+)
+def test_unknown_policy(cli: CliRunner, existing: dict[str, object], args: list[str]) -> None:
+    before = snapshot(cli)
+    result = cli(*args)
+    assert result.code == 2
+    assert_one_line_error(result.err, "ghost")
+    assert snapshot(cli) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("mysql://u@h/db", ["mysql"]),
+        ("not a url", ["database URL"]),
+    ],
+)
+def test_bad_db_url(cli: CliRunner, url: str, words: list[str]) -> None:
+    result = cli("--db", url, "policy", "create", "p", *VALID)
+    assert result.code == 2
+    assert_one_line_error(result.err, *words)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--once", "--poll-interval", "-1"],
+        ["scheduler", "--once", "--lease", "0"],
+        ["worker", "--once", "--grace", "-5"],
+        ["run", "list", "--state", "exploded"],
+        ["run", "list", "--limit", "0"],
+        ["backup", "now", "web1", "--keep-last", "0"],
+        ["policy", "nonsense"],
+        ["policy", "create"],
+    ],
+)
+def test_other_bad_input(cli: CliRunner, args: list[str]) -> None:
+    result = cli(*args)
+    assert result.code == 2
+    assert_one_line_error(result.err)
+    assert ok_json(cli, "run", "list") == []
+
+
+# -- real processes: nothing but the one line reaches the terminal ---------------------
+
+
+def test_real_processes_print_one_line_and_write_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    """The console script, in real processes (started together: each takes a second or more)."""
+    ok_json(cli, "policy", "create", "p", *VALID)
+    before = ok_json(cli, "policy", "list")
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).execute("CREATE TABLE unrelated (x INTEGER)").connection.close()
+    cases = [
+        (["policy", "create", "n", "--server", "a", "--cron", "0 0 31 2 * *"], None, ["cron"]),
+        (["policy", "set", "p", "--timezone", "Moon/Base"], None, ["Moon/Base"]),
+        (["policy", "create", "orphan", "--cron", CRON], None, ["orphan", "--server"]),
+        (["policy", "show", "ghost"], None, ["ghost"]),
+        (["--db", "oracle://scott@db/orcl", "policy", "list"], None, ["oracle"]),
+        (["retention", "preview", "--keep-last", "2"], "yesterday\n", ["yesterday"]),
+    ]
+    unmigrated = ["--db", f"sqlite:///{empty}", "policy", "list"]
+    processes = [start_process(*args, stdin=stdin) for args, stdin, _ in cases]
+    refused = start_process(*unmigrated)
+    for process, (args, _, words) in zip(processes, cases, strict=True):
+        out, err = process.communicate()
+        assert process.returncode == 2, (args, err)
+        assert out == "", args
+        assert_one_line_error(err, *words)
+    out, err = refused.communicate()
+    assert refused.returncode != 0
+    assert out == ""
+    assert_one_line_error(err, "no stackback schema", "stackback db upgrade")
+
+    assert ok_json(cli, "policy", "list") == before
+    with sqlite3.connect(empty) as conn:  # refused, not migrated behind the user's back
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"unrelated"}

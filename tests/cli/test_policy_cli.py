@@ -1,0 +1,207 @@
+"""``stackback policy create | list | show | set | delete | enable | disable``."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.cli.conftest import CliRunner, Result, ok_json
+
+AMS = ZoneInfo("Europe/Amsterdam")
+CRON = "0 1 * * *"
+POLICY_KEYS = {
+    "id",
+    "name",
+    "kind",
+    "targets",
+    "selector",
+    "schedules",
+    "timezone",
+    "window_minutes",
+    "retention",
+    "retention_description",
+    "enabled",
+    "cloud",
+    "label",
+    "created_at",
+    "updated_at",
+}
+
+
+def next_local_1am(after: datetime, zone: ZoneInfo) -> datetime:
+    """The first 01:00 wall-clock time in ``zone`` strictly after ``after`` (01:00 always exists
+    in Europe/Amsterdam: its DST changes happen at 02:00/03:00)."""
+    local = after.astimezone(zone)
+    candidate = datetime.combine(local.date(), time(1, 0), tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(local.date() + timedelta(days=1), time(1, 0), tzinfo=zone)
+    return candidate
+
+
+@pytest.fixture
+def dbcli(cli: CliRunner, db_url: str) -> CliRunner:
+    """``cli`` against a migrated database on each backend (SQLite file and PostgreSQL)."""
+    assert cli("--db", db_url, "db", "upgrade").code == 0
+
+    def run(*args: str, stdin: str | None = None) -> Result:
+        return cli("--db", db_url, *args, stdin=stdin)
+
+    return run
+
+
+def test_create_show_next_run_in_zone_and_utc(dbcli: CliRunner) -> None:
+    created = ok_json(
+        dbcli,
+        "policy", "create", "nightly", "--server", "web1", "--server", "web2",
+        "--cron", CRON, "--timezone", "Europe/Amsterdam", "--window", "30",
+        "--keep-last", "3", "--keep-daily", "7", "--keep-weekly", "4",
+        "--keep-monthly", "12", "--keep-yearly", "2", "--keep-hourly", "5",
+        "--keep-within", "2d", "--keep-within-daily", "1m",
+    )  # fmt: skip
+    assert set(created) == POLICY_KEYS
+    assert created["name"] == "nightly"
+    assert created["targets"] == ["web1", "web2"]
+    assert created["selector"] is None
+    assert created["timezone"] == "Europe/Amsterdam"
+    assert created["window_minutes"] == 30
+    assert created["enabled"] is True
+    assert created["retention"] == {
+        "last": 3,
+        "hourly": 5,
+        "daily": 7,
+        "weekly": 4,
+        "monthly": 12,
+        "yearly": 2,
+        "within": "2d",
+        "within_daily": "1m",
+    }
+
+    shown = ok_json(dbcli, "policy", "show", "nightly")
+    assert shown["id"] == created["id"]
+    (schedule,) = shown["schedules"]
+    assert schedule["cron"] == CRON
+    assert schedule["last_fired_at"] is None
+    expected = next_local_1am(datetime.fromisoformat(shown["created_at"]), AMS)
+    local = datetime.fromisoformat(schedule["next_run"])
+    utc = datetime.fromisoformat(schedule["next_run_utc"])
+    # Independent check: the wall-clock time and offset in Amsterdam, and the UTC figure.
+    assert (local.hour, local.minute) == (1, 0)
+    assert local.utcoffset() == expected.utcoffset()
+    assert local == expected
+    assert utc.utcoffset() == timedelta(0)
+    assert utc == expected
+    assert utc.hour == (0 if expected.utcoffset() == timedelta(hours=1) else 23)
+
+    by_id = ok_json(dbcli, "policy", "show", created["id"])
+    assert by_id["name"] == "nightly"
+
+
+def test_show_table_has_next_run_local_and_utc(cli: CliRunner) -> None:
+    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--timezone", "UTC")
+    shown = ok_json(cli, "policy", "show", "p")
+    result = cli("policy", "show", "p")
+    assert result.code == 0
+    next_utc = datetime.fromisoformat(shown["schedules"][0]["next_run_utc"])
+    assert f"{next_utc:%Y-%m-%dT%H:%M}" in result.out
+    assert "UTC" in result.out
+
+
+def test_selector_policy_and_list(dbcli: CliRunner) -> None:
+    ok_json(dbcli, "policy", "create", "dbs", "--selector", "role=db", "--cron", "0 3 * * *")
+    ok_json(dbcli, "policy", "create", "web", "--server", "web1", "--cron", "0 4 * * *")
+    rows = ok_json(dbcli, "policy", "list")
+    assert [r["name"] for r in rows] == ["dbs", "web"]
+    assert all(set(r) == POLICY_KEYS for r in rows)
+    dbs = rows[0]
+    assert dbs["selector"] == "role=db"
+    assert dbs["targets"] == []
+    assert dbs["schedules"] == ["0 3 * * *"]
+    assert dbs["retention"] == {}
+    table = dbcli("policy", "list")
+    assert table.code == 0
+    assert "selector role=db" in table.out
+
+
+def test_several_crons_and_disabled(cli: CliRunner) -> None:
+    created = ok_json(
+        cli, "policy", "create", "p", "--server", "a", "--cron", "0 1 * * *",
+        "--cron", "30 13 * * 1-5", "--disabled",
+    )  # fmt: skip
+    assert created["enabled"] is False
+    assert [s["cron"] for s in created["schedules"]] == ["0 1 * * *", "30 13 * * 1-5"]
+    assert all(s["next_run"] is None and s["next_run_utc"] is None for s in created["schedules"])
+
+    enabled = ok_json(cli, "policy", "enable", "p")
+    assert enabled["enabled"] is True
+    assert all(s["next_run_utc"] is not None for s in enabled["schedules"])
+    disabled = ok_json(cli, "policy", "disable", enabled["id"])
+    assert disabled["enabled"] is False
+    assert ok_json(cli, "policy", "show", "p")["enabled"] is False
+
+
+def test_set_changes_only_what_is_given(dbcli: CliRunner) -> None:
+    before = ok_json(
+        dbcli, "policy", "create", "p", "--server", "a", "--server", "b", "--cron", CRON,
+        "--keep-last", "3", "--keep-daily", "7", "--window", "20",
+    )  # fmt: skip
+    after = ok_json(dbcli, "policy", "set", "p", "--keep-weekly", "4", "--keep-last", "0")
+    assert after["retention"] == {"daily": 7, "weekly": 4}  # --keep-last 0 drops the rule
+    assert after["targets"] == ["a", "b"]
+    assert after["window_minutes"] == 20
+    assert after["schedules"][0]["cron"] == CRON
+    assert after["id"] == before["id"]
+
+    moved = ok_json(
+        dbcli, "policy", "set", "p", "--selector", "tier=gold", "--cron", "15 2 * * *",
+        "--timezone", "Asia/Tokyo", "--name", "gold",
+    )  # fmt: skip
+    assert moved["name"] == "gold"
+    assert moved["selector"] == "tier=gold"
+    assert moved["targets"] == []
+    (schedule,) = moved["schedules"]
+    assert schedule["cron"] == "15 2 * * *"
+    local = datetime.fromisoformat(schedule["next_run"])
+    assert (local.hour, local.minute) == (2, 15)
+    assert local.utcoffset() == timedelta(hours=9)
+    assert datetime.fromisoformat(schedule["next_run_utc"]) == local
+    assert ok_json(dbcli, "policy", "show", "gold")["retention"] == {"daily": 7, "weekly": 4}
+
+    back = ok_json(dbcli, "policy", "set", "gold", "--server", "c")
+    assert (back["targets"], back["selector"]) == (["c"], None)
+    assert dbcli("policy", "show", "p").code == 2  # renamed
+
+
+def test_delete_by_name_and_id(dbcli: CliRunner) -> None:
+    a = ok_json(dbcli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    ok_json(dbcli, "policy", "create", "b", "--server", "x", "--cron", CRON)
+    ok_json(dbcli, "policy", "create", "c", "--server", "x", "--cron", CRON)
+    deleted = ok_json(dbcli, "policy", "delete", a["id"], "b")
+    assert [(d["name"], d["deleted"]) for d in deleted] == [("a", True), ("b", True)]
+    assert [p["name"] for p in ok_json(dbcli, "policy", "list")] == ["c"]
+
+
+def test_delete_is_all_or_nothing(cli: CliRunner) -> None:
+    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    result = cli("policy", "delete", "a", "nope")
+    assert result.code == 2
+    assert "nope" in result.err
+    assert [p["name"] for p in ok_json(cli, "policy", "list")] == ["a"]
+
+
+def test_delete_same_policy_named_twice_deletes_it_once(cli: CliRunner) -> None:
+    # Regression: deleting "a a" (or name and id) deleted it, then failed with exit 2.
+    a = ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    deleted = ok_json(cli, "policy", "delete", "a", a["id"])
+    assert [d["id"] for d in deleted] == [a["id"]]
+    assert ok_json(cli, "policy", "list") == []
+
+
+def test_duplicate_name_is_refused(cli: CliRunner) -> None:
+    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    result = cli("policy", "create", "a", "--server", "y", "--cron", "0 2 * * *")
+    assert result.code != 0
+    assert "already exists" in result.err
+    (only,) = ok_json(cli, "policy", "list")
+    assert only["targets"] == ["x"]

@@ -1,0 +1,107 @@
+"""``stackback server enable | disable | show``: the per-server shortcuts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tests.cli.conftest import CliRunner, ok_json
+
+
+def test_enable_creates_a_daily_policy_keeping_n(cli: CliRunner) -> None:
+    policy = ok_json(cli, "server", "enable", "web1", "--retention", "3")
+    assert policy["name"] == "server-web1"
+    assert policy["targets"] == ["web1"]
+    assert policy["schedules"] == ["0 1 * * *"]
+    assert policy["timezone"] == "UTC"
+    assert policy["retention"] == {"last": 3}
+    assert policy["enabled"] is True
+    (listed,) = ok_json(cli, "policy", "list")
+    assert listed["id"] == policy["id"]
+
+
+def test_enable_defaults_to_seven(cli: CliRunner) -> None:
+    assert ok_json(cli, "server", "enable", "web1")["retention"] == {"last": 7}
+
+
+def test_enabling_again_changes_the_retention_of_the_same_policy(cli: CliRunner) -> None:
+    first = ok_json(cli, "server", "enable", "web1", "--retention", "3")
+    again = ok_json(cli, "server", "enable", "web1", "--retention", "5")
+    assert again["id"] == first["id"]
+    assert again["retention"] == {"last": 5}
+    assert len(ok_json(cli, "policy", "list")) == 1
+    # enabling without --retention keeps it
+    assert ok_json(cli, "server", "enable", "web1")["retention"] == {"last": 5}
+
+
+def test_enable_with_cron_and_timezone(cli: CliRunner) -> None:
+    ok_json(
+        cli, "server", "enable", "db1", "--cron", "30 22 * * *", "--timezone", "America/New_York"
+    )
+    shown = ok_json(cli, "policy", "show", "server-db1")
+    assert shown["timezone"] == "America/New_York"
+    (schedule,) = shown["schedules"]
+    local = datetime.fromisoformat(schedule["next_run"])
+    assert (local.hour, local.minute) == (22, 30)
+    assert datetime.fromisoformat(schedule["next_run_utc"]) == local
+
+
+def test_disable_keeps_the_policy_and_enable_resumes(cli: CliRunner) -> None:
+    ok_json(cli, "server", "enable", "web1", "--retention", "4")
+    disabled = ok_json(cli, "server", "disable", "web1")
+    assert disabled["enabled"] is False
+    assert disabled["retention"] == {"last": 4}
+    shown = ok_json(cli, "policy", "show", "server-web1")
+    assert shown["enabled"] is False
+    assert shown["schedules"][0]["next_run"] is None
+    resumed = ok_json(cli, "server", "enable", "web1")
+    assert resumed["enabled"] is True
+    assert resumed["retention"] == {"last": 4}
+
+
+def test_disable_unknown_server(cli: CliRunner) -> None:
+    result = cli("server", "disable", "ghost")
+    assert result.code == 2
+    assert "ghost" in result.err
+    assert ok_json(cli, "policy", "list") == []
+
+
+def test_show_lists_covering_policies_and_their_retention(cli: CliRunner) -> None:
+    ok_json(cli, "server", "enable", "web1", "--retention", "5")
+    ok_json(
+        cli, "policy", "create", "gfs", "--server", "web1", "--server", "web2",
+        "--cron", "0 2 * * *", "--keep-daily", "7", "--keep-weekly", "4",
+    )  # fmt: skip
+    ok_json(cli, "policy", "create", "other", "--server", "web2", "--cron", "0 2 * * *")
+    ok_json(cli, "policy", "create", "dbs", "--selector", "role=db", "--cron", "0 3 * * *")
+    rows = ok_json(cli, "server", "show", "web1")
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"server-web1", "gfs", "dbs"}
+    assert all(r["server"] == "web1" for r in rows)
+    assert by_name["server-web1"]["covers"] == "explicitly"
+    assert by_name["server-web1"]["retention"] == {"last": 5}
+    assert by_name["gfs"]["retention"] == {"daily": 7, "weekly": 4}
+    assert by_name["gfs"]["retention_description"] == "daily 7, weekly 4"
+    assert "role=db" in by_name["dbs"]["covers"]
+
+    table = cli("server", "show", "web1")
+    assert table.code == 0
+    assert "daily 7, weekly 4" in table.out
+    assert "last 5" in table.out
+    assert "other" not in table.out
+
+
+def test_show_server_without_policies(cli: CliRunner) -> None:
+    assert ok_json(cli, "server", "show", "lonely") == []
+
+
+def test_bad_retention_changes_nothing(cli: CliRunner) -> None:
+    ok_json(cli, "server", "enable", "web1", "--retention", "3")
+    for bad in ("0", "-2", "x"):
+        result = cli("server", "enable", "web1", "--retention", bad)
+        assert result.code == 2, bad
+        assert "retention" in result.err.lower()
+    result = cli("server", "enable", "web1", "--retention", "9", "--timezone", "Nowhere/City")
+    assert result.code == 2
+    assert ok_json(cli, "policy", "show", "server-web1")["retention"] == {"last": 3}
+    assert cli("server", "enable", "web2", "--cron", "61 * * * *").code == 2
+    assert [p["name"] for p in ok_json(cli, "policy", "list")] == ["server-web1"]
