@@ -176,3 +176,12 @@ def test_real_processes_print_one_line_and_write_nothing(cli: CliRunner, tmp_pat
     with sqlite3.connect(empty) as conn:  # refused, not migrated behind the user's back
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"unrelated"}
+
+
+
+def test_set_with_an_empty_server_is_refused(cli: CliRunner) -> None:
+    assert cli("policy", "create", "a", "--selector", "k=v", "--cron", "0 1 * * *").code == 0
+    result = cli("policy", "set", "a", "--server", "")
+    assert result.code == 2
+    assert_one_line_error(result.err, "--server needs a server id or name")
+    assert ok_json(cli, "policy", "show", "a")["selector"] == "k=v"

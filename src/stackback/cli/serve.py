@@ -18,6 +18,9 @@ from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Run
 
 
+WAIT_POLL_SECONDS = 2.0
+
+
 def engine_options(func: Any) -> Any:
     options = [
         click.option(
@@ -114,15 +117,16 @@ def worker(app: AppContext, /, **options: Any) -> None:
 
 
 def wait_for_run(app: AppContext, /, run_id: str, *, timeout: float = 3600.0) -> Run:
-    """Drive a worker in this process until the run is finished."""
-    engine = Engine(app.store, app.clouds, app.clock, run_scheduler=False)
+    """Drive a worker in this process until the run is finished (polling every 2 s)."""
+    settings = EngineSettings(poll_interval=timedelta(seconds=WAIT_POLL_SECONDS))
+    engine = Engine(app.store, app.clouds, app.clock, settings, run_scheduler=False)
     deadline = app.clock.now() + timedelta(seconds=timeout)
     while app.clock.now() < deadline:
         run = app.store.get_run(run_id)
         if run.state.is_terminal:
             return run
         if not engine.step():
-            app.clock.sleep(1.0)
+            app.clock.sleep(WAIT_POLL_SECONDS / 4)
     raise NotFound(f"run {run_id} did not finish within {timeout:.0f} s")
 
 

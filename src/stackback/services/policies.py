@@ -104,7 +104,9 @@ class PolicyService:
         targets = base.targets if base else ()
         selector = base.selector if base else None
         if spec.targets is not None:
-            targets = tuple(dict.fromkeys(t.strip() for t in spec.targets if t.strip()))
+            if any(not t.strip() for t in spec.targets):
+                raise InvalidInput("--server needs a server id or name", field="targets")
+            targets = tuple(dict.fromkeys(t.strip() for t in spec.targets))
             selector = None if targets else selector
         if spec.selector is not None:
             selector = Selector.parse(spec.selector)
