@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from stackback.clock import VirtualClock
-from stackback.cloud.sim_model import earliest_slot, snapshot_children
+from stackback.cloud.bdm import snapshot_children
+from stackback.cloud.sim_model import earliest_slot
 from stackback.cloud.simulator import SimConfig, SimFaults, SimulatedCloud, open_simulator
 from stackback.errors import (
     CloudBusy,

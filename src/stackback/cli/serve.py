@@ -17,7 +17,6 @@ from stackback.engine.settings import EngineSettings
 from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Run
 
-
 WAIT_POLL_SECONDS = 2.0
 
 

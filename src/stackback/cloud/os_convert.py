@@ -13,35 +13,12 @@ from openstack.image.v1 import image as image_v1
 from openstack.image.v2 import image as image_v2
 
 from stackback.cloud.bdm import snapshot_children
+from stackback.cloud.states import CINDER_SNAPSHOT_STATES, GLANCE_STATES
 from stackback.policy import ArtifactKind, ArtifactStatus
 from stackback.ports import ArtifactInfo, ArtifactRef, ServerInfo
 
-GLANCE_STATES: Mapping[str, ArtifactStatus] = {
-    "queued": ArtifactStatus.PENDING,
-    "saving": ArtifactStatus.PENDING,
-    "uploading": ArtifactStatus.PENDING,
-    "importing": ArtifactStatus.PENDING,
-    "active": ArtifactStatus.AVAILABLE,
-    "killed": ArtifactStatus.FAILED,
-    "deactivated": ArtifactStatus.FAILED,
-    "pending_delete": ArtifactStatus.DELETED,
-    "deleted": ArtifactStatus.DELETED,
-}
-
 Image = image_v1.Image | image_v2.Image
 Snapshot = snapshot_v2.Snapshot | snapshot_v3.Snapshot
-
-CINDER_SNAPSHOT_STATES: Mapping[str, ArtifactStatus] = {
-    "creating": ArtifactStatus.PENDING,
-    "available": ArtifactStatus.AVAILABLE,
-    "backing-up": ArtifactStatus.AVAILABLE,
-    "restoring": ArtifactStatus.AVAILABLE,
-    "error": ArtifactStatus.FAILED,
-    "error_deleting": ArtifactStatus.FAILED,
-    "unmanaging": ArtifactStatus.DELETING,
-    "deleting": ArtifactStatus.DELETING,
-    "deleted": ArtifactStatus.DELETED,
-}
 
 #: Glance's own image attributes; everything else on an image is a property (metadata).
 GLANCE_CORE_ATTRIBUTES = frozenset(

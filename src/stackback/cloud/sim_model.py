@@ -12,32 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from stackback.cloud.bdm import snapshot_children
+from stackback.cloud.states import CINDER_SNAPSHOT_STATES, GLANCE_STATES
 from stackback.policy import ArtifactKind, ArtifactStatus
 from stackback.ports import ArtifactInfo, ArtifactRef
-
-GLANCE_STATES: Mapping[str, ArtifactStatus] = {
-    "queued": ArtifactStatus.PENDING,
-    "saving": ArtifactStatus.PENDING,
-    "uploading": ArtifactStatus.PENDING,
-    "importing": ArtifactStatus.PENDING,
-    "active": ArtifactStatus.AVAILABLE,
-    "killed": ArtifactStatus.FAILED,
-    "deactivated": ArtifactStatus.FAILED,
-    "pending_delete": ArtifactStatus.DELETED,
-    "deleted": ArtifactStatus.DELETED,
-}
-
-CINDER_SNAPSHOT_STATES: Mapping[str, ArtifactStatus] = {
-    "creating": ArtifactStatus.PENDING,
-    "available": ArtifactStatus.AVAILABLE,
-    "backing-up": ArtifactStatus.AVAILABLE,
-    "restoring": ArtifactStatus.AVAILABLE,
-    "error": ArtifactStatus.FAILED,
-    "unmanaging": ArtifactStatus.DELETING,
-    "deleting": ArtifactStatus.DELETING,
-    "error_deleting": ArtifactStatus.FAILED,
-    "deleted": ArtifactStatus.DELETED,
-}
 
 
 @dataclass(frozen=True)
@@ -118,23 +96,6 @@ def to_sim_snapshot(row: sqlite3.Row, now: float) -> SimSnapshot:
         metadata=json.loads(row["metadata"]),
         created_at=instant(row["created_at"]),
         ready_at=instant(row["ready_at"]),
-    )
-
-
-def snapshot_children(properties: Mapping[str, str]) -> tuple[ArtifactRef, ...]:
-    """The Cinder snapshots named by an image's ``block_device_mapping`` property."""
-    try:
-        mapping = json.loads(properties.get("block_device_mapping") or "[]")
-    except ValueError:
-        return ()
-    if not isinstance(mapping, list):
-        return ()
-    return tuple(
-        ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, str(entry["snapshot_id"]))
-        for entry in mapping
-        if isinstance(entry, dict)
-        and entry.get("source_type") == "snapshot"
-        and entry.get("snapshot_id")
     )
 
 
