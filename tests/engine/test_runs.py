@@ -10,7 +10,7 @@ from stackback.cloud.sim_config import SimConfig
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
-from stackback.errors import CloudUnavailable
+from stackback.errors import CloudUnavailable, InvalidInput
 from stackback.policy import ArtifactKind, ArtifactStatus, BackupStatus, Policy, RunState
 from stackback.ports import MARKER_RUN
 from stackback.retention import RetentionPolicy
@@ -276,3 +276,38 @@ def test_two_policies_on_one_target_never_overlap(rig: Rig) -> None:
         if s.name == "start" and s.outcome == "ok"
     )
     assert first.finished_at is not None and second_start >= first.finished_at
+
+
+class _Broken:
+    """A cloud whose every call raises ``error`` (a misconfiguration or a bug)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __getattr__(self, name: str) -> object:
+        def fail(*_args: object, **_kwargs: object) -> None:
+            raise self.error
+
+        return fail
+
+
+def test_a_configuration_error_fails_the_run_with_its_message(rig: Rig) -> None:
+    daily(rig, "web")
+    broken = _Broken(InvalidInput("cloud 'alpha' was not found in clouds.yaml"))
+    rig.engine = Engine(rig.store, lambda _n: broken, rig.clock)  # type: ignore[arg-type,return-value]
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (run,) = runs(rig)
+    assert run.state is RunState.FAILED
+    assert "was not found in clouds.yaml" in (run.error or "")
+
+
+def test_an_unexpected_error_is_recorded_retried_then_fails(rig: Rig) -> None:
+    daily(rig, "web")
+    broken = _Broken(RuntimeError("boom"))
+    rig.engine = Engine(rig.store, lambda _n: broken, rig.clock)  # type: ignore[arg-type,return-value]
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (run,) = runs(rig)
+    assert run.state is RunState.FAILED
+    assert "internal-error" in (run.error or "") and "boom" in (run.error or "")
+    steps = rig.store.get_run(run.id).steps
+    assert [s.outcome for s in steps].count("retry") >= 3

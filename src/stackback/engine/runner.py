@@ -70,10 +70,11 @@ class RunFailed(StackbackError):
     code = "run-failed"
 
 
-class Retry(StackbackError):
-    """The step could not finish now; try again later (within the retry window)."""
+class Unexpected(StackbackError):
+    """An error stackback did not foresee (a bug); retried like a transient cloud error."""
 
-    code = "retry"
+    code = "internal-error"
+    retryable = True
 
 
 def markers(run: Run, backup_id: str) -> dict[str, str]:
@@ -379,10 +380,14 @@ class Runner:
             log.info("run %s: lease lost, another worker has it", run.id)
         except RunFailed as error:
             self._fail(run, error.message)
-        except CloudError as error:
+        except (CloudError, Conflict) as error:
             self._retry_or_fail(run, run.state.value, error)
-        except Conflict as error:
-            self._retry_or_fail(run, run.state.value, error)
+        except StackbackError as error:  # e.g. a cloud entry missing from clouds.yaml
+            self._fail(run, f"{error.code}: {error.message}", error_id=error.error_id)
+        except Exception as error:  # a bug must not wedge the run: record it, retry, then fail
+            unexpected = Unexpected(f"{type(error).__name__}: {error}")
+            log.exception("run %s: unexpected error (error id %s)", run.id, unexpected.error_id)
+            self._retry_or_fail(run, run.state.value, unexpected)
 
     def _retry_or_fail(self, run: Run, step: str, error: StackbackError) -> None:
         now = self.clock.now()
