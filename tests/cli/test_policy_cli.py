@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.cli.conftest import CliRunner, Result, ok_json
+from tests.cli.conftest import CliRunner, Result, assert_one_line_error, ok_json
 
 AMS = ZoneInfo("Europe/Amsterdam")
 CRON = "0 1 * * *"
@@ -205,3 +206,31 @@ def test_duplicate_name_is_refused(cli: CliRunner) -> None:
     assert "already exists" in result.err
     (only,) = ok_json(cli, "policy", "list")
     assert only["targets"] == ["x"]
+
+
+CLOUDS_YAML = """clouds:
+  mine:
+    auth:
+      auth_url: http://127.0.0.1:9/v3
+      username: u
+      password: p
+      project_name: p
+      user_domain_name: Default
+      project_domain_name: Default
+"""
+
+
+def test_the_policy_remembers_a_cloud_that_clouds_yaml_defines(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(CLOUDS_YAML)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    bad = cli("--os-cloud", "nope", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *")
+    assert bad.code == 2
+    assert_one_line_error(bad.err, "'nope' is not defined in clouds.yaml")
+    assert ok_json(cli, "policy", "list") == []
+    created = ok_json(
+        cli, "--os-cloud", "mine", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *"
+    )
+    assert created["cloud"] == "mine"

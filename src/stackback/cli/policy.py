@@ -10,6 +10,7 @@ import click
 from stackback.cli.context import AppContext
 from stackback.cli.options import build_retention, retention_options
 from stackback.cli.output import emit_list, emit_object, format_option
+from stackback.cloud import check_cloud_name
 from stackback.errors import InvalidInput
 from stackback.policy import BackupKind, Policy
 from stackback.services.policies import PolicySpec, PolicyView
@@ -147,6 +148,8 @@ def create(
         raise InvalidInput("give either --server or --selector, not both", field="targets")
     if not crons:
         raise InvalidInput("a policy needs at least one --cron", field="cron")
+    if app.settings.cloud:
+        check_cloud_name(app.settings.cloud)
     spec = PolicySpec(
         name=name,
         targets=servers or None,

@@ -17,6 +17,21 @@ def is_simulator(spec: str) -> bool:
     return spec == "sim" or spec.startswith("sim:")
 
 
+def check_cloud_name(spec: str) -> None:
+    """Refuse a cloud that clouds.yaml does not define (reads the file; contacts nothing)."""
+    if is_simulator(spec):
+        return
+    from openstack import exceptions
+    from openstack.config.loader import OpenStackConfig
+
+    try:
+        OpenStackConfig().get_one(cloud=spec)
+    except exceptions.ConfigException as error:
+        raise InvalidInput(
+            f"cloud {spec!r} is not defined in clouds.yaml ({error})", field="os-cloud"
+        ) from None
+
+
 class CloudProvider:
     """Opens (and caches) the cloud a policy or run names, or the default one."""
 

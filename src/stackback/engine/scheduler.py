@@ -19,14 +19,16 @@ from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError
-from stackback.policy import Policy, RunState
+from stackback.policy import RunState
 from stackback.ports import Cloud
 from stackback.schedule import CronSchedule, spread_offset
-from stackback.store.sql import DueSchedule, NewRun, SqlStore, TickPlan
+from stackback.store.sql import DuePolicy, DueSchedule, NewRun, SqlStore, TickPlan
 
 log = logging.getLogger(__name__)
 
 CloudProvider = Callable[[str | None], Cloud]
+NextFires = dict[tuple[str, str, datetime], datetime]
+"""Memo of ``CronSchedule.next_after`` within one tick: (expression, zone, instant) -> fire."""
 
 
 @dataclass(frozen=True)
@@ -55,28 +57,50 @@ class Scheduler:
         self.settings = settings or EngineSettings()
 
     def tick(self, now: datetime) -> TickResult:
-        """Process every due schedule (in batches); returns what was done."""
+        """Process every due schedule (in batches); returns what was done.
+
+        Batches of ``settings.tick_batch`` schedules, one transaction each, until
+        a batch comes back short (nothing else was due and unlocked) and none of
+        its schedules is still due (``max_fires_per_tick`` can leave one behind).
+        """
         schedules = runs = 0
+        limit = self.settings.tick_batch
+        next_fires: NextFires = {}
         while True:
-            done, inserted = self.store.process_due_schedules(
-                now, lambda due: self.plan(due, now), limit=self.settings.tick_batch
-            )
+            still_due = False
+
+            def planner(due: DueSchedule) -> TickPlan:
+                nonlocal still_due
+                plan = self.plan(due, now, next_fires=next_fires)
+                if plan.next_fire_at is not None and plan.next_fire_at <= now:
+                    still_due = True
+                return plan
+
+            done, inserted = self.store.process_due_schedules(now, planner, limit=limit)
             schedules += done
             runs += inserted
-            if done == 0:
+            if done == 0 or (done < limit and not still_due):
                 return TickResult(schedules, runs)
 
-    def plan(self, due: DueSchedule, now: datetime) -> TickPlan:
-        """Decide the runs of one due schedule and its next fire time."""
+    def plan(
+        self, due: DueSchedule, now: datetime, *, next_fires: NextFires | None = None
+    ) -> TickPlan:
+        """Decide the runs of one due schedule and its next fire time.
+
+        ``next_fires`` memoises fire times over a tick: due schedules that share
+        an expression, a zone and a fire time (common: "0 2 * * *" in one zone)
+        compute the next one once.
+        """
         policy = due.policy
-        cron = _cron(due.schedule.cron, policy.timezone)
+        expr, zone = due.schedule.cron, policy.timezone
         first = due.schedule.next_fire_at
         assert first is not None
+        memo: NextFires = {} if next_fires is None else next_fires
         fires = [first]
-        next_fire = cron.next_after(first)
+        next_fire = _next_after(memo, expr, zone, first)
         while next_fire <= now and len(fires) < self.settings.max_fires_per_tick:
             fires.append(next_fire)
-            next_fire = cron.next_after(next_fire)
+            next_fire = _next_after(memo, expr, zone, next_fire)
         if not policy.enabled:
             return TickPlan(next_fire_at=None)
         late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
@@ -101,7 +125,7 @@ class Scheduler:
 
     def _occurrence(
         self,
-        policy: Policy,
+        policy: DuePolicy,
         target: Target,
         fire: datetime,
         now: datetime,
@@ -120,7 +144,7 @@ class Scheduler:
             target.key, fire, due_at, state=RunState.MISSED, target_name=target.name, error=reason
         )
 
-    def _targets(self, policy: Policy) -> tuple[list[Target], str | None]:
+    def _targets(self, policy: DuePolicy) -> tuple[list[Target], str | None]:
         if policy.selector is None:
             return [Target(t) for t in policy.targets], None
         try:
@@ -135,6 +159,15 @@ class Scheduler:
 def _cron(expr: str, timezone: str) -> CronSchedule:
     """Schedules are validated when stored; parse each (expression, zone) once per process."""
     return CronSchedule(expr, timezone)
+
+
+def _next_after(memo: NextFires, expr: str, timezone: str, instant: datetime) -> datetime:
+    """``CronSchedule(expr, timezone).next_after(instant)``, computed once per key in ``memo``."""
+    key = (expr, timezone, instant)
+    fire = memo.get(key)
+    if fire is None:
+        fire = memo[key] = _cron(expr, timezone).next_after(instant)
+    return fire
 
 
 def _minutes(delta: timedelta) -> str:

@@ -19,7 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, bindparam, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    Engine,
+    Executable,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
@@ -36,6 +49,7 @@ from stackback.policy import (
     Policy,
     Run,
     RunState,
+    Selector,
 )
 from stackback.store.convert import (
     artifact_from_row,
@@ -79,12 +93,31 @@ class ScheduleState:
     last_fired_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class DuePolicy:
+    """What the tick needs of a policy to plan its due schedules (not a full ``Policy``).
+
+    Loaded with the due schedule in one query; retention, kind and the policy's
+    other schedules are not read (the tick does not use them).
+    """
+
+    id: str
+    name: str
+    timezone: str
+    window_minutes: int
+    targets: tuple[str, ...] = ()
+    selector: Selector | None = None
+    enabled: bool = True
+    cloud: str | None = None
+    label: str | None = None
+
+
 @dataclass(frozen=True)
 class DueSchedule:
-    """A schedule whose next fire time has come, with its policy."""
+    """A schedule whose next fire time has come, with what the tick needs of its policy."""
 
     schedule: ScheduleState
-    policy: Policy
+    policy: DuePolicy
 
 
 @dataclass(frozen=True)
@@ -156,6 +189,7 @@ class SqlStore:
         if check_schema:
             ensure_migrated(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._tick_cache: dict[int, _TickStatements] = {}
 
     @classmethod
     def from_url(cls, url: str, *, check_schema: bool = True) -> SqlStore:
@@ -299,63 +333,73 @@ class SqlStore:
         Returns (schedules processed, runs inserted). Runs that already exist
         are left alone (``ON CONFLICT DO NOTHING``), so replicas racing on the
         same occurrence produce it once.
+
+        The hot path of the tick: SQLAlchemy Core (plain rows, no ORM identity
+        map), one query for the due schedules with the policy columns the
+        planner needs, then one executemany INSERT and one executemany UPDATE.
         """
-        with self._session() as session:
-            query = (
-                select(ScheduleRow, PolicyRow)
-                .join(PolicyRow, PolicyRow.id == ScheduleRow.policy_id)
-                .where(ScheduleRow.next_fire_at <= now)
-                .order_by(ScheduleRow.next_fire_at)
-                .limit(limit)
-            )
-            if self.is_postgres:
-                query = query.with_for_update(skip_locked=True, of=ScheduleRow)
-            due = session.execute(query).all()
+        statements = self._tick_statements(limit)
+        with self.engine.begin() as connection:
+            due = connection.execute(statements.due, {"now": now}).all()
             if not due:
                 return 0, 0
-            policy_ids = {p.id for _, p in due}
-            crons: dict[str, list[str]] = {pid: [] for pid in policy_ids}
-            for s in session.scalars(
-                select(ScheduleRow)
-                .where(ScheduleRow.policy_id.in_(policy_ids))
-                .order_by(ScheduleRow.position)
-            ):
-                crons[s.policy_id].append(s.cron)
             new_runs: list[dict[str, Any]] = []
             advances: list[dict[str, Any]] = []
-            for schedule_row, policy_row in due:
-                policy = policy_from_row(policy_row, crons[policy_row.id])
-                plan = planner(DueSchedule(_schedule_state(schedule_row), policy))
-                new_runs.extend(_run_values(policy, plan.runs, now))
+            for (
+                schedule_id,
+                policy_id,
+                cron,
+                next_fire_at,
+                last_fired_at,
+                name,
+                timezone,
+                window_minutes,
+                targets,
+                selector_key,
+                selector_value,
+                enabled,
+                cloud,
+                label,
+            ) in due:
+                policy = DuePolicy(
+                    id=policy_id,
+                    name=name,
+                    timezone=timezone,
+                    window_minutes=window_minutes,
+                    targets=tuple(targets),
+                    selector=(
+                        Selector(selector_key, selector_value or "")
+                        if selector_key is not None
+                        else None
+                    ),
+                    enabled=enabled,
+                    cloud=cloud,
+                    label=label,
+                )
+                schedule = ScheduleState(schedule_id, policy_id, cron, next_fire_at, last_fired_at)
+                plan = planner(DueSchedule(schedule, policy))
+                if plan.runs:
+                    new_runs.extend(_run_values(policy, plan.runs, now))
                 advances.append(
                     {
-                        "b_id": schedule_row.id,
+                        "b_id": schedule_id,
                         "b_next": plan.next_fire_at,
-                        "b_last": plan.fired_at or schedule_row.last_fired_at,
+                        "b_last": plan.fired_at or last_fired_at,
                     }
                 )
-            inserted = self._insert_runs(session, new_runs)
-            schedules = cast(Table, ScheduleRow.__table__)
-            session.execute(
-                update(schedules)
-                .where(schedules.c.id == bindparam("b_id"))
-                .values(next_fire_at=bindparam("b_next"), last_fired_at=bindparam("b_last")),
-                advances,
+            inserted = (
+                len(connection.execute(statements.insert_runs, new_runs).all()) if new_runs else 0
             )
+            connection.execute(statements.advance, advances)
             return len(due), inserted
 
-    def _insert_runs(self, session: Session, values: list[dict[str, Any]]) -> int:
-        """Insert occurrences in one statement; those that exist already are skipped."""
-        if not values:
-            return 0
-        insert = postgresql.insert if self.is_postgres else sqlite.insert
-        runs = cast(Table, RunRow.__table__)
-        statement = (
-            insert(runs)
-            .on_conflict_do_nothing(index_elements=["policy_id", "target", "scheduled_for"])
-            .returning(runs.c.id)
-        )
-        return len(session.execute(statement, values).all())
+    def _tick_statements(self, limit: int) -> _TickStatements:
+        """The tick's statements, built once per batch size (SQLAlchemy caches their SQL)."""
+        statements = self._tick_cache.get(limit)
+        if statements is None:
+            statements = _TickStatements.build(self.is_postgres, limit)
+            self._tick_cache[limit] = statements
+        return statements
 
     def create_manual_run(
         self,
@@ -717,7 +761,61 @@ class SqlStore:
             return artifact_from_row(row) if row else None
 
 
-def _run_values(policy: Policy, runs: Sequence[NewRun], now: datetime) -> list[dict[str, Any]]:
+_SCHEDULES = cast(Table, ScheduleRow.__table__)
+_POLICIES = cast(Table, PolicyRow.__table__)
+_RUNS = cast(Table, RunRow.__table__)
+
+
+@dataclass(frozen=True)
+class _TickStatements:
+    """Prebuilt statements of ``process_due_schedules`` for one dialect and batch size."""
+
+    due: Select[Any]
+    insert_runs: Executable
+    advance: Executable
+
+    @classmethod
+    def build(cls, is_postgres: bool, limit: int) -> _TickStatements:
+        s, p = _SCHEDULES.c, _POLICIES.c
+        due = (
+            select(
+                s.id,
+                s.policy_id,
+                s.cron,
+                s.next_fire_at,
+                s.last_fired_at,
+                p.name,
+                p.timezone,
+                p.window_minutes,
+                p.targets,
+                p.selector_key,
+                p.selector_value,
+                p.enabled,
+                p.cloud,
+                p.label,
+            )
+            .join_from(_SCHEDULES, _POLICIES, p.id == s.policy_id)
+            .where(s.next_fire_at <= bindparam("now", type_=s.next_fire_at.type))
+            .order_by(s.next_fire_at)
+            .limit(limit)
+        )
+        if is_postgres:
+            due = due.with_for_update(skip_locked=True, of=_SCHEDULES)
+        insert = postgresql.insert if is_postgres else sqlite.insert
+        insert_runs = (
+            insert(_RUNS)
+            .on_conflict_do_nothing(index_elements=["policy_id", "target", "scheduled_for"])
+            .returning(_RUNS.c.id)
+        )
+        advance = (
+            update(_SCHEDULES)
+            .where(s.id == bindparam("b_id"))
+            .values(next_fire_at=bindparam("b_next"), last_fired_at=bindparam("b_last"))
+        )
+        return cls(due, insert_runs, advance)
+
+
+def _run_values(policy: DuePolicy, runs: Sequence[NewRun], now: datetime) -> list[dict[str, Any]]:
     return [
         {
             "id": new_id(),
@@ -753,6 +851,7 @@ def _schedule_state(row: ScheduleRow) -> ScheduleState:
 __all__ = [
     "TERMINAL_RUN_STATES",
     "BackupFilter",
+    "DuePolicy",
     "DueSchedule",
     "NewRun",
     "RunFilter",
