@@ -1,0 +1,247 @@
+"""The scheduler tick on a real store: batching, the policy view, the next-fire memo."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from stackback.engine import scheduler as scheduler_module
+from stackback.engine.scheduler import Scheduler
+from stackback.engine.settings import EngineSettings
+from stackback.errors import CloudUnavailable
+from stackback.policy import BackupKind, Policy, RunState, Selector
+from stackback.ports import Cloud, ServerInfo
+from stackback.retention import RetentionPolicy
+from stackback.schedule import CronSchedule
+from stackback.store.sql import (
+    DuePolicy,
+    DueSchedule,
+    RunFilter,
+    ScheduleState,
+    SqlStore,
+    TickPlan,
+)
+
+NOW = datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+
+
+def _policy(
+    cron: str = "0 9 * * *",
+    *,
+    timezone: str = "UTC",
+    targets: tuple[str, ...] = ("srv-1",),
+    selector: Selector | None = None,
+    enabled: bool = True,
+    window: int = 30,
+    label: str | None = None,
+) -> Policy:
+    return Policy(
+        id=str(uuid.uuid4()),
+        name=f"p-{uuid.uuid4().hex[:8]}",
+        kind=BackupKind.SERVER_IMAGE,
+        schedules=(cron,),
+        timezone=timezone,
+        retention=RetentionPolicy(last=3),
+        targets=() if selector is not None else targets,
+        selector=selector,
+        window_minutes=window,
+        enabled=enabled,
+        cloud="c1",
+        label=label,
+    )
+
+
+def _add(store: SqlStore, policy: Policy, next_fire: datetime = NOW) -> Policy:
+    return store.create_policy(policy, [next_fire], now=NOW - timedelta(days=1))
+
+
+def _no_cloud(cloud: str | None) -> Cloud:
+    raise AssertionError(f"no selector policy here (cloud {cloud!r})")
+
+
+class _Selecting:
+    """A cloud whose ``find_servers`` returns fixed servers (or fails), counting calls."""
+
+    def __init__(self, servers: list[ServerInfo] | None) -> None:
+        self.servers = servers
+        self.calls: list[Selector] = []
+
+    def find_servers(self, selector: Selector) -> list[ServerInfo]:
+        self.calls.append(selector)
+        if self.servers is None:
+            raise CloudUnavailable("nova is down")
+        return self.servers
+
+
+def _count_batches(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    done: list[int] = []
+    original = store.process_due_schedules
+
+    def counting(*args: Any, **kwargs: Any) -> tuple[int, int]:
+        result = original(*args, **kwargs)
+        done.append(result[0])
+        return result
+
+    monkeypatch.setattr(store, "process_due_schedules", counting)
+    return done
+
+
+def test_tick_batches_and_stops_after_a_short_batch(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(7):
+        _add(store, _policy(targets=(f"srv-{index}",)))
+    _add(store, _policy(), NOW + timedelta(minutes=1))  # not due
+    batches = _count_batches(store, monkeypatch)
+    result = Scheduler(store, _no_cloud, EngineSettings(tick_batch=3)).tick(NOW)
+    assert (result.schedules, result.runs) == (7, 7)
+    assert batches == [3, 3, 1]  # no empty trailing transaction after the short batch
+    assert Scheduler(store, _no_cloud, EngineSettings(tick_batch=3)).tick(NOW).schedules == 0
+    assert store.next_fire_time() == NOW + timedelta(minutes=1)
+
+
+def test_tick_with_a_full_last_batch_checks_once_more(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(4):
+        _add(store, _policy(targets=(f"srv-{index}",)))
+    batches = _count_batches(store, monkeypatch)
+    assert Scheduler(store, _no_cloud, EngineSettings(tick_batch=2)).tick(NOW).runs == 4
+    assert batches == [2, 2, 0]
+
+
+def test_tick_catches_up_beyond_max_fires_in_the_same_tick(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policy = _add(store, _policy("* * * * *", window=0), NOW - timedelta(minutes=10))
+    batches = _count_batches(store, monkeypatch)
+    settings = EngineSettings(tick_batch=50, max_fires_per_tick=4)
+    result = Scheduler(store, _no_cloud, settings).tick(NOW)
+    # 11 occurrences (09:50 .. 09:00 inclusive) in 3 passes of at most 4 fires each
+    assert (result.schedules, result.runs) == (3, 11)
+    assert batches == [1, 1, 1]
+    runs = sorted(store.list_runs(RunFilter(policy_id=policy.id)), key=lambda r: r.scheduled_for)
+    assert [r.state for r in runs] == [RunState.MISSED] * 10 + [RunState.PENDING]
+    assert runs[-1].scheduled_for == NOW
+    [state] = store.schedules(policy.id)
+    assert (state.next_fire_at, state.last_fired_at) == (NOW + timedelta(minutes=1), NOW)
+
+
+def test_planner_gets_the_policy_view(store: SqlStore) -> None:
+    selector = Selector("backup", "gold")
+    explicit = _add(store, _policy(targets=("a", "b"), label="weekly"))
+    selected = _add(store, _policy(selector=selector, enabled=False))
+    seen: dict[str, DuePolicy] = {}
+
+    def planner(due: DueSchedule) -> TickPlan:
+        seen[due.policy.id] = due.policy
+        assert due.schedule.next_fire_at == NOW and due.schedule.policy_id == due.policy.id
+        return TickPlan(next_fire_at=NOW + timedelta(days=1))
+
+    assert store.process_due_schedules(NOW, planner) == (2, 0)
+    assert seen[explicit.id] == DuePolicy(
+        id=explicit.id,
+        name=explicit.name,
+        timezone="UTC",
+        window_minutes=30,
+        targets=("a", "b"),
+        selector=None,
+        enabled=True,
+        cloud="c1",
+        label="weekly",
+    )
+    assert seen[selected.id].selector == selector
+    assert seen[selected.id].targets == ()
+    assert seen[selected.id].enabled is False
+
+
+def test_runs_carry_policy_fields_and_spread(store: SqlStore) -> None:
+    policy = _add(store, _policy(targets=("a", "b"), label="weekly", window=30))
+    assert Scheduler(store, _no_cloud).tick(NOW).runs == 2
+    runs = store.list_runs(RunFilter(policy_id=policy.id))
+    assert sorted(r.target for r in runs) == ["a", "b"]
+    for run in runs:
+        assert (run.policy_name, run.label, run.cloud, run.trigger) == (
+            policy.name,
+            "weekly",
+            "c1",
+            "schedule",
+        )
+        assert run.scheduled_for == NOW and NOW <= run.due_at < NOW + timedelta(minutes=30)
+        assert run.state is RunState.PENDING and run.finished_at is None
+
+
+def test_selector_policies_resolve_through_the_cloud(store: SqlStore) -> None:
+    servers = [ServerInfo("id-2", "two", "ACTIVE"), ServerInfo("id-1", "one", "ACTIVE")]
+    cloud = _Selecting(servers)
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    clouds: list[str | None] = []
+
+    def provider(name: str | None) -> Cloud:
+        clouds.append(name)
+        return cloud  # type: ignore[return-value]
+
+    assert Scheduler(store, provider).tick(NOW).runs == 2
+    assert clouds == ["c1"] and cloud.calls == [Selector("backup", "gold")]
+    runs = store.list_runs(RunFilter(policy_id=policy.id))
+    assert sorted((r.target, r.target_name) for r in runs) == [("id-1", "one"), ("id-2", "two")]
+
+
+def test_selector_failure_records_a_failed_run(store: SqlStore) -> None:
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    assert Scheduler(store, lambda _name: _Selecting(None)).tick(NOW).runs == 1  # type: ignore[arg-type,return-value]
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert run.state is RunState.FAILED and run.target == "selector:backup=gold"
+    assert "could not resolve targets" in (run.error or "")
+    assert run.finished_at == NOW
+
+
+def test_disabled_policy_stops_its_schedule(store: SqlStore) -> None:
+    policy = _add(store, _policy(enabled=False))
+    result = Scheduler(store, _no_cloud).tick(NOW)
+    assert (result.schedules, result.runs) == (1, 0)
+    assert store.schedules(policy.id)[0].next_fire_at is None
+
+
+def test_next_fire_is_computed_once_per_expression_zone_and_instant(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(5):
+        _add(store, _policy("0 9,21 * * *", targets=(f"srv-{index}",)))
+    _add(store, _policy("0 9 * * *", timezone="UTC"))
+    _add(store, _policy("0 10 * * *", timezone="Europe/Amsterdam"))
+    calls: list[tuple[str, str, datetime]] = []
+    original = CronSchedule.next_after
+
+    def counting(self: CronSchedule, instant: datetime) -> datetime:
+        calls.append((self.expr, self.timezone, instant))
+        return original(self, instant)
+
+    monkeypatch.setattr(CronSchedule, "next_after", counting)
+    assert Scheduler(store, _no_cloud).tick(NOW).runs == 7
+    assert sorted(calls) == sorted(
+        [
+            ("0 9,21 * * *", "UTC", NOW),
+            ("0 9 * * *", "UTC", NOW),
+            ("0 10 * * *", "Europe/Amsterdam", NOW),
+        ]
+    )
+    fires = {s.next_fire_at for p in store.list_policies() for s in store.schedules(p.id)}
+    assert fires == {
+        NOW + timedelta(hours=12),
+        NOW + timedelta(days=1),
+        CronSchedule("0 10 * * *", "Europe/Amsterdam").next_after(NOW),
+    }
+
+
+def test_memo_gives_the_same_plan_as_no_memo() -> None:
+    scheduler = Scheduler(None, _no_cloud)  # type: ignore[arg-type]
+    policy = DuePolicy(id="p", name="p", timezone="Asia/Tokyo", window_minutes=5, targets=("a",))
+    memo: scheduler_module.NextFires = {}
+    for first in (NOW - timedelta(hours=30), NOW - timedelta(minutes=3), NOW):
+        due = DueSchedule(ScheduleState(1, "p", "0 */6 * * *", first, None), policy)
+        assert scheduler.plan(due, NOW, next_fires=memo) == scheduler.plan(due, NOW)
+        assert scheduler.plan(due, NOW, next_fires=memo) == scheduler.plan(due, NOW)
