@@ -1,18 +1,35 @@
 """Ports: the interfaces the engine and services need from the outside world.
 
 Adapters implement them: ``stackback.cloud.openstack`` (openstacksdk) and
-``stackback.cloud.simulator`` for :class:`Cloud`, ``stackback.store`` for
-:class:`Store`, ``stackback.clock`` for :class:`Clock`.
+``stackback.cloud.simulator`` for :class:`Cloud`, ``stackback.store.SqlStore`` for
+:class:`Store`, ``stackback.clock`` for :class:`Clock`. The engine and the
+services depend on these Protocols only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from stackback.policy import ArtifactKind, ArtifactStatus, Selector
+from stackback.policy import (
+    Artifact,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    Policy,
+    Run,
+    Selector,
+)
+from stackback.records import (
+    BackupFilter,
+    DueSchedule,
+    RunFilter,
+    ScheduleState,
+    StepNote,
+    TickPlan,
+)
 
 #: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
 #: carrying ``MARKER_CREATED_BY = CREATED_BY_VALUE`` are ever deleted by stackback.
@@ -125,3 +142,86 @@ class Cloud(Protocol):
     def list_marked_artifacts(self) -> list[ArtifactInfo]:
         """Every artifact of the project carrying stackback's created-by marker."""
         ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state: policies, schedules, runs with their step journal, backups, artifacts.
+
+    ``stackback.store.SqlStore`` implements it for SQLite and PostgreSQL. Writes by a
+    worker name the run's ``attempt`` (its lease's fencing token) and raise
+    ``LeaseLost`` when another worker has taken the run over.
+    """
+
+    # policies and schedules
+    def create_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None], *, now: datetime
+    ) -> Policy: ...
+    def update_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None] | None, *, now: datetime
+    ) -> Policy: ...
+    def get_policy(self, ref: str) -> Policy: ...
+    def list_policies(self) -> list[Policy]: ...
+    def delete_policy(self, ref: str, *, now: datetime) -> Policy: ...
+    def schedules(self, policy_id: str) -> list[ScheduleState]: ...
+    def next_fire_time(self) -> datetime | None: ...
+    def process_due_schedules(
+        self, now: datetime, planner: Callable[[DueSchedule], TickPlan], *, limit: int = 50
+    ) -> tuple[int, int]:
+        """Lock due schedules, let ``planner`` decide, insert runs once, advance schedules."""
+        ...
+
+    # runs
+    def create_manual_run(
+        self,
+        *,
+        target: str,
+        now: datetime,
+        label: str | None,
+        retention: Mapping[str, object] | None,
+        cloud: str | None = None,
+        policy: Policy | None = None,
+    ) -> Run: ...
+    def claim_runs(
+        self, now: datetime, owner: str, *, lease_seconds: float, limit: int = 1
+    ) -> list[Run]:
+        """Lease runs that can make progress now (attempt + 1 on each)."""
+        ...
+
+    def next_wakeup(self) -> datetime | None: ...
+    def update_run(
+        self, run_id: str, attempt: int, *, step: StepNote | None = None, **values: Any
+    ) -> Run: ...
+    def release_run(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        not_before: datetime | None,
+        step: StepNote | None = None,
+    ) -> Run: ...
+    def get_run(self, run_id: str) -> Run: ...
+    def list_runs(self, criteria: RunFilter | None = None) -> list[Run]: ...
+    def count_runs_by_state(self) -> dict[str, int]: ...
+    def delete_run(self, run_id: str) -> Run: ...
+
+    # backups and artifacts
+    def ensure_backup(self, backup: Backup) -> Backup: ...
+    def add_artifact(
+        self,
+        backup_id: str,
+        kind: ArtifactKind,
+        cloud_id: str,
+        *,
+        status: ArtifactStatus,
+        now: datetime,
+        size: int | None = None,
+    ) -> Artifact: ...
+    def update_artifact(self, artifact_id: str, **values: Any) -> Artifact: ...
+    def update_backup(self, backup_id: str, **values: Any) -> None: ...
+    def get_backup(self, ref: str) -> Backup: ...
+    def backup_for_run(self, run_id: str) -> Backup | None: ...
+    def list_backups(self, criteria: BackupFilter | None = None) -> list[Backup]: ...
+    def set_protected(self, ref: str, protected: bool) -> Backup: ...
+    def backups_to_collect(self, *, limit: int = 100) -> list[Backup]: ...
+    def dispose(self) -> None: ...

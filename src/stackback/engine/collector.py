@@ -23,8 +23,8 @@ from stackback.ports import (
     ArtifactRef,
     Clock,
     Cloud,
+    Store,
 )
-from stackback.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Collector:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         clouds: Callable[[str | None], Cloud],
         clock: Clock,
         settings: EngineSettings | None = None,

@@ -12,8 +12,7 @@ from stackback.engine.runner import CloudProvider, Runner
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
-from stackback.ports import Clock
-from stackback.store.sql import SqlStore
+from stackback.ports import Clock, Store
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +21,7 @@ log = logging.getLogger(__name__)
 class Engine:
     """Scheduler, worker and collector over one store, cloud provider and clock."""
 
-    store: SqlStore
+    store: Store
     clouds: CloudProvider
     clock: Clock
     settings: EngineSettings = field(default_factory=EngineSettings)

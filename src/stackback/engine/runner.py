@@ -54,10 +54,11 @@ from stackback.ports import (
     Clock,
     Cloud,
     ServerInfo,
+    Store,
 )
+from stackback.records import BackupFilter, StepNote
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
-from stackback.store.sql import BackupFilter, SqlStore, StepNote
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class Runner:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         clouds: CloudProvider,
         clock: Clock,
         settings: EngineSettings | None = None,

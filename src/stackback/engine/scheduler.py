@@ -20,9 +20,9 @@ from functools import lru_cache
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError
 from stackback.policy import RunState
-from stackback.ports import Cloud
+from stackback.ports import Cloud, Store
+from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import CronSchedule, spread_offset
-from stackback.store.sql import DuePolicy, DueSchedule, NewRun, SqlStore, TickPlan
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Scheduler:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         clouds: CloudProvider,
         settings: EngineSettings | None = None,
     ) -> None:

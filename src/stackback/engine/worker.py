@@ -9,8 +9,7 @@ import uuid
 from stackback.engine.runner import Runner
 from stackback.engine.settings import EngineSettings
 from stackback.policy import RunState
-from stackback.ports import Clock
-from stackback.store.sql import SqlStore
+from stackback.ports import Clock, Store
 
 
 def worker_name() -> str:
@@ -29,7 +28,7 @@ class Worker:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         runner: Runner,
         clock: Clock,
         settings: EngineSettings | None = None,

@@ -9,10 +9,10 @@ from stackback.engine.collector import Collector
 from stackback.engine.runner import CloudProvider
 from stackback.errors import Conflict, InvalidInput
 from stackback.policy import Backup, BackupStatus, Run
-from stackback.ports import Clock
+from stackback.ports import Clock, Store
+from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
-from stackback.store.sql import BackupFilter, SqlStore
 
 MANUAL_LABEL = "manual"
 
@@ -29,7 +29,7 @@ class PreviewRow:
 class BackupService:
     """Recovery points as the operator sees them."""
 
-    def __init__(self, store: SqlStore, clouds: CloudProvider, clock: Clock) -> None:
+    def __init__(self, store: Store, clouds: CloudProvider, clock: Clock) -> None:
         self.store = store
         self.clouds = clouds
         self.clock = clock

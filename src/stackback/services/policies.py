@@ -9,10 +9,9 @@ from datetime import datetime
 
 from stackback.errors import InvalidInput, NotFound
 from stackback.policy import IMPLEMENTED_KINDS, BackupKind, Policy, Selector
-from stackback.ports import Clock
+from stackback.ports import Clock, Store
 from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule, parse_timezone, validate_cron
-from stackback.store.sql import SqlStore
 
 SHORTCUT_PREFIX = "server-"
 DEFAULT_SHORTCUT_CRON = "0 1 * * *"
@@ -76,7 +75,7 @@ def _validate_name(name: str) -> str:
 class PolicyService:
     """Policies and the Rackspace-style per-server shortcuts."""
 
-    def __init__(self, store: SqlStore, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
         self.clock = clock
 

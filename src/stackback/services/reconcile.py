@@ -24,8 +24,9 @@ from stackback.ports import (
     ArtifactRef,
     Clock,
     Cloud,
+    Store,
 )
-from stackback.store.sql import BackupFilter, SqlStore
+from stackback.records import BackupFilter
 
 
 @dataclass
@@ -53,7 +54,7 @@ def _status_of(infos: list[ArtifactInfo]) -> BackupStatus:
 class Reconciler:
     """Compares the marked artifacts of one cloud with the backups recorded for it."""
 
-    def __init__(self, store: SqlStore, cloud: Cloud, clock: Clock, *, cloud_name: str | None):
+    def __init__(self, store: Store, cloud: Cloud, clock: Clock, *, cloud_name: str | None):
         self.store = store
         self.cloud = cloud
         self.clock = clock

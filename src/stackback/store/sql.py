@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -51,6 +51,16 @@ from stackback.policy import (
     RunState,
     Selector,
 )
+from stackback.records import (
+    BackupFilter,
+    DuePolicy,
+    DueSchedule,
+    NewRun,
+    RunFilter,
+    ScheduleState,
+    StepNote,
+    TickPlan,
+)
 from stackback.store.convert import (
     artifact_from_row,
     backup_from_row,
@@ -80,105 +90,6 @@ _OtherRun = aliased(RunRow)
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-@dataclass(frozen=True)
-class ScheduleState:
-    """A policy's cron schedule and where it stands."""
-
-    id: int
-    policy_id: str
-    cron: str
-    next_fire_at: datetime | None
-    last_fired_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class DuePolicy:
-    """What the tick needs of a policy to plan its due schedules (not a full ``Policy``).
-
-    Loaded with the due schedule in one query; retention, kind and the policy's
-    other schedules are not read (the tick does not use them).
-    """
-
-    id: str
-    name: str
-    timezone: str
-    window_minutes: int
-    targets: tuple[str, ...] = ()
-    selector: Selector | None = None
-    enabled: bool = True
-    cloud: str | None = None
-    label: str | None = None
-
-
-@dataclass(frozen=True)
-class DueSchedule:
-    """A schedule whose next fire time has come, with what the tick needs of its policy."""
-
-    schedule: ScheduleState
-    policy: DuePolicy
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """A run the scheduler wants to exist (inserted unless it already does)."""
-
-    target: str
-    scheduled_for: datetime
-    due_at: datetime
-    state: RunState = RunState.PENDING
-    target_name: str | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class TickPlan:
-    """What the scheduler decided for one due schedule."""
-
-    runs: list[NewRun] = field(default_factory=list)
-    next_fire_at: datetime | None = None
-    fired_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class StepNote:
-    """A step to append to a run's journal in the same transaction as a run update."""
-
-    name: str
-    started_at: datetime
-    finished_at: datetime | None
-    outcome: str
-    detail: str = ""
-
-    def row(self, run_id: str, attempt: int) -> RunStepRow:
-        return RunStepRow(
-            run_id=run_id,
-            name=self.name,
-            attempt=attempt,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            outcome=self.outcome,
-            detail=self.detail[:4000],
-        )
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    policy_id: str | None = None
-    target: str | None = None
-    state: RunState | None = None
-    limit: int = 200
-
-
-@dataclass(frozen=True)
-class BackupFilter:
-    target: str | None = None
-    policy_id: str | None = None
-    label: str | None = None
-    statuses: tuple[BackupStatus, ...] = ()
-    include_deleted: bool = False
-    limit: int = 1000
 
 
 class SqlStore:
@@ -511,7 +422,7 @@ class SqlStore:
                 for key, value in values.items():
                     setattr(row, key, value)
                 if step is not None:
-                    session.add(step.row(run_id, attempt))
+                    session.add(_step_row(step, run_id, attempt))
                 session.flush()
                 return run_from_row(row)
         except IntegrityError as exc:
@@ -568,7 +479,8 @@ class SqlStore:
             ).all()
             return run_from_row(row, list(steps))
 
-    def list_runs(self, filter: RunFilter = RunFilter()) -> list[Run]:
+    def list_runs(self, criteria: RunFilter | None = None) -> list[Run]:
+        filter = criteria or RunFilter()
         with self._session() as session:
             query = select(RunRow)
             if filter.policy_id:
@@ -712,7 +624,8 @@ class SqlStore:
             row = session.scalars(select(BackupRow).where(BackupRow.run_id == run_id)).first()
             return self._backup(session, row) if row is not None else None
 
-    def list_backups(self, filter: BackupFilter = BackupFilter()) -> list[Backup]:
+    def list_backups(self, criteria: BackupFilter | None = None) -> list[Backup]:
+        filter = criteria or BackupFilter()
         with self._session() as session:
             query = select(BackupRow)
             if filter.target:
@@ -836,6 +749,18 @@ def _run_values(policy: DuePolicy, runs: Sequence[NewRun], now: datetime) -> lis
         }
         for r in runs
     ]
+
+
+def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
+    return RunStepRow(
+        run_id=run_id,
+        name=note.name,
+        attempt=attempt,
+        started_at=note.started_at,
+        finished_at=note.finished_at,
+        outcome=note.outcome,
+        detail=note.detail[:4000],
+    )
 
 
 def _schedule_state(row: ScheduleRow) -> ScheduleState:
