@@ -54,7 +54,7 @@ class Demo:
     """Sets up servers and a GFS policy, then lives through ``days`` simulated days."""
 
     directory: Path
-    days: int = 200
+    days: int = 180
     seed: int = 42
 
     def __post_init__(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections import Counter
@@ -55,7 +56,7 @@ def _render(result: DemoResult, seconds: float) -> None:
 
 
 @click.command("demo")
-@click.option("--days", type=click.IntRange(1, 3650), default=200, show_default=True)
+@click.option("--days", type=click.IntRange(1, 3650), default=180, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option(
     "--dir",
@@ -68,6 +69,7 @@ def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
     """Live through months of a GFS policy (daily 7, weekly 4, monthly 12, yearly 2)
     on the built-in cloud simulator, with injected faults, and summarise."""
     directory = directory or Path(tempfile.mkdtemp(prefix="stackback-demo-"))
+    logging.getLogger("stackback").setLevel(logging.ERROR)  # the summary reports failures
     runner = Demo(directory, days=days, seed=seed)
     started = time.monotonic()
     try:

@@ -138,7 +138,7 @@ class BackupRow(Base):
     target_name: Mapped[str | None] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     label: Mapped[str | None] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
     cloud: Mapped[str | None] = mapped_column(String(255))
     project: Mapped[str | None] = mapped_column(String(255))

@@ -146,6 +146,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_backups_policy_id", "backups", ["policy_id"])
     op.create_index("ix_backups_target", "backups", ["target"])
+    op.create_index("ix_backups_status", "backups", ["status"])
     op.create_table(
         "artifacts",
         sa.Column("id", sa.String(36), nullable=False),

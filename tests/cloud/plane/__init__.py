@@ -1,0 +1,1 @@
+"""The loopback OpenStack control plane for integration tests (see plane.py)."""

@@ -1,0 +1,154 @@
+"""The Cloud contract, run against the loopback OpenStack plane through openstacksdk.
+
+The cloud under test is :class:`OpenStackCloud` for project ``alpha``; ``beta`` is the other
+project. Servers are m1.tiny, ``networks='none'``, booted by the alpha user (volume-backed
+ones from a bootable Cinder volume made from the plane's public image).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+from openstack.connection import Connection
+
+from stackback.cloud.openstack import OpenStackCloud
+from stackback.ports import Cloud, ServerInfo
+from tests.cloud.contract import CloudContract, CloudHarness
+
+pytestmark = pytest.mark.openstack
+
+FLAVOR = "m1.tiny"
+IMAGE = "stackback-tiny"
+POLL_S = 1.0
+BOOT_TIMEOUT_S = 180
+#: Fake hypervisor upload time inside ``slow_uploads``: long enough to see PENDING and a 409.
+SLOW_UPLOAD_S = 10.0
+
+
+class Plane(Protocol):
+    """What this module uses of the ``openstack_plane`` fixture."""
+
+    clouds_yaml: Path
+    run_dir: Path
+
+    def connection(self, cloud_name: str) -> Connection: ...
+
+    def set_snapshot_delay(self, seconds: float) -> None: ...
+
+
+class PlaneHarness:
+    """A :class:`CloudHarness` on the real plane; waiting really sleeps."""
+
+    def __init__(self, plane: Plane) -> None:
+        self.plane = plane
+        self.alpha = plane.connection("alpha")
+        self.cloud: Cloud = OpenStackCloud(plane.connection("alpha"), cloud_name="alpha")
+        self.other_project_cloud: Cloud = OpenStackCloud(
+            plane.connection("beta"), cloud_name="beta"
+        )
+        self.servers: list[str] = []
+        compute = self.alpha.compute
+        self.flavor_id = compute.find_flavor(FLAVOR, ignore_missing=False).id
+        self.image_id = self.alpha.image.find_image(IMAGE, ignore_missing=False).id
+
+    def boot(
+        self, name: str, metadata: Mapping[str, str] | None = None, volume_backed: bool = False
+    ) -> Any:
+        """Start booting a server (without waiting for it); returns the sdk server."""
+        conn = self.alpha
+        boot: dict[str, Any] = {"image_id": self.image_id}
+        if volume_backed:
+            volume = conn.block_storage.create_volume(
+                size=1, image_id=self.image_id, name=f"{name}-root"
+            )
+            conn.block_storage.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+            boot = {
+                "block_device_mapping": [
+                    {
+                        "boot_index": 0,
+                        "uuid": volume.id,
+                        "source_type": "volume",
+                        "destination_type": "volume",
+                        "delete_on_termination": True,
+                    }
+                ]
+            }
+        server = conn.compute.create_server(
+            name=name,
+            flavor_id=self.flavor_id,
+            networks="none",
+            metadata=dict(metadata or {}),
+            **boot,
+        )
+        self.servers.append(server.id)
+        return server
+
+    def wait_active(self, server: Any, volume_backed: bool = False) -> ServerInfo:
+        done = self.alpha.compute.wait_for_server(server, interval=POLL_S, wait=BOOT_TIMEOUT_S)
+        return ServerInfo(
+            id=done.id,
+            name=done.name,
+            status=done.status,
+            metadata=dict(done.metadata or {}),
+            volume_backed=volume_backed,
+            project_id=done.project_id,
+        )
+
+    def create_server(
+        self,
+        name: str,
+        metadata: Mapping[str, str] | None = None,
+        volume_backed: bool = False,
+    ) -> ServerInfo:
+        return self.wait_active(self.boot(name, metadata, volume_backed), volume_backed)
+
+    def delete_server(self, server_id: str) -> None:
+        self.alpha.compute.delete_server(server_id, ignore_missing=True)
+
+    def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
+        self.alpha.compute.set_server_metadata(server_id, **metadata)
+
+    def delete_server_metadata(self, server_id: str, key: str) -> None:
+        self.alpha.compute.delete_server_metadata(server_id, [key])
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"condition not met within {timeout_s} s")
+            time.sleep(POLL_S)
+
+    @contextmanager
+    def slow_uploads(self) -> Iterator[None]:
+        self.plane.set_snapshot_delay(SLOW_UPLOAD_S)
+        try:
+            yield
+        finally:
+            self.plane.set_snapshot_delay(0)
+
+    def close(self) -> None:
+        for server_id in self.servers:
+            self.delete_server(server_id)
+
+
+@pytest.fixture
+def plane_harness(openstack_plane: Plane) -> Iterator[PlaneHarness]:
+    harness = PlaneHarness(openstack_plane)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def harness(plane_harness: PlaneHarness) -> CloudHarness:
+    return plane_harness
+
+
+class TestOpenStackCloudContract(CloudContract):
+    pass
