@@ -97,6 +97,15 @@ def test_policy_serve_rotate_protect_restart_and_isolation(
             serve.wait()
             serve = start([*base, "serve", *timing], env=env, log=tmp_path / "serve2.log")
             wait_until(lambda: len(succeeded()) >= 5, 300, what="five backups")
+            stackback(env, *base, "policy", "disable", "e2e")
+            wait_until(
+                lambda: all(
+                    r.state.is_terminal
+                    for r in store.list_runs(RunFilter(policy_id=policy["id"], limit=1000))
+                ),
+                120,
+                what="the runs in flight to finish",
+            )
         finally:
             assert stop([serve]) in ([0], [-9])
 
@@ -118,12 +127,10 @@ def test_policy_serve_rotate_protect_restart_and_isolation(
             )
         assert max(per_run.values()) == 1, "a run made two images"
 
-        wait_until(
-            lambda: len(store.list_backups(BackupFilter(target=server.id))) <= 3,
-            120,
-            what="rotation to finish",
-        )
         alive = store.list_backups(BackupFilter(target=server.id))
+        assert {b.status.value for b in alive} == {"available"}, [
+            (b.status, b.error) for b in alive
+        ]
         protected = [b for b in alive if b.protected]
         assert [b.run_id for b in protected] == [first.id]
         assert len([b for b in alive if not b.protected]) == 2
