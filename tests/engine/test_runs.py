@@ -311,3 +311,57 @@ def test_an_unexpected_error_is_recorded_retried_then_fails(rig: Rig) -> None:
     assert "internal-error" in (run.error or "") and "boom" in (run.error or "")
     steps = rig.store.get_run(run.id).steps
     assert [s.outcome for s in steps].count("retry") >= 3
+
+
+def test_a_transient_poll_error_late_in_a_long_upload_is_retried(rig: Rig) -> None:
+    server = rig.sim.create_server("big")
+    rig.sim.configure(replace(SimConfig(), image_base_seconds=3 * 3600))
+    daily(rig, server.id)
+    rig.engine = Engine(
+        rig.store, lambda _n: rig.sim, rig.clock, EngineSettings(poll_interval=timedelta(minutes=5))
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1, minutes=1))
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=44))  # 45 minutes into the upload
+    assert runs(rig)[0].state is RunState.WAITING
+    rig.sim.fail_next("artifact_statuses", CloudUnavailable, count=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=4))
+    (run,) = runs(rig)
+    assert run.state is RunState.SUCCEEDED, run.error
+    assert "retry" in [s.outcome for s in rig.store.get_run(run.id).steps]
+
+
+def test_a_policy_whose_cloud_is_misconfigured_does_not_stop_the_others(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.policies.create(
+        PolicySpec(
+            name="elsewhere",
+            selector="backup=yes",
+            schedules=("0 1 * * *",),
+            cloud="gone-from-clouds-yaml",
+        )
+    )
+
+    def clouds(name: str | None) -> object:
+        if name == "gone-from-clouds-yaml":
+            raise InvalidInput("cloud 'gone-from-clouds-yaml' is not defined in clouds.yaml")
+        return rig.sim
+
+    rig.engine = Engine(rig.store, clouds, rig.clock)  # type: ignore[arg-type]
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    by_target = {r.target: r for r in runs(rig)}
+    assert by_target[server.id].state is RunState.SUCCEEDED
+    failed = by_target["selector:backup=yes"]
+    assert failed.state is RunState.FAILED and "clouds.yaml" in (failed.error or "")
+
+
+def test_runs_no_worker_took_in_time_are_recorded_missed(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    scheduler_only = Engine(rig.store, lambda _n: rig.sim, rig.clock, run_worker=False)
+    scheduler_only.drain(rig.clock.now() + timedelta(hours=1, minutes=5))
+    rig.clock.advance(3600)  # the workers were down for an hour
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+    (run,) = runs(rig)
+    assert run.state is RunState.MISSED and "no worker took it" in (run.error or "")
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0

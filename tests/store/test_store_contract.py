@@ -248,3 +248,29 @@ def test_deleting_a_policy_keeps_its_runs_and_backups(store: SqlStore) -> None:
     assert kept.policy_id is None and kept.state is RunState.CANCELLED
     assert kept.policy_name == run.policy_name
     assert store.get_backup(backup.id).id == backup.id
+
+
+def test_a_backup_being_deleted_cannot_be_protected(store: SqlStore) -> None:
+    backup = store.ensure_backup(_backup())
+    store.update_backup(backup.id, status=BackupStatus.DELETING)
+    with pytest.raises(Conflict):
+        store.set_protected(backup.id, True)
+    assert store.get_backup(backup.id).protected is False
+
+
+def test_deleting_a_policy_fences_a_worker_holding_its_pending_run(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    [claimed] = store.claim_runs(T0, "w1", lease_seconds=60)
+    store.delete_policy(store.get_run(run_id).policy_name or "", now=T0)
+    with pytest.raises(LeaseLost):
+        store.update_run(run_id, claimed.attempt, state=RunState.SNAPSHOTTING)
+    assert store.get_run(run_id).state is RunState.CANCELLED
+
+
+def test_next_wakeup_waits_for_a_live_lease(store: SqlStore) -> None:
+    run_id = _one_run(store)
+    assert store.next_wakeup() == T0
+    [claimed] = store.claim_runs(T0, "w1", lease_seconds=60)
+    assert store.next_wakeup() == T0 + timedelta(seconds=60)
+    store.release_run(run_id, claimed.attempt, not_before=T0 + timedelta(seconds=5))
+    assert store.next_wakeup() == T0 + timedelta(seconds=5)

@@ -62,9 +62,10 @@ class Collector:
         if backup.status is not BackupStatus.DELETING:
             return False
         if backup.protected:
+            intact = all(a.status is ArtifactStatus.AVAILABLE for a in backup.artifacts)
             self.store.update_backup(
                 backup.id,
-                status=BackupStatus.AVAILABLE,
+                status=BackupStatus.AVAILABLE if intact else BackupStatus.FAILED,
                 error="deletion refused: the backup is protected",
             )
             return False

@@ -184,6 +184,10 @@ class Runner:
                 lease_owner=None,
             )
             return
+        start_by = self._retry_deadline(run)
+        if run.trigger == "schedule" and run.attempt == 1 and now >= start_by:
+            self._miss(run, now, f"no worker took it before {start_by:%Y-%m-%d %H:%M} UTC")
+            return
         server = self._server(run)
         try:
             run = self.store.update_run(
@@ -194,6 +198,14 @@ class Runner:
                 step=self._note("start", now, "ok", f"server {server.id} ({server.name})"),
             )
         except Conflict:
+            if run.trigger == "schedule" and now >= start_by:
+                self._miss(
+                    run,
+                    now,
+                    f"the target had another backup running until after "
+                    f"{start_by:%Y-%m-%d %H:%M} UTC",
+                )
+                return
             self._release(
                 run,
                 now + self.settings.poll_interval,
@@ -202,6 +214,18 @@ class Runner:
             return
         failpoint("after-start")
         self._snapshot(run, resumed=False, server=server)
+
+    def _miss(self, run: Run, now: datetime, why: str) -> None:
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.MISSED,
+            finished_at=now,
+            error=f"could not start in time: {why}",
+            lease_owner=None,
+            lease_expires_at=None,
+            step=self._note("start", now, "missed", why),
+        )
 
     def _server(self, run: Run) -> ServerInfo:
         try:
@@ -335,7 +359,9 @@ class Runner:
             candidates = [
                 b
                 for b in self.store.list_backups(scope)
-                if not b.protected and (policy is not None or b.policy_id is None)
+                if b.target == run.target
+                and not b.protected
+                and (policy is not None or b.policy_id is None)
             ]
             decision = apply_policy(candidates, rules, now=now, tz=zone)
             keep = list(decision.items_with_reasons())
@@ -376,9 +402,15 @@ class Runner:
     def _guarded(self, run: Run, step: Callable[[Run], None]) -> None:
         """Run one step; turn its outcome into a recorded retry, failure or nothing."""
         try:
-            step(run)
+            self._outcome(run, step)
         except LeaseLost:
             log.info("run %s: lease lost, another worker has it", run.id)
+
+    def _outcome(self, run: Run, step: Callable[[Run], None]) -> None:
+        try:
+            step(run)
+        except LeaseLost:
+            raise
         except RunFailed as error:
             self._fail(run, error.message)
         except (CloudError, Conflict) as error:
@@ -393,20 +425,32 @@ class Runner:
     def _retry_or_fail(self, run: Run, step: str, error: StackbackError) -> None:
         now = self.clock.now()
         retryable = getattr(error, "retryable", False) or isinstance(error, Conflict)
-        deadline = run.scheduled_for + max(
-            self.settings.retry_window, timedelta(minutes=self._window(run))
-        )
+        deadline = self._retry_deadline(run)
         if retryable and now < deadline:
             retries = sum(1 for s in self.store.get_run(run.id).steps if s.outcome == "retry")
             delay = min(self.settings.retry_base * (2**retries), self.settings.retry_max)
             self._release(
-                run, now + delay, self._note(step, now, "retry", f"{error.code}: {error.message}")
+                run,
+                max(now + timedelta(seconds=1), min(now + delay, deadline - timedelta(seconds=1))),
+                self._note(step, now, "retry", f"{error.code}: {error.message}"),
             )
             return
         why = f"{error.code}: {error.message}"
         if retryable:
             why += f" (still failing at the end of the retry window, {deadline:%Y-%m-%d %H:%M} UTC)"
         self._fail(run, why, error_id=error.error_id)
+
+    def _retry_deadline(self, run: Run) -> datetime:
+        """Until when a failing step is retried.
+
+        Starting a backup is retried within the start window (at least ``retry_window``);
+        once the cloud is taking it, polling and rotation are retried until ``wait_timeout``.
+        """
+        if run.state in (RunState.WAITING, RunState.ROTATING):
+            return (run.started_at or run.scheduled_for) + self.settings.wait_timeout
+        return run.scheduled_for + max(
+            self.settings.retry_window, timedelta(minutes=self._window(run))
+        )
 
     def _window(self, run: Run) -> int:
         policy = self._policy(run)

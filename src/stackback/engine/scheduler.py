@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudError
+from stackback.errors import StackbackError
 from stackback.policy import RunState
 from stackback.ports import Cloud, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
@@ -149,7 +149,7 @@ class Scheduler:
             return [Target(t) for t in policy.targets], None
         try:
             servers = self.clouds(policy.cloud).find_servers(policy.selector)
-        except CloudError as error:
+        except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
             return [], error.message
         return [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)], None

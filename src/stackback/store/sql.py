@@ -26,11 +26,13 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     exists,
     func,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -77,6 +79,7 @@ from stackback.store.models import (
     RunStepRow,
     ScheduleRow,
 )
+from stackback.store.types import UTCDateTime
 
 WORKABLE_STATES = (
     RunState.PENDING.value,
@@ -214,7 +217,14 @@ class SqlStore:
             session.execute(
                 update(RunRow)
                 .where(RunRow.policy_id == row.id, RunRow.state == RunState.PENDING.value)
-                .values(state=RunState.CANCELLED.value, finished_at=now, error="policy deleted")
+                .values(
+                    state=RunState.CANCELLED.value,
+                    finished_at=now,
+                    error="policy deleted",
+                    attempt=RunRow.attempt + 1,  # fences a worker that has it claimed
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             )
             session.execute(delete(ScheduleRow).where(ScheduleRow.policy_id == row.id))
             session.delete(row)
@@ -389,14 +399,16 @@ class SqlStore:
     def next_wakeup(self) -> datetime | None:
         """When the earliest unfinished run can next make progress (for idle sleeping)."""
         with self._session() as session:
-            return session.scalar(
-                select(func.min(func.coalesce(RunRow.not_before, RunRow.due_at))).where(
-                    RunRow.state.in_(WORKABLE_STATES)
-                )
+            ready = func.coalesce(RunRow.not_before, RunRow.due_at)
+            leased_until = func.coalesce(RunRow.lease_expires_at, ready)
+            wake = type_coerce(
+                case((leased_until > ready, leased_until), else_=ready), UTCDateTime()
             )
+            return session.scalar(select(func.min(wake)).where(RunRow.state.in_(WORKABLE_STATES)))
 
     def _fenced_run(self, session: Session, run_id: str, attempt: int) -> RunRow:
-        row = session.get(RunRow, run_id)
+        # FOR UPDATE: on PostgreSQL a concurrent claim must not slip between check and write
+        row = session.get(RunRow, run_id, with_for_update=True)
         if row is None:
             raise NotFound(f"no run {run_id}")
         if row.attempt != attempt:
@@ -655,8 +667,8 @@ class SqlStore:
     def set_protected(self, ref: str, protected: bool) -> Backup:
         with self._session() as session:
             row = self._backup_row(session, ref)
-            if row.status == BackupStatus.DELETED.value:
-                raise Conflict(f"backup {row.id} is deleted")
+            if row.status in (BackupStatus.DELETED.value, BackupStatus.DELETING.value):
+                raise Conflict(f"backup {row.id} is {row.status}")
             row.protected = protected
             return self._backup(session, row)
 
