@@ -25,10 +25,6 @@ class Settings:
     state_dir: Path
     cloud: str | None
 
-    @property
-    def is_default_sqlite(self) -> bool:
-        return self.db_url.startswith("sqlite:")
-
 
 def load_settings(*, db: str | None = None, cloud: str | None = None) -> Settings:
     """Options beat environment (``STACKBACK_DB``, ``STACKBACK_CLOUD``/``OS_CLOUD``)."""

@@ -144,6 +144,10 @@ class Cloud(Protocol):
         ...
 
 
+#: Finds the Cloud a policy or run names (``None``: the default cloud of this process).
+CloudResolver = Callable[[str | None], Cloud]
+
+
 @runtime_checkable
 class Store(Protocol):
     """Durable state: policies, schedules, runs with their step journal, backups, artifacts.

@@ -11,7 +11,7 @@ never those of a protected backup.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError
@@ -22,7 +22,7 @@ from stackback.ports import (
     MARKER_CREATED_BY,
     ArtifactRef,
     Clock,
-    Cloud,
+    CloudResolver,
     Store,
 )
 
@@ -35,7 +35,7 @@ class Collector:
     def __init__(
         self,
         store: Store,
-        clouds: Callable[[str | None], Cloud],
+        clouds: CloudResolver,
         clock: Clock,
         settings: EngineSettings | None = None,
     ) -> None:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from stackback.engine.collector import Collector
-from stackback.engine.runner import CloudProvider, Runner
+from stackback.engine.runner import Runner
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
-from stackback.ports import Clock, Store
+from stackback.ports import Clock, CloudResolver, Store
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ class Engine:
     """Scheduler, worker and collector over one store, cloud provider and clock."""
 
     store: Store
-    clouds: CloudProvider
+    clouds: CloudResolver
     clock: Clock
     settings: EngineSettings = field(default_factory=EngineSettings)
     run_scheduler: bool = True

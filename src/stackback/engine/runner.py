@@ -52,7 +52,7 @@ from stackback.ports import (
     ArtifactInfo,
     ArtifactRef,
     Clock,
-    Cloud,
+    CloudResolver,
     ServerInfo,
     Store,
 )
@@ -61,8 +61,6 @@ from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
 
 log = logging.getLogger(__name__)
-
-CloudProvider = Callable[[str | None], Cloud]
 
 
 class RunFailed(StackbackError):
@@ -99,7 +97,7 @@ class Runner:
     def __init__(
         self,
         store: Store,
-        clouds: CloudProvider,
+        clouds: CloudResolver,
         clock: Clock,
         settings: EngineSettings | None = None,
     ) -> None:

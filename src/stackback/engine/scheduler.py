@@ -12,7 +12,6 @@ recorded as a ``missed`` run, never dropped silently.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -20,13 +19,12 @@ from functools import lru_cache
 from stackback.engine.settings import EngineSettings
 from stackback.errors import StackbackError
 from stackback.policy import RunState
-from stackback.ports import Cloud, Store
+from stackback.ports import CloudResolver, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import CronSchedule, spread_offset
 
 log = logging.getLogger(__name__)
 
-CloudProvider = Callable[[str | None], Cloud]
 NextFires = dict[tuple[str, str, datetime], datetime]
 """Memo of ``CronSchedule.next_after`` within one tick: (expression, zone, instant) -> fire."""
 
@@ -49,7 +47,7 @@ class Scheduler:
     def __init__(
         self,
         store: Store,
-        clouds: CloudProvider,
+        clouds: CloudResolver,
         settings: EngineSettings | None = None,
     ) -> None:
         self.store = store

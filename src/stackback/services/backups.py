@@ -6,10 +6,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from stackback.engine.collector import Collector
-from stackback.engine.runner import CloudProvider
 from stackback.errors import Conflict, InvalidInput
 from stackback.policy import Backup, BackupStatus, Run
-from stackback.ports import Clock, Store
+from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
@@ -29,7 +28,7 @@ class PreviewRow:
 class BackupService:
     """Recovery points as the operator sees them."""
 
-    def __init__(self, store: Store, clouds: CloudProvider, clock: Clock) -> None:
+    def __init__(self, store: Store, clouds: CloudResolver, clock: Clock) -> None:
         self.store = store
         self.clouds = clouds
         self.clock = clock
@@ -71,7 +70,7 @@ class BackupService:
                 raise Conflict(
                     f"backup {backup.id} is the last good backup of {backup.target}: use --force"
                 )
-        if backup.status in (BackupStatus.CREATING,) and backup.run_id:
+        if backup.status is BackupStatus.CREATING and backup.run_id:
             run = self.store.get_run(backup.run_id)
             if not run.state.is_terminal:
                 raise Conflict(f"backup {backup.id} is still being taken by run {run.id}")

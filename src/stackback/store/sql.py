@@ -24,7 +24,6 @@ from sqlalchemy import (
     Executable,
     Select,
     Table,
-    and_,
     bindparam,
     case,
     delete,
@@ -42,7 +41,6 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import (
     ACTIVE_RUN_STATES,
-    TERMINAL_RUN_STATES,
     Artifact,
     ArtifactKind,
     ArtifactStatus,
@@ -676,15 +674,6 @@ class SqlStore:
         """Backups whose deletion was requested and not finished (the GC's queue)."""
         return self.list_backups(BackupFilter(statuses=(BackupStatus.DELETING,), limit=limit))
 
-    def find_artifact(self, kind: ArtifactKind, cloud_id: str) -> Artifact | None:
-        with self._session() as session:
-            row = session.scalars(
-                select(ArtifactRow).where(
-                    and_(ArtifactRow.kind == kind.value, ArtifactRow.cloud_id == cloud_id)
-                )
-            ).first()
-            return artifact_from_row(row) if row else None
-
 
 _SCHEDULES = cast(Table, ScheduleRow.__table__)
 _POLICIES = cast(Table, PolicyRow.__table__)
@@ -786,7 +775,6 @@ def _schedule_state(row: ScheduleRow) -> ScheduleState:
 
 
 __all__ = [
-    "TERMINAL_RUN_STATES",
     "BackupFilter",
     "DuePolicy",
     "DueSchedule",
