@@ -30,7 +30,25 @@ repeated hour and simply have no fires in a skipped one.
 
 cronsim can return an instant before its start when the start lies in the second
 pass of a repeated hour; :meth:`CronSchedule.next_after` guards against that by
-advancing until the result is strictly later than the start.
+advancing until the result is strictly later than the start. In zones whose
+repeated hour does not start on a whole hour (Pacific/Chatham: 02:45-03:45)
+cronsim 2.8 can cycle through the first pass forever; after 1,500 such stale
+fires the search restarts at the end of the repeated time, so the rest of the
+second pass does not fire there.
+
+cronsim is the reference for every result. The scheduler tick computes thousands
+of next fires, and cronsim re-parses the expression and walks the calendar on
+each call, so :meth:`CronSchedule.next_after` first tries a shortcut: a walk over
+the wall-clock calendar with the fields cronsim parsed once. The shortcut only
+answers when the fire is at most ``_SHORTCUT_DAYS`` days away and the UTC offset
+is the same, unambiguous one at the start, at the fire and at every local
+midnight from the start's day to the fire's (no DST change on the start's day or
+between start and fire, neither in a skipped or repeated hour), and the
+expression uses no ``L``, ``W`` or ``#``; in every other case cronsim answers.
+(Across Lord Howe's 30-minute changes cronsim 2.8 can land half an hour off a
+valid wall time; requiring no change at all keeps cronsim the reference.)
+Under those conditions both walks visit the same wall-clock minutes, and a
+property test checks that they agree.
 """
 
 from __future__ import annotations
@@ -39,9 +57,10 @@ import difflib
 import functools
 import hashlib
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
@@ -148,6 +167,11 @@ def validate_cron(expr: str) -> str:
     one field is at fault, that field ("minute", "hour", "day-of-month", "month",
     "day-of-week") and its value.
     """
+    return _parse_cron(expr)[0]
+
+
+def _parse_cron(expr: str) -> tuple[str, CronSim]:
+    """``validate_cron`` that also returns cronsim's parse (its fields feed the shortcut)."""
     if not isinstance(expr, str):
         raise _cron_error(str(expr), "expected a string")
     parts = expr.split()
@@ -162,10 +186,10 @@ def validate_cron(expr: str) -> str:
             f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}",
         )
     try:
-        CronSim(normalised, datetime(2000, 1, 1, tzinfo=UTC))
+        parsed = CronSim(normalised, datetime(2000, 1, 1))
     except CronSimError:
         raise _cron_error(expr, _locate_cron_error(expr, parts)) from None
-    return normalised
+    return normalised, parsed
 
 
 def _require_aware(instant: datetime, name: str) -> None:
@@ -175,6 +199,70 @@ def _require_aware(instant: datetime, name: str) -> None:
         raise InvalidInput(
             f"{name} must be timezone-aware, got naive {instant.isoformat()}", field=name
         )
+
+
+_SHORTCUT_DAYS = 62
+_MAX_STALE_FIRES = 1500
+_MAX_RESTARTS = 3
+_ONE_MINUTE = timedelta(minutes=1)
+_ONE_DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _WallFields:
+    """An expression's fields as cronsim parsed them, for walking the wall-clock calendar."""
+
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]
+    """Python numbering (Monday 0); cron's 0 and 7 are both Sunday (6)."""
+    day_and: bool
+
+    @classmethod
+    def of(cls, sim: CronSim) -> _WallFields | None:
+        """The fields cronsim parsed; None if they use ``L``, ``LW`` or ``#`` (cronsim only)."""
+        if not all(isinstance(day, int) and day > 0 for day in sim.days):
+            return None
+        if not all(isinstance(weekday, int) for weekday in sim.weekdays):
+            return None
+        return cls(
+            minutes=tuple(sorted(sim.minutes)),
+            hours=tuple(sorted(sim.hours)),
+            days=frozenset(sim.days),
+            months=frozenset(sim.months),
+            weekdays=frozenset((w - 1) % 7 for w in sim.weekdays if isinstance(w, int)),
+            day_and=sim.day_and,
+        )
+
+    def _day_matches(self, day: date) -> bool:
+        if day.month not in self.months:
+            return False
+        dom, dow = day.day in self.days, day.weekday() in self.weekdays
+        return (dom and dow) if self.day_and else (dom or dow)
+
+    def first_at_or_after(self, wall: datetime) -> datetime | None:
+        """The first matching wall-clock minute at or after ``wall`` (a naive whole minute).
+
+        None when there is none within ``_SHORTCUT_DAYS`` days (cronsim looks further).
+        """
+        day, hour, minute = wall.date(), wall.hour, wall.minute
+        for _ in range(_SHORTCUT_DAYS):
+            if self._day_matches(day):
+                for h in self.hours[bisect_left(self.hours, hour) :]:
+                    first = bisect_left(self.minutes, minute) if h == hour else 0
+                    if first < len(self.minutes):
+                        return datetime.combine(day, time(h, self.minutes[first]))
+            day += _ONE_DAY
+            hour = minute = 0
+        return None
+
+
+def _fixed_offset(local: datetime) -> timedelta | None:
+    """The UTC offset of an aware local time if it is unambiguous (not skipped or repeated)."""
+    offset = local.utcoffset()
+    return offset if offset == local.replace(fold=1 - local.fold).utcoffset() else None
 
 
 @dataclass(frozen=True)
@@ -189,10 +277,13 @@ class CronSchedule:
     expr: str
     timezone: str = "UTC"
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _wall: _WallFields | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "expr", validate_cron(self.expr))
+        expr, parsed = _parse_cron(self.expr)
+        object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "_zone", parse_timezone(self.timezone))
+        object.__setattr__(self, "_wall", _WallFields.of(parsed))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -202,15 +293,31 @@ class CronSchedule:
     def _fires_after(self, instant: datetime, name: str) -> Iterator[datetime]:
         _require_aware(instant, name)
         latest = instant.astimezone(UTC)
+        start = latest
         try:
-            fires = CronSim(self.expr, instant.astimezone(self._zone))
-            for fire in fires:
-                fire_utc = fire.astimezone(UTC)
-                if fire_utc > latest:
-                    latest = fire_utc
-                    yield fire_utc
+            for _ in range(_MAX_RESTARTS):
+                stale = 0
+                for fire in CronSim(self.expr, start.astimezone(self._zone)):
+                    fire_utc = fire.astimezone(UTC)
+                    if fire_utc > latest:
+                        latest, stale = fire_utc, 0
+                        yield fire_utc
+                        continue
+                    stale += 1
+                    if stale > _MAX_STALE_FIRES:
+                        break
+                else:
+                    return
+                start = self._end_of_repeated_time(latest)
         except OverflowError:
             return
+
+    def _end_of_repeated_time(self, instant: datetime) -> datetime:
+        """The first quarter hour after ``instant`` whose local time is not repeated."""
+        moment = instant
+        while _fixed_offset(moment.astimezone(self._zone)) is None:
+            moment += timedelta(minutes=15)
+        return moment
 
     def next_after(self, instant: datetime) -> datetime:
         """Return the first fire strictly after ``instant``, as an aware UTC datetime.
@@ -218,13 +325,38 @@ class CronSchedule:
         Raises ``InvalidInput`` if ``instant`` is naive, or if the schedule has no fire
         within 50 years after it (or before the end of the datetime range).
         """
-        fire = next(self._fires_after(instant, "instant"), None)
+        _require_aware(instant, "instant")
+        fire = self._next_by_wall_clock(instant)
+        if fire is None:
+            fire = next(self._fires_after(instant, "instant"), None)
         if fire is None:
             raise InvalidInput(
                 f"cron expression {self.expr!r} never fires after {instant.isoformat()}",
                 field="cron",
             )
         return fire
+
+    def _next_by_wall_clock(self, instant: datetime) -> datetime | None:
+        """The shortcut of the module docstring: a fire, or None to ask cronsim."""
+        if self._wall is None:
+            return None
+        local = instant.astimezone(self._zone)
+        offset = _fixed_offset(local)
+        if offset is None:
+            return None
+        wall = local.replace(tzinfo=None, second=0, microsecond=0) + _ONE_MINUTE
+        try:
+            fire = self._wall.first_at_or_after(wall)
+            if fire is None or _fixed_offset(fire.replace(tzinfo=self._zone)) != offset:
+                return None
+            midnight = datetime.combine(local.date(), time(), tzinfo=self._zone)
+            while midnight <= fire.replace(tzinfo=self._zone):
+                if _fixed_offset(midnight) != offset:
+                    return None
+                midnight += _ONE_DAY
+            return (fire - offset).replace(tzinfo=UTC)
+        except OverflowError:
+            return None
 
     def fires_between(
         self, start: datetime, end: datetime, limit: int | None = None

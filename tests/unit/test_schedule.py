@@ -359,6 +359,96 @@ def test_next_after_fixed_time_is_the_first_local_occurrence_after(data: st.Data
     assert result == next(fire for fire in occurrences if fire > instant)
 
 
+# --- the wall-clock shortcut of next_after against cronsim itself ---------------------------
+
+SHORTCUT_ZONES = [
+    *ZONES,
+    ZoneInfo("Australia/Lord_Howe"),  # a 30-minute DST shift
+    ZoneInfo("Asia/Kathmandu"),  # +05:45, no DST
+    ZoneInfo("America/Santiago"),  # DST changes at midnight local
+    ZoneInfo("Pacific/Chatham"),  # +12:45/+13:45
+]
+
+
+def _cron_field(low: int, high: int, names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
+    number = st.integers(low, high)
+    label = st.sampled_from(names) if names else number.map(str)
+    return st.one_of(
+        st.just("*"),
+        number.map(str),
+        label,
+        st.tuples(number, number).map(lambda p: f"{min(p)}-{max(p)}"),
+        st.lists(number, min_size=2, max_size=4, unique=True).map(
+            lambda values: ",".join(map(str, values))
+        ),
+        st.integers(2, 12).map(lambda step: f"*/{step}"),
+        st.tuples(number, st.integers(2, 6)).map(lambda p: f"{p[0]}/{p[1]}"),
+    )
+
+
+@st.composite
+def cron_expressions(draw: st.DrawFn) -> str:
+    """Valid 5-field expressions, including L, LW, nL and n#k (which cronsim answers)."""
+    dom = draw(st.one_of(_cron_field(1, 28), st.sampled_from(["L", "LW", "29", "31", "30"])))
+    dow = draw(
+        st.one_of(
+            _cron_field(0, 7, ("MON-FRI", "SAT,SUN", "SUN", "TUE,THU")),
+            st.sampled_from(["5L", "1#2", "0#5"]),
+        )
+    )
+    if dow[0].isdigit() and ("L" in dow or "#" in dow):
+        # "*/8" with "0#5" would need a 5th Sunday on day 1, 9, 17 or 25: never (cronsim then
+        # searches 50 years, seconds per example). A free day of month always matches.
+        dom = "*"
+    fields = [
+        draw(_cron_field(0, 59)),
+        draw(_cron_field(0, 23)),
+        dom,
+        draw(_cron_field(1, 12)),
+        dow,
+    ]
+    expr = " ".join(fields)
+    try:
+        return validate_cron(expr)
+    except InvalidInput:  # e.g. "0 0 31 2 *": no such day
+        return "0 0 * * *"
+
+
+@settings(max_examples=int(os.environ.get("STACKBACK_SHORTCUT_EXAMPLES", "1500")), deadline=None)
+@given(st.data())
+def test_next_after_shortcut_agrees_with_cronsim(data: st.DataObject) -> None:
+    zone = data.draw(st.sampled_from(SHORTCUT_ZONES))
+    expr = data.draw(cron_expressions())
+    instant = data.draw(instants(zone))
+    schedule = CronSchedule(expr, zone.key)
+
+    by_cronsim = next(schedule._fires_after(instant, "instant"), None)
+
+    if by_cronsim is None:  # e.g. "* * */8 * 0#5": the 5th Sunday is never day 1, 9, 17 or 25
+        with pytest.raises(InvalidInput):
+            schedule.next_after(instant)
+    else:
+        assert schedule.next_after(instant) == by_cronsim
+
+
+@pytest.mark.parametrize("expr", ["*/2 */3 22 * 0,5,3", "*/2 3 * * *", "* * * * *"])
+def test_next_after_terminates_in_a_repeated_time_cronsim_cycles_through(expr: str) -> None:
+    """Chatham repeats 02:45-03:45 on 2020-04-05; cronsim 2.8 loops in its first pass."""
+    start = utc(2020, 4, 4, 14, 0, 5)  # 02:45:05+12:45, the second pass
+    fire = CronSchedule(expr, "Pacific/Chatham").next_after(start)
+    assert start < fire <= start + timedelta(days=7)
+    assert CronSchedule(expr, "Pacific/Chatham").fires_between(start, fire) == [fire]
+
+
+def test_next_after_shortcut_answers_away_from_dst_and_defers_near_it() -> None:
+    """Guards the shortcut's coverage: if it never answered, the property above would be idle."""
+    schedule = CronSchedule("30 2 * * *", "Europe/Amsterdam")
+    assert schedule._next_by_wall_clock(utc(2021, 3, 10, 12)) == utc(2021, 3, 11, 1, 30)
+    assert schedule._next_by_wall_clock(utc(2021, 3, 27, 12)) is None  # 02:30 does not exist
+    assert schedule.next_after(utc(2021, 3, 27, 12)) == utc(2021, 3, 28, 1)
+    assert CronSchedule("0 1 L * *")._next_by_wall_clock(utc(2021, 3, 10)) is None
+
+
 # --- fires_between ------------------------------------------------------------------------
 
 
