@@ -178,7 +178,6 @@ def test_real_processes_print_one_line_and_write_nothing(cli: CliRunner, tmp_pat
     assert tables == {"unrelated"}
 
 
-
 def test_set_with_an_empty_server_is_refused(cli: CliRunner) -> None:
     assert cli("policy", "create", "a", "--selector", "k=v", "--cron", "0 1 * * *").code == 0
     result = cli("policy", "set", "a", "--server", "")

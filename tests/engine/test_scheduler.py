@@ -190,6 +190,72 @@ def test_selector_policies_resolve_through_the_cloud(store: SqlStore) -> None:
     assert sorted((r.target, r.target_name) for r in runs) == [("id-1", "one"), ("id-2", "two")]
 
 
+def _schedules_are_write_locked(store: SqlStore) -> bool:
+    """Whether another connection would have to wait to lock the schedules right now."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    with store.engine.connect() as probe:
+        try:
+            if store.is_postgres:
+                with probe.begin():
+                    probe.execute(text("SELECT id FROM schedules FOR UPDATE NOWAIT")).all()
+            else:
+                raw = probe.connection.driver_connection
+                assert raw is not None
+                raw.execute("PRAGMA busy_timeout=0")
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+                raw.execute("PRAGMA busy_timeout=60000")
+        except OperationalError:
+            probe.rollback()
+            return True
+        except Exception as error:  # sqlite3.OperationalError from the driver connection
+            if "locked" in str(error):
+                raw.execute("PRAGMA busy_timeout=60000")
+                return True
+            raise
+    return False
+
+
+def test_selectors_are_resolved_before_the_tick_locks_anything(store: SqlStore) -> None:
+    """A slow Nova listing must not hold the database while other writers wait."""
+    locked_during_call: list[bool] = []
+
+    class Probing(_Selecting):
+        def find_servers(self, selector: Selector) -> list[ServerInfo]:
+            locked_during_call.append(_schedules_are_write_locked(store))
+            return super().find_servers(selector)
+
+    cloud = Probing([ServerInfo("id-1", "one", "ACTIVE")])
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    _add(store, _policy(targets=("srv-x",)))
+
+    assert Scheduler(store, lambda _name: cloud).tick(NOW).runs == 2  # type: ignore[arg-type,return-value]
+    assert locked_during_call == [False]
+    assert [r.target for r in store.list_runs(RunFilter(policy_id=policy.id))] == ["id-1"]
+
+
+def test_a_stale_selector_answer_is_not_used(store: SqlStore) -> None:
+    """A policy whose selector changed between resolution and lock is asked again."""
+    from stackback.engine.scheduler import Resolution, Target
+
+    cloud = _Selecting([ServerInfo("id-new", "new", "ACTIVE")])
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    stale = {policy.id: Resolution("c1", Selector("backup", "silver"), [Target("id-old")], None)}
+
+    plans = []
+
+    def planner(due: DueSchedule) -> TickPlan:
+        plans.append(scheduler.plan(due, NOW, resolved=stale))
+        return plans[-1]
+
+    store.process_due_schedules(NOW, planner)
+    assert [r.target for r in plans[0].runs] == ["id-new"]
+    assert cloud.calls == [Selector("backup", "gold")]
+
+
 def test_selector_failure_records_a_failed_run(store: SqlStore) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
     assert Scheduler(store, lambda _name: _Selecting(None)).tick(NOW).runs == 1  # type: ignore[arg-type,return-value]

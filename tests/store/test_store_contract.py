@@ -119,6 +119,36 @@ def test_tick_inserts_each_occurrence_once(store: SqlStore) -> None:
     assert store.schedules(policy.id)[0].next_fire_at == T0 + timedelta(days=1)
 
 
+@pytest.mark.parametrize("micro", [0, 250_000])
+def test_tick_writes_timestamps_the_orm_can_match(store: SqlStore, micro: int) -> None:
+    """The tick binds times at driver level: they must equal what SQLAlchemy's type writes."""
+    from sqlalchemy import func, select
+
+    from stackback.store.models import RunRow, ScheduleRow
+
+    at = T0.replace(microsecond=micro)
+    later = datetime(2026, 3, 2, 1, 0, 0, micro, tzinfo=ZoneInfo("Europe/Amsterdam"))
+    policy = make_policy(targets=("a",))
+    store.create_policy(policy, [at, None], now=at)
+
+    def plan(due: DueSchedule) -> TickPlan:
+        return TickPlan(
+            runs=[NewRun(target="a", scheduled_for=at, due_at=later)],
+            next_fire_at=later,
+            fired_at=at,
+        )
+
+    assert store.process_due_schedules(at, plan) == (1, 1)
+    with store.engine.connect() as connection:
+        runs = select(func.count()).select_from(RunRow)
+        assert connection.scalar(runs.where(RunRow.scheduled_for == at)) == 1
+        assert connection.scalar(runs.where(RunRow.due_at == later)) == 1
+        assert connection.scalar(runs.where(RunRow.created_at == at)) == 1
+        schedule = select(func.count()).select_from(ScheduleRow)
+        assert connection.scalar(schedule.where(ScheduleRow.next_fire_at == later)) == 1
+        assert connection.scalar(schedule.where(ScheduleRow.last_fired_at == at)) == 1
+
+
 def test_tick_ignores_schedules_not_yet_due_and_disabled(store: SqlStore) -> None:
     store.create_policy(make_policy(), [T0 + timedelta(minutes=1), None], now=T0)
     assert store.process_due_schedules(T0, _planner(("x",))) == (0, 0)

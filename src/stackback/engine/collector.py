@@ -6,6 +6,13 @@ and every failure with its reason and attempt count, so an interrupted or
 failed deletion is retried later and never forgotten. It deletes only
 artifacts that carry stackback's created-by marker for that very backup, and
 never those of a protected backup.
+
+Just before deleting anything (the point of no return) it checks again, with
+the target's backups locked in the store, that the backup is not protected and,
+unless the operator forced the deletion, that another good (available) backup
+of the same target remains: a manual ``backup delete`` racing a rotation must
+not leave the target without a good backup. A refused deletion restores the
+backup (available if its artifacts are intact) with the reason as its error.
 """
 
 from __future__ import annotations
@@ -61,13 +68,9 @@ class Collector:
     def _collect_one(self, backup: Backup) -> bool:
         if backup.status is not BackupStatus.DELETING:
             return False
-        if backup.protected:
-            intact = all(a.status is ArtifactStatus.AVAILABLE for a in backup.artifacts)
-            self.store.update_backup(
-                backup.id,
-                status=BackupStatus.AVAILABLE if intact else BackupStatus.FAILED,
-                error="deletion refused: the backup is protected",
-            )
+        refused = self.store.check_deletion(backup.id)
+        if refused is not None:
+            log.warning("not deleting backup %s: %s", backup.id, refused)
             return False
         cloud = self.clouds(backup.cloud)
         remaining = [a for a in backup.artifacts if a.status is not ArtifactStatus.DELETED]

@@ -8,8 +8,13 @@ artifacts carry the run id in their metadata, and a run resumed in
 ``snapshotting`` looks its image up by that id before asking for another.
 Retention runs only once the new backup is available, over the target's
 successful, unprotected backups of the same policy (or label), never forgets
-the newest good one and deletes at most ``deletion_budget`` backups per run.
+the newest good one and deletes at most ``deletion_budget`` backups per run,
+counting what the run forgot before a crash and a resume.
 A failed run deletes nothing; its partial artifacts stay recorded for the operator.
+
+Every store write of a step is fenced by the run's attempt (its lease): the run
+updates, and also the backup and artifact records (``fence=(run id, attempt)``),
+so a worker whose lease was taken over mid-step writes nothing more.
 """
 
 from __future__ import annotations
@@ -74,6 +79,11 @@ class Unexpected(StackbackError):
 
     code = "internal-error"
     retryable = True
+
+
+def _fence(run: Run) -> tuple[str, int]:
+    """What a worker's backup and artifact writes name: the run and the attempt it holds."""
+    return (run.id, run.attempt)
 
 
 def markers(run: Run, backup_id: str) -> dict[str, str]:
@@ -251,7 +261,8 @@ class Runner:
                 label=run.label,
                 cloud=run.cloud,
                 project=policy.project if policy else None,
-            )
+            ),
+            fence=_fence(run),
         )
         failpoint("after-backup-record")
         stamp = markers(run, backup.id)
@@ -261,13 +272,13 @@ class Runner:
         if found:
             detail = "resumed: found " + ", ".join(i.ref.id for i in found)
             for info in found:
-                self._record_artifact(backup, info.ref, info.status)
+                self._record_artifact(run, backup, info.ref, info.status)
         else:
             server = server or self._server(run)
             name = f"stackback-{run.target_name or run.target}-{run.scheduled_for:%Y%m%dT%H%MZ}"
             ref = cloud.start_server_image(server.id, name, stamp)
             failpoint("after-create-image")
-            self._record_artifact(backup, ref, ArtifactStatus.PENDING)
+            self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
             detail = f"image {ref.id} requested"
         failpoint("after-record-artifact")
         self.store.update_run(
@@ -281,8 +292,12 @@ class Runner:
             step=self._note("snapshot", now, "ok", detail),
         )
 
-    def _record_artifact(self, backup: Backup, ref: ArtifactRef, status: ArtifactStatus) -> None:
-        self.store.add_artifact(backup.id, ref.kind, ref.id, status=status, now=self.clock.now())
+    def _record_artifact(
+        self, run: Run, backup: Backup, ref: ArtifactRef, status: ArtifactStatus
+    ) -> None:
+        self.store.add_artifact(
+            backup.id, ref.kind, ref.id, status=status, now=self.clock.now(), fence=_fence(run)
+        )
 
     def _check(self, run: Run, backup: Backup, infos: dict[ArtifactRef, ArtifactInfo]) -> None:
         now = self.clock.now()
@@ -296,7 +311,9 @@ class Runner:
                 pending.append(ref.id)
                 continue
             if info.status is not artifact.status or info.size != artifact.size:
-                self.store.update_artifact(artifact.id, status=info.status, size=info.size)
+                self.store.update_artifact(
+                    artifact.id, status=info.status, size=info.size, fence=_fence(run)
+                )
             if info.status in (ArtifactStatus.FAILED, ArtifactStatus.DELETED):
                 broken.append(f"{ref.kind.value} {ref.id} is {info.status.value} {info.detail}")
             elif info.status is not ArtifactStatus.AVAILABLE:
@@ -304,14 +321,14 @@ class Runner:
             for child in info.children:
                 if (child.kind, child.id) not in known:
                     cloud.set_artifact_metadata(child, markers(run, backup.id))
-                    self._record_artifact(backup, child, ArtifactStatus.PENDING)
+                    self._record_artifact(run, backup, child, ArtifactStatus.PENDING)
                     discovered.append(child.id)
         if broken:
-            self._discard(backup, "; ".join(broken))
+            self._discard(run, backup, "; ".join(broken))
             raise RunFailed("backup failed: " + "; ".join(broken))
         if discovered or pending:
             if run.started_at and now - run.started_at > self.settings.wait_timeout:
-                self._discard(backup, "timed out")
+                self._discard(run, backup, "timed out")
                 raise RunFailed(
                     f"timed out after {self.settings.wait_timeout} waiting for {pending}"
                 )
@@ -322,7 +339,9 @@ class Runner:
             )
             self._release(run, now + self.settings.poll_interval, note)
             return
-        self.store.update_backup(backup.id, status=BackupStatus.AVAILABLE, completed_at=now)
+        self.store.update_backup(
+            backup.id, status=BackupStatus.AVAILABLE, completed_at=now, fence=_fence(run)
+        )
         failpoint("after-backup-available")
         run = self.store.update_run(
             run.id,
@@ -332,9 +351,11 @@ class Runner:
         )
         self._rotate(run)
 
-    def _discard(self, backup: Backup, why: str) -> None:
+    def _discard(self, run: Run, backup: Backup, why: str) -> None:
         """Mark a backup failed. A failed run deletes nothing: its artifacts stay recorded."""
-        self.store.update_backup(backup.id, status=BackupStatus.FAILED, error=why)
+        self.store.update_backup(
+            backup.id, status=BackupStatus.FAILED, error=why, fence=_fence(run)
+        )
 
     def _rotate(self, run: Run) -> None:
         now = self.clock.now()
@@ -353,6 +374,7 @@ class Runner:
             rules, zone, scope = RetentionPolicy(), parse_timezone("UTC"), None
         forgotten: list[Backup] = []
         kept = 0
+        fence = _fence(run)
         if scope is not None and not rules.is_empty():
             candidates = [
                 b
@@ -370,16 +392,16 @@ class Runner:
                 keep.append((newest, ("newest good backup",)))
             for backup, reasons in keep:
                 if backup.reasons != reasons:
-                    self.store.update_backup(backup.id, reasons=reasons)
+                    self.store.update_backup(backup.id, reasons=reasons, fence=fence)
             kept = len(keep)
             forget.sort(key=lambda b: b.created_at)
-            for backup in forget[: self.settings.deletion_budget]:
-                self.store.update_backup(
-                    backup.id,
-                    status=BackupStatus.DELETING,
-                    reasons=(f"forgotten by retention: {rules.describe()}",),
-                )
-                forgotten.append(backup)
+            # The budget is the store's: what this run marked before a crash counts.
+            forgotten = self.store.forget_backups(
+                [b.id for b in forget],
+                reasons=(f"forgotten by retention: {rules.describe()}",),
+                fence=fence,
+                budget=self.settings.deletion_budget,
+            )
         failpoint("after-rotation-decided")
         detail = f"kept {kept}, forgetting {len(forgotten)}" + (
             ": " + ", ".join(b.id for b in forgotten) if forgotten else ""
@@ -458,7 +480,7 @@ class Runner:
         now = self.clock.now()
         backup = self.store.backup_for_run(run.id)
         if backup is not None and backup.status is BackupStatus.CREATING:
-            self._discard(backup, why)
+            self._discard(run, backup, why)
         try:
             self.store.update_run(
                 run.id,

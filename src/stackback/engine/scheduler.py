@@ -18,7 +18,7 @@ from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import StackbackError
-from stackback.policy import RunState
+from stackback.policy import RunState, Selector
 from stackback.ports import CloudResolver, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import CronSchedule, spread_offset
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 NextFires = dict[tuple[str, str, datetime], datetime]
 """Memo of ``CronSchedule.next_after`` within one tick: (expression, zone, instant) -> fire."""
+
+Resolved = dict[str, "Resolution"]
+"""Selector answers of one tick, by policy id."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,16 @@ class TickResult:
 class Target:
     key: str
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a policy's selector matched (or why it could not be resolved), and for which query."""
+
+    cloud: str | None
+    selector: Selector | None
+    targets: list[Target]
+    error: str | None
 
 
 class Scheduler:
@@ -64,12 +77,13 @@ class Scheduler:
         schedules = runs = 0
         limit = self.settings.tick_batch
         next_fires: NextFires = {}
+        resolved = self._resolve_due_selectors(now)
         while True:
             still_due = False
 
             def planner(due: DueSchedule) -> TickPlan:
                 nonlocal still_due
-                plan = self.plan(due, now, next_fires=next_fires)
+                plan = self.plan(due, now, next_fires=next_fires, resolved=resolved)
                 if plan.next_fire_at is not None and plan.next_fire_at <= now:
                     still_due = True
                 return plan
@@ -81,13 +95,20 @@ class Scheduler:
                 return TickResult(schedules, runs)
 
     def plan(
-        self, due: DueSchedule, now: datetime, *, next_fires: NextFires | None = None
+        self,
+        due: DueSchedule,
+        now: datetime,
+        *,
+        next_fires: NextFires | None = None,
+        resolved: Resolved | None = None,
     ) -> TickPlan:
         """Decide the runs of one due schedule and its next fire time.
 
         ``next_fires`` memoises fire times over a tick: due schedules that share
         an expression, a zone and a fire time (common: "0 2 * * *" in one zone)
-        compute the next one once.
+        compute the next one once. ``resolved`` holds the selector answers got
+        before the tick's transaction; a policy missing from it (due or changed
+        since) is resolved here.
         """
         policy = due.policy
         expr, zone = due.schedule.cron, policy.timezone
@@ -102,7 +123,7 @@ class Scheduler:
         if not policy.enabled:
             return TickPlan(next_fire_at=None)
         late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
-        targets, resolve_error = self._targets(policy)
+        targets, resolve_error = self._targets(policy, resolved or {})
         runs: list[NewRun] = []
         for fire in fires:
             is_latest = next_fire > now and fire == fires[-1]
@@ -142,15 +163,29 @@ class Scheduler:
             target.key, fire, due_at, state=RunState.MISSED, target_name=target.name, error=reason
         )
 
-    def _targets(self, policy: DuePolicy) -> tuple[list[Target], str | None]:
+    def _resolve_due_selectors(self, now: datetime) -> Resolved:
+        """Ask the clouds for the servers of every due selector policy, outside any lock."""
+        return {
+            policy.id: self._resolve(policy) for policy in self.store.due_selector_policies(now)
+        }
+
+    def _targets(self, policy: DuePolicy, resolved: Resolved) -> tuple[list[Target], str | None]:
         if policy.selector is None:
             return [Target(t) for t in policy.targets], None
+        answer = resolved.get(policy.id)
+        if answer is None or (answer.cloud, answer.selector) != (policy.cloud, policy.selector):
+            answer = self._resolve(policy)
+        return answer.targets, answer.error
+
+    def _resolve(self, policy: DuePolicy) -> Resolution:
+        assert policy.selector is not None
         try:
             servers = self.clouds(policy.cloud).find_servers(policy.selector)
         except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
-            return [], error.message
-        return [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)], None
+            return Resolution(policy.cloud, policy.selector, [], error.message)
+        targets = [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)]
+        return Resolution(policy.cloud, policy.selector, targets, None)
 
 
 @lru_cache(maxsize=8192)

@@ -26,5 +26,5 @@ class EngineSettings:
     wait_timeout: timedelta = timedelta(hours=6)
     deletion_budget: int = 10
     claim_batch: int = 20
-    tick_batch: int = 50
+    tick_batch: int = 500
     max_fires_per_tick: int = 500

@@ -50,34 +50,24 @@ class BackupService:
     def delete(self, ref: str, *, force: bool = False) -> Backup:
         """Delete a backup's cloud artifacts (a recorded request, finished now if possible).
 
-        Refused without ``force`` for a protected backup and for the last
-        available backup of its target.
+        Refused without ``force`` for a protected backup and for the last good
+        (available) backup of its target. The store checks that atomically when
+        it records the request, and the collector checks it again just before
+        deleting anything, so a concurrent rotation or a second ``delete`` cannot
+        both pass and leave the target without a good backup. ``force``
+        (``backup delete --force``) is the operator's explicit override: it
+        unprotects the backup and lets it go even if it is the target's last good
+        one, and the collector does not re-check a forced deletion.
         """
         backup = self.store.get_backup(ref)
         if backup.status is BackupStatus.DELETED:
             return backup
-        if backup.protected and not force:
-            raise Conflict(f"backup {backup.id} is protected: unprotect it or use --force")
-        if backup.status is BackupStatus.AVAILABLE and not force:
-            others = [
-                b
-                for b in self.store.list_backups(
-                    BackupFilter(target=backup.target, statuses=(BackupStatus.AVAILABLE,))
-                )
-                if b.id != backup.id
-            ]
-            if not others:
-                raise Conflict(
-                    f"backup {backup.id} is the last good backup of {backup.target}: use --force"
-                )
         if backup.status is BackupStatus.CREATING and backup.run_id:
             run = self.store.get_run(backup.run_id)
             if not run.state.is_terminal:
                 raise Conflict(f"backup {backup.id} is still being taken by run {run.id}")
-        if backup.protected:
-            self.store.set_protected(backup.id, False)
-        self.store.update_backup(
-            backup.id, status=BackupStatus.DELETING, reasons=("deleted by the operator",)
+        backup = self.store.request_deletion(
+            backup.id, reasons=("deleted by the operator",), force=force
         )
         Collector(self.store, self.clouds, self.clock).collect([backup])
         return self.store.get_backup(backup.id)

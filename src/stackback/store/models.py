@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -147,6 +148,10 @@ class BackupRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the run whose retention asked for this deletion (its deletion budget holds across resumes)
+    deletion_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # the deletion must leave the target another good backup (re-checked by the collector)
+    deletion_guarded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class ArtifactRow(Base):

@@ -21,7 +21,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
-    Executable,
     Select,
     Table,
     bindparam,
@@ -34,7 +33,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -102,6 +100,8 @@ class SqlStore:
             ensure_migrated(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._tick_cache: dict[int, _TickStatements] = {}
+        processor = UTCDateTime().dialect_impl(engine.dialect).bind_processor(engine.dialect)
+        self._bind_time: Callable[[datetime], Any] = processor or (lambda value: value)
 
     @classmethod
     def from_url(cls, url: str, *, check_schema: bool = True) -> SqlStore:
@@ -244,6 +244,33 @@ class SqlStore:
         with self._session() as session:
             return session.scalar(select(func.min(ScheduleRow.next_fire_at)))
 
+    def due_selector_policies(self, now: datetime) -> list[DuePolicy]:
+        """Enabled policies with a selector and a schedule due at ``now`` (no lock taken).
+
+        The scheduler resolves their selectors (a cloud call) before the tick's
+        transaction, so that no lock is held while the cloud answers.
+        """
+        s, p = _SCHEDULES.c, _POLICIES.c
+        query = (
+            select(p.id, p.name, p.timezone, p.window_minutes, p.selector_key)
+            .add_columns(p.selector_value, p.cloud, p.label)
+            .where(p.id.in_(select(s.policy_id).where(s.next_fire_at <= now)))
+            .where(p.selector_key.is_not(None), p.enabled.is_(True))
+        )
+        with self.engine.connect() as connection:
+            return [
+                DuePolicy(
+                    id=row.id,
+                    name=row.name,
+                    timezone=row.timezone,
+                    window_minutes=row.window_minutes,
+                    selector=Selector(row.selector_key, row.selector_value or ""),
+                    cloud=row.cloud,
+                    label=row.label,
+                )
+                for row in connection.execute(query)
+            ]
+
     def process_due_schedules(
         self, now: datetime, planner: Callable[[DueSchedule], TickPlan], *, limit: int = 50
     ) -> tuple[int, int]:
@@ -253,17 +280,20 @@ class SqlStore:
         are left alone (``ON CONFLICT DO NOTHING``), so replicas racing on the
         same occurrence produce it once.
 
-        The hot path of the tick: SQLAlchemy Core (plain rows, no ORM identity
-        map), one query for the due schedules with the policy columns the
-        planner needs, then one executemany INSERT and one executemany UPDATE.
+        The hot path of the tick: one Core query for the due schedules with the
+        policy columns the planner needs, then one driver-level executemany
+        INSERT and one executemany UPDATE whose timestamps are converted once
+        per distinct value (most runs of a tick share their times).
         """
         statements = self._tick_statements(limit)
+        bind = _TimeBinder(self._bind_time)
         with self.engine.begin() as connection:
             due = connection.execute(statements.due, {"now": now}).all()
             if not due:
                 return 0, 0
-            new_runs: list[dict[str, Any]] = []
-            advances: list[dict[str, Any]] = []
+            new_runs: list[tuple[Any, ...]] = []
+            advances: list[tuple[Any, ...]] = []
+            created = bind(now)
             for (
                 schedule_id,
                 policy_id,
@@ -297,19 +327,33 @@ class SqlStore:
                 )
                 schedule = ScheduleState(schedule_id, policy_id, cron, next_fire_at, last_fired_at)
                 plan = planner(DueSchedule(schedule, policy))
-                if plan.runs:
-                    new_runs.extend(_run_values(policy, plan.runs, now))
+                for run in plan.runs:
+                    new_runs.append(
+                        (
+                            new_id(),
+                            policy_id,
+                            name,
+                            run.target,
+                            run.target_name,
+                            bind(run.scheduled_for),
+                            bind(run.due_at),
+                            run.state.value,
+                            0,
+                            "schedule",
+                            label,
+                            cloud,
+                            run.error,
+                            created if run.state.is_terminal else None,
+                            created,
+                        )
+                    )
                 advances.append(
-                    {
-                        "b_id": schedule_id,
-                        "b_next": plan.next_fire_at,
-                        "b_last": plan.fired_at or last_fired_at,
-                    }
+                    (bind(plan.next_fire_at), bind(plan.fired_at or last_fired_at), schedule_id)
                 )
-            inserted = (
-                len(connection.execute(statements.insert_runs, new_runs).all()) if new_runs else 0
-            )
-            connection.execute(statements.advance, advances)
+            inserted = 0
+            if new_runs:
+                inserted = connection.exec_driver_sql(statements.insert_runs, new_runs).rowcount
+            connection.exec_driver_sql(statements.advance, advances)
             return len(due), inserted
 
     def _tick_statements(self, limit: int) -> _TickStatements:
@@ -520,9 +564,20 @@ class SqlStore:
 
     # -- backups and artifacts -------------------------------------------------------
 
-    def ensure_backup(self, backup: Backup) -> Backup:
+    def _fence(self, session: Session, fence: tuple[str, int] | None) -> None:
+        """Fence a worker's write by its run's attempt: ``fence`` is ``(run id, attempt)``.
+
+        The check runs in the write's own transaction (``_fenced_run``: the run row
+        locked ``FOR UPDATE``), so a worker whose lease was taken over writes nothing
+        and gets ``LeaseLost``.
+        """
+        if fence is not None:
+            self._fenced_run(session, *fence)
+
+    def ensure_backup(self, backup: Backup, *, fence: tuple[str, int] | None = None) -> Backup:
         """Create the backup record of a run, or return the one it already has."""
         with self._session() as session:
+            self._fence(session, fence)
             if backup.run_id:
                 existing = session.scalars(
                     select(BackupRow).where(BackupRow.run_id == backup.run_id)
@@ -559,9 +614,11 @@ class SqlStore:
         status: ArtifactStatus,
         now: datetime,
         size: int | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Artifact:
         """Record a cloud object as part of a backup (idempotent on the cloud object)."""
         with self._session() as session:
+            self._fence(session, fence)
             row = session.scalars(
                 select(ArtifactRow).where(
                     ArtifactRow.kind == kind.value, ArtifactRow.cloud_id == cloud_id
@@ -584,11 +641,15 @@ class SqlStore:
                 raise Conflict(f"{kind.value} {cloud_id} already belongs to backup {row.backup_id}")
             return artifact_from_row(row)
 
-    def update_artifact(self, artifact_id: str, **values: Any) -> Artifact:
+    def update_artifact(
+        self, artifact_id: str, *, fence: tuple[str, int] | None = None, **values: Any
+    ) -> Artifact:
+        """Write artifact fields (status, size, error...); ``fence`` as for ``update_backup``."""
         for key in ("status", "kind"):
             if key in values and hasattr(values[key], "value"):
                 values[key] = values[key].value
         with self._session() as session:
+            self._fence(session, fence)
             row = session.get(ArtifactRow, artifact_id)
             if row is None:
                 raise NotFound(f"no artifact {artifact_id}")
@@ -596,18 +657,169 @@ class SqlStore:
                 setattr(row, key, value)
             return artifact_from_row(row)
 
-    def update_backup(self, backup_id: str, **values: Any) -> None:
-        """Write backup fields (status, reasons, protection, error...)."""
+    def update_backup(
+        self, backup_id: str, *, fence: tuple[str, int] | None = None, **values: Any
+    ) -> None:
+        """Write backup fields (status, reasons, protection, error...).
+
+        A worker passes ``fence=(run id, attempt)``: the write happens only if it
+        still holds that attempt of the run, else ``LeaseLost`` and nothing is written.
+        """
         if "status" in values and hasattr(values["status"], "value"):
             values["status"] = values["status"].value
         if "reasons" in values:
             values["reasons"] = list(values["reasons"])
         with self._session() as session:
+            self._fence(session, fence)
             row = session.get(BackupRow, backup_id)
             if row is None:
                 raise NotFound(f"no backup {backup_id!r}")
             for key, value in values.items():
                 setattr(row, key, value)
+
+    def _target_backups(self, session: Session, row: BackupRow) -> list[BackupRow]:
+        """The live backups of ``row``'s target (and ``row``), locked in id order and re-read.
+
+        Deletion requests and the collector's last check take these locks before
+        deciding whether another good backup remains, so two of them cannot each
+        count on the other's backup (on SQLite, ``BEGIN IMMEDIATE`` serialises them).
+        The target is matched as ``backup list --server`` matches it.
+        """
+        live = (BackupStatus.AVAILABLE.value, BackupStatus.DELETING.value)
+        query = (
+            select(BackupRow)
+            .where(
+                or_(BackupRow.target == row.target, BackupRow.target_name == row.target),
+                or_(BackupRow.status.in_(live), BackupRow.id == row.id),
+            )
+            .order_by(BackupRow.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return list(session.scalars(query))
+
+    @staticmethod
+    def _another_good(group: Sequence[BackupRow], row: BackupRow) -> bool:
+        """Whether a backup of ``group`` other than ``row`` is good (available, not deleting)."""
+        return any(r.id != row.id and r.status == BackupStatus.AVAILABLE.value for r in group)
+
+    def request_deletion(self, ref: str, *, reasons: Sequence[str], force: bool = False) -> Backup:
+        """Mark a backup ``deleting`` for the operator, atomically with the safety rules.
+
+        Without ``force`` a protected backup is refused, and so is the last good
+        (available) backup of its target: another one must remain, checked with the
+        target's backups locked, so that a concurrent request or a run's rotation
+        cannot pass the same check at the same time. Such a deletion is *guarded*:
+        the collector checks again, just before deleting anything, that another good
+        backup remains. ``force`` unprotects the backup and waives both rules. A
+        backup already deleted, or being deleted, is returned as it is (``force``
+        then still waives the guard).
+        """
+        with self._session() as session:
+            row = self._backup_row(session, ref)
+            group = self._target_backups(session, row)
+            if row.status == BackupStatus.DELETED.value:
+                return self._backup(session, row)
+            if row.status == BackupStatus.DELETING.value:
+                if force:
+                    row.deletion_guarded = False
+                return self._backup(session, row)
+            if row.protected and not force:
+                raise Conflict(f"backup {row.id} is protected: unprotect it or use --force")
+            guarded = row.status == BackupStatus.AVAILABLE.value and not force
+            if guarded and not self._another_good(group, row):
+                raise Conflict(
+                    f"backup {row.id} is the last good backup of {row.target}: use --force"
+                )
+            row.protected = False
+            row.status = BackupStatus.DELETING.value
+            row.reasons = list(reasons)
+            row.deletion_guarded = guarded
+            row.deletion_run_id = None
+            return self._backup(session, row)
+
+    def forget_backups(
+        self,
+        backup_ids: Sequence[str],
+        *,
+        reasons: Sequence[str],
+        fence: tuple[str, int],
+        budget: int,
+    ) -> list[Backup]:
+        """Mark the backups a run's retention forgets ``deleting``: one transaction, fenced.
+
+        Each is recorded as forgotten by the run (``deletion_run_id``), and the
+        budget holds across the run's attempts: what an earlier attempt marked
+        counts against it, so a run resumed after a crash between its decision and
+        its journal entry forgets at most ``budget`` backups in all. In the given
+        order, a backup is marked only if it is still available and unprotected and
+        another good backup of its target remains; each deletion is guarded.
+        Returns every backup the run has marked, in all its attempts, oldest first.
+        """
+        run_id = fence[0]
+        mine = (
+            select(BackupRow)
+            .where(BackupRow.deletion_run_id == run_id)
+            .order_by(BackupRow.created_at, BackupRow.id)
+        )
+        with self._session() as session:
+            self._fenced_run(session, *fence)
+            left = budget - len(session.scalars(mine).all())
+            groups: dict[str, list[BackupRow]] = {}
+            for backup_id in backup_ids:
+                if left <= 0:
+                    break
+                row = session.get(BackupRow, backup_id)
+                if row is None:
+                    continue
+                if row.target not in groups:
+                    groups[row.target] = self._target_backups(session, row)
+                if (
+                    row.status != BackupStatus.AVAILABLE.value
+                    or row.protected
+                    or not self._another_good(groups[row.target], row)
+                ):
+                    continue
+                row.status = BackupStatus.DELETING.value
+                row.reasons = list(reasons)
+                row.deletion_guarded = True
+                row.deletion_run_id = run_id
+                left -= 1
+            session.flush()
+            return [self._backup(session, r) for r in session.scalars(mine)]
+
+    def check_deletion(self, backup_id: str) -> str | None:
+        """The collector's last check before it deletes a backup's artifacts.
+
+        Returns None when the backup is ``deleting`` and may go. Otherwise returns
+        why not; when the deletion is refused — the backup is protected, or its
+        deletion is guarded and no other good backup of its target remains — the
+        backup is restored (available if its artifacts are intact, else failed)
+        with the reason as its error. Decided with the target's backups locked.
+        """
+        with self._session() as session:
+            row = self._backup_row(session, backup_id)
+            group = self._target_backups(session, row)
+            if row.status != BackupStatus.DELETING.value:
+                return f"backup {row.id} is {row.status}, not being deleted"
+            if row.protected:
+                why = "deletion refused: the backup is protected"
+            elif row.deletion_guarded and not self._another_good(group, row):
+                why = (
+                    f"deletion refused: it is the last good backup of {row.target} "
+                    "(`backup delete --force` deletes it anyway)"
+                )
+                row.reasons = ["last good backup of its target"]
+            else:
+                return None
+            artifacts = session.scalars(
+                select(ArtifactRow.status).where(ArtifactRow.backup_id == row.id)
+            ).all()
+            intact = all(status == ArtifactStatus.AVAILABLE.value for status in artifacts)
+            row.status = (BackupStatus.AVAILABLE if intact else BackupStatus.FAILED).value
+            row.error = why
+            row.deletion_guarded = False
+            return why
 
     def _backup_row(self, session: Session, ref: str) -> BackupRow:
         row = session.get(BackupRow, ref)
@@ -685,8 +897,10 @@ class _TickStatements:
     """Prebuilt statements of ``process_due_schedules`` for one dialect and batch size."""
 
     due: Select[Any]
-    insert_runs: Executable
-    advance: Executable
+    insert_runs: str
+    """Driver-level SQL (positional parameters in ``_TICK_RUN_COLUMNS`` order)."""
+    advance: str
+    """Driver-level SQL: next fire, last fired, schedule id."""
 
     @classmethod
     def build(cls, is_postgres: bool, limit: int) -> _TickStatements:
@@ -715,41 +929,51 @@ class _TickStatements:
         )
         if is_postgres:
             due = due.with_for_update(skip_locked=True, of=_SCHEDULES)
-        insert = postgresql.insert if is_postgres else sqlite.insert
+        mark = "%s" if is_postgres else "?"
         insert_runs = (
-            insert(_RUNS)
-            .on_conflict_do_nothing(index_elements=["policy_id", "target", "scheduled_for"])
-            .returning(_RUNS.c.id)
+            f"INSERT INTO runs ({', '.join(_TICK_RUN_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_TICK_RUN_COLUMNS))}) "
+            "ON CONFLICT (policy_id, target, scheduled_for) DO NOTHING"
         )
         advance = (
-            update(_SCHEDULES)
-            .where(s.id == bindparam("b_id"))
-            .values(next_fire_at=bindparam("b_next"), last_fired_at=bindparam("b_last"))
+            f"UPDATE schedules SET next_fire_at = {mark}, last_fired_at = {mark} WHERE id = {mark}"
         )
         return cls(due, insert_runs, advance)
 
 
-def _run_values(policy: DuePolicy, runs: Sequence[NewRun], now: datetime) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": new_id(),
-            "policy_id": policy.id,
-            "policy_name": policy.name,
-            "target": r.target,
-            "target_name": r.target_name,
-            "scheduled_for": r.scheduled_for,
-            "due_at": r.due_at,
-            "state": r.state.value,
-            "attempt": 0,
-            "trigger": "schedule",
-            "label": policy.label,
-            "cloud": policy.cloud,
-            "error": r.error,
-            "finished_at": now if r.state.is_terminal else None,
-            "created_at": now,
-        }
-        for r in runs
-    ]
+_TICK_RUN_COLUMNS = (
+    "id",
+    "policy_id",
+    "policy_name",
+    "target",
+    "target_name",
+    "scheduled_for",
+    "due_at",
+    "state",
+    "attempt",
+    '"trigger"',
+    "label",
+    "cloud",
+    "error",
+    "finished_at",
+    "created_at",
+)
+
+
+class _TimeBinder:
+    """Converts datetimes to driver values once per distinct value (None stays None)."""
+
+    def __init__(self, convert: Callable[[datetime], Any]) -> None:
+        self._convert = convert
+        self._seen: dict[datetime, Any] = {}
+
+    def __call__(self, value: datetime | None) -> Any:
+        if value is None:
+            return None
+        bound = self._seen.get(value)
+        if bound is None:
+            bound = self._seen[value] = self._convert(value)
+        return bound
 
 
 def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:

@@ -1,0 +1,369 @@
+"""Safety rules under races, stale workers and resumes (both databases, the simulator).
+
+- A manual delete racing a rotation never leaves a target without a good backup:
+  deletion requests check atomically that another good backup remains, and the
+  collector checks again at the point of no return.
+- A worker whose lease was taken over mid-step writes no backup or artifact record.
+- The deletion budget holds across a crash between the rotation decision and its
+  journal entry.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import stackback.engine.runner as runner_module
+from stackback.engine.collector import Collector
+from stackback.engine.loop import Engine
+from stackback.engine.runner import Runner
+from stackback.engine.settings import EngineSettings
+from stackback.errors import CloudUnavailable, Conflict, LeaseLost
+from stackback.policy import (
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+    Run,
+    RunState,
+)
+from stackback.retention import RetentionPolicy
+from stackback.services.backups import BackupService
+from stackback.services.policies import PolicySpec
+from stackback.store.sql import BackupFilter, SqlStore
+from tests.engine.conftest import Rig
+from tests.engine.test_runs import DAY, daily, live_images, runs
+
+LEASE = EngineSettings().lease
+
+
+def good(rig: Rig, target: str) -> list[Backup]:
+    return rig.store.list_backups(BackupFilter(target=target, statuses=(BackupStatus.AVAILABLE,)))
+
+
+def image_of(backup: Backup) -> str:
+    (image,) = [a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.IMAGE]
+    return image
+
+
+# -- 1. manual delete vs rotation --------------------------------------------------------
+
+
+class _RotationRacesTheOperator:
+    """A store through which an operator's whole ``backup delete`` runs inside a rotation's
+    window: after the rotation has read its candidates, before it marks what it forgets."""
+
+    def __init__(self, store: SqlStore, operator: BackupService, victim: str) -> None:
+        self._store = store
+        self._operator = operator
+        self._victim = victim
+        self.armed = False
+        self.operator_result: Backup | Exception | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def list_backups(self, criteria: BackupFilter | None = None) -> list[Backup]:
+        found = self._store.list_backups(criteria)
+        if self.armed and criteria is not None and criteria.policy_id is not None:
+            self.armed = False  # the rotation's read of its candidates
+            try:
+                self.operator_result = self._operator.delete(self._victim)
+            except Conflict as refused:
+                self.operator_result = refused
+        return found
+
+
+def test_a_manual_delete_inside_a_rotation_never_leaves_the_target_without_a_good_backup(
+    rig: Rig,
+) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    assert len(good(rig, server.id)) == 1
+    # day 2: the run takes its backup and rotates; the rotation will forget the older one
+    rig.clock.advance_to(rig.clock.now() + DAY - timedelta(hours=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=LEASE.total_seconds())
+    rig.engine.runner.advance(run)  # snapshot requested, the run waits
+    rig.clock.advance(600)
+    newest = rig.store.backup_for_run(run.id)
+    assert newest is not None
+    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    racing = _RotationRacesTheOperator(rig.store, operator, newest.id)
+    runner = Runner(racing, lambda _n: rig.sim, rig.clock)
+    [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=LEASE.total_seconds())
+    racing.armed = True
+    runner.poll([run])  # the backup is available: rotate, and the operator deletes it meanwhile
+
+    assert racing.operator_result is not None, "the race did not happen"
+    assert rig.store.get_run(run.id).state is RunState.SUCCEEDED
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))  # the collector finishes any request
+    left = good(rig, server.id)
+    assert len(left) == 1, "the target has no good backup left"
+    assert image_of(left[0]) in live_images(rig)
+
+
+def test_the_collector_refuses_to_delete_the_last_good_backup_at_the_point_of_no_return(
+    rig: Rig,
+) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=5)
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    newer, older = good(rig, server.id)
+    # what a race of two unforced requests left: both deleting, each counted on the other
+    for backup in (newer, older):
+        rig.store.update_backup(
+            backup.id,
+            status=BackupStatus.DELETING,
+            reasons=("deleted by the operator",),
+            deletion_guarded=True,
+        )
+    Collector(rig.store, lambda _n: rig.sim, rig.clock).collect_pending()
+
+    (kept,) = good(rig, server.id)
+    assert image_of(kept) in live_images(rig)
+    assert kept.error is not None and "last good backup" in kept.error
+    statuses = sorted(
+        b.status.value for b in (rig.store.get_backup(newer.id), rig.store.get_backup(older.id))
+    )
+    assert statuses == ["available", "deleted"]
+
+
+def test_a_delete_is_refused_while_the_other_good_backup_is_being_deleted(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=5)
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    newer, older = good(rig, server.id)
+    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    rig.sim.fail_next("delete_artifact", CloudUnavailable, count=1)
+    assert operator.delete(older.id).status is BackupStatus.DELETING  # not finished yet
+    with pytest.raises(Conflict, match="last good backup"):
+        operator.delete(newer.id)
+    # --force is the operator's explicit override, also at the collector
+    assert operator.delete(newer.id, force=True).status is BackupStatus.DELETED
+
+
+def test_two_concurrent_deletion_requests_cannot_both_pass_the_last_good_check(
+    store: SqlStore, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = []
+    for n in range(2):
+        backup = store.ensure_backup(
+            Backup(
+                id=f"b-{n}",
+                target="srv",
+                kind=BackupKind.SERVER_IMAGE,
+                status=BackupStatus.AVAILABLE,
+                created_at=clock.now() + timedelta(days=n),
+            )
+        )
+        ids.append(backup.id)
+    checked, go_on = threading.Event(), threading.Event()
+    check = SqlStore._another_good
+
+    def slow_check(group: Any, row: Any) -> bool:
+        found = check(group, row)
+        if threading.current_thread().name == "first":
+            checked.set()  # decided, not committed yet
+            go_on.wait(10)
+        return found
+
+    monkeypatch.setattr(SqlStore, "_another_good", staticmethod(slow_check))
+    outcomes: dict[str, str] = {}
+
+    def request(backup_id: str) -> None:
+        try:
+            store.request_deletion(backup_id, reasons=("deleted by the operator",))
+            outcomes[backup_id] = "deleting"
+        except Conflict:
+            outcomes[backup_id] = "refused"
+
+    first = threading.Thread(target=request, args=(ids[0],), name="first")
+    second = threading.Thread(target=request, args=(ids[1],), name="second")
+    first.start()
+    assert checked.wait(10)
+    second.start()
+    second.join(1.0)  # it must wait for the first request's transaction
+    go_on.set()
+    first.join(10)
+    second.join(10)
+    assert sorted(outcomes.values()) == ["deleting", "refused"]
+    statuses = sorted(store.get_backup(i).status.value for i in ids)
+    assert statuses == ["available", "deleting"]
+
+
+# -- 2. fencing of backup and artifact writes --------------------------------------------
+
+
+def _take_over(rig: Rig, stale: Run) -> Run:
+    """The stale worker's lease expires and another worker claims the run."""
+    rig.clock.advance(LEASE.total_seconds() + 1)
+    [taken] = rig.store.claim_runs(rig.clock.now(), "survivor", lease_seconds=60)
+    assert taken.id == stale.id and taken.attempt > stale.attempt
+    return taken
+
+
+def _first_run(rig: Rig, server_id: str, *, last: int = 3) -> Run:
+    daily(rig, server_id, last=last)
+    rig.clock.advance_to(rig.clock.now() + timedelta(hours=1, minutes=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "stale", lease_seconds=LEASE.total_seconds())
+    return run
+
+
+def test_a_stale_worker_records_no_backup_and_starts_no_image(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    run = _first_run(rig, server.id)
+    stale = rig.store.update_run(run.id, run.attempt, state=RunState.SNAPSHOTTING)
+    _take_over(rig, stale)
+    rig.engine.runner.advance(stale)  # resumes in snapshotting with its old attempt
+    assert rig.store.backup_for_run(run.id) is None
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0
+
+
+def test_a_stale_worker_polling_writes_nothing(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    run = _first_run(rig, server.id)
+    rig.engine.runner.advance(run)  # snapshot requested; the run waits, unleased
+    rig.clock.advance(600)  # the image is available by now
+    [stale] = rig.store.claim_runs(rig.clock.now(), "stale", lease_seconds=60)
+    _take_over(rig, stale)
+    rig.engine.runner.poll([stale])
+    backup = rig.store.backup_for_run(run.id)
+    assert backup is not None and backup.status is BackupStatus.CREATING
+    assert [a.status for a in backup.artifacts] == [ArtifactStatus.PENDING]
+    assert rig.store.get_run(run.id).state is RunState.WAITING
+
+
+def test_a_stale_worker_rotating_forgets_nothing(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    (older,) = good(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY - timedelta(hours=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "stale", lease_seconds=LEASE.total_seconds())
+    paused: list[Run] = []
+    stale_runner = Runner(rig.store, lambda _n: rig.sim, rig.clock)
+    stale_runner._rotate = paused.append  # type: ignore[method-assign,assignment]
+    stale_runner.advance(run)
+    rig.clock.advance(600)
+    [run] = rig.store.claim_runs(rig.clock.now(), "stale", lease_seconds=LEASE.total_seconds())
+    stale_runner.poll([run])  # backup available, run rotating... and the worker stalls
+    (stale,) = paused
+    assert stale.state is RunState.ROTATING
+    _take_over(rig, stale)
+    del stale_runner._rotate
+    stale_runner.advance(stale)  # the stalled worker wakes up and rotates
+    assert rig.store.get_backup(older.id).status is BackupStatus.AVAILABLE
+    assert image_of(older) in live_images(rig)
+    # the worker that holds the run rotates, once its own lease runs out here
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    assert rig.store.get_run(run.id).state is RunState.SUCCEEDED
+    assert rig.store.get_backup(older.id).status is BackupStatus.DELETED
+
+
+def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
+    store: SqlStore, clock: Any
+) -> None:
+    run = store.create_manual_run(target="srv", now=clock.now(), label="manual", retention=None)
+    [old] = store.claim_runs(clock.now(), "w1", lease_seconds=1)
+    [new] = store.claim_runs(clock.now() + timedelta(seconds=2), "w2", lease_seconds=60)
+    stale, fresh = (run.id, old.attempt), (run.id, new.attempt)
+    record = Backup(
+        id="b-1",
+        target="srv",
+        kind=BackupKind.SERVER_IMAGE,
+        status=BackupStatus.CREATING,
+        created_at=clock.now(),
+        run_id=run.id,
+    )
+    with pytest.raises(LeaseLost):
+        store.ensure_backup(record, fence=stale)
+    assert store.backup_for_run(run.id) is None
+    store.ensure_backup(record, fence=fresh)
+    with pytest.raises(LeaseLost):
+        store.add_artifact(
+            "b-1",
+            ArtifactKind.IMAGE,
+            "img",
+            status=ArtifactStatus.PENDING,
+            now=clock.now(),
+            fence=stale,
+        )
+    assert store.get_backup("b-1").artifacts == ()
+    artifact = store.add_artifact(
+        "b-1",
+        ArtifactKind.IMAGE,
+        "img",
+        status=ArtifactStatus.PENDING,
+        now=clock.now(),
+        fence=fresh,
+    )
+    with pytest.raises(LeaseLost):
+        store.update_artifact(artifact.id, status=ArtifactStatus.AVAILABLE, fence=stale)
+    with pytest.raises(LeaseLost):
+        store.update_backup("b-1", status=BackupStatus.AVAILABLE, fence=stale)
+    with pytest.raises(LeaseLost):
+        store.forget_backups(["b-1"], reasons=("x",), fence=stale, budget=10)
+    unchanged = store.get_backup("b-1")
+    assert unchanged.status is BackupStatus.CREATING
+    assert [a.status for a in unchanged.artifacts] == [ArtifactStatus.PENDING]
+
+
+# -- 3. the deletion budget across a resume ----------------------------------------------
+
+
+class Crash(BaseException):
+    """The worker dies here: nothing after this point runs, nothing is recorded."""
+
+
+@pytest.fixture
+def crash_once_at(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    armed: list[str] = []
+
+    def failpoint(name: str) -> None:
+        if name in armed:
+            armed.remove(name)
+            raise Crash(name)
+
+    monkeypatch.setattr(runner_module, "failpoint", failpoint)
+    yield armed
+
+
+def test_the_deletion_budget_holds_across_a_crash_after_the_rotation_decision(
+    rig: Rig, crash_once_at: list[str]
+) -> None:
+    server = rig.sim.create_server("web")
+    policy = daily(rig, server.id, last=10)
+    rig.engine.drain(rig.clock.now() + 5 * DAY + timedelta(hours=2))
+    assert len(live_images(rig)) == 6
+    rig.policies.update(policy.id, PolicySpec(retention=RetentionPolicy(last=1)))
+    budget2 = EngineSettings(deletion_budget=2)
+    crash_once_at.append("after-rotation-decided")
+    doomed = Engine(rig.store, lambda _n: rig.sim, rig.clock, budget2, worker_name="doomed")
+    with pytest.raises(Crash):
+        doomed.drain(rig.clock.now() + DAY)
+    crashed = runs(rig)[-1]
+    assert crashed.state is RunState.ROTATING and crashed.lease_owner == "doomed"
+    marked = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.DELETING,)))
+    assert len(marked) == 2
+
+    survivor = Engine(rig.store, lambda _n: rig.sim, rig.clock, budget2, worker_name="survivor")
+    survivor.drain(rig.clock.now() + timedelta(hours=1))
+    done = rig.store.get_run(crashed.id)
+    assert done.state is RunState.SUCCEEDED and done.attempt > crashed.attempt
+    assert len(live_images(rig)) == 7 - 2
+    deleted = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.DELETED,)))
+    assert {b.id for b in deleted} == {b.id for b in marked}
+    (rotate,) = [s for s in done.steps if s.name == "rotate"]
+    assert "forgetting 2" in rotate.detail
+    # the next run has a budget of its own again
+    survivor.drain(rig.clock.now() + DAY)
+    assert len(live_images(rig)) == 8 - 4
