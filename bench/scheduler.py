@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import psutil
 
@@ -358,6 +358,83 @@ def phase_tick(options: argparse.Namespace) -> Result:
     }
 
 
+def phase_sqlite_floor(options: argparse.Namespace) -> Result:
+    """The tick's SQL alone through bare ``sqlite3``: no planning, no cron, no SQLAlchemy.
+
+    On the database the tick phase used (its due schedules: those it fired at ``now``,
+    re-armed before each measurement): the same due query, one executemany
+    INSERT of the same number of runs (values prepared before the clock
+    starts) and one executemany UPDATE of the schedules, in one ``BEGIN
+    IMMEDIATE`` transaction, with stackback's connection settings. What SQLite
+    itself costs for one occurrence per due schedule: a floor for the tick.
+    """
+    import sqlite3
+
+    from stackback.store.database import create_db_engine
+
+    now: datetime = options.now
+    path = options.url.removeprefix("sqlite:///")
+    engine = create_db_engine(options.url)  # same PRAGMAs as stackback (WAL, synchronous)
+    raw = engine.raw_connection()
+    connection = cast(sqlite3.Connection, raw.driver_connection)
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    later = (now + timedelta(days=1)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    due_ids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT id FROM schedules WHERE next_fire_at <= ? OR last_fired_at = ?", (stamp, stamp)
+        )
+    ]
+    samples: list[Sample] = []
+    phases: dict[str, list[float]] = {"select": [], "insert": [], "update": [], "commit": []}
+    for _ in range(options.repeat):
+        connection.execute("BEGIN IMMEDIATE")
+        connection.execute("DELETE FROM runs")
+        connection.executemany(
+            "UPDATE schedules SET next_fire_at = ? WHERE id = ?", [(stamp, i) for i in due_ids]
+        )
+        connection.execute("COMMIT")
+        with measured(samples) as cell:
+            marks = [time.perf_counter()]
+            connection.execute("BEGIN IMMEDIATE")
+            due = connection.execute(
+                "SELECT s.id, s.policy_id, p.name, p.targets FROM schedules s "
+                "JOIN policies p ON p.id = s.policy_id WHERE s.next_fire_at <= ? "
+                "ORDER BY s.next_fire_at",
+                (stamp,),
+            ).fetchall()
+            marks.append(time.perf_counter())
+            runs = [
+                (str(uuid.uuid4()), policy_id, name, f"t-{schedule_id}", stamp, stamp, stamp)
+                for schedule_id, policy_id, name, _targets in due
+            ]
+            cursor = connection.executemany(
+                "INSERT INTO runs (id, policy_id, policy_name, target, scheduled_for, due_at, "
+                "state, attempt, \"trigger\", created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, "
+                "'schedule', ?) ON CONFLICT (policy_id, target, scheduled_for) DO NOTHING",
+                runs,
+            )
+            cell[0] = cursor.rowcount
+            marks.append(time.perf_counter())
+            connection.executemany(
+                "UPDATE schedules SET next_fire_at = ?, last_fired_at = ? WHERE id = ?",
+                [(later, stamp, row[0]) for row in due],
+            )
+            marks.append(time.perf_counter())
+            connection.execute("COMMIT")
+            marks.append(time.perf_counter())
+        for name, before, after in zip(phases, marks, marks[1:], strict=False):
+            phases[name].append((after - before) * 1000)
+    raw.close()
+    engine.dispose()
+    return {
+        "path": path,
+        "due_tick": summary(samples),
+        "parts_ms": {name: statistics.median(values) for name, values in phases.items()},
+    }
+
+
+# -- APScheduler phases ----------------------------------------------------------------------
 # -- APScheduler phases ----------------------------------------------------------------------
 
 
@@ -569,6 +646,7 @@ def phase_check_agreement(options: argparse.Namespace) -> Result:
 PHASES: dict[str, Callable[[argparse.Namespace], Result]] = {
     "populate": phase_populate,
     "tick": phase_tick,
+    "sqlite-floor": phase_sqlite_floor,
     "aps-memory": phase_aps_memory,
     "aps-sql-tick": phase_aps_sql_tick,
     "agreement": phase_check_agreement,
@@ -735,6 +813,15 @@ def report(options: argparse.Namespace, results: Result) -> list[str]:
             f"first (cold-cache) due tick {tick['first_due_tick']['wall_ms']:.1f} ms wall / "
             f"{tick['first_due_tick']['cpu_ms']:.1f} ms CPU"
         )
+    floor = results.get("sqlite_floor")
+    if floor:
+        parts = ", ".join(f"{name} {ms:.1f}" for name, ms in floor["parts_ms"].items())
+        lines.append(
+            f"SQLite floor (the tick's SQL alone through bare sqlite3, same database, "
+            f"{','.join(str(c) for c in floor['due_tick']['count'])} runs): "
+            f"{floor['due_tick']['wall_ms']['median']:.1f} ms wall / "
+            f"{floor['due_tick']['cpu_ms']['median']:.1f} ms CPU median ({parts} ms)"
+        )
     lines.append("")
     sqlite = results.get("sqlite")
     memory = results.get("aps_memory")
@@ -796,6 +883,7 @@ def drive(options: argparse.Namespace) -> int:
         populate = run_phase("populate", options, sqlite_url)
         tick = run_phase("tick", options, sqlite_url)
         results["sqlite"] = {"populate": populate, "tick": tick, "rss_mb": tick["rss_end_mb"]}
+        results["sqlite_floor"] = run_phase("sqlite-floor", options, sqlite_url)
 
         if options.no_postgres:
             results["postgres"] = {"skipped": "--no-postgres"}
@@ -870,7 +958,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--tick-batch",
         type=int,
         default=None,
-        help="stackback schedules per tick transaction (EngineSettings.tick_batch, default 50)",
+        help="stackback schedules per tick transaction (EngineSettings.tick_batch, default 500)",
     )
     parser.add_argument("--seed", type=int, default=20250304, help=argparse.SUPPRESS)
     parser.add_argument(

@@ -192,30 +192,31 @@ def test_selector_policies_resolve_through_the_cloud(store: SqlStore) -> None:
 
 def _schedules_are_write_locked(store: SqlStore) -> bool:
     """Whether another connection would have to wait to lock the schedules right now."""
+    import sqlite3
+
     from sqlalchemy import text
     from sqlalchemy.exc import OperationalError
 
     with store.engine.connect() as probe:
-        try:
-            if store.is_postgres:
+        if store.is_postgres:
+            try:
                 with probe.begin():
                     probe.execute(text("SELECT id FROM schedules FOR UPDATE NOWAIT")).all()
-            else:
-                raw = probe.connection.driver_connection
-                assert raw is not None
-                raw.execute("PRAGMA busy_timeout=0")
-                raw.execute("BEGIN IMMEDIATE")
-                raw.execute("ROLLBACK")
-                raw.execute("PRAGMA busy_timeout=60000")
-        except OperationalError:
-            probe.rollback()
-            return True
-        except Exception as error:  # sqlite3.OperationalError from the driver connection
-            if "locked" in str(error):
-                raw.execute("PRAGMA busy_timeout=60000")
+            except OperationalError:
                 return True
-            raise
-    return False
+            return False
+        raw = probe.connection.driver_connection
+        assert raw is not None
+        raw.execute("PRAGMA busy_timeout=0")
+        try:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("ROLLBACK")
+        except sqlite3.OperationalError as error:
+            assert "locked" in str(error)
+            return True
+        finally:
+            raw.execute("PRAGMA busy_timeout=60000")
+        return False
 
 
 def test_selectors_are_resolved_before_the_tick_locks_anything(store: SqlStore) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, MetaData, Table, insert
 
 from stackback.errors import NotMigrated
 from stackback.store.database import (
     create_db_engine,
     current_revision,
+    downgrade,
     ensure_migrated,
     head_revision,
     upgrade,
@@ -48,5 +52,126 @@ def test_store_refuses_unmigrated_database(db_url: str) -> None:
             ensure_migrated(engine)
         with pytest.raises(NotMigrated):
             SqlStore(engine)
+    finally:
+        engine.dispose()
+
+
+def _count(engine: Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return int(connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+
+
+TABLES = ("policies", "schedules", "runs", "run_steps", "backups", "artifacts")
+
+
+def test_migrating_a_populated_database_keeps_every_row(db_url: str) -> None:
+    """Up from 0001 and back: no row of any table is lost (SQLite rebuilds cascade deletes)."""
+    engine = create_db_engine(db_url)
+    try:
+        upgrade(engine, "0001")
+        now = datetime(2026, 3, 1, tzinfo=UTC)
+        tables = {name: Table(name, MetaData(), autoload_with=engine) for name in TABLES}
+        with engine.begin() as connection:
+            connection.execute(
+                insert(tables["policies"]),
+                [
+                    {
+                        "id": "p1",
+                        "name": "nightly",
+                        "kind": "server-image",
+                        "targets": ["srv"],
+                        "timezone": "UTC",
+                        "window_minutes": 30,
+                        "retention": {"last": 3},
+                        "enabled": True,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+            connection.execute(
+                insert(tables["schedules"]),
+                [{"policy_id": "p1", "position": 0, "cron": "0 1 * * *", "next_fire_at": now}],
+            )
+            connection.execute(
+                insert(tables["runs"]),
+                [
+                    {
+                        "id": "r1",
+                        "policy_id": "p1",
+                        "target": "srv",
+                        "scheduled_for": now,
+                        "due_at": now,
+                        "state": "succeeded",
+                        "attempt": 1,
+                        "trigger": "schedule",
+                        "created_at": now,
+                    }
+                ],
+            )
+            connection.execute(
+                insert(tables["run_steps"]),
+                [
+                    {
+                        "run_id": "r1",
+                        "name": "snapshot",
+                        "attempt": 1,
+                        "started_at": now,
+                        "outcome": "ok",
+                        "detail": "",
+                    }
+                ],
+            )
+            connection.execute(
+                insert(tables["backups"]),
+                [
+                    {
+                        "id": f"b{n}",
+                        "policy_id": "p1",
+                        "run_id": "r1" if n == 1 else None,
+                        "target": "srv",
+                        "kind": "server-image",
+                        "status": "deleting" if n == 2 else "available",
+                        "protected": False,
+                        "reasons": [],
+                        "created_at": now,
+                        "completed_at": now,
+                    }
+                    for n in (1, 2)
+                ],
+            )
+            connection.execute(
+                insert(tables["artifacts"]),
+                [
+                    {
+                        "id": f"a{n}",
+                        "backup_id": f"b{n}",
+                        "kind": "image",
+                        "cloud_id": f"img-{n}",
+                        "status": "available",
+                        "delete_attempts": 0,
+                        "created_at": now,
+                    }
+                    for n in (1, 2)
+                ],
+            )
+        counts = {name: _count(engine, name) for name in TABLES}
+        assert counts == {"policies": 1, "schedules": 1, "runs": 1, "run_steps": 1} | {
+            "backups": 2,
+            "artifacts": 2,
+        }
+
+        upgrade(engine)
+        assert {name: _count(engine, name) for name in TABLES} == counts
+        with engine.connect() as connection:
+            guarded = connection.exec_driver_sql(
+                "SELECT id FROM backups WHERE deletion_guarded ORDER BY id"
+            ).scalars()
+            assert list(guarded) == ["b2"]  # the deletion in flight must spare the last good one
+
+        downgrade(engine, "0001")
+        assert {name: _count(engine, name) for name in TABLES} == counts
+        upgrade(engine)
+        assert {name: _count(engine, name) for name in TABLES} == counts
     finally:
         engine.dispose()

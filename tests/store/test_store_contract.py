@@ -113,8 +113,11 @@ def test_tick_inserts_each_occurrence_once(store: SqlStore) -> None:
     # a replica that planned the same occurrence again inserts nothing
     store.update_policy(policy, [T0, None], now=T0)
     assert store.process_due_schedules(T0, _planner(("a", "b"))) == (1, 0)
+    # some new, some existing: only the new one counts (executemany's rowcount)
+    store.update_policy(policy, [T0, None], now=T0)
+    assert store.process_due_schedules(T0, _planner(("a", "c", "b"))) == (1, 1)
     runs = store.list_runs(RunFilter(policy_id=policy.id))
-    assert sorted(r.target for r in runs) == ["a", "b"]
+    assert sorted(r.target for r in runs) == ["a", "b", "c"]
     assert all(r.state is RunState.PENDING and r.scheduled_for == T0 for r in runs)
     assert store.schedules(policy.id)[0].next_fire_at == T0 + timedelta(days=1)
 

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -245,17 +245,20 @@ class SqlStore:
             return session.scalar(select(func.min(ScheduleRow.next_fire_at)))
 
     def due_selector_policies(self, now: datetime) -> list[DuePolicy]:
-        """Enabled policies with a selector and a schedule due at ``now`` (no lock taken).
+        """Enabled policies with a selector and a schedule due at ``now`` (no row locked).
 
         The scheduler resolves their selectors (a cloud call) before the tick's
-        transaction, so that no lock is held while the cloud answers.
+        transaction, so that no lock is held while the cloud answers. (On SQLite
+        this short read takes the write lock like every transaction, and
+        releases it before any cloud call.)
         """
         s, p = _SCHEDULES.c, _POLICIES.c
         query = (
             select(p.id, p.name, p.timezone, p.window_minutes, p.selector_key)
             .add_columns(p.selector_value, p.cloud, p.label)
-            .where(p.id.in_(select(s.policy_id).where(s.next_fire_at <= now)))
-            .where(p.selector_key.is_not(None), p.enabled.is_(True))
+            .distinct()
+            .join_from(_SCHEDULES, _POLICIES, p.id == s.policy_id)
+            .where(s.next_fire_at <= now, p.selector_key.is_not(None), p.enabled.is_(True))
         )
         with self.engine.connect() as connection:
             return [
@@ -683,13 +686,14 @@ class SqlStore:
         Deletion requests and the collector's last check take these locks before
         deciding whether another good backup remains, so two of them cannot each
         count on the other's backup (on SQLite, ``BEGIN IMMEDIATE`` serialises them).
-        The target is matched as ``backup list --server`` matches it.
+        The target is matched by its key only: Nova names are not unique, so a
+        backup of another server with the same name must not count as good.
         """
         live = (BackupStatus.AVAILABLE.value, BackupStatus.DELETING.value)
         query = (
             select(BackupRow)
             .where(
-                or_(BackupRow.target == row.target, BackupRow.target_name == row.target),
+                BackupRow.target == row.target,
                 or_(BackupRow.status.in_(live), BackupRow.id == row.id),
             )
             .order_by(BackupRow.id)
@@ -970,9 +974,10 @@ class _TimeBinder:
     def __call__(self, value: datetime | None) -> Any:
         if value is None:
             return None
-        bound = self._seen.get(value)
+        key = value.astimezone(UTC)  # two instants of a repeated local hour compare equal
+        bound = self._seen.get(key)
         if bound is None:
-            bound = self._seen[value] = self._convert(value)
+            bound = self._seen[key] = self._convert(key)
         return bound
 
 

@@ -4,8 +4,13 @@
 so a run resumed after a crash counts what it already forgot against its
 deletion budget. ``deletion_guarded`` says the deletion must leave the target
 another good backup; the collector re-checks it just before deleting.
-Deletions already requested before this revision were retention's or the
-operator's unforced ones on backups that had completed: they are guarded.
+Deletions already in progress on backups that had completed become guarded
+(including a forced one still in flight: the collector may then refuse it and
+restore the backup, the safe side).
+
+Columns are added with plain ``ALTER TABLE`` (no batch table rebuild): on
+SQLite a rebuild drops ``backups``, and with foreign keys on that cascades to
+every artifact row.
 
 Revision ID: 0002
 Revises: 0001
@@ -24,11 +29,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("backups") as batch:
-        batch.add_column(sa.Column("deletion_run_id", sa.String(36), nullable=True))
-        batch.add_column(
-            sa.Column("deletion_guarded", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    op.add_column("backups", sa.Column("deletion_run_id", sa.String(36), nullable=True))
+    op.add_column(
+        "backups",
+        sa.Column("deletion_guarded", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_index("ix_backups_deletion_run_id", "backups", ["deletion_run_id"])
     backups = sa.table(
         "backups",
@@ -45,6 +50,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_backups_deletion_run_id", table_name="backups")
-    with op.batch_alter_table("backups") as batch:
-        batch.drop_column("deletion_guarded")
-        batch.drop_column("deletion_run_id")
+    op.drop_column("backups", "deletion_guarded")
+    op.drop_column("backups", "deletion_run_id")
