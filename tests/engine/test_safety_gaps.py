@@ -317,6 +317,46 @@ def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
     assert [a.status for a in unchanged.artifacts] == [ArtifactStatus.PENDING]
 
 
+def test_the_store_forgets_nothing_before_the_runs_own_backup_is_good(
+    store: SqlStore, clock: Any
+) -> None:
+    """Defence in depth: the runner's order of steps is not the only guard."""
+    run = store.create_manual_run(target="srv", now=clock.now(), label="manual", retention=None)
+    [claimed] = store.claim_runs(clock.now(), "w1", lease_seconds=60)
+    fence = (run.id, claimed.attempt)
+    older = Backup(
+        id="b-old",
+        target="srv",
+        kind=BackupKind.SERVER_IMAGE,
+        status=BackupStatus.AVAILABLE,
+        created_at=clock.now() - timedelta(days=2),
+    )
+    other = Backup(
+        id="b-other",
+        target="srv",
+        kind=BackupKind.SERVER_IMAGE,
+        status=BackupStatus.AVAILABLE,
+        created_at=clock.now() - timedelta(days=1),
+    )
+    store.ensure_backup(older)
+    store.ensure_backup(other)
+    assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
+    new = Backup(
+        id="b-new",
+        target="srv",
+        kind=BackupKind.SERVER_IMAGE,
+        status=BackupStatus.CREATING,
+        created_at=clock.now(),
+        run_id=run.id,
+    )
+    store.ensure_backup(new, fence=fence)
+    assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
+    assert store.get_backup("b-old").status is BackupStatus.AVAILABLE
+    store.update_backup("b-new", status=BackupStatus.AVAILABLE, fence=fence)
+    [forgotten] = store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10)
+    assert forgotten.id == "b-old" and forgotten.status is BackupStatus.DELETING
+
+
 # -- 3. the deletion budget across a resume ----------------------------------------------
 
 

@@ -375,7 +375,15 @@ class Runner:
         forgotten: list[Backup] = []
         kept = 0
         fence = _fence(run)
-        if scope is not None and not rules.is_empty():
+        own = self.store.backup_for_run(run.id)
+        held = (
+            ""
+            if own is not None and own.status is BackupStatus.AVAILABLE
+            else (
+                f" (its own backup is {own.status.value if own else 'missing'}: nothing forgotten)"
+            )
+        )
+        if scope is not None and not rules.is_empty() and not held:
             candidates = [
                 b
                 for b in self.store.list_backups(scope)
@@ -404,7 +412,7 @@ class Runner:
             )
         failpoint("after-rotation-decided")
         detail = f"kept {kept}, forgetting {len(forgotten)}" + (
-            ": " + ", ".join(b.id for b in forgotten) if forgotten else ""
+            ": " + ", ".join(b.id for b in forgotten) if forgotten else held
         )
         self.collector.collect(forgotten)
         self.store.update_run(

@@ -758,7 +758,10 @@ class SqlStore:
         its journal entry forgets at most ``budget`` backups in all. In the given
         order, a backup is marked only if it is still available and unprotected and
         another good backup of its target remains; each deletion is guarded.
-        Returns every backup the run has marked, in all its attempts, oldest first.
+        Marks nothing unless the run's own backup is available (the operator may
+        have deleted it meanwhile): nothing is forgotten before the new backup is good.
+        Returns the backups the run has marked in all its attempts that are still
+        being deleted or deleted (not those the collector refused), oldest first.
         """
         run_id = fence[0]
         mine = (
@@ -768,7 +771,10 @@ class SqlStore:
         )
         with self._session() as session:
             self._fenced_run(session, *fence)
+            own = session.scalar(select(BackupRow.status).where(BackupRow.run_id == run_id))
             left = budget - len(session.scalars(mine).all())
+            if own != BackupStatus.AVAILABLE.value:
+                left = 0
             groups: dict[str, list[BackupRow]] = {}
             for backup_id in backup_ids:
                 if left <= 0:
@@ -790,7 +796,8 @@ class SqlStore:
                 row.deletion_run_id = run_id
                 left -= 1
             session.flush()
-            return [self._backup(session, r) for r in session.scalars(mine)]
+            gone = (BackupStatus.DELETING.value, BackupStatus.DELETED.value)
+            return [self._backup(session, r) for r in session.scalars(mine) if r.status in gone]
 
     def check_deletion(self, backup_id: str) -> str | None:
         """The collector's last check before it deletes a backup's artifacts.
