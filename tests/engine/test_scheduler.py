@@ -89,6 +89,23 @@ def _count_batches(store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> list[int
     return done
 
 
+def test_an_idle_tick_only_reads_the_next_fire_time(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add(store, _policy(), NOW + timedelta(minutes=1))
+    batches = _count_batches(store, monkeypatch)
+    selectors: list[datetime] = []
+    original = store.due_selector_policies
+    monkeypatch.setattr(
+        store, "due_selector_policies", lambda now: selectors.append(now) or original(now)
+    )
+    scheduler = Scheduler(store, _no_cloud)
+    assert scheduler.tick(NOW) == scheduler_module.TickResult(0, 0)
+    assert (batches, selectors) == ([], [])
+    assert scheduler.tick(NOW + timedelta(minutes=1)).runs == 1
+    assert batches and selectors == [NOW + timedelta(minutes=1)]
+
+
 def test_tick_batches_and_stops_after_a_short_batch(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,6 +74,9 @@ class Scheduler:
         a batch comes back short (nothing else was due and unlocked) and none of
         its schedules is still due (``max_fires_per_tick`` can leave one behind).
         """
+        upcoming = self.store.next_fire_time()
+        if upcoming is None or upcoming > now:  # the idle tick: one indexed read, no lock
+            return TickResult(0, 0)
         schedules = runs = 0
         limit = self.settings.tick_batch
         next_fires: NextFires = {}

@@ -38,8 +38,21 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
+SELECTOR_POLICIES_SQL = "selector_key IS NOT NULL"
+
+
 class PolicyRow(Base):
     __tablename__ = "policies"
+    __table_args__ = (
+        # The tick asks which selector policies are due before it locks anything: few
+        # policies have a selector, and this keeps that question off a scan of all of them.
+        Index(
+            "ix_policies_with_selector",
+            "id",
+            sqlite_where=text(SELECTOR_POLICIES_SQL),
+            postgresql_where=text(SELECTOR_POLICIES_SQL),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)

@@ -253,12 +253,11 @@ class SqlStore:
         releases it before any cloud call.)
         """
         s, p = _SCHEDULES.c, _POLICIES.c
+        due = select(s.id).where(s.policy_id == p.id, s.next_fire_at <= now).exists()
         query = (
             select(p.id, p.name, p.timezone, p.window_minutes, p.selector_key)
             .add_columns(p.selector_value, p.cloud, p.label)
-            .distinct()
-            .join_from(_SCHEDULES, _POLICIES, p.id == s.policy_id)
-            .where(s.next_fire_at <= now, p.selector_key.is_not(None), p.enabled.is_(True))
+            .where(p.selector_key.is_not(None), p.enabled.is_(True), due)
         )
         with self.engine.connect() as connection:
             return [
