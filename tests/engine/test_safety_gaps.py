@@ -46,6 +46,20 @@ def good(rig: Rig, target: str) -> list[Backup]:
     return rig.store.list_backups(BackupFilter(target=target, statuses=(BackupStatus.AVAILABLE,)))
 
 
+def image_backup(
+    backup_id: str, status: BackupStatus, created_at: Any, run_id: str | None = None
+) -> Backup:
+    """A server-image backup of target ``srv``, as the store-level tests record them."""
+    return Backup(
+        id=backup_id,
+        target="srv",
+        kind=BackupKind.SERVER_IMAGE,
+        status=status,
+        created_at=created_at,
+        run_id=run_id,
+    )
+
+
 def image_of(backup: Backup) -> str:
     (image,) = [a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.IMAGE]
     return image
@@ -276,14 +290,7 @@ def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
     [old] = store.claim_runs(clock.now(), "w1", lease_seconds=1)
     [new] = store.claim_runs(clock.now() + timedelta(seconds=2), "w2", lease_seconds=60)
     stale, fresh = (run.id, old.attempt), (run.id, new.attempt)
-    record = Backup(
-        id="b-1",
-        target="srv",
-        kind=BackupKind.SERVER_IMAGE,
-        status=BackupStatus.CREATING,
-        created_at=clock.now(),
-        run_id=run.id,
-    )
+    record = image_backup("b-1", BackupStatus.CREATING, clock.now(), run.id)
     with pytest.raises(LeaseLost):
         store.ensure_backup(record, fence=stale)
     assert store.backup_for_run(run.id) is None
@@ -324,31 +331,12 @@ def test_the_store_forgets_nothing_before_the_runs_own_backup_is_good(
     run = store.create_manual_run(target="srv", now=clock.now(), label="manual", retention=None)
     [claimed] = store.claim_runs(clock.now(), "w1", lease_seconds=60)
     fence = (run.id, claimed.attempt)
-    older = Backup(
-        id="b-old",
-        target="srv",
-        kind=BackupKind.SERVER_IMAGE,
-        status=BackupStatus.AVAILABLE,
-        created_at=clock.now() - timedelta(days=2),
-    )
-    other = Backup(
-        id="b-other",
-        target="srv",
-        kind=BackupKind.SERVER_IMAGE,
-        status=BackupStatus.AVAILABLE,
-        created_at=clock.now() - timedelta(days=1),
-    )
+    older = image_backup("b-old", BackupStatus.AVAILABLE, clock.now() - timedelta(days=2))
+    other = image_backup("b-other", BackupStatus.AVAILABLE, clock.now() - timedelta(days=1))
     store.ensure_backup(older)
     store.ensure_backup(other)
     assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
-    new = Backup(
-        id="b-new",
-        target="srv",
-        kind=BackupKind.SERVER_IMAGE,
-        status=BackupStatus.CREATING,
-        created_at=clock.now(),
-        run_id=run.id,
-    )
+    new = image_backup("b-new", BackupStatus.CREATING, clock.now(), run.id)
     store.ensure_backup(new, fence=fence)
     assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
     assert store.get_backup("b-old").status is BackupStatus.AVAILABLE
