@@ -240,9 +240,12 @@ class SqlStore:
     # -- scheduler tick --------------------------------------------------------------
 
     def next_fire_time(self) -> datetime | None:
-        """The earliest upcoming fire time over all schedules (for sleeping until it)."""
-        with self._session() as session:
-            return session.scalar(select(func.min(ScheduleRow.next_fire_at)))
+        """The earliest upcoming fire time over all schedules (for sleeping until it).
+
+        Also every idle tick's only question, so it is one Core read of an index.
+        """
+        with self.engine.connect() as connection:
+            return connection.scalar(select(func.min(ScheduleRow.next_fire_at)))
 
     def due_selector_policies(self, now: datetime) -> list[DuePolicy]:
         """Enabled policies with a selector and a schedule due at ``now`` (no row locked).
