@@ -114,6 +114,7 @@ def test_unknown_policy(cli: CliRunner, existing: dict[str, object], args: list[
     [
         ("mysql://u@h/db", ["mysql"]),
         ("not a url", ["database URL"]),
+        ("postgresql+psycopg2://u@h/db", ["psycopg2", "driver"]),
     ],
 )
 def test_bad_db_url(cli: CliRunner, url: str, words: list[str]) -> None:

@@ -255,6 +255,18 @@ def test_backup_per_run_is_created_once_and_artifacts_are_idempotent(store: SqlS
     assert store.backup_for_run(run_id) == loaded
 
 
+def test_finish_deletion_only_records_a_backup_still_being_deleted(store: SqlStore) -> None:
+    backup = store.ensure_backup(_backup(None))
+    store.update_backup(backup.id, status=BackupStatus.DELETING)
+    store.update_backup(backup.id, status=BackupStatus.AVAILABLE)  # restored meanwhile
+    assert store.finish_deletion(backup.id, now=T0) is False
+    assert store.get_backup(backup.id).status is BackupStatus.AVAILABLE
+    store.update_backup(backup.id, status=BackupStatus.DELETING)
+    assert store.finish_deletion(backup.id, now=T0) is True
+    done = store.get_backup(backup.id)
+    assert (done.status, done.deleted_at) == (BackupStatus.DELETED, T0)
+
+
 def test_backup_listing_filters_and_protection(store: SqlStore) -> None:
     older = store.ensure_backup(_backup(at=T0))
     newer = store.ensure_backup(_backup(at=T0 + timedelta(days=1)))

@@ -112,7 +112,4 @@ class Collector:
             )
         if failures:
             return False
-        self.store.update_backup(
-            backup.id, status=BackupStatus.DELETED, deleted_at=self.clock.now()
-        )
-        return True
+        return self.store.finish_deletion(backup.id, now=self.clock.now())

@@ -32,6 +32,14 @@ def normalise_url(url: str) -> str:
             f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql",
             field="db",
         )
+    if parsed.get_driver_name() not in ("pysqlite", "psycopg"):
+        # The tick counts inserted runs by an executemany's rowcount: psycopg 3 and sqlite3
+        # sum it over the batch; other drivers (psycopg2's batch mode) do not.
+        raise InvalidInput(
+            f"unsupported database driver {parsed.get_driver_name()!r}: use postgresql:// "
+            "(psycopg 3) or sqlite:///PATH",
+            field="db",
+        )
     return parsed.render_as_string(hide_password=False)
 
 

@@ -801,6 +801,20 @@ class SqlStore:
             gone = (BackupStatus.DELETING.value, BackupStatus.DELETED.value)
             return [self._backup(session, r) for r in session.scalars(mine) if r.status in gone]
 
+    def finish_deletion(self, backup_id: str, *, now: datetime) -> bool:
+        """Record a backup ``deleted`` once its artifacts are gone, if it is still ``deleting``.
+
+        Conditional, so that it cannot overwrite a decision taken meanwhile (another
+        collector's check restoring the backup). Returns whether it was recorded.
+        """
+        with self.engine.begin() as connection:
+            done = connection.execute(
+                update(_BACKUPS)
+                .where(_BACKUPS.c.id == backup_id, _BACKUPS.c.status == BackupStatus.DELETING.value)
+                .values(status=BackupStatus.DELETED.value, deleted_at=now)
+            )
+            return done.rowcount == 1
+
     def check_deletion(self, backup_id: str) -> str | None:
         """The collector's last check before it deletes a backup's artifacts.
 
@@ -903,6 +917,7 @@ class SqlStore:
 _SCHEDULES = cast(Table, ScheduleRow.__table__)
 _POLICIES = cast(Table, PolicyRow.__table__)
 _RUNS = cast(Table, RunRow.__table__)
+_BACKUPS = cast(Table, BackupRow.__table__)
 
 
 @dataclass(frozen=True)
