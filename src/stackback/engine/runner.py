@@ -81,7 +81,7 @@ class Unexpected(StackbackError):
     retryable = True
 
 
-def _fence(run: Run) -> tuple[str, int]:
+def _fence_of(run: Run) -> tuple[str, int]:
     """What a worker's backup and artifact writes name: the run and the attempt it holds."""
     return (run.id, run.attempt)
 
@@ -262,7 +262,7 @@ class Runner:
                 cloud=run.cloud,
                 project=policy.project if policy else None,
             ),
-            fence=_fence(run),
+            fence=_fence_of(run),
         )
         failpoint("after-backup-record")
         stamp = markers(run, backup.id)
@@ -296,7 +296,7 @@ class Runner:
         self, run: Run, backup: Backup, ref: ArtifactRef, status: ArtifactStatus
     ) -> None:
         self.store.add_artifact(
-            backup.id, ref.kind, ref.id, status=status, now=self.clock.now(), fence=_fence(run)
+            backup.id, ref.kind, ref.id, status=status, now=self.clock.now(), fence=_fence_of(run)
         )
 
     def _check(self, run: Run, backup: Backup, infos: dict[ArtifactRef, ArtifactInfo]) -> None:
@@ -312,7 +312,7 @@ class Runner:
                 continue
             if info.status is not artifact.status or info.size != artifact.size:
                 self.store.update_artifact(
-                    artifact.id, status=info.status, size=info.size, fence=_fence(run)
+                    artifact.id, status=info.status, size=info.size, fence=_fence_of(run)
                 )
             if info.status in (ArtifactStatus.FAILED, ArtifactStatus.DELETED):
                 broken.append(f"{ref.kind.value} {ref.id} is {info.status.value} {info.detail}")
@@ -340,7 +340,7 @@ class Runner:
             self._release(run, now + self.settings.poll_interval, note)
             return
         self.store.update_backup(
-            backup.id, status=BackupStatus.AVAILABLE, completed_at=now, fence=_fence(run)
+            backup.id, status=BackupStatus.AVAILABLE, completed_at=now, fence=_fence_of(run)
         )
         failpoint("after-backup-available")
         run = self.store.update_run(
@@ -354,7 +354,7 @@ class Runner:
     def _discard(self, run: Run, backup: Backup, why: str) -> None:
         """Mark a backup failed. A failed run deletes nothing: its artifacts stay recorded."""
         self.store.update_backup(
-            backup.id, status=BackupStatus.FAILED, error=why, fence=_fence(run)
+            backup.id, status=BackupStatus.FAILED, error=why, fence=_fence_of(run)
         )
 
     def _rotate(self, run: Run) -> None:
@@ -374,16 +374,10 @@ class Runner:
             rules, zone, scope = RetentionPolicy(), parse_timezone("UTC"), None
         forgotten: list[Backup] = []
         kept = 0
-        fence = _fence(run)
+        fence = _fence_of(run)
         own = self.store.backup_for_run(run.id)
-        held = (
-            ""
-            if own is not None and own.status is BackupStatus.AVAILABLE
-            else (
-                f" (its own backup is {own.status.value if own else 'missing'}: nothing forgotten)"
-            )
-        )
-        if scope is not None and not rules.is_empty() and not held:
+        own_is_good = own is not None and own.status is BackupStatus.AVAILABLE
+        if scope is not None and not rules.is_empty() and own_is_good:
             candidates = [
                 b
                 for b in self.store.list_backups(scope)
@@ -411,9 +405,12 @@ class Runner:
                 budget=self.settings.deletion_budget,
             )
         failpoint("after-rotation-decided")
-        detail = f"kept {kept}, forgetting {len(forgotten)}" + (
-            ": " + ", ".join(b.id for b in forgotten) if forgotten else held
-        )
+        detail = f"kept {kept}, forgetting {len(forgotten)}"
+        if forgotten:
+            detail += ": " + ", ".join(b.id for b in forgotten)
+        elif not own_is_good:
+            state = own.status.value if own is not None else "missing"
+            detail += f" (its own backup is {state}: nothing forgotten)"
         self.collector.collect(forgotten)
         self.store.update_run(
             run.id,

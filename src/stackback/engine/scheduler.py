@@ -75,7 +75,7 @@ class Scheduler:
         its schedules is still due (``max_fires_per_tick`` can leave one behind).
         """
         upcoming = self.store.next_fire_time()
-        if upcoming is None or upcoming > now:  # the idle tick: one indexed read, no lock
+        if upcoming is None or upcoming > now:  # the idle tick: one indexed read, nothing else
             return TickResult(0, 0)
         schedules = runs = 0
         limit = self.settings.tick_batch
