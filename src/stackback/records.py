@@ -14,13 +14,19 @@ from stackback.policy import BackupStatus, RunState, Selector
 
 @dataclass(frozen=True)
 class ScheduleState:
-    """A policy's cron schedule and where it stands."""
+    """A policy's cron schedule and where it stands.
+
+    ``deferred_fire_at`` is an occurrence whose targets the cloud could not
+    list yet (a transient error); ``next_fire_at`` is then when the scheduler
+    asks again, not the next cron time.
+    """
 
     id: int
     policy_id: str
     cron: str
     next_fire_at: datetime | None
     last_fired_at: datetime | None
+    deferred_fire_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +75,8 @@ class TickPlan:
     runs: list[NewRun] = field(default_factory=list)
     next_fire_at: datetime | None = None
     fired_at: datetime | None = None
+    deferred_fire_at: datetime | None = None
+    """An occurrence kept for later (``next_fire_at`` is then when to try it again)."""
 
 
 @dataclass(frozen=True)

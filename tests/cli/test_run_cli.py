@@ -126,3 +126,34 @@ def test_demo_json(cli: CliRunner, tmp_path: Path) -> None:
     assert data["simulated_days"] == 3
     assert data["runs_by_state"].get("succeeded", 0) > 0
     assert all(b["reasons"] for backups in data["kept"].values() for b in backups)
+
+
+def test_a_selector_the_cloud_cannot_list_is_asked_again(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1", metadata={"backup": "gold"})
+    ok_json(cli, "policy", "create", "gold", "--selector", "backup=gold", "--cron", "0 1 * * *")
+    fire = datetime.fromisoformat(
+        ok_json(cli, "policy", "show", "gold")["schedules"][0]["next_run_utc"]
+    )
+    sim.cloud.configure(sim.cloud.config().with_faults(error_rate=1.0))  # every call: 503
+
+    tick = cli(
+        "--os-cloud", sim.spec, "scheduler", "--once", *clock_at(fire + timedelta(minutes=1))
+    )
+    assert tick.code == 0, tick.err
+    assert ok_json(cli, "run", "list", "--policy", "gold") == []
+    [schedule] = ok_json(cli, "policy", "show", "gold")["schedules"]
+    assert datetime.fromisoformat(schedule["deferred_occurrence"]) == fire
+    retry = datetime.fromisoformat(schedule["next_run_utc"])
+    assert fire + timedelta(minutes=2) <= retry < fire + timedelta(minutes=2, seconds=5)
+    shown = cli("policy", "show", "gold")
+    assert "retrying the" in shown.out and "targets could not be listed" in shown.out
+
+    sim.cloud.configure(sim.cloud.config().with_faults(error_rate=0.0))
+    tick = cli("--os-cloud", sim.spec, "scheduler", "--once", *clock_at(retry))
+    assert tick.code == 0, tick.err
+    [run] = ok_json(cli, "run", "list", "--policy", "gold")
+    assert (run["state"], run["target_name"]) == ("pending", "web1")
+    assert datetime.fromisoformat(run["scheduled_for"]) == fire
+    [schedule] = ok_json(cli, "policy", "show", "gold")["schedules"]
+    assert schedule["deferred_occurrence"] is None
+    assert datetime.fromisoformat(schedule["next_run_utc"]) == fire + timedelta(days=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from stackback.engine import scheduler as scheduler_module
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudUnavailable
+from stackback.errors import CloudError, CloudRejected, CloudUnavailable
 from stackback.policy import BackupKind, Policy, RunState, Selector
 from stackback.ports import Cloud, ServerInfo
 from stackback.retention import RetentionPolicy
@@ -65,14 +66,15 @@ def _no_cloud(cloud: str | None) -> Cloud:
 class _Selecting:
     """A cloud whose ``find_servers`` returns fixed servers (or fails), counting calls."""
 
-    def __init__(self, servers: list[ServerInfo] | None) -> None:
+    def __init__(self, servers: list[ServerInfo] | None, error: CloudError | None = None) -> None:
         self.servers = servers
+        self.error = error or CloudUnavailable("nova is down")
         self.calls: list[Selector] = []
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         self.calls.append(selector)
         if self.servers is None:
-            raise CloudUnavailable("nova is down")
+            raise self.error
         return self.servers
 
 
@@ -274,13 +276,80 @@ def test_a_stale_selector_answer_is_not_used(store: SqlStore) -> None:
     assert cloud.calls == [Selector("backup", "gold")]
 
 
-def test_selector_failure_records_a_failed_run(store: SqlStore) -> None:
+def test_a_transient_selector_failure_defers_the_occurrence_until_the_cloud_answers(
+    store: SqlStore,
+) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
-    assert Scheduler(store, lambda _name: _Selecting(None)).tick(NOW).runs == 1  # type: ignore[arg-type,return-value]
+    cloud = _Selecting(None)
+    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+
+    assert scheduler.tick(NOW).runs == 0
+    [state] = store.schedules(policy.id)
+    assert (state.deferred_fire_at, state.next_fire_at) == (NOW, NOW + timedelta(seconds=30))
+    assert scheduler.tick(NOW + timedelta(seconds=29)).schedules == 0  # nothing before the retry
+
+    assert scheduler.tick(NOW + timedelta(seconds=30)).runs == 0  # still down: waits twice as long
+    assert store.schedules(policy.id)[0].next_fire_at == NOW + timedelta(seconds=60)
+
+    cloud.servers = [ServerInfo(id="id-1", name="web-1", status="ACTIVE")]
+    assert scheduler.tick(NOW + timedelta(seconds=60)).runs == 1
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert (run.target, run.target_name, run.state) == ("id-1", "web-1", RunState.PENDING)
+    assert run.scheduled_for == NOW and run.error is None
+    [state] = store.schedules(policy.id)
+    assert state.deferred_fire_at is None
+    assert (state.next_fire_at, state.last_fired_at) == (NOW + timedelta(days=1), NOW)
+    assert len(cloud.calls) == 3
+
+
+def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
+    store: SqlStore,
+) -> None:
+    policy = _add(store, _policy(selector=Selector("backup", "gold"), window=30))
+    cloud = _Selecting(None)
+    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    attempts: list[datetime] = []
+    while not store.list_runs(RunFilter(policy_id=policy.id)):
+        at = store.next_fire_time()
+        assert at is not None and len(attempts) < 50
+        attempts.append(at)
+        scheduler.tick(at)
+
+    gaps = [later - earlier for earlier, later in pairwise(attempts)]
+    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 30, 60, 120)]  # the waits double...
+    assert max(gaps) == EngineSettings().retry_max  # ...up to retry_max
+    assert attempts[-1] < NOW + timedelta(minutes=30) <= attempts[-1] + max(gaps)
+    assert len(cloud.calls) == len(attempts)
     [run] = store.list_runs(RunFilter(policy_id=policy.id))
     assert run.state is RunState.FAILED and run.target == "selector:backup=gold"
-    assert "could not resolve targets" in (run.error or "")
+    assert run.scheduled_for == NOW and run.finished_at == attempts[-1]
+    assert run.error == (
+        "could not resolve targets: nova is down "
+        "(retried until the start window closed at 2025-03-04 09:30 UTC)"
+    )
+    [state] = store.schedules(policy.id)
+    assert (state.deferred_fire_at, state.next_fire_at) == (None, NOW + timedelta(days=1))
+
+
+def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlStore) -> None:
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    cloud = _Selecting(None, CloudRejected("401 Unauthorized: the project is disabled"))
+    assert Scheduler(store, lambda _name: cloud).tick(NOW).runs == 1  # type: ignore[arg-type,return-value]
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert run.state is RunState.FAILED and run.target == "selector:backup=gold"
+    assert run.error == "could not resolve targets: 401 Unauthorized: the project is disabled"
     assert run.finished_at == NOW
+    assert store.schedules(policy.id)[0].deferred_fire_at is None
+
+
+def test_changing_the_schedule_drops_a_deferred_occurrence(store: SqlStore) -> None:
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    assert store.schedules(policy.id)[0].deferred_fire_at == NOW
+    later = NOW + timedelta(days=1)
+    store.update_policy(policy, [later], now=NOW)
+    [state] = store.schedules(policy.id)
+    assert (state.deferred_fire_at, state.next_fire_at) == (None, later)
 
 
 def test_disabled_policy_stops_its_schedule(store: SqlStore) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, Table, insert
+from sqlalchemy import Engine, MetaData, Table, insert, select
 
 from stackback.errors import NotMigrated
 from stackback.store.database import (
@@ -168,7 +168,16 @@ def test_migrating_a_populated_database_keeps_every_row(db_url: str) -> None:
                 "SELECT id FROM backups WHERE deletion_guarded ORDER BY id"
             ).scalars()
             assert list(guarded) == ["b2"]  # the deletion in flight must spare the last good one
+        with engine.begin() as connection:  # an occurrence waiting for its selector (0004)
+            connection.exec_driver_sql(
+                "UPDATE schedules SET deferred_fire_at = next_fire_at, next_fire_at = NULL"
+            )
 
+        downgrade(engine, "0003")
+        with engine.connect() as connection:  # without deferrals it is simply due again
+            due = connection.execute(select(tables["schedules"].c.next_fire_at)).scalar_one()
+            assert due is not None
+            assert (due.astimezone(UTC) if due.tzinfo else due.replace(tzinfo=UTC)) == now
         downgrade(engine, "0001")
         assert {name: _count(engine, name) for name in TABLES} == counts
         upgrade(engine)

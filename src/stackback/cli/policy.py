@@ -47,6 +47,7 @@ def policy_detail(view: PolicyView) -> dict[str, Any]:
             "next_run": s.next_local,
             "next_run_utc": s.next_utc,
             "last_fired_at": s.last_fired_at,
+            "deferred_occurrence": s.deferred_occurrence,
         }
         for s in view.schedules
     ]
@@ -63,6 +64,12 @@ def _show_detail(view: PolicyView, fmt: str) -> None:
                 f"({s['next_run_utc'].isoformat(timespec='minutes')} UTC)"
                 if s["next_run"]
                 else "disabled"
+            )
+            + (
+                f"  (retrying the {s['deferred_occurrence'].isoformat(timespec='minutes')} UTC "
+                "occurrence: its targets could not be listed)"
+                if s["deferred_occurrence"]
+                else ""
             )
             for s in data["schedules"]
         ]

@@ -7,6 +7,12 @@ schedules (``SKIP LOCKED`` / ``BEGIN IMMEDIATE``) and inserts runs with
 After downtime, the latest missed occurrence of each schedule still runs if
 it is less than ``max(window, grace)`` late; every other missed occurrence is
 recorded as a ``missed`` run, never dropped silently.
+
+A selector the cloud cannot answer for a transient reason (5xx, timeout) is
+asked again with backoff, like a busy server during a run: the occurrence is
+deferred (kept on its schedule row) until the targets resolve or no further
+attempt fits before it would be late; then it is recorded as a ``failed`` run
+with the reason.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class Resolution:
     selector: Selector | None
     targets: list[Target]
     error: str | None
+    retryable: bool = False
 
 
 class Scheduler:
@@ -115,7 +122,7 @@ class Scheduler:
         """
         policy = due.policy
         expr, zone = due.schedule.cron, policy.timezone
-        first = due.schedule.next_fire_at
+        first = due.schedule.deferred_fire_at or due.schedule.next_fire_at
         assert first is not None
         memo: NextFires = {} if next_fires is None else next_fires
         fires = [first]
@@ -126,24 +133,67 @@ class Scheduler:
         if not policy.enabled:
             return TickPlan(next_fire_at=None)
         late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
-        targets, resolve_error = self._targets(policy, resolved or {})
+        resolution = self._targets(policy, resolved or {})
+        if resolution.error is not None:
+            return self._unresolved(policy, resolution, fires, next_fire, now, late_limit)
         runs: list[NewRun] = []
         for fire in fires:
             is_latest = next_fire > now and fire == fires[-1]
-            if resolve_error is not None:
-                runs.append(
-                    NewRun(
-                        target=f"selector:{policy.selector}",
-                        scheduled_for=fire,
-                        due_at=fire,
-                        state=RunState.FAILED,
-                        error=f"could not resolve targets: {resolve_error}",
-                    )
-                )
-                continue
-            for target in targets:
+            for target in resolution.targets:
                 runs.append(self._occurrence(policy, target, fire, now, is_latest, late_limit))
         return TickPlan(runs=runs, next_fire_at=next_fire, fired_at=fires[-1])
+
+    def _unresolved(
+        self,
+        policy: DuePolicy,
+        resolution: Resolution,
+        fires: list[datetime],
+        next_fire: datetime,
+        now: datetime,
+        late_limit: timedelta,
+    ) -> TickPlan:
+        """The plan when a selector could not be resolved: defer the latest fire, or fail.
+
+        The latest occurrence is deferred while a transient error may still clear
+        before the occurrence would be late: the next attempt comes after as long
+        as it has waited so far (``retry_base`` to ``retry_max``: the delays
+        double). Earlier occurrences, and the latest once no attempt fits, are
+        recorded as failed runs with the reason.
+        """
+        latest = fires[-1]
+        closes = latest + late_limit
+        reason = f"could not resolve targets: {resolution.error}"
+        if resolution.retryable and next_fire > now:
+            wait = min(max(now - latest, self.settings.retry_base), self.settings.retry_max)
+            if now + wait < closes:
+                log.info(
+                    "policy %s: the %s occurrence asks for its targets again at %s",
+                    policy.name,
+                    latest.isoformat(),
+                    (now + wait).isoformat(),
+                )
+                return TickPlan(
+                    runs=[self._unresolved_run(policy, fire, reason) for fire in fires[:-1]],
+                    next_fire_at=now + wait,
+                    fired_at=fires[-2] if len(fires) > 1 else None,
+                    deferred_fire_at=latest,
+                )
+            reason += f" (retried until the start window closed at {closes:%Y-%m-%d %H:%M} UTC)"
+        return TickPlan(
+            runs=[self._unresolved_run(policy, fire, reason) for fire in fires],
+            next_fire_at=next_fire,
+            fired_at=latest,
+        )
+
+    @staticmethod
+    def _unresolved_run(policy: DuePolicy, fire: datetime, reason: str) -> NewRun:
+        return NewRun(
+            target=f"selector:{policy.selector}",
+            scheduled_for=fire,
+            due_at=fire,
+            state=RunState.FAILED,
+            error=reason,
+        )
 
     def _occurrence(
         self,
@@ -172,13 +222,13 @@ class Scheduler:
             policy.id: self._resolve(policy) for policy in self.store.due_selector_policies(now)
         }
 
-    def _targets(self, policy: DuePolicy, resolved: Resolved) -> tuple[list[Target], str | None]:
+    def _targets(self, policy: DuePolicy, resolved: Resolved) -> Resolution:
         if policy.selector is None:
-            return [Target(t) for t in policy.targets], None
+            return Resolution(policy.cloud, None, [Target(t) for t in policy.targets], None)
         answer = resolved.get(policy.id)
         if answer is None or (answer.cloud, answer.selector) != (policy.cloud, policy.selector):
             answer = self._resolve(policy)
-        return answer.targets, answer.error
+        return answer
 
     def _resolve(self, policy: DuePolicy) -> Resolution:
         assert policy.selector is not None
@@ -186,7 +236,8 @@ class Scheduler:
             servers = self.clouds(policy.cloud).find_servers(policy.selector)
         except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
-            return Resolution(policy.cloud, policy.selector, [], error.message)
+            retryable = bool(getattr(error, "retryable", False))
+            return Resolution(policy.cloud, policy.selector, [], error.message, retryable)
         targets = [Target(s.id, s.name) for s in sorted(servers, key=lambda s: s.id)]
         return Resolution(policy.cloud, policy.selector, targets, None)
 

@@ -42,6 +42,8 @@ class ScheduleView:
     next_local: datetime | None
     next_utc: datetime | None
     last_fired_at: datetime | None
+    deferred_occurrence: datetime | None = None
+    """An occurrence waiting for its targets (``next_*`` is then when they are asked again)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class PolicyService:
                     next_local=nxt.astimezone(zone) if nxt else None,
                     next_utc=nxt,
                     last_fired_at=state.last_fired_at,
+                    deferred_occurrence=state.deferred_fire_at,
                 )
             )
         return PolicyView(policy, tuple(views))

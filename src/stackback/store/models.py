@@ -82,6 +82,7 @@ class ScheduleRow(Base):
     cron: Mapped[str] = mapped_column(String(255))
     next_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     last_fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deferred_fire_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class RunRow(Base):

@@ -188,6 +188,7 @@ class SqlStore:
                 session.add(row)
             row.position = position
             row.next_fire_at = next_fire
+            row.deferred_fire_at = None
             session.flush()
             keep_ids.add(row.id)
         for row in existing.values():
@@ -305,6 +306,7 @@ class SqlStore:
                 cron,
                 next_fire_at,
                 last_fired_at,
+                deferred_fire_at,
                 name,
                 timezone,
                 window_minutes,
@@ -330,7 +332,9 @@ class SqlStore:
                     cloud=cloud,
                     label=label,
                 )
-                schedule = ScheduleState(schedule_id, policy_id, cron, next_fire_at, last_fired_at)
+                schedule = ScheduleState(
+                    schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at
+                )
                 plan = planner(DueSchedule(schedule, policy))
                 for run in plan.runs:
                     new_runs.append(
@@ -353,7 +357,12 @@ class SqlStore:
                         )
                     )
                 advances.append(
-                    (bind(plan.next_fire_at), bind(plan.fired_at or last_fired_at), schedule_id)
+                    (
+                        bind(plan.next_fire_at),
+                        bind(plan.fired_at or last_fired_at),
+                        bind(plan.deferred_fire_at),
+                        schedule_id,
+                    )
                 )
             inserted = 0
             if new_runs:
@@ -928,7 +937,7 @@ class _TickStatements:
     insert_runs: str
     """Driver-level SQL (positional parameters in ``_TICK_RUN_COLUMNS`` order)."""
     advance: str
-    """Driver-level SQL: next fire, last fired, schedule id."""
+    """Driver-level SQL: next fire, last fired, deferred fire, schedule id."""
 
     @classmethod
     def build(cls, is_postgres: bool, limit: int) -> _TickStatements:
@@ -940,6 +949,7 @@ class _TickStatements:
                 s.cron,
                 s.next_fire_at,
                 s.last_fired_at,
+                s.deferred_fire_at,
                 p.name,
                 p.timezone,
                 p.window_minutes,
@@ -964,7 +974,8 @@ class _TickStatements:
             "ON CONFLICT (policy_id, target, scheduled_for) DO NOTHING"
         )
         advance = (
-            f"UPDATE schedules SET next_fire_at = {mark}, last_fired_at = {mark} WHERE id = {mark}"
+            f"UPDATE schedules SET next_fire_at = {mark}, last_fired_at = {mark}, "
+            f"deferred_fire_at = {mark} WHERE id = {mark}"
         )
         return cls(due, insert_runs, advance)
 
@@ -1024,6 +1035,7 @@ def _schedule_state(row: ScheduleRow) -> ScheduleState:
         cron=row.cron,
         next_fire_at=row.next_fire_at,
         last_fired_at=row.last_fired_at,
+        deferred_fire_at=row.deferred_fire_at,
     )
 
 
