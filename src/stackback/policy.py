@@ -236,3 +236,7 @@ class Backup:
     reasons: tuple[str, ...] = ()
     error: str | None = None
     artifacts: tuple[Artifact, ...] = field(default=())
+    deletion_run_id: str | None = None
+    """The run whose retention asked for this backup's deletion (None: asked by hand)."""
+    deletion_guarded: bool = False
+    """The deletion must leave the target another good backup (checked again just before)."""

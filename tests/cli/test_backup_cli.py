@@ -41,6 +41,8 @@ BACKUP_KEYS = {
     "run_id",
     "error",
     "artifacts",
+    "deletion_run_id",
+    "deletion_guarded",
 }
 
 
@@ -113,6 +115,7 @@ def test_protect_unprotect_and_delete_rules(cli: CliRunner, sim: Sim) -> None:
     deleted = ok_json(cli, "--os-cloud", sim.spec, "backup", "delete", first)
     assert deleted["status"] == "deleted"
     assert deleted["deleted_at"] is not None
+    assert (deleted["deletion_run_id"], deleted["deletion_guarded"]) == (None, True)  # by hand
     gone = {a["id"] for a in ok_json(cli, "backup", "show", first, "-f", "json")["artifacts"]}
     assert live_images(sim) == images_before - gone
 
@@ -126,6 +129,7 @@ def test_protect_unprotect_and_delete_rules(cli: CliRunner, sim: Sim) -> None:
     ok_json(cli, "backup", "protect", second)
     forced = ok_json(cli, "--os-cloud", sim.spec, "backup", "delete", second, "--force")
     assert forced["status"] == "deleted"
+    assert forced["deletion_guarded"] is False  # --force may take the last good one
     assert live_images(sim) == set()
 
     assert ok_json(cli, "backup", "list") == []
@@ -159,6 +163,8 @@ def test_keep_last_rotates_only_its_label(cli: CliRunner, sim: Sim) -> None:
     assert [live[i]["label"] for i in pre[1:]] == ["pre-upgrade", "pre-upgrade"]
     oldest = ok_json(cli, "backup", "show", str(pre[0]))
     assert oldest["status"] == "deleted"
+    rotated_by = ok_json(cli, "backup", "show", str(pre[-1]))["run_id"]
+    assert (oldest["deletion_run_id"], oldest["deletion_guarded"]) == (rotated_by, True)
     oldest_images = {a["id"] for a in oldest["artifacts"]}
     assert oldest_images.isdisjoint(live_images(sim))
     assert len(live_images(sim)) == 3

@@ -30,6 +30,8 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "reasons": list(backup.reasons),
         "run_id": backup.run_id,
         "error": backup.error,
+        "deletion_run_id": backup.deletion_run_id,
+        "deletion_guarded": backup.deletion_guarded,
         "artifacts": [
             {
                 "kind": a.kind.value,

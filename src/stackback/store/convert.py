@@ -133,4 +133,6 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         reasons=tuple(row.reasons or ()),
         error=row.error,
         artifacts=tuple(artifact_from_row(a) for a in artifacts or ()),
+        deletion_run_id=row.deletion_run_id,
+        deletion_guarded=row.deletion_guarded,
     )
