@@ -11,11 +11,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
 
 import stackback.engine.runner as runner_module
 from stackback.engine.collector import Collector
@@ -29,12 +32,14 @@ from stackback.policy import (
     Backup,
     BackupKind,
     BackupStatus,
+    Policy,
     Run,
     RunState,
 )
 from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
+from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import BackupFilter, SqlStore
 from tests.engine.conftest import Rig
 from tests.engine.test_runs import DAY, daily, live_images, runs
@@ -395,3 +400,77 @@ def test_the_deletion_budget_holds_across_a_crash_after_the_rotation_decision(
     # the next run has a budget of its own again
     survivor.drain(rig.clock.now() + DAY)
     assert len(live_images(rig)) == 8 - 4
+
+
+# -- 4. lock order: deleting a policy vs a deletion request --------------------------------
+
+
+@pytest.mark.postgres
+def test_deleting_a_policy_waits_for_a_deletion_request_instead_of_deadlocking(
+    postgres_url: str, clock: Any
+) -> None:
+    """Both lock the policy's backups in id order, so neither can hold what the other needs.
+
+    Deleting a policy sets its backups' ``policy_id`` to NULL; PostgreSQL's foreign key
+    action alone touches them in table order. A deletion request locks a target's backups
+    in id order. With the backup inserted first having the larger id, the two orders cross.
+    """
+    engine = create_db_engine(postgres_url)
+    upgrade(engine)
+    store = SqlStore(engine)
+    other = create_engine(postgres_url)
+    try:
+        policy = store.create_policy(
+            Policy(
+                id="p-1",
+                name="nightly",
+                kind=BackupKind.SERVER_IMAGE,
+                schedules=("0 1 * * *",),
+                timezone="UTC",
+                retention=RetentionPolicy(last=3),
+                targets=("srv",),
+            ),
+            [None],
+            now=clock.now(),
+        )
+        for backup_id in ("b-9", "b-1"):  # table order b-9, b-1; id order b-1, b-9
+            store.ensure_backup(
+                replace(
+                    image_backup(backup_id, BackupStatus.AVAILABLE, clock.now()),
+                    policy_id=policy.id,
+                )
+            )
+        failures: list[Exception] = []
+
+        def delete_policy() -> None:
+            try:
+                store.delete_policy(policy.id, now=clock.now())
+            except Exception as error:  # a deadlock victim
+                failures.append(error)
+
+        with other.connect() as request:
+            request.exec_driver_sql("SET lock_timeout = '10s'")
+            request.exec_driver_sql("SELECT id FROM backups WHERE id = 'b-1' FOR UPDATE")
+            deleting = threading.Thread(target=delete_policy)
+            deleting.start()
+            with other.connect() as probe:  # until the policy delete waits for a lock
+                for _ in range(100):
+                    waiting = probe.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    ).scalar_one()
+                    if waiting:
+                        break
+                    time.sleep(0.05)
+                assert waiting, "the policy delete never waited for the locked backup"
+            try:
+                request.exec_driver_sql("SELECT id FROM backups WHERE id = 'b-9' FOR UPDATE")
+                request.commit()
+            except Exception as error:  # the deadlock victim may be this side
+                failures.append(error)
+                request.rollback()
+            deleting.join(15)
+        assert failures == []
+        assert [b.policy_id for b in store.list_backups(BackupFilter(target="srv"))] == [None] * 2
+    finally:
+        other.dispose()
+        store.dispose()

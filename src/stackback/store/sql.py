@@ -213,6 +213,17 @@ class SqlStore:
         with self._session() as session:
             row = self._policy_row(session, ref)
             policy = policy_from_row(row, self._crons(session, row.id))
+            # The delete sets policy_id to NULL on the policy's runs and backups. Lock them
+            # first in the order workers and deletion requests do (a run, then backups by
+            # id): the foreign key action alone would take them in table order, and could
+            # deadlock with a concurrent deletion request on PostgreSQL.
+            for table in (RunRow, BackupRow):
+                session.execute(
+                    select(table.id)
+                    .where(table.policy_id == row.id)
+                    .order_by(table.id)
+                    .with_for_update()
+                )
             session.execute(
                 update(RunRow)
                 .where(RunRow.policy_id == row.id, RunRow.state == RunState.PENDING.value)
