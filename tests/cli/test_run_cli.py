@@ -143,10 +143,11 @@ def test_a_selector_the_cloud_cannot_list_is_asked_again(cli: CliRunner, sim: Si
     assert ok_json(cli, "run", "list", "--policy", "gold") == []
     [schedule] = ok_json(cli, "policy", "show", "gold")["schedules"]
     assert datetime.fromisoformat(schedule["deferred_occurrence"]) == fire
-    retry = datetime.fromisoformat(schedule["next_run_utc"])
+    assert datetime.fromisoformat(schedule["next_run_utc"]) == fire + timedelta(days=1)
+    retry = datetime.fromisoformat(schedule["retry_at"])
     assert fire + timedelta(minutes=2) <= retry < fire + timedelta(minutes=2, seconds=5)
     shown = cli("policy", "show", "gold")
-    assert "retrying the" in shown.out and "targets could not be listed" in shown.out
+    assert "waits for its targets" in shown.out and "asking again at" in shown.out
 
     sim.cloud.configure(sim.cloud.config().with_faults(error_rate=0.0))
     tick = cli("--os-cloud", sim.spec, "scheduler", "--once", *clock_at(retry))
@@ -155,5 +156,5 @@ def test_a_selector_the_cloud_cannot_list_is_asked_again(cli: CliRunner, sim: Si
     assert (run["state"], run["target_name"]) == ("pending", "web1")
     assert datetime.fromisoformat(run["scheduled_for"]) == fire
     [schedule] = ok_json(cli, "policy", "show", "gold")["schedules"]
-    assert schedule["deferred_occurrence"] is None
+    assert schedule["deferred_occurrence"] is None and schedule["retry_at"] is None
     assert datetime.fromisoformat(schedule["next_run_utc"]) == fire + timedelta(days=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -318,14 +319,14 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
     gaps = [later - earlier for earlier, later in pairwise(attempts)]
     assert gaps[:4] == [timedelta(seconds=s) for s in (30, 30, 60, 120)]  # the waits double...
     assert max(gaps) == EngineSettings().retry_max  # ...up to retry_max
-    assert attempts[-1] < NOW + timedelta(minutes=30) <= attempts[-1] + max(gaps)
+    assert attempts[-1] == NOW + timedelta(minutes=30, seconds=-1)  # the last moment not late
     assert len(cloud.calls) == len(attempts)
     [run] = store.list_runs(RunFilter(policy_id=policy.id))
     assert run.state is RunState.FAILED and run.target == "selector:backup=gold"
     assert run.scheduled_for == NOW and run.finished_at == attempts[-1]
     assert run.error == (
         "could not resolve targets: nova is down "
-        "(retried until the start window closed at 2025-03-04 09:30 UTC)"
+        "(asked again until 2025-03-04 09:29:59 UTC, the end of its window)"
     )
     [state] = store.schedules(policy.id)
     assert (state.deferred_fire_at, state.next_fire_at) == (None, NOW + timedelta(days=1))
@@ -342,14 +343,79 @@ def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlSto
     assert store.schedules(policy.id)[0].deferred_fire_at is None
 
 
-def test_changing_the_schedule_drops_a_deferred_occurrence(store: SqlStore) -> None:
+def test_a_deferred_occurrence_is_never_later_than_the_next_cron_time(store: SqlStore) -> None:
+    policy = _add(store, _policy("*/5 * * * *", selector=Selector("backup", "gold"), window=0))
+    cloud = _Selecting(None)
+    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    for _ in range(5):  # 09:00, 09:00:30, 09:01, 09:02, 09:04: the doubled wait reaches 09:08
+        at = store.next_fire_time()
+        assert at is not None
+        scheduler.tick(at)
+    assert store.next_fire_time() == NOW + timedelta(minutes=5)  # the next cron time comes first
+
+    cloud.servers = [ServerInfo(id="id-1", name="web-1", status="ACTIVE")]
+    scheduler.tick(NOW + timedelta(minutes=5))
+    by_time = {r.scheduled_for: r for r in store.list_runs(RunFilter(policy_id=policy.id))}
+    assert by_time[NOW + timedelta(minutes=5)].state is RunState.PENDING
+    waited = by_time[NOW]
+    assert (waited.state, waited.target) == (RunState.MISSED, "id-1")
+    assert waited.error == (
+        "a later occurrence of the same schedule replaced it "
+        "(its targets could not be listed until then)"
+    )
+
+
+def _waiting(store: SqlStore, **changes: Any) -> tuple[Policy, Policy]:
+    """A selector policy whose NOW occurrence waits for its targets, and a changed copy."""
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
     Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
     assert store.schedules(policy.id)[0].deferred_fire_at == NOW
-    later = NOW + timedelta(days=1)
-    store.update_policy(policy, [later], now=NOW)
+    return policy, replace(policy, **changes)
+
+
+def test_editing_a_policy_keeps_its_waiting_occurrence(store: SqlStore) -> None:
+    policy, edited = _waiting(
+        store, timezone="Europe/Amsterdam", schedules=("0 9 * * *", "0 21 * * *")
+    )
+    store.update_policy(edited, [NOW + timedelta(days=1), NOW + timedelta(hours=12)], now=NOW)
+    by_cron = {s.cron: s for s in store.schedules(policy.id)}
+    kept = by_cron["0 9 * * *"]
+    assert (kept.deferred_fire_at, kept.next_fire_at) == (NOW, NOW + timedelta(seconds=30))
+    assert by_cron["0 21 * * *"].deferred_fire_at is None
+    assert store.list_runs(RunFilter(policy_id=policy.id)) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"enabled": False}, "its policy was disabled"),
+        ({"schedules": ("0 10 * * *",)}, "its schedule was removed"),
+    ],
+)
+def test_a_waiting_occurrence_whose_schedule_goes_is_recorded_as_cancelled(
+    store: SqlStore, changes: dict[str, Any], why: str
+) -> None:
+    policy, edited = _waiting(store, **changes)
+    next_fire = None if changes.get("enabled") is False else NOW + timedelta(hours=1)
+    store.update_policy(edited, [next_fire], now=NOW + timedelta(seconds=10))
     [state] = store.schedules(policy.id)
-    assert (state.deferred_fire_at, state.next_fire_at) == (None, later)
+    assert (state.deferred_fire_at, state.next_fire_at) == (None, next_fire)
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert (run.state, run.target, run.scheduled_for) == (
+        RunState.CANCELLED,
+        "selector:backup=gold",
+        NOW,
+    )
+    assert run.error == f"{why} while this occurrence waited for its targets"
+    assert run.finished_at == NOW + timedelta(seconds=10)
+
+
+def test_deleting_a_policy_records_its_waiting_occurrence_as_cancelled(store: SqlStore) -> None:
+    policy, _ = _waiting(store)
+    store.delete_policy(policy.id, now=NOW + timedelta(seconds=10))
+    [run] = [r for r in store.list_runs() if r.policy_name == policy.name]
+    assert (run.state, run.scheduled_for, run.policy_id) == (RunState.CANCELLED, NOW, None)
+    assert run.error == "its policy was deleted while this occurrence waited for its targets"
 
 
 def test_disabled_policy_stops_its_schedule(store: SqlStore) -> None:

@@ -48,6 +48,7 @@ def policy_detail(view: PolicyView) -> dict[str, Any]:
             "next_run_utc": s.next_utc,
             "last_fired_at": s.last_fired_at,
             "deferred_occurrence": s.deferred_occurrence,
+            "retry_at": s.retry_at,
         }
         for s in view.schedules
     ]
@@ -66,8 +67,9 @@ def _show_detail(view: PolicyView, fmt: str) -> None:
                 else "disabled"
             )
             + (
-                f"  (retrying the {s['deferred_occurrence'].isoformat(timespec='minutes')} UTC "
-                "occurrence: its targets could not be listed)"
+                f"  (the {s['deferred_occurrence'].isoformat(timespec='minutes')} UTC occurrence "
+                "waits for its targets, which the cloud could not list: asking again at "
+                f"{s['retry_at'].isoformat(timespec='seconds')} UTC)"
                 if s["deferred_occurrence"]
                 else ""
             )

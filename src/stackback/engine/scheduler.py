@@ -133,14 +133,18 @@ class Scheduler:
         if not policy.enabled:
             return TickPlan(next_fire_at=None)
         late_limit = max(timedelta(minutes=policy.window_minutes), self.settings.grace)
-        resolution = self._targets(policy, resolved or {})
+        resolution = self._targets(policy, {} if resolved is None else resolved)
+        deferred = due.schedule.deferred_fire_at
         if resolution.error is not None:
-            return self._unresolved(policy, resolution, fires, next_fire, now, late_limit)
+            return self._unresolved(policy, resolution, fires, next_fire, now, late_limit, deferred)
         runs: list[NewRun] = []
         for fire in fires:
             is_latest = next_fire > now and fire == fires[-1]
+            waited = fire == deferred
             for target in resolution.targets:
-                runs.append(self._occurrence(policy, target, fire, now, is_latest, late_limit))
+                runs.append(
+                    self._occurrence(policy, target, fire, now, is_latest, late_limit, waited)
+                )
         return TickPlan(runs=runs, next_fire_at=next_fire, fired_at=fires[-1])
 
     def _unresolved(
@@ -151,34 +155,38 @@ class Scheduler:
         next_fire: datetime,
         now: datetime,
         late_limit: timedelta,
+        deferred: datetime | None,
     ) -> TickPlan:
         """The plan when a selector could not be resolved: defer the latest fire, or fail.
 
         The latest occurrence is deferred while a transient error may still clear
         before the occurrence would be late: the next attempt comes after as long
         as it has waited so far (``retry_base`` to ``retry_max``: the delays
-        double). Earlier occurrences, and the latest once no attempt fits, are
-        recorded as failed runs with the reason.
+        double), and no later than the next cron time or one second before the
+        occurrence would be late. Earlier occurrences, and the latest once no
+        attempt is left, are recorded as failed runs with the reason.
         """
         latest = fires[-1]
-        closes = latest + late_limit
+        last_chance = latest + late_limit - _LAST_CHANCE
         reason = f"could not resolve targets: {resolution.error}"
         if resolution.retryable and next_fire > now:
             wait = min(max(now - latest, self.settings.retry_base), self.settings.retry_max)
-            if now + wait < closes:
+            retry_at = min(now + wait, last_chance, next_fire)
+            if retry_at > now:
                 log.info(
                     "policy %s: the %s occurrence asks for its targets again at %s",
                     policy.name,
                     latest.isoformat(),
-                    (now + wait).isoformat(),
+                    retry_at.isoformat(),
                 )
                 return TickPlan(
                     runs=[self._unresolved_run(policy, fire, reason) for fire in fires[:-1]],
-                    next_fire_at=now + wait,
+                    next_fire_at=retry_at,
                     fired_at=fires[-2] if len(fires) > 1 else None,
                     deferred_fire_at=latest,
                 )
-            reason += f" (retried until the start window closed at {closes:%Y-%m-%d %H:%M} UTC)"
+            if deferred == latest:
+                reason += f" (asked again until {now:%Y-%m-%d %H:%M:%S} UTC, the end of its window)"
         return TickPlan(
             runs=[self._unresolved_run(policy, fire, reason) for fire in fires],
             next_fire_at=next_fire,
@@ -203,15 +211,22 @@ class Scheduler:
         now: datetime,
         is_latest: bool,
         late_limit: timedelta,
+        waited: bool = False,
     ) -> NewRun:
         due_at = fire + spread_offset(f"{policy.id}:{target.key}", policy.window_minutes)
         if is_latest and now - fire < late_limit:
             return NewRun(target.key, fire, due_at, target_name=target.name)
-        reason = (
-            "a later occurrence of the same schedule replaced it (coalesced after downtime)"
-            if now - fire < late_limit
-            else f"the scheduler did not run it within {_minutes(late_limit)} of its time"
-        )
+        if now - fire >= late_limit:
+            reason = f"the scheduler did not run it within {_minutes(late_limit)} of its time"
+        elif waited:
+            reason = (
+                "a later occurrence of the same schedule replaced it "
+                "(its targets could not be listed until then)"
+            )
+        else:
+            reason = (
+                "a later occurrence of the same schedule replaced it (coalesced after downtime)"
+            )
         return NewRun(
             target.key, fire, due_at, state=RunState.MISSED, target_name=target.name, error=reason
         )
@@ -227,7 +242,7 @@ class Scheduler:
             return Resolution(policy.cloud, None, [Target(t) for t in policy.targets], None)
         answer = resolved.get(policy.id)
         if answer is None or (answer.cloud, answer.selector) != (policy.cloud, policy.selector):
-            answer = self._resolve(policy)
+            answer = resolved[policy.id] = self._resolve(policy)  # one answer for all its rows
         return answer
 
     def _resolve(self, policy: DuePolicy) -> Resolution:
@@ -255,6 +270,10 @@ def _next_after(memo: NextFires, expr: str, timezone: str, instant: datetime) ->
     if fire is None:
         fire = memo[key] = _cron(expr, timezone).next_after(instant)
     return fire
+
+
+_LAST_CHANCE = timedelta(seconds=1)
+"""The last attempt to list a deferred occurrence's targets comes this long before it is late."""
 
 
 def _minutes(delta: timedelta) -> str:

@@ -43,7 +43,9 @@ class ScheduleView:
     next_utc: datetime | None
     last_fired_at: datetime | None
     deferred_occurrence: datetime | None = None
-    """An occurrence waiting for its targets (``next_*`` is then when they are asked again)."""
+    """An occurrence still waiting for its targets (the cloud could not list them yet)."""
+    retry_at: datetime | None = None
+    """When the deferred occurrence's targets are asked for again."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,11 @@ class PolicyService:
         zone = parse_timezone(policy.timezone)
         views = []
         for state in self.store.schedules(policy.id):
-            nxt = state.next_fire_at
+            nxt, retry_at = state.next_fire_at, None
+            if state.deferred_fire_at is not None and nxt is not None:
+                # next_fire_at is when the scheduler asks again; show the next cron time too.
+                retry_at = nxt
+                nxt = CronSchedule(state.cron, policy.timezone).next_after(state.deferred_fire_at)
             views.append(
                 ScheduleView(
                     cron=state.cron,
@@ -182,6 +188,7 @@ class PolicyService:
                     next_utc=nxt,
                     last_fired_at=state.last_fired_at,
                     deferred_occurrence=state.deferred_fire_at,
+                    retry_at=retry_at,
                 )
             )
         return PolicyView(policy, tuple(views))

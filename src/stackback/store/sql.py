@@ -149,7 +149,7 @@ class SqlStore:
             fill_policy_row(row, policy)
             session.add(row)
             session.flush()
-            self._replace_schedules(session, policy, next_fires)
+            self._replace_schedules(session, row, policy, next_fires, now=now)
             return policy_from_row(row, list(policy.schedules))
 
     def update_policy(
@@ -163,15 +163,27 @@ class SqlStore:
             ).first()
             if clash:
                 raise Conflict(f"a policy named {policy.name!r} already exists")
+            if next_fires is not None:
+                self._replace_schedules(session, row, policy, next_fires, now=now)
             fill_policy_row(row, policy)
             row.updated_at = now
-            if next_fires is not None:
-                self._replace_schedules(session, policy, next_fires)
             return policy_from_row(row, self._crons(session, row.id))
 
     def _replace_schedules(
-        self, session: Session, policy: Policy, next_fires: Sequence[datetime | None]
+        self,
+        session: Session,
+        policy_row: PolicyRow,
+        policy: Policy,
+        next_fires: Sequence[datetime | None],
+        *,
+        now: datetime,
     ) -> None:
+        """Give the policy's schedules their new next fire times (``policy_row`` not yet updated).
+
+        An occurrence still waiting for its targets stays waiting on a kept,
+        enabled schedule; on a schedule removed or disabled it is recorded as a
+        cancelled run, never dropped silently.
+        """
         if len(next_fires) != len(policy.schedules):
             raise InvalidInput("one next fire time per schedule is required")
         existing = {
@@ -187,13 +199,53 @@ class SqlStore:
                 row = ScheduleRow(policy_id=policy.id, cron=cron)
                 session.add(row)
             row.position = position
-            row.next_fire_at = next_fire
-            row.deferred_fire_at = None
+            retry_at = row.next_fire_at
+            if row.deferred_fire_at is not None and retry_at is not None and next_fire is not None:
+                row.next_fire_at = min(retry_at, next_fire)
+            else:
+                self._cancel_waiting(session, policy_row, [row], "its policy was disabled", now=now)
+                row.next_fire_at = next_fire
             session.flush()
             keep_ids.add(row.id)
-        for row in existing.values():
-            if row.id not in keep_ids:
-                session.delete(row)
+        removed = [row for row in existing.values() if row.id not in keep_ids]
+        self._cancel_waiting(session, policy_row, removed, "its schedule was removed", now=now)
+        for row in removed:
+            session.delete(row)
+
+    @staticmethod
+    def _cancel_waiting(
+        session: Session,
+        policy_row: PolicyRow,
+        schedules: Sequence[ScheduleRow],
+        why: str,
+        *,
+        now: datetime,
+    ) -> None:
+        """Record each occurrence still waiting for its targets as a cancelled run."""
+        for schedule in schedules:
+            fire = schedule.deferred_fire_at
+            if fire is None:
+                continue
+            selector = Selector(policy_row.selector_key or "", policy_row.selector_value or "")
+            session.add(
+                RunRow(
+                    id=new_id(),
+                    policy_id=policy_row.id,
+                    policy_name=policy_row.name,
+                    target=f"selector:{selector}",
+                    scheduled_for=fire,
+                    due_at=fire,
+                    state=RunState.CANCELLED.value,
+                    attempt=0,
+                    trigger="schedule",
+                    label=policy_row.label,
+                    cloud=policy_row.cloud,
+                    error=f"{why} while this occurrence waited for its targets",
+                    finished_at=now,
+                    created_at=now,
+                )
+            )
+            schedule.deferred_fire_at = None
 
     def get_policy(self, ref: str) -> Policy:
         with self._session() as session:
@@ -236,6 +288,9 @@ class SqlStore:
                     lease_expires_at=None,
                 )
             )
+            waiting = session.scalars(select(ScheduleRow).where(ScheduleRow.policy_id == row.id))
+            self._cancel_waiting(session, row, list(waiting), "its policy was deleted", now=now)
+            session.flush()
             session.execute(delete(ScheduleRow).where(ScheduleRow.policy_id == row.id))
             session.delete(row)
             return policy
