@@ -109,4 +109,5 @@ class BackupFilter:
     label: str | None = None
     statuses: tuple[BackupStatus, ...] = ()
     include_deleted: bool = False
-    limit: int = 1000
+    limit: int | None = 1000
+    """At most this many (None: all of them, as retention needs)."""

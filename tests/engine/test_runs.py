@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
+
+import pytest
 
 from stackback.cloud.sim_config import SimConfig
 from stackback.engine.loop import Engine
@@ -365,3 +368,104 @@ def test_runs_no_worker_took_in_time_are_recorded_missed(rig: Rig) -> None:
     (run,) = runs(rig)
     assert run.state is RunState.MISSED and "no worker took it" in (run.error or "")
     assert rig.sim.api_calls().get("start_server_image", 0) == 0
+
+
+def test_a_server_name_reused_by_another_server_never_counts_as_its_backup(rig: Rig) -> None:
+    """Backups are keyed by the server's id even when the policy names the server."""
+    old = rig.sim.create_server("web")
+    daily(rig, "web", last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    [first] = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert first.target == old.id
+    rig.sim.delete_server(old.id)  # decommissioned: this backup is all that is left of it
+    new = rig.sim.create_server("web")  # an unrelated server takes the name
+    rig.engine.drain(rig.clock.now() + DAY)
+    assert rig.store.get_backup(first.id).status is BackupStatus.AVAILABLE
+    assert first.artifacts[0].cloud_id in live_images(rig)
+    [second] = [b for b in rig.store.list_backups() if b.id != first.id]
+    assert (second.target, second.status) == (new.id, BackupStatus.AVAILABLE)
+
+
+def test_rotation_trouble_after_forgetting_never_fails_the_run(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's backup is good and older ones may be on their way out: it succeeds, saying so."""
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+
+    def broken(_backups: object) -> int:
+        raise InvalidInput("no cloud selected")
+
+    monkeypatch.setattr(rig.engine.runner.collector, "collect", broken)
+    rig.engine.drain(rig.clock.now() + DAY)
+    last = runs(rig)[-1]
+    assert last.state is RunState.SUCCEEDED
+    assert last.error == "rotation did not finish: invalid-input: no cloud selected"
+    assert [s.outcome for s in rig.store.get_run(last.id).steps][-1] == "succeeded"
+    everything = rig.store.list_backups(BackupFilter(include_deleted=True))
+    # the forgotten one is finished by the engine's own collection pass
+    assert sorted(b.status.value for b in everything) == ["available", "deleted"]
+
+
+def test_one_backup_the_collector_cannot_reach_does_not_stop_the_others(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=3)
+    rig.engine.drain(rig.clock.now() + 2 * DAY + timedelta(hours=2))
+    oldest = min(rig.store.list_backups(), key=lambda b: b.created_at)
+    rig.store.update_backup(oldest.id, cloud="gone")  # taken on a cloud no longer configured
+
+    def clouds(name: str | None) -> object:
+        if name == "gone":
+            raise InvalidInput("cloud 'gone' was not found in clouds.yaml")
+        return rig.sim
+
+    rig.policies.update("p0", PolicySpec(retention=RetentionPolicy(last=1)))
+    rig.engine = Engine(rig.store, clouds, rig.clock)  # type: ignore[arg-type]
+    rig.engine.drain(rig.clock.now() + DAY)  # raises nothing
+    last = runs(rig)[-1]
+    assert (last.state, last.error) == (RunState.SUCCEEDED, None)
+    by_id = {b.id: b.status for b in rig.store.list_backups(BackupFilter(include_deleted=True))}
+    assert by_id.pop(oldest.id) is BackupStatus.DELETING  # left for a later pass
+    assert sorted(s.value for s in by_id.values()) == ["available", "deleted", "deleted"]
+
+
+def test_a_run_taken_over_after_its_start_window_is_missed(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "dead-worker", lease_seconds=60)
+    rig.clock.advance(2 * 3600)  # the worker died before starting; nobody noticed for 2 hours
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+    done = rig.store.get_run(run.id)
+    assert (done.state, done.attempt) == (RunState.MISSED, 2)
+    assert "its worker stopped" in (done.error or "")
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0
+
+
+def test_a_worker_whose_lease_went_after_recording_its_backup_starts_no_image(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    [run] = rig.store.claim_runs(rig.clock.now(), "stale", lease_seconds=60)
+    record = rig.store.ensure_backup
+
+    def record_then_stall(*args: Any, **kwargs: Any) -> Any:
+        backup = record(*args, **kwargs)
+        rig.clock.advance(61)  # stalled past its lease: another worker takes the run over
+        [taken] = rig.store.claim_runs(rig.clock.now(), "survivor", lease_seconds=60)
+        assert taken.id == run.id
+        return backup
+
+    monkeypatch.setattr(rig.store, "ensure_backup", record_then_stall)
+    rig.engine.runner.advance(run)
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0
+    monkeypatch.undo()
+    rig.clock.advance(61)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    assert rig.store.get_run(run.id).state is RunState.SUCCEEDED
+    assert rig.sim.api_calls()["start_server_image"] == 1

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Sequence
 
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudError
+from stackback.errors import CloudError, StackbackError
 from stackback.policy import ArtifactStatus, Backup, BackupStatus
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -56,13 +56,23 @@ class Collector:
         return self.collect(self.store.backups_to_collect(limit=limit))
 
     def collect(self, backups: Sequence[Backup]) -> int:
+        """Delete what each backup's deletion asks for; returns how many were finished.
+
+        One backup's trouble (a cloud error, a cloud no longer configured, a bug)
+        is logged and left for the next pass: it never stops the others, and never
+        reaches the run that asked for the deletion.
+        """
         finished = 0
         for backup in backups:
             try:
                 if self._collect_one(self.store.get_backup(backup.id)):
                     finished += 1
-            except CloudError as error:
-                log.warning("deleting backup %s: %s", backup.id, error)
+            except StackbackError as error:
+                log.warning(
+                    "deleting backup %s: %s (error id %s)", backup.id, error, error.error_id
+                )
+            except Exception:
+                log.exception("deleting backup %s: unexpected error", backup.id)
         return finished
 
     def _collect_one(self, backup: Backup) -> bool:

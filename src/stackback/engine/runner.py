@@ -86,13 +86,13 @@ def _fence_of(run: Run) -> tuple[str, int]:
     return (run.id, run.attempt)
 
 
-def markers(run: Run, backup_id: str) -> dict[str, str]:
+def markers(run: Run, backup: Backup) -> dict[str, str]:
     """The metadata stamped on every artifact of a run's backup."""
     stamp = {
         MARKER_CREATED_BY: CREATED_BY_VALUE,
         MARKER_RUN: run.id,
-        MARKER_TARGET: run.target,
-        MARKER_BACKUP: backup_id,
+        MARKER_TARGET: backup.target,
+        MARKER_BACKUP: backup.id,
     }
     if run.policy_id:
         stamp[MARKER_POLICY] = run.policy_id
@@ -193,8 +193,9 @@ class Runner:
             )
             return
         start_by = self._retry_deadline(run)
-        if run.trigger == "schedule" and run.attempt == 1 and now >= start_by:
-            self._miss(run, now, f"no worker took it before {start_by:%Y-%m-%d %H:%M} UTC")
+        if run.trigger == "schedule" and now >= start_by and not self._retrying(run):
+            why = "no worker took it" if run.attempt == 1 else "its worker stopped; not taken over"
+            self._miss(run, now, f"{why} before {start_by:%Y-%m-%d %H:%M} UTC")
             return
         server = self._server(run)
         try:
@@ -223,6 +224,17 @@ class Runner:
         failpoint("after-start")
         self._snapshot(run, resumed=False, server=server)
 
+    def _retrying(self, run: Run) -> bool:
+        """Whether the run was put back on purpose (a retry, a busy target), not abandoned.
+
+        Such a run decides itself whether it is too late, with its own reason;
+        one taken over after its worker stopped is missed once its window is over.
+        """
+        if run.attempt <= 1:
+            return False
+        steps = self.store.get_run(run.id).steps
+        return bool(steps) and steps[-1].outcome in ("retry", "deferred")
+
     def _miss(self, run: Run, now: datetime, why: str) -> None:
         self.store.update_run(
             run.id,
@@ -247,10 +259,15 @@ class Runner:
         now = self.clock.now()
         cloud = self.clouds(run.cloud)
         policy = self._policy(run)
-        backup = self.store.ensure_backup(
+        backup = self.store.backup_for_run(run.id)
+        if backup is None:
+            # Backups are keyed by the server's id, whatever the policy names it by: a
+            # name can be reused by another server, whose backups must not count here.
+            server = server or self._server(run)
+        backup = backup or self.store.ensure_backup(
             Backup(
                 id=str(uuid.uuid4()),
-                target=run.target,
+                target=server.id if server else run.target,
                 target_name=run.target_name,
                 kind=policy.kind if policy else BackupKind.SERVER_IMAGE,
                 status=BackupStatus.CREATING,
@@ -265,7 +282,7 @@ class Runner:
             fence=_fence_of(run),
         )
         failpoint("after-backup-record")
-        stamp = markers(run, backup.id)
+        stamp = markers(run, backup)
         found: list[ArtifactInfo] = []
         if resumed or backup.artifacts:
             found = cloud.find_artifacts({MARKER_RUN: run.id})
@@ -276,6 +293,10 @@ class Runner:
         else:
             server = server or self._server(run)
             name = f"stackback-{run.target_name or run.target}-{run.scheduled_for:%Y%m%dT%H%MZ}"
+            # Still ours? A worker whose lease was taken over must not start a second image.
+            self.store.renew_lease(
+                run.id, run.attempt, until=self.clock.now() + self.settings.lease
+            )
             ref = cloud.start_server_image(server.id, name, stamp)
             failpoint("after-create-image")
             self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
@@ -320,7 +341,7 @@ class Runner:
                 pending.append(ref.id)
             for child in info.children:
                 if (child.kind, child.id) not in known:
-                    cloud.set_artifact_metadata(child, markers(run, backup.id))
+                    cloud.set_artifact_metadata(child, markers(run, backup))
                     self._record_artifact(run, backup, child, ArtifactStatus.PENDING)
                     discovered.append(child.id)
         if broken:
@@ -360,28 +381,26 @@ class Runner:
     def _rotate(self, run: Run) -> None:
         now = self.clock.now()
         policy = self._policy(run)
+        own = self.store.backup_for_run(run.id)
+        target = own.target if own is not None else run.target  # the server's id
+        good = (BackupStatus.AVAILABLE,)
         if policy is not None:
             rules, zone = policy.retention, parse_timezone(policy.timezone)
-            scope = BackupFilter(
-                target=run.target, policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,)
-            )
+            scope = BackupFilter(target=target, policy_id=policy.id, statuses=good, limit=None)
         elif run.policy_id is None and run.retention is not None:
             rules, zone = RetentionPolicy.from_dict(run.retention), parse_timezone("UTC")
-            scope = BackupFilter(
-                target=run.target, label=run.label, statuses=(BackupStatus.AVAILABLE,)
-            )
+            scope = BackupFilter(target=target, label=run.label, statuses=good, limit=None)
         else:
             rules, zone, scope = RetentionPolicy(), parse_timezone("UTC"), None
         forgotten: list[Backup] = []
         kept = 0
         fence = _fence_of(run)
-        own = self.store.backup_for_run(run.id)
         own_is_good = own is not None and own.status is BackupStatus.AVAILABLE
         if scope is not None and not rules.is_empty() and own_is_good:
             candidates = [
                 b
                 for b in self.store.list_backups(scope)
-                if b.target == run.target
+                if b.target == target
                 and not b.protected
                 and (policy is not None or b.policy_id is None)
             ]
@@ -482,16 +501,26 @@ class Runner:
         return policy.window_minutes if policy else 0
 
     def _fail(self, run: Run, why: str, *, error_id: str | None = None) -> None:
+        """End the run failed, or, once its backup is good, succeeded with the rotation's error.
+
+        Only rotation follows the backup turning available, and it may already
+        have forgotten older backups; such a run is not failed (a failed run
+        deletes nothing): it succeeds, and its error says what rotation could not
+        finish.
+        """
         now = self.clock.now()
         backup = self.store.backup_for_run(run.id)
         if backup is not None and backup.status is BackupStatus.CREATING:
             self._discard(run, backup, why)
+        state = RunState.FAILED
+        if backup is not None and backup.status is BackupStatus.AVAILABLE:  # rotation's trouble
+            state, why = RunState.SUCCEEDED, f"rotation did not finish: {why}"
         try:
             self.store.update_run(
                 run.id,
                 run.attempt,
-                step=self._note(run.state.value, now, "failed", why),
-                state=RunState.FAILED,
+                step=self._note(run.state.value, now, state.value, why),
+                state=state,
                 error=why,
                 error_id=error_id or uuid.uuid4().hex[:12],
                 finished_at=now,
@@ -500,7 +529,7 @@ class Runner:
             )
         except LeaseLost:
             return
-        log.warning("run %s (%s) failed: %s", run.id, run.target, why)
+        log.warning("run %s (%s) %s: %s", run.id, run.target, state.value, why)
 
     def _note(self, name: str, started: datetime, outcome: str, detail: str) -> StepNote:
         return StepNote(name, started, self.clock.now(), outcome, detail)
