@@ -977,10 +977,28 @@ class SqlStore:
             return [backup_from_row(r, by_backup[r.id]) for r in rows]
 
     def set_protected(self, ref: str, protected: bool) -> Backup:
+        """Protect or unprotect a backup, decided with its row locked and re-read.
+
+        The lock orders this against a rotation's ``forget_backups``, a deletion
+        request and the collector (they lock the row too; on SQLite ``BEGIN
+        IMMEDIATE`` serialises them): protecting a backup that is being deleted, or
+        was, is refused with ``Conflict`` instead of reporting a protection that
+        nothing honours. Unprotecting always succeeds: a backup being deleted or
+        deleted is already unprotected (deletion clears the flag), so the state the
+        operator asks for holds (a stale flag left by an older version is cleared).
+        """
         with self._session() as session:
-            row = self._backup_row(session, ref)
-            if row.status in (BackupStatus.DELETED.value, BackupStatus.DELETING.value):
-                raise Conflict(f"backup {row.id} is {row.status}")
+            found = self._backup_row(session, ref)
+            row = session.scalars(
+                select(BackupRow)
+                .where(BackupRow.id == found.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).one()
+            if protected and row.status == BackupStatus.DELETING.value:
+                raise Conflict(f"backup {row.id} is being deleted: it cannot be protected")
+            if protected and row.status == BackupStatus.DELETED.value:
+                raise Conflict(f"backup {row.id} was deleted: it cannot be protected")
             row.protected = protected
             return self._backup(session, row)
 
