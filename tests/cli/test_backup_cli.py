@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stackback.policy import ArtifactKind
+from stackback.ports import ArtifactRef
 from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
 
 RUN_KEYS = {
@@ -185,6 +187,7 @@ def test_reconcile_reports_then_reimports_after_losing_the_database(
         "missing",
         "marked_gone",
         "consistent",
+        "skipped",
     }
     assert report["applied"] is False
     assert report["consistent"] == 2
@@ -217,7 +220,63 @@ def test_reconcile_reports_then_reimports_after_losing_the_database(
     assert (again["unrecorded"], again["consistent"]) == ([], 2)
 
 
+def test_reconcile_never_imports_a_user_snapshot_with_inherited_markers(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    """Nova copies the base image's properties (stackback's markers) into a user's snapshot
+    of a server booted from a stackback image: reconcile must not take it for stackback's."""
+    sim.cloud.create_server("web1")
+    kept, lost = (backup_now(cli, sim, "web1")["backup_id"] for _ in range(2))
+    shown = {b: ok_json(cli, "backup", "show", str(b)) for b in (kept, lost)}
+    images = {b: shown[b]["artifacts"][0]["id"] for b in (kept, lost)}
+    mine = {}
+    for backup_id, image_id in images.items():
+        restored = sim.cloud.create_server(f"restored-from-{image_id}")  # booted from it
+        [props] = [i.properties for i in sim.cloud.images() if i.id == image_id]
+        inherited = {k: v for k, v in props.items() if k.startswith("stackback_")}
+        mine[backup_id] = sim.cloud.start_server_image(restored.id, "mine", inherited).id
+    sim.cloud.delete_artifact(ArtifactRef(ArtifactKind.IMAGE, images[lost]))
+
+    db = tmp_path / "state" / "stackback.db"
+    for path in db.parent.glob("stackback.db*"):
+        path.unlink()
+    ok_json(cli, "db", "upgrade")
+    applied = ok_json(cli, "--os-cloud", sim.spec, "reconcile", "--apply")
+    assert applied["imported"] == applied["unrecorded"] == [kept]
+    assert {(s["id"], s["backup"]) for s in applied["skipped"]} == {
+        (mine[kept], kept),
+        (mine[lost], lost),
+    }
+    [backup] = ok_json(cli, "backup", "list")
+    assert [a["id"] for a in backup["artifacts"]] == [images[kept]]
+
+
 def test_reconcile_needs_a_cloud(cli: CliRunner) -> None:
     result = cli("reconcile")
     assert result.code == 2
     assert_one_line_error(result.err, "--os-cloud")
+
+
+def test_protecting_a_backup_being_deleted_or_deleted_fails_with_one_line(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    from stackback.policy import BackupStatus
+    from stackback.store.database import create_db_engine
+    from stackback.store.sql import SqlStore
+
+    sim.cloud.create_server("web1")
+    gone, going = (backup_now(cli, sim, "web1")["backup_id"] for _ in range(2))
+    assert isinstance(gone, str) and isinstance(going, str)
+    assert ok_json(cli, "--os-cloud", sim.spec, "backup", "delete", gone)["status"] == "deleted"
+    store = SqlStore(create_db_engine(f"sqlite:///{tmp_path / 'state' / 'stackback.db'}"))
+    try:  # a rotation has forgotten it, the collector has not deleted it yet
+        store.update_backup(going, status=BackupStatus.DELETING, reasons=("forget",))
+    finally:
+        store.dispose()
+
+    for backup_id, words in ((gone, "was deleted"), (going, "is being deleted")):
+        refused = cli("backup", "protect", backup_id)
+        assert refused.code != 0
+        assert_one_line_error(refused.err, backup_id, words, "cannot be protected")
+        assert ok_json(cli, "backup", "show", backup_id)["protected"] is False
+    assert ok_json(cli, "backup", "unprotect", going)["status"] == "deleting"

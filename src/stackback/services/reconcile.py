@@ -5,6 +5,12 @@ its markers (backup id, target, policy, run): the catalogue can be rebuilt
 from them. The reverse check finds records whose artifacts are gone.
 Without ``apply`` nothing is written (a report only); nothing in the cloud is
 ever deleted by a reconcile.
+
+Markers alone do not prove stackback made an image: Nova copies a server's
+base-image properties into every snapshot of it, so a user's own snapshot of a
+server booted from a stackback image carries that old backup's markers. An
+artifact is adopted or imported only if its provenance checks out (see
+:meth:`Reconciler._provenance_problem`); the others are reported as skipped.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from stackback.errors import NotFound
-from stackback.policy import ArtifactStatus, Backup, BackupKind, BackupStatus
+from stackback.errors import CloudError, NotFound
+from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupKind, BackupStatus
 from stackback.ports import (
     MARKER_BACKUP,
     MARKER_LABEL,
@@ -28,6 +34,19 @@ from stackback.ports import (
 )
 from stackback.records import BackupFilter
 
+#: Properties Nova sets on the image of an image-backed server (``createImage``).
+NOVA_INSTANCE_UUID = "instance_uuid"
+NOVA_BASE_IMAGE_REF = "base_image_ref"
+
+
+@dataclass
+class SkippedArtifact:
+    """A marked artifact reconcile would not take as stackback's own, and why."""
+
+    id: str
+    backup: str
+    reason: str
+
 
 @dataclass
 class ReconcileReport:
@@ -40,6 +59,7 @@ class ReconcileReport:
     missing: list[str] = field(default_factory=list)
     marked_gone: list[str] = field(default_factory=list)
     consistent: int = 0
+    skipped: list[SkippedArtifact] = field(default_factory=list)
 
 
 def _status_of(infos: list[ArtifactInfo]) -> BackupStatus:
@@ -51,6 +71,50 @@ def _status_of(infos: list[ArtifactInfo]) -> BackupStatus:
     return BackupStatus.CREATING
 
 
+@dataclass
+class _Group:
+    """The marked artifacts naming one backup id, and what they are checked against."""
+
+    images: dict[str, ArtifactInfo]
+    backup_id: str = ""
+    infos: list[ArtifactInfo] = field(default_factory=list)
+    run_id: str | None = None
+    target: str = ""
+    recorded_servers: set[str] = field(default_factory=set)
+    _marks: dict[tuple[ArtifactKind, str], str | None] = field(default_factory=dict)
+
+    def reset(
+        self,
+        backup_id: str,
+        infos: list[ArtifactInfo],
+        recorded: Backup | None,
+        known: set[tuple[ArtifactKind, str]],
+    ) -> None:
+        self.backup_id, self.infos = backup_id, infos
+        self._marks = {(i.ref.kind, i.ref.id): i.metadata.get(MARKER_BACKUP) for i in infos}
+        if recorded is not None:
+            self.run_id, self.target = recorded.run_id, recorded.target
+        else:
+            images = [i for i in infos if i.ref.kind is ArtifactKind.IMAGE] or infos
+            first = min(images, key=_age_key)
+            self.run_id = first.metadata.get(MARKER_RUN)
+            self.target = first.metadata.get(MARKER_TARGET, "")
+        self.recorded_servers = {
+            server
+            for i in infos
+            if (i.ref.kind, i.ref.id) in known and (server := i.metadata.get(NOVA_INSTANCE_UUID))
+        }
+
+    def marks(self, kind: ArtifactKind, artifact_id: str) -> str | None:
+        """The backup marker of one listed artifact of this group (None: not marked so)."""
+        return self._marks.get((kind, artifact_id))
+
+
+def _age_key(info: ArtifactInfo) -> tuple[bool, float, str]:
+    created = info.created_at
+    return (created is None, created.timestamp() if created else 0.0, info.ref.id)
+
+
 class Reconciler:
     """Compares the marked artifacts of one cloud with the backups recorded for it."""
 
@@ -59,26 +123,42 @@ class Reconciler:
         self.cloud = cloud
         self.clock = clock
         self.cloud_name = cloud_name
+        self._server_by_target: dict[str, str | None] = {}
 
     def run(self, *, apply: bool) -> ReconcileReport:
         report = ReconcileReport(applied=apply)
+        marked = self.cloud.list_marked_artifacts()
         by_backup: dict[str, list[ArtifactInfo]] = defaultdict(list)
-        for info in self.cloud.list_marked_artifacts():
+        for info in marked:
             backup_id = info.metadata.get(MARKER_BACKUP)
             if backup_id:
                 by_backup[backup_id].append(info)
+        group = _Group(images={i.ref.id: i for i in marked if i.ref.kind is ArtifactKind.IMAGE})
+        self._server_by_target.clear()
         for backup_id, infos in sorted(by_backup.items()):
             try:
-                recorded = self.store.get_backup(backup_id)
+                recorded: Backup | None = self.store.get_backup(backup_id)
             except NotFound:
-                report.unrecorded.append(backup_id)
-                if apply:
-                    self._import(backup_id, infos)
-                    report.imported.append(backup_id)
+                recorded = None
+            known = {(a.kind, a.cloud_id) for a in recorded.artifacts} if recorded else set()
+            group.reset(backup_id, infos, recorded, known)
+            accepted: list[ArtifactInfo] = []
+            for info in infos:
+                if (info.ref.kind, info.ref.id) in known:
+                    continue
+                problem = self._provenance_problem(info, group)
+                if problem is None:
+                    accepted.append(info)
+                else:
+                    report.skipped.append(SkippedArtifact(info.ref.id, backup_id, problem))
+            if recorded is None:
+                if accepted:
+                    report.unrecorded.append(backup_id)
+                    if apply:
+                        self._import(backup_id, accepted)
+                        report.imported.append(backup_id)
                 continue
-            known = {(a.kind, a.cloud_id) for a in recorded.artifacts}
-            extra = [i for i in infos if (i.ref.kind, i.ref.id) not in known]
-            for info in extra:
+            for info in accepted:
                 report.adopted_artifacts.append(info.ref.id)
                 if apply:
                     self.store.add_artifact(
@@ -89,10 +169,88 @@ class Reconciler:
                         now=self.clock.now(),
                         size=info.size,
                     )
-            if not extra:
+            if not accepted:
                 report.consistent += 1
         self._find_missing(report, apply=apply)
         return report
+
+    # -- provenance ------------------------------------------------------------------
+
+    def _provenance_problem(self, info: ArtifactInfo, group: _Group) -> str | None:
+        """Why ``info`` may not be the artifact stackback made for the group's backup (None: ok).
+
+        - its run and target markers agree with the backup's record (or, for a backup
+          with no record, with the group's earliest image: an inherited copy is always
+          younger than the image it was inherited from) and with the run's record;
+        - an image was not made from a server booted from an image of this same backup
+          (``base_image_ref``);
+        - an image-backed server's image names, in ``instance_uuid``, the server the
+          backup is of; a volume-backed server's image (Nova sets no ``instance_uuid``)
+          names volume snapshots that carry this backup's markers;
+        - Cinder snapshots carry only the metadata stackback set: their markers suffice.
+        """
+        meta = info.metadata
+        run_id, target = meta.get(MARKER_RUN), meta.get(MARKER_TARGET)
+        if not run_id or not target:
+            return "incomplete stackback markers (no run or no target)"
+        if group.run_id is not None and run_id != group.run_id:
+            return f"its run marker {run_id} is not the backup's run {group.run_id}"
+        if target != group.target:
+            return f"its target marker {target!r} is not the backup's target {group.target!r}"
+        run_backup = self._backup_of_run(run_id)
+        if run_backup is not None and run_backup != group.backup_id:
+            return f"run {run_id} made backup {run_backup}, not {group.backup_id}"
+        if info.ref.kind is not ArtifactKind.IMAGE:
+            return None
+        base = group.images.get(meta.get(NOVA_BASE_IMAGE_REF, ""))
+        if base is not None and base.metadata.get(MARKER_BACKUP) == group.backup_id:
+            return (
+                f"made from a server booted from image {base.ref.id} of this backup: "
+                "its markers were inherited"
+            )
+        server = meta.get(NOVA_INSTANCE_UUID)
+        if server:
+            if server in self._servers_of(group):
+                return None
+            return (
+                f"a snapshot of server {server}, not of the backup's target {group.target!r}: "
+                "its markers were inherited from the image that server was booted from"
+            )
+        if info.children and all(
+            group.marks(child.kind, child.id) == group.backup_id for child in info.children
+        ):
+            return None
+        return (
+            "no instance_uuid, and its volume snapshots do not carry this backup's markers: "
+            "nothing shows it is the snapshot stackback made"
+        )
+
+    def _servers_of(self, group: _Group) -> set[str]:
+        """Ids of the server the group's backup is of.
+
+        Its target marker (a server id), the ``instance_uuid`` of the images recorded for
+        it; only when neither can tell (an old backup whose target is a server *name*),
+        the server that name resolves to now.
+        """
+        servers = {group.target} | group.recorded_servers
+        if group.recorded_servers or any(
+            i.metadata.get(NOVA_INSTANCE_UUID) == group.target for i in group.infos
+        ):
+            return servers
+        if group.target not in self._server_by_target:
+            try:
+                resolved: str | None = self.cloud.get_server(group.target).id
+            except CloudError:
+                resolved = None
+            self._server_by_target[group.target] = resolved
+        resolved = self._server_by_target[group.target]
+        return servers | ({resolved} if resolved else set())
+
+    def _backup_of_run(self, run_id: str) -> str | None:
+        try:
+            return self.store.get_run(run_id).backup_id
+        except NotFound:
+            return None
 
     def _import(self, backup_id: str, infos: list[ArtifactInfo]) -> None:
         first = infos[0].metadata

@@ -1,0 +1,105 @@
+"""Reconcile adopts only the snapshots stackback made, not images with inherited markers.
+
+Nova copies a server's base-image properties into every snapshot of it, so a user's own
+snapshot of a server booted from (or rebuilt with) a stackback image carries that backup's
+markers. The simulator does not model the inheritance: the user's image is given the
+inherited properties by hand, as Nova would.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from stackback.policy import Backup, BackupStatus
+from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, MARKER_TARGET
+from stackback.services.backups import BackupService
+from stackback.services.reconcile import Reconciler, ReconcileReport
+from stackback.store.sql import BackupFilter
+from tests.engine.conftest import Rig
+from tests.engine.test_runs import DAY, daily, live_images
+
+
+def two_backups(rig: Rig, **server: bool | int) -> tuple[str, Backup]:
+    """A server with two daily backups; the server's id and the older backup."""
+    web = rig.sim.create_server("web", **server)  # type: ignore[arg-type]
+    daily(rig, web.id, last=5)
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    backups = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert len(backups) == 2
+    return web.id, min(backups, key=lambda b: b.created_at)
+
+
+def inherited_from(rig: Rig, backup: Backup) -> tuple[str, dict[str, str]]:
+    """The backup's image and the stackback properties Nova copies from it."""
+    image_id = next(a.cloud_id for a in backup.artifacts if a.kind.value == "image")
+    [props] = [i.properties for i in rig.sim.images() if i.id == image_id]
+    keys = (MARKER_CREATED_BY, MARKER_RUN, MARKER_TARGET, MARKER_BACKUP)
+    return image_id, {k: props[k] for k in keys}
+
+
+def reconcile(rig: Rig) -> ReconcileReport:
+    return Reconciler(rig.store, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+
+
+def delete_backup(rig: Rig, backup: Backup) -> None:
+    rig.clock.advance(3600)
+    BackupService(rig.store, lambda _n: rig.sim, rig.clock).delete(backup.id)
+
+
+def test_user_snapshot_of_a_server_restored_from_a_backup_is_skipped(rig: Rig) -> None:
+    _web, old = two_backups(rig)
+    own_image, inherited = inherited_from(rig, old)
+    restored = rig.sim.create_server("web-restored")  # booted from the stackback image
+    user_image = rig.sim.start_server_image(restored.id, "my-own-snapshot", inherited).id
+
+    report = reconcile(rig)
+    assert report.adopted_artifacts == [] and report.imported == []
+    [skipped] = report.skipped
+    assert (skipped.id, skipped.backup) == (user_image, old.id)
+    assert restored.id in skipped.reason and "inherited" in skipped.reason
+    assert {a.cloud_id for a in rig.store.get_backup(old.id).artifacts} == {own_image}
+
+    delete_backup(rig, old)
+    assert user_image in live_images(rig)  # never deleted: stackback did not create it
+    assert own_image not in live_images(rig)
+
+
+def test_user_snapshot_of_a_server_rebuilt_from_a_backup_is_skipped(rig: Rig) -> None:
+    """``nova rebuild`` keeps the server's id: base_image_ref still shows the inheritance."""
+    web, old = two_backups(rig)
+    own_image, inherited = inherited_from(rig, old)
+    user_image = rig.sim.start_server_image(
+        web, "after-rebuild", {**inherited, "base_image_ref": own_image}
+    ).id
+
+    report = reconcile(rig)
+    assert report.adopted_artifacts == []
+    assert [(s.id, own_image in s.reason) for s in report.skipped] == [(user_image, True)]
+    delete_backup(rig, old)
+    assert user_image in live_images(rig)
+
+
+def test_user_snapshot_of_a_restored_volume_backed_server_is_skipped(rig: Rig) -> None:
+    """Nova sets no instance_uuid on a volume-backed server's image: its snapshots tell."""
+    _db, old = two_backups(rig, volume_backed=True)
+    _own_image, inherited = inherited_from(rig, old)
+    restored = rig.sim.create_server("db-restored", volume_backed=True)
+    user_image = rig.sim.start_server_image(restored.id, "my-own-snapshot", inherited).id
+
+    report = reconcile(rig)
+    assert report.adopted_artifacts == []
+    assert [s.id for s in report.skipped] == [user_image]
+    delete_backup(rig, old)
+    assert user_image in live_images(rig)
+
+
+def test_a_second_image_stackback_made_for_the_backup_is_still_adopted(rig: Rig) -> None:
+    """E.g. a stale worker's duplicate createImage: same server, same markers."""
+    web, old = two_backups(rig)
+    _own_image, markers = inherited_from(rig, old)
+    duplicate = rig.sim.start_server_image(web, "stackback-web-duplicate", markers).id
+
+    report = reconcile(rig)
+    assert (report.adopted_artifacts, report.skipped) == ([duplicate], [])
+    delete_backup(rig, old)
+    assert duplicate not in live_images(rig)
