@@ -41,6 +41,10 @@ MARKER_RUN = "stackback_run"
 MARKER_TARGET = "stackback_target"
 MARKER_BACKUP = "stackback_backup"
 MARKER_LABEL = "stackback_label"
+NOVA_INSTANCE_UUID = "instance_uuid"
+"""Image property Nova sets on a server's snapshot: the server it was taken of."""
+NOVA_BASE_IMAGE_REF = "base_image_ref"
+"""Image property Nova sets on a server's snapshot: the image the server was booted from."""
 
 
 @runtime_checkable

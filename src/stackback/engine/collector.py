@@ -27,6 +27,8 @@ from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
     MARKER_CREATED_BY,
+    NOVA_INSTANCE_UUID,
+    ArtifactInfo,
     ArtifactRef,
     Clock,
     CloudResolver,
@@ -95,15 +97,12 @@ class Collector:
                     artifact.id, status=ArtifactStatus.DELETED, deleted_at=now
                 )
                 continue
-            ours = (
-                info.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE
-                and info.metadata.get(MARKER_BACKUP) == backup.id
-            )
-            if not ours:
+            refusal = _not_ours(backup, info)
+            if refusal is not None:
                 failures += 1
                 self.store.update_artifact(
                     artifact.id,
-                    error="not deleted: it does not carry this backup's stackback marker",
+                    error=f"not deleted: {refusal}",
                     delete_attempts=artifact.delete_attempts + 1,
                 )
                 continue
@@ -123,3 +122,19 @@ class Collector:
         if failures:
             return False
         return self.store.finish_deletion(backup.id, now=self.clock.now())
+
+
+def _not_ours(backup: Backup, info: ArtifactInfo) -> str | None:
+    """Why an artifact recorded for ``backup`` must not be deleted (None: it is ours).
+
+    It must carry stackback's marker naming this backup; an image must also be a
+    snapshot of the backup's server (Nova copies a server's image properties,
+    markers included, into snapshots of servers booted from that image).
+    """
+    meta = info.metadata
+    if meta.get(MARKER_CREATED_BY) != CREATED_BY_VALUE or meta.get(MARKER_BACKUP) != backup.id:
+        return "it does not carry this backup's stackback marker"
+    snapshot_of = meta.get(NOVA_INSTANCE_UUID)
+    if snapshot_of is not None and snapshot_of != backup.target:
+        return f"it is a snapshot of server {snapshot_of}, not of {backup.target}"
+    return None

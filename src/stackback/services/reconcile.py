@@ -26,6 +26,8 @@ from stackback.ports import (
     MARKER_POLICY,
     MARKER_RUN,
     MARKER_TARGET,
+    NOVA_BASE_IMAGE_REF,
+    NOVA_INSTANCE_UUID,
     ArtifactInfo,
     ArtifactRef,
     Clock,
@@ -33,10 +35,6 @@ from stackback.ports import (
     Store,
 )
 from stackback.records import BackupFilter
-
-#: Properties Nova sets on the image of an image-backed server (``createImage``).
-NOVA_INSTANCE_UUID = "instance_uuid"
-NOVA_BASE_IMAGE_REF = "base_image_ref"
 
 
 @dataclass
