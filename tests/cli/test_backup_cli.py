@@ -212,6 +212,7 @@ def test_reconcile_reports_then_reimports_after_losing_the_database(
     for backup_id, backup in after.items():
         assert backup["status"] == "available"
         assert backup["target"] == before[backup_id]["target"]
+        assert backup["target_name"] == before[backup_id]["target_name"]
         assert backup["label"] == "manual"
         assert {a["id"] for a in backup["artifacts"]} == {
             a["id"] for a in before[backup_id]["artifacts"]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from stackback.cloud.sim_config import SimConfig
+from stackback.engine import runner as runner_module
 from stackback.engine.loop import Engine
 from stackback.engine.runner import markers
 from stackback.engine.settings import EngineSettings
@@ -498,3 +499,72 @@ def test_the_collector_never_deletes_a_snapshot_of_another_server(rig: Rig) -> N
         f"not deleted: it is a snapshot of server {restored.id}, not of {original.id}"
     )
     assert rig.store.get_backup(backup.id).status is BackupStatus.DELETING  # not finished
+
+
+class _Crash(BaseException):
+    """A worker dying at a failpoint (not an Exception: nothing may catch it)."""
+
+
+def test_a_resumed_snapshot_finds_its_server_by_id_not_by_the_name_now_taken(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = rig.sim.create_server("web")
+    daily(rig, "web", last=1)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    [first] = rig.store.list_backups()
+
+    def crash_on_the_second_backup(name: str) -> None:
+        if name == "after-backup-record" and len(rig.store.list_backups()) == 2:
+            raise _Crash(name)
+
+    monkeypatch.setattr(runner_module, "failpoint", crash_on_the_second_backup)
+    doomed = Engine(rig.store, lambda _n: rig.sim, rig.clock, worker_name="doomed")
+    with pytest.raises(_Crash):
+        doomed.drain(rig.clock.now() + DAY)
+    monkeypatch.undo()
+    crashed = runs(rig)[-1]
+    rig.sim.delete_server(old.id)  # while the lease runs out, the name passes to another server
+    rig.sim.create_server("web")
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    done = rig.store.get_run(crashed.id)
+    assert done.state is RunState.FAILED and "no longer exists" in (done.error or "")
+    assert rig.store.get_backup(first.id).status is BackupStatus.AVAILABLE
+    assert first.artifacts[0].cloud_id in live_images(rig)
+    assert live_images(rig) == [first.artifacts[0].cloud_id]  # nothing taken of the new server
+
+
+def test_a_retried_run_whose_next_worker_died_is_missed_after_its_window(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    rig.sim.fail_next("get_server", CloudUnavailable, count=1)
+    [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=60)
+    rig.engine.runner.advance(run)  # a 5xx: recorded as a retry, put back
+    assert rig.store.get_run(run.id).steps[-1].outcome == "retry"
+    rig.clock.advance(600)
+    [again] = rig.store.claim_runs(rig.clock.now(), "dead-worker", lease_seconds=60)
+    assert again.id == run.id
+    rig.clock.advance(2 * 3600)  # that worker died at once; nobody took over for 2 hours
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+    done = rig.store.get_run(run.id)
+    assert (done.state, done.attempt) == (RunState.MISSED, 3)
+    assert "its worker stopped" in (done.error or "")
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0
+
+
+def test_a_run_retried_until_its_window_ends_fails_with_the_error(rig: Rig) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id)
+    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
+    rig.engine.scheduler.tick(rig.clock.now())
+    rig.sim.fail_next("get_server", CloudUnavailable, count=1)
+    [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=60)
+    rig.engine.runner.advance(run)
+    rig.clock.advance(2 * 3600)  # the workers were down when the retry was due
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+    done = rig.store.get_run(run.id)
+    assert done.state is RunState.FAILED
+    assert (done.error or "").startswith("cloud-unavailable: ")
+    assert "still failing at the end of the retry window" in (done.error or "")
+    assert rig.sim.api_calls().get("start_server_image", 0) == 0

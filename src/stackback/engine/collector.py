@@ -57,13 +57,16 @@ class Collector:
         """One pass over the deletion queue; returns how many backups were finished."""
         return self.collect(self.store.backups_to_collect(limit=limit))
 
-    def collect(self, backups: Sequence[Backup]) -> int:
+    def collect(self, backups: Sequence[Backup], *, strict: bool = False) -> int:
         """Delete what each backup's deletion asks for; returns how many were finished.
 
         One backup's trouble (a cloud error, a cloud no longer configured, a bug)
         is logged and left for the next pass: it never stops the others, and never
-        reaches the run that asked for the deletion.
+        reaches the run that asked for the deletion. ``strict`` (an operator's
+        ``backup delete``, waiting for the answer) raises a stackback error instead,
+        once the other backups are done.
         """
+        failed: StackbackError | None = None
         finished = 0
         for backup in backups:
             try:
@@ -73,8 +76,11 @@ class Collector:
                 log.warning(
                     "deleting backup %s: %s (error id %s)", backup.id, error, error.error_id
                 )
+                failed = failed or error
             except Exception:
                 log.exception("deleting backup %s: unexpected error", backup.id)
+        if strict and failed is not None:
+            raise failed
         return finished
 
     def _collect_one(self, backup: Backup) -> bool:

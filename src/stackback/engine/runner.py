@@ -54,6 +54,7 @@ from stackback.ports import (
     MARKER_POLICY,
     MARKER_RUN,
     MARKER_TARGET,
+    MARKER_TARGET_NAME,
     ArtifactInfo,
     ArtifactRef,
     Clock,
@@ -98,6 +99,8 @@ def markers(run: Run, backup: Backup) -> dict[str, str]:
         stamp[MARKER_POLICY] = run.policy_id
     if run.label:
         stamp[MARKER_LABEL] = run.label
+    if backup.target_name:
+        stamp[MARKER_TARGET_NAME] = backup.target_name  # for reconcile's `backup list --server`
     return stamp
 
 
@@ -193,9 +196,8 @@ class Runner:
             )
             return
         start_by = self._retry_deadline(run)
-        if run.trigger == "schedule" and now >= start_by and not self._retrying(run):
-            why = "no worker took it" if run.attempt == 1 else "its worker stopped; not taken over"
-            self._miss(run, now, f"{why} before {start_by:%Y-%m-%d %H:%M} UTC")
+        if run.trigger == "schedule" and now >= start_by:
+            self._too_late(run, now, start_by)
             return
         server = self._server(run)
         try:
@@ -224,16 +226,24 @@ class Runner:
         failpoint("after-start")
         self._snapshot(run, resumed=False, server=server)
 
-    def _retrying(self, run: Run) -> bool:
-        """Whether the run was put back on purpose (a retry, a busy target), not abandoned.
+    def _too_late(self, run: Run, now: datetime, start_by: datetime) -> None:
+        """A scheduled run not started by the end of its window: failed or missed, saying why.
 
-        Such a run decides itself whether it is too late, with its own reason;
-        one taken over after its worker stopped is missed once its window is over.
+        The previous attempt's last step tells why it is still pending: a retried
+        error fails the run with that error; a busy target or no attempt at all
+        (no worker took it, or its worker stopped) makes it missed.
         """
-        if run.attempt <= 1:
-            return False
-        steps = self.store.get_run(run.id).steps
-        return bool(steps) and steps[-1].outcome in ("retry", "deferred")
+        by = f"{start_by:%Y-%m-%d %H:%M} UTC"
+        previous = [s for s in self.store.get_run(run.id).steps if s.attempt == run.attempt - 1]
+        last = previous[-1] if previous else None
+        if last is not None and last.outcome == "retry":
+            self._fail(run, f"{last.detail} (still failing at the end of the retry window, {by})")
+        elif last is not None and last.outcome == "deferred":
+            self._miss(run, now, f"the target had another backup running until after {by}")
+        elif run.attempt <= 1:
+            self._miss(run, now, f"no worker took it before {by}")
+        else:
+            self._miss(run, now, f"its worker stopped and it was not taken over before {by}")
 
     def _miss(self, run: Run, now: datetime, why: str) -> None:
         self.store.update_run(
@@ -247,12 +257,14 @@ class Runner:
             step=self._note("start", now, "missed", why),
         )
 
-    def _server(self, run: Run) -> ServerInfo:
+    def _server(self, run: Run, key: str | None = None) -> ServerInfo:
+        """The run's server, by ``key`` (the id its backup is kept under) or its target."""
+        key = key or run.target
         try:
-            return self.clouds(run.cloud).get_server(run.target)
+            return self.clouds(run.cloud).get_server(key)
         except CloudNotFound:
             raise RunFailed(
-                f"server {run.target!r} no longer exists; its existing backups are kept"
+                f"server {key!r} no longer exists; its existing backups are kept"
             ) from None
 
     def _snapshot(self, run: Run, *, resumed: bool, server: ServerInfo | None = None) -> None:
@@ -291,7 +303,9 @@ class Runner:
             for info in found:
                 self._record_artifact(run, backup, info.ref, info.status)
         else:
-            server = server or self._server(run)
+            if server is None or server.id != backup.target:
+                # By the id the backup is kept under: the name may have passed to another server.
+                server = self._server(run, backup.target)
             name = f"stackback-{run.target_name or run.target}-{run.scheduled_for:%Y%m%dT%H%MZ}"
             # Still ours? A worker whose lease was taken over must not start a second image.
             self.store.renew_lease(

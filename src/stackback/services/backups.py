@@ -69,7 +69,7 @@ class BackupService:
         backup = self.store.request_deletion(
             backup.id, reasons=("deleted by the operator",), force=force
         )
-        Collector(self.store, self.clouds, self.clock).collect([backup])
+        Collector(self.store, self.clouds, self.clock).collect([backup], strict=True)
         return self.store.get_backup(backup.id)
 
     def backup_now(

@@ -26,6 +26,7 @@ from stackback.ports import (
     MARKER_POLICY,
     MARKER_RUN,
     MARKER_TARGET,
+    MARKER_TARGET_NAME,
     NOVA_BASE_IMAGE_REF,
     NOVA_INSTANCE_UUID,
     ArtifactInfo,
@@ -265,6 +266,7 @@ class Reconciler:
             Backup(
                 id=backup_id,
                 target=first.get(MARKER_TARGET, "unknown"),
+                target_name=first.get(MARKER_TARGET_NAME),
                 kind=BackupKind.SERVER_IMAGE,
                 status=status,
                 created_at=created,
