@@ -19,6 +19,7 @@ from stackback.cloud.sim_config import SimConfig, SimFaults
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
+from stackback.errors import CloudUnavailable
 from stackback.policy import Backup, BackupStatus, Run, RunState
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
@@ -104,6 +105,15 @@ class Demo:
         if day == 45:
             self.sim.kill_next_image(self.web2.id)
             self.events.append(DemoEvent(day, "web-2: the next image ends 'killed' in Glance"))
+        if day == 75:
+            self.sim.fail_next("find_servers", CloudUnavailable, count=3)
+            self.events.append(
+                DemoEvent(
+                    day,
+                    "Nova answers 503 to the server listing 3 times: the night's runs "
+                    "wait and ask again (30 s, 30 s, 60 s), then run",
+                )
+            )
         if day == 200:
             self.sim.delete_server(self.app1.id)
             self.events.append(
