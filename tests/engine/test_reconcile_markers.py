@@ -11,7 +11,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from stackback.policy import Backup, BackupStatus
-from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, MARKER_TARGET
+from stackback.ports import (
+    MARKER_BACKUP,
+    MARKER_CREATED_BY,
+    MARKER_RUN,
+    MARKER_TARGET,
+    NOVA_INSTANCE_UUID,
+)
 from stackback.services.backups import BackupService
 from stackback.services.reconcile import Reconciler, ReconcileReport
 from stackback.store.sql import BackupFilter
@@ -103,3 +109,20 @@ def test_a_second_image_stackback_made_for_the_backup_is_still_adopted(rig: Rig)
     assert (report.adopted_artifacts, report.skipped) == ([duplicate], [])
     delete_backup(rig, old)
     assert duplicate not in live_images(rig)
+
+
+def test_a_volume_backed_image_with_an_inherited_instance_uuid_is_still_adopted(rig: Rig) -> None:
+    """A boot volume made from another server's snapshot gives its image that instance_uuid."""
+    db, old = two_backups(rig, volume_backed=True)
+    _own_image, markers = inherited_from(rig, old)
+    duplicate = rig.sim.start_server_image(
+        db, "stackback-db-duplicate", {**markers, NOVA_INSTANCE_UUID: "the-build-vm"}
+    )
+    [info] = rig.sim.artifact_statuses([duplicate]).values()
+    assert info.metadata[NOVA_INSTANCE_UUID] == "the-build-vm" and info.children
+    for child in info.children:  # as the runner stamps them
+        rig.sim.set_artifact_metadata(child, markers)
+
+    report = reconcile(rig)
+    assert report.skipped == []
+    assert set(report.adopted_artifacts) == {duplicate.id} | {c.id for c in info.children}

@@ -12,7 +12,6 @@ import pytest
 from stackback.cloud.sim_config import SimConfig
 from stackback.engine import runner as runner_module
 from stackback.engine.loop import Engine
-from stackback.engine.runner import markers
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
 from stackback.errors import CloudUnavailable, InvalidInput
@@ -471,34 +470,6 @@ def test_a_worker_whose_lease_went_after_recording_its_backup_starts_no_image(
     rig.engine.drain(rig.clock.now() + timedelta(hours=1))
     assert rig.store.get_run(run.id).state is RunState.SUCCEEDED
     assert rig.sim.api_calls()["start_server_image"] == 1
-
-
-def test_the_collector_never_deletes_a_snapshot_of_another_server(rig: Rig) -> None:
-    """A user's snapshot of a server booted from a backup image inherits its markers."""
-    original = rig.sim.create_server("web")
-    restored = rig.sim.create_server("web-restored")
-    daily(rig, original.id, last=3)
-    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
-    [backup] = rig.store.list_backups()
-    inherited = rig.sim.start_server_image(
-        restored.id, "users-own-snapshot", markers(runs(rig)[0], backup)
-    )
-    rig.store.add_artifact(
-        backup.id,
-        inherited.kind,
-        inherited.id,
-        status=ArtifactStatus.AVAILABLE,
-        now=rig.clock.now(),
-    )  # as an older reconcile would have adopted it
-    rig.store.request_deletion(backup.id, reasons=("deleted by the operator",), force=True)
-    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
-    assert inherited.id in live_images(rig)
-    assert original.id not in {i.server_id for i in rig.sim.images() if i.id in live_images(rig)}
-    [refused] = [a for a in rig.store.get_backup(backup.id).artifacts if a.cloud_id == inherited.id]
-    assert refused.error == (
-        f"not deleted: it is a snapshot of server {restored.id}, not of {original.id}"
-    )
-    assert rig.store.get_backup(backup.id).status is BackupStatus.DELETING  # not finished
 
 
 class _Crash(BaseException):

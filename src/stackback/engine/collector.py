@@ -27,7 +27,6 @@ from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
     MARKER_CREATED_BY,
-    NOVA_INSTANCE_UUID,
     ArtifactInfo,
     ArtifactRef,
     Clock,
@@ -133,14 +132,12 @@ class Collector:
 def _not_ours(backup: Backup, info: ArtifactInfo) -> str | None:
     """Why an artifact recorded for ``backup`` must not be deleted (None: it is ours).
 
-    It must carry stackback's marker naming this backup; an image must also be a
-    snapshot of the backup's server (Nova copies a server's image properties,
-    markers included, into snapshots of servers booted from that image).
+    It must carry stackback's marker naming this backup. (Whether a marked image
+    really is stackback's snapshot, not a user's copy with inherited markers, is
+    decided before it is ever recorded: by the runner that made it, or by
+    reconcile's provenance checks.)
     """
     meta = info.metadata
     if meta.get(MARKER_CREATED_BY) != CREATED_BY_VALUE or meta.get(MARKER_BACKUP) != backup.id:
         return "it does not carry this backup's stackback marker"
-    snapshot_of = meta.get(NOVA_INSTANCE_UUID)
-    if snapshot_of is not None and snapshot_of != backup.target:
-        return f"it is a snapshot of server {snapshot_of}, not of {backup.target}"
     return None

@@ -183,9 +183,10 @@ class Reconciler:
           younger than the image it was inherited from) and with the run's record;
         - an image was not made from a server booted from an image of this same backup
           (``base_image_ref``);
-        - an image-backed server's image names, in ``instance_uuid``, the server the
-          backup is of; a volume-backed server's image (Nova sets no ``instance_uuid``)
-          names volume snapshots that carry this backup's markers;
+        - a volume-backed server's image (it lists volume snapshots) names only volume
+          snapshots that carry this backup's markers (its ``instance_uuid``, if any, is
+          inherited from the boot volume's image and proves nothing); an image-backed
+          server's image names, in ``instance_uuid``, the server the backup is of;
         - Cinder snapshots carry only the metadata stackback set: their markers suffice.
         """
         meta = info.metadata
@@ -207,22 +208,25 @@ class Reconciler:
                 f"made from a server booted from image {base.ref.id} of this backup: "
                 "its markers were inherited"
             )
-        server = meta.get(NOVA_INSTANCE_UUID)
-        if server:
-            if server in self._servers_of(group):
+        if info.children:
+            # A volume-backed server's image: Nova copies into it the image properties of
+            # the server's boot volume, instance_uuid included (a volume made from another
+            # server's snapshot names that server), so only its volume snapshots can tell.
+            if all(group.marks(c.kind, c.id) == group.backup_id for c in info.children):
                 return None
+            return (
+                "its volume snapshots do not carry this backup's markers: "
+                "nothing shows it is the snapshot stackback made"
+            )
+        server = meta.get(NOVA_INSTANCE_UUID)
+        if server and server in self._servers_of(group):
+            return None
+        if server:
             return (
                 f"a snapshot of server {server}, not of the backup's target {group.target!r}: "
                 "its markers were inherited from the image that server was booted from"
             )
-        if info.children and all(
-            group.marks(child.kind, child.id) == group.backup_id for child in info.children
-        ):
-            return None
-        return (
-            "no instance_uuid, and its volume snapshots do not carry this backup's markers: "
-            "nothing shows it is the snapshot stackback made"
-        )
+        return "no instance_uuid and no volume snapshots: nothing shows stackback made it"
 
     def _servers_of(self, group: _Group) -> set[str]:
         """Ids of the server the group's backup is of.
