@@ -11,31 +11,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, select, update
 
 from stackback.errors import Conflict
-from stackback.policy import Backup, BackupKind, BackupStatus
+from stackback.policy import Backup, BackupStatus
 from stackback.store.models import BackupRow
 from stackback.store.sql import SqlStore
+from tests.engine.test_safety_gaps import image_backup
 
 BACKUPS = cast(Table, BackupRow.__table__)
-
-
-def image_backup(
-    backup_id: str, status: BackupStatus, created_at: datetime, run_id: str | None = None
-) -> Backup:
-    return Backup(
-        id=backup_id,
-        target="srv",
-        kind=BackupKind.SERVER_IMAGE,
-        status=status,
-        created_at=created_at,
-        run_id=run_id,
-    )
 
 
 def wait_until_blocked(store: SqlStore, thread: threading.Thread) -> None:

@@ -15,7 +15,7 @@ from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
 from stackback.errors import CloudUnavailable, InvalidInput
-from stackback.policy import ArtifactKind, ArtifactStatus, BackupStatus, Policy, RunState
+from stackback.policy import ArtifactKind, ArtifactStatus, BackupStatus, Policy, Run, RunState
 from stackback.ports import MARKER_RUN
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
@@ -504,15 +504,21 @@ def test_a_resumed_snapshot_finds_its_server_by_id_not_by_the_name_now_taken(
     assert live_images(rig) == [first.artifacts[0].cloud_id]  # nothing taken of the new server
 
 
-def test_a_retried_run_whose_next_worker_died_is_missed_after_its_window(rig: Rig) -> None:
+def _retried_once(rig: Rig) -> Run:
+    """A scheduled run whose first attempt got a 5xx: recorded as a retry, put back."""
     server = rig.sim.create_server("web")
     daily(rig, server.id)
     rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
     rig.engine.scheduler.tick(rig.clock.now())
     rig.sim.fail_next("get_server", CloudUnavailable, count=1)
     [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=60)
-    rig.engine.runner.advance(run)  # a 5xx: recorded as a retry, put back
+    rig.engine.runner.advance(run)
     assert rig.store.get_run(run.id).steps[-1].outcome == "retry"
+    return run
+
+
+def test_a_retried_run_whose_next_worker_died_is_missed_after_its_window(rig: Rig) -> None:
+    run = _retried_once(rig)
     rig.clock.advance(600)
     [again] = rig.store.claim_runs(rig.clock.now(), "dead-worker", lease_seconds=60)
     assert again.id == run.id
@@ -525,13 +531,7 @@ def test_a_retried_run_whose_next_worker_died_is_missed_after_its_window(rig: Ri
 
 
 def test_a_run_retried_until_its_window_ends_fails_with_the_error(rig: Rig) -> None:
-    server = rig.sim.create_server("web")
-    daily(rig, server.id)
-    rig.clock.advance_to(rig.clock.now() + DAY + timedelta(hours=1, minutes=1))
-    rig.engine.scheduler.tick(rig.clock.now())
-    rig.sim.fail_next("get_server", CloudUnavailable, count=1)
-    [run] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=60)
-    rig.engine.runner.advance(run)
+    run = _retried_once(rig)
     rig.clock.advance(2 * 3600)  # the workers were down when the retry was due
     rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
     done = rig.store.get_run(run.id)
