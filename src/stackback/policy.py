@@ -118,6 +118,11 @@ class Selector:
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
 
+    @property
+    def run_target(self) -> str:
+        """The target of a run recorded for an occurrence whose servers were never listed."""
+        return f"selector:{self}"
+
 
 @dataclass(frozen=True)
 class Policy:

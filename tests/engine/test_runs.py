@@ -15,9 +15,18 @@ from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
 from stackback.errors import CloudUnavailable, InvalidInput
-from stackback.policy import ArtifactKind, ArtifactStatus, BackupStatus, Policy, Run, RunState
+from stackback.policy import (
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupStatus,
+    Policy,
+    Run,
+    RunState,
+)
 from stackback.ports import MARKER_RUN
 from stackback.retention import RetentionPolicy
+from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
 from stackback.store.sql import BackupFilter, RunFilter
 from tests.engine.conftest import Rig
@@ -409,26 +418,41 @@ def test_rotation_trouble_after_forgetting_never_fails_the_run(
     assert sorted(b.status.value for b in everything) == ["available", "deleted"]
 
 
-def test_one_backup_the_collector_cannot_reach_does_not_stop_the_others(rig: Rig) -> None:
+def _oldest_on_a_cloud_gone(rig: Rig, days: int) -> tuple[Backup, Any]:
+    """Daily backups of a server for ``days``; the oldest recorded on a cloud no longer
+    configured; and a cloud resolver that says so for it."""
     server = rig.sim.create_server("web")
     daily(rig, server.id, last=3)
-    rig.engine.drain(rig.clock.now() + 2 * DAY + timedelta(hours=2))
+    rig.engine.drain(rig.clock.now() + days * DAY + timedelta(hours=2))
     oldest = min(rig.store.list_backups(), key=lambda b: b.created_at)
-    rig.store.update_backup(oldest.id, cloud="gone")  # taken on a cloud no longer configured
+    rig.store.update_backup(oldest.id, cloud="gone")
 
     def clouds(name: str | None) -> object:
         if name == "gone":
             raise InvalidInput("cloud 'gone' was not found in clouds.yaml")
         return rig.sim
 
+    return oldest, clouds
+
+
+def test_one_backup_the_collector_cannot_reach_does_not_stop_the_others(rig: Rig) -> None:
+    oldest, clouds = _oldest_on_a_cloud_gone(rig, days=2)
     rig.policies.update("p0", PolicySpec(retention=RetentionPolicy(last=1)))
-    rig.engine = Engine(rig.store, clouds, rig.clock)  # type: ignore[arg-type]
+    rig.engine = Engine(rig.store, clouds, rig.clock)
     rig.engine.drain(rig.clock.now() + DAY)  # raises nothing
     last = runs(rig)[-1]
     assert (last.state, last.error) == (RunState.SUCCEEDED, None)
     by_id = {b.id: b.status for b in rig.store.list_backups(BackupFilter(include_deleted=True))}
     assert by_id.pop(oldest.id) is BackupStatus.DELETING  # left for a later pass
     assert sorted(s.value for s in by_id.values()) == ["available", "deleted", "deleted"]
+
+
+def test_backup_delete_reports_why_the_collector_could_not_delete(rig: Rig) -> None:
+    oldest, clouds = _oldest_on_a_cloud_gone(rig, days=1)
+    operator = BackupService(rig.store, clouds, rig.clock)
+    with pytest.raises(InvalidInput, match="'gone' was not found"):
+        operator.delete(oldest.id)
+    assert rig.store.get_backup(oldest.id).status is BackupStatus.DELETING  # retried later
 
 
 def test_a_run_taken_over_after_its_start_window_is_missed(rig: Rig) -> None:

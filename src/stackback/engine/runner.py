@@ -237,7 +237,7 @@ class Runner:
         previous = [s for s in self.store.get_run(run.id).steps if s.attempt == run.attempt - 1]
         last = previous[-1] if previous else None
         if last is not None and last.outcome == "retry":
-            self._fail(run, f"{last.detail} (still failing at the end of the retry window, {by})")
+            self._fail(run, _still_failing(last.detail, start_by))
         elif last is not None and last.outcome == "deferred":
             self._miss(run, now, f"the target had another backup running until after {by}")
         elif run.attempt <= 1:
@@ -276,23 +276,23 @@ class Runner:
             # Backups are keyed by the server's id, whatever the policy names it by: a
             # name can be reused by another server, whose backups must not count here.
             server = server or self._server(run)
-        backup = backup or self.store.ensure_backup(
-            Backup(
-                id=str(uuid.uuid4()),
-                target=server.id if server else run.target,
-                target_name=run.target_name,
-                kind=policy.kind if policy else BackupKind.SERVER_IMAGE,
-                status=BackupStatus.CREATING,
-                created_at=now,
-                policy_id=run.policy_id,
-                policy_name=run.policy_name,
-                run_id=run.id,
-                label=run.label,
-                cloud=run.cloud,
-                project=policy.project if policy else None,
-            ),
-            fence=_fence_of(run),
-        )
+            backup = self.store.ensure_backup(
+                Backup(
+                    id=str(uuid.uuid4()),
+                    target=server.id,
+                    target_name=run.target_name,
+                    kind=policy.kind if policy else BackupKind.SERVER_IMAGE,
+                    status=BackupStatus.CREATING,
+                    created_at=now,
+                    policy_id=run.policy_id,
+                    policy_name=run.policy_name,
+                    run_id=run.id,
+                    label=run.label,
+                    cloud=run.cloud,
+                    project=policy.project if policy else None,
+                ),
+                fence=_fence_of(run),
+            )
         failpoint("after-backup-record")
         stamp = markers(run, backup)
         found: list[ArtifactInfo] = []
@@ -494,9 +494,9 @@ class Runner:
             )
             return
         why = f"{error.code}: {error.message}"
-        if retryable:
-            why += f" (still failing at the end of the retry window, {deadline:%Y-%m-%d %H:%M} UTC)"
-        self._fail(run, why, error_id=error.error_id)
+        self._fail(
+            run, _still_failing(why, deadline) if retryable else why, error_id=error.error_id
+        )
 
     def _retry_deadline(self, run: Run) -> datetime:
         """Until when a failing step is retried.
@@ -550,3 +550,8 @@ class Runner:
 
     def _release(self, run: Run, not_before: datetime | None, note: StepNote | None = None) -> None:
         self.store.release_run(run.id, run.attempt, not_before=not_before, step=note)
+
+
+def _still_failing(why: str, deadline: datetime) -> str:
+    """The reason a run fails when a retried error outlasts its retry window."""
+    return f"{why} (still failing at the end of the retry window, {deadline:%Y-%m-%d %H:%M} UTC)"

@@ -195,8 +195,9 @@ class Scheduler:
 
     @staticmethod
     def _unresolved_run(policy: DuePolicy, fire: datetime, reason: str) -> NewRun:
+        assert policy.selector is not None
         return NewRun(
-            target=f"selector:{policy.selector}",
+            target=policy.selector.run_target,
             scheduled_for=fire,
             due_at=fire,
             state=RunState.FAILED,

@@ -232,7 +232,7 @@ class SqlStore:
                     id=new_id(),
                     policy_id=policy_row.id,
                     policy_name=policy_row.name,
-                    target=f"selector:{selector}",
+                    target=selector.run_target,
                     scheduled_for=fire,
                     due_at=fire,
                     state=RunState.CANCELLED.value,
