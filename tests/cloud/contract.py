@@ -25,7 +25,7 @@ from typing import Protocol
 
 import pytest
 
-from stackback.errors import CloudBusy, CloudNotFound
+from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
 from stackback.policy import ArtifactKind, ArtifactStatus, Selector
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -305,6 +305,20 @@ class CloudContract:
             harness.cloud.get_server(unknown)
         with pytest.raises(CloudNotFound):
             harness.cloud.start_server_image(unknown, unique("nothing"), {MARKER_RUN: "x"})
+
+    def test_an_image_name_or_property_over_255_characters_is_refused(
+        self, harness: CloudHarness
+    ) -> None:
+        server = harness.create_server(unique("contract-long"))
+        run = unique("run")
+
+        with pytest.raises(CloudRejected):
+            harness.cloud.start_server_image(server.id, "n" * 256, markers(run, server))
+        with pytest.raises(CloudRejected):
+            harness.cloud.start_server_image(
+                server.id, unique("long-value"), {**markers(run, server), "note": "v" * 256}
+            )
+        assert harness.cloud.find_artifacts({MARKER_RUN: run}) == []
 
     def test_another_project_sees_nothing(
         self, harness: CloudHarness, created: list[ArtifactRef]

@@ -396,6 +396,18 @@ def test_a_server_name_reused_by_another_server_never_counts_as_its_backup(rig: 
     assert (second.target, second.status) == (new.id, BackupStatus.AVAILABLE)
 
 
+def test_a_server_with_the_longest_name_nova_allows_is_backed_up(rig: Rig) -> None:
+    """The image name is shortened so that Nova's and Cinder's 255-character limits hold."""
+    server = rig.sim.create_server("w" * 255, volume_backed=True, volumes=1)
+    daily(rig, server.name)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    [run] = runs(rig)
+    assert run.state is RunState.SUCCEEDED, run.error
+    [image] = [i for i in rig.sim.images() if i.server_id == server.id]
+    assert image.name.startswith("stackback-www") and image.name.endswith("T0100Z")
+    assert len(f"snapshot for {image.name}") == 255
+
+
 def test_rotation_trouble_after_forgetting_never_fails_the_run(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,8 @@ from stackback.ports import ServerInfo
 
 GIB = 1024**3
 SNAPSHOTTABLE_STATES = frozenset({"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"})
+#: Nova's request schema for ``createImage``: a name and metadata keys and values of 1-255.
+NOVA_FIELD_MAX = 255
 KILL_IMAGE = "kill_image"
 DEFAULT_HOST = "compute-1"
 _BASE_IMAGE_REF = str(uuid.uuid5(uuid.NAMESPACE_URL, "stackback-sim-base-image"))
@@ -65,6 +67,8 @@ def insert_server(
     disk_gb: float | None,
 ) -> str:
     """Add a server; a volume-backed one gets a root volume (boot index 0) first."""
+    if not 1 <= len(name) <= NOVA_FIELD_MAX:
+        raise CloudRejected(f"Invalid input for field/attribute name. Value: {name}. is too long")
     server_id = str(uuid.uuid4())
     conn.execute(
         "INSERT INTO servers (id, project, name, status, metadata, volume_backed, host,"
@@ -104,7 +108,8 @@ def insert_server(
 def create_server_image(
     call: SimCall, server: sqlite3.Row, name: str, metadata: Mapping[str, str]
 ) -> str:
-    """Nova ``createImage``: check the server, then record the image (and snapshots)."""
+    """Nova ``createImage``: check the request and the server, then record the image."""
+    _check_create_image_request(name, metadata)
     if server["status"] not in SNAPSHOTTABLE_STATES:
         raise CloudRejected(
             f"Cannot 'createImage' instance {server['id']} while it is in "
@@ -120,6 +125,17 @@ def create_server_image(
     if server["volume_backed"]:
         return _image_of_volume_backed(call, server, name, request)
     return _image_of_image_backed(call, server, name, request)
+
+
+def _check_create_image_request(name: str, metadata: Mapping[str, str]) -> None:
+    """Nova's schema check (a 400 before anything else happens)."""
+    if not 1 <= len(name) <= NOVA_FIELD_MAX:
+        raise CloudRejected(f"Invalid input for field/attribute name. Value: {name}. is too long")
+    for key, value in metadata.items():
+        if not 1 <= len(key) <= NOVA_FIELD_MAX or len(str(value)) > NOVA_FIELD_MAX:
+            raise CloudRejected(
+                f"Invalid input for field/attribute metadata. Value: {key}={value}. is too long"
+            )
 
 
 def _image_in_progress(call: SimCall, server_id: str) -> bool:
@@ -188,7 +204,10 @@ def _image_of_volume_backed(
         "SELECT * FROM volumes WHERE server_id = ? ORDER BY device_name", (server["id"],)
     ).fetchall()
     _check_quota(call, "snapshots", call.config.max_volume_snapshots, len(volumes))
-    mapping = [_snapshot_volume(call, volume, f"snapshot for {name}") for volume in volumes]
+    snapshot_name = f"snapshot for {name}"
+    if volumes and len(snapshot_name) > NOVA_FIELD_MAX:
+        raise CloudRejected(f"Cinder refused the snapshot name {snapshot_name!r}: over 255")
+    mapping = [_snapshot_volume(call, volume, snapshot_name) for volume in volumes]
     properties = {
         **request,
         "bdm_v2": "True",

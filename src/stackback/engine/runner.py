@@ -87,6 +87,18 @@ def _fence_of(run: Run) -> tuple[str, int]:
     return (run.id, run.attempt)
 
 
+#: Nova names each volume snapshot of a volume-backed server "snapshot for <image name>", and
+#: Cinder refuses a name over 255 characters: the image name leaves room for that prefix.
+IMAGE_NAME_MAX = 255 - len("snapshot for ")
+
+
+def image_name(server_name: str, scheduled_for: datetime) -> str:
+    """``stackback-<server>-<time>``, the server name shortened to fit Nova and Cinder."""
+    suffix = f"-{scheduled_for:%Y%m%dT%H%MZ}"
+    room = IMAGE_NAME_MAX - len("stackback-") - len(suffix)
+    return f"stackback-{server_name[:room]}{suffix}"
+
+
 def markers(run: Run, backup: Backup) -> dict[str, str]:
     """The metadata stamped on every artifact of a run's backup."""
     stamp = {
@@ -306,7 +318,7 @@ class Runner:
             if server is None or server.id != backup.target:
                 # By the id the backup is kept under: the name may have passed to another server.
                 server = self._server(run, backup.target)
-            name = f"stackback-{run.target_name or run.target}-{run.scheduled_for:%Y%m%dT%H%MZ}"
+            name = image_name(run.target_name or run.target, run.scheduled_for)
             # Still ours? A worker whose lease was taken over must not start a second image.
             self.store.renew_lease(
                 run.id, run.attempt, until=self.clock.now() + self.settings.lease
