@@ -9,6 +9,7 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from stackback.engine import scheduler as scheduler_module
 from stackback.engine.scheduler import Scheduler
@@ -18,6 +19,7 @@ from stackback.policy import BackupKind, Policy, RunState, Selector
 from stackback.ports import Cloud, ServerInfo
 from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule
+from stackback.store.models import PolicyRow
 from stackback.store.sql import (
     DuePolicy,
     DueSchedule,
@@ -416,6 +418,31 @@ def test_deleting_a_policy_records_its_waiting_occurrence_as_cancelled(store: Sq
     [run] = [r for r in store.list_runs() if r.policy_name == policy.name]
     assert (run.state, run.scheduled_for, run.policy_id) == (RunState.CANCELLED, NOW, None)
     assert run.error == "its policy was deleted while this occurrence waited for its targets"
+
+
+def test_a_schedule_that_cannot_be_evaluated_fails_its_occurrence_not_the_tick(
+    store: SqlStore,
+) -> None:
+    good = _add(store, _policy(targets=("srv-1",)))
+    bad = _add(store, _policy(targets=("srv-2", "srv-3"), timezone="America/Los_Angeles"))
+    with store.engine.begin() as connection:  # a zone name tzdata 2020b removed
+        connection.execute(
+            update(PolicyRow).where(PolicyRow.id == bad.id).values(timezone="US/Pacific-New")
+        )
+
+    result = Scheduler(store, _no_cloud).tick(NOW)
+
+    assert (result.schedules, result.runs) == (2, 3)
+    [run] = store.list_runs(RunFilter(policy_id=good.id))
+    assert run.state is RunState.PENDING
+    failed = store.list_runs(RunFilter(policy_id=bad.id))
+    assert sorted(r.target for r in failed) == ["srv-2", "srv-3"]
+    for run in failed:
+        assert (run.state, run.scheduled_for) == (RunState.FAILED, NOW)
+        assert run.error is not None and "'US/Pacific-New'" in run.error
+        assert run.error.endswith("the schedule is stopped until the policy is edited")
+    assert store.schedules(bad.id)[0].next_fire_at is None
+    assert Scheduler(store, _no_cloud).tick(NOW + timedelta(days=1)).runs == 1
 
 
 def test_disabled_policy_stops_its_schedule(store: SqlStore) -> None:

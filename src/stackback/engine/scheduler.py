@@ -93,7 +93,10 @@ class Scheduler:
 
             def planner(due: DueSchedule) -> TickPlan:
                 nonlocal still_due
-                plan = self.plan(due, now, next_fires=next_fires, resolved=resolved)
+                try:
+                    plan = self.plan(due, now, next_fires=next_fires, resolved=resolved)
+                except Exception as error:  # noqa: BLE001 - one bad schedule must not stop all
+                    plan = self._unplannable(due, error)
                 if plan.next_fire_at is not None and plan.next_fire_at <= now:
                     still_due = True
                 return plan
@@ -146,6 +149,38 @@ class Scheduler:
                     self._occurrence(policy, target, fire, now, is_latest, late_limit, waited)
                 )
         return TickPlan(runs=runs, next_fire_at=next_fire, fired_at=fires[-1])
+
+    @staticmethod
+    def _unplannable(due: DueSchedule, error: Exception) -> TickPlan:
+        """The plan of a schedule that cannot be evaluated (e.g. its zone left tzdata).
+
+        Its due occurrence becomes a failed run per target with the reason, and
+        the schedule stops until the policy is edited, instead of failing the
+        whole tick, every tick, for every other policy.
+        """
+        policy, schedule = due.policy, due.schedule
+        detail = error.message if isinstance(error, StackbackError) else repr(error)
+        log.error(
+            "policy %s: schedule %r (%s) cannot be evaluated, stopped: %s",
+            policy.name,
+            schedule.cron,
+            policy.timezone,
+            detail,
+            exc_info=not isinstance(error, StackbackError),
+        )
+        fire = schedule.deferred_fire_at or schedule.next_fire_at
+        if fire is None or not policy.enabled:
+            return TickPlan(next_fire_at=None)
+        reason = (
+            f"its schedule {schedule.cron!r} in {policy.timezone} cannot be evaluated "
+            f"({detail}); the schedule is stopped until the policy is edited"
+        )
+        targets = [policy.selector.run_target] if policy.selector else list(policy.targets)
+        runs = [
+            NewRun(target=t, scheduled_for=fire, due_at=fire, state=RunState.FAILED, error=reason)
+            for t in targets
+        ]
+        return TickPlan(runs=runs, next_fire_at=None, fired_at=fire)
 
     def _unresolved(
         self,
