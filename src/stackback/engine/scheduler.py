@@ -95,7 +95,7 @@ class Scheduler:
                 nonlocal still_due
                 try:
                     plan = self.plan(due, now, next_fires=next_fires, resolved=resolved)
-                except Exception as error:  # noqa: BLE001 - one bad schedule must not stop all
+                except Exception as error:  # one bad schedule must not stop all the others
                     plan = self._unplannable(due, error)
                 if plan.next_fire_at is not None and plan.next_fire_at <= now:
                     still_due = True
