@@ -445,6 +445,57 @@ def test_a_schedule_that_cannot_be_evaluated_fails_its_occurrence_not_the_tick(
     assert Scheduler(store, _no_cloud).tick(NOW + timedelta(days=1)).runs == 1
 
 
+def _down_for_three_days(store: SqlStore) -> tuple[Policy, datetime]:
+    """A daily policy whose NOW occurrence ran; the scheduler is then down for three days."""
+    policy = _add(store, _policy(window=60))
+    Scheduler(store, _no_cloud).tick(NOW)
+    return policy, NOW + timedelta(days=3, hours=3)
+
+
+def test_editing_a_policy_after_downtime_keeps_what_fell_due_for_the_tick(
+    store: SqlStore,
+) -> None:
+    policy, back = _down_for_three_days(store)
+    edited = replace(policy, schedules=("0 9 * * *", "0 21 * * *"))
+    store.update_policy(edited, [back + timedelta(hours=21), back + timedelta(hours=9)], now=back)
+
+    Scheduler(store, _no_cloud).tick(back)
+
+    by_time = {r.scheduled_for: r for r in store.list_runs(RunFilter(policy_id=policy.id))}
+    assert sorted(by_time) == [NOW + timedelta(days=d) for d in range(4)]
+    for day in (1, 2, 3):
+        assert by_time[NOW + timedelta(days=day)].state is RunState.MISSED
+
+
+def test_disabling_a_policy_after_downtime_records_what_fell_due_as_cancelled(
+    store: SqlStore,
+) -> None:
+    policy, back = _down_for_three_days(store)
+    store.update_policy(replace(policy, enabled=False), [None], now=back)
+
+    owed = [r for r in store.list_runs(RunFilter(policy_id=policy.id)) if r.scheduled_for > NOW]
+    assert sorted(r.scheduled_for for r in owed) == [NOW + timedelta(days=d) for d in (1, 2, 3)]
+    for run in owed:
+        assert run.state is RunState.CANCELLED
+        assert (
+            run.error
+            == "its policy was disabled before the scheduler had processed this occurrence"
+        )
+
+
+def test_two_schedules_waiting_on_one_occurrence_are_cancelled_once(store: SqlStore) -> None:
+    policy = _add(store, _policy(selector=Selector("backup", "gold")))
+    both = replace(policy, schedules=("0 9 * * *", "0 9 * * 1-5"))
+    store.update_policy(both, [NOW, NOW], now=NOW - timedelta(hours=1))
+    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    assert [s.deferred_fire_at for s in store.schedules(policy.id)] == [NOW, NOW]
+
+    store.update_policy(replace(both, enabled=False), [None, None], now=NOW + timedelta(seconds=10))
+
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert (run.state, run.scheduled_for) == (RunState.CANCELLED, NOW)
+
+
 def test_disabled_policy_stops_its_schedule(store: SqlStore) -> None:
     policy = _add(store, _policy(enabled=False))
     result = Scheduler(store, _no_cloud).tick(NOW)

@@ -59,6 +59,7 @@ from stackback.records import (
     StepNote,
     TickPlan,
 )
+from stackback.schedule import CronSchedule
 from stackback.store.convert import (
     artifact_from_row,
     backup_from_row,
@@ -180,15 +181,19 @@ class SqlStore:
     ) -> None:
         """Give the policy's schedules their new next fire times (``policy_row`` not yet updated).
 
-        An occurrence still waiting for its targets stays waiting on a kept,
-        enabled schedule; on a schedule removed or disabled it is recorded as a
-        cancelled run, never dropped silently.
+        On a kept, enabled schedule, an occurrence still waiting for its targets
+        stays waiting, and one that fell due but no tick has processed yet (the
+        scheduler was down) stays due: the next tick runs or records it under
+        the new settings. On a schedule removed or disabled, both are recorded
+        as cancelled runs; nothing owed is dropped silently.
         """
         if len(next_fires) != len(policy.schedules):
             raise InvalidInput("one next fire time per schedule is required")
         existing = {
             s.cron: s
-            for s in session.scalars(select(ScheduleRow).where(ScheduleRow.policy_id == policy.id))
+            for s in session.scalars(
+                select(ScheduleRow).where(ScheduleRow.policy_id == policy.id).with_for_update()
+            )
         }
         keep_ids = set()
         for position, (cron, next_fire) in enumerate(
@@ -199,21 +204,25 @@ class SqlStore:
                 row = ScheduleRow(policy_id=policy.id, cron=cron)
                 session.add(row)
             row.position = position
-            retry_at = row.next_fire_at
-            if row.deferred_fire_at is not None and retry_at is not None and next_fire is not None:
-                row.next_fire_at = min(retry_at, next_fire)
+            owed = row.next_fire_at is not None and (
+                row.deferred_fire_at is not None or row.next_fire_at <= now
+            )
+            if next_fire is None:
+                self._settle(session, policy_row, [row], "its policy was disabled", now=now)
+                row.next_fire_at = None
+            elif owed and row.next_fire_at is not None:
+                row.next_fire_at = min(row.next_fire_at, next_fire)
             else:
-                self._cancel_waiting(session, policy_row, [row], "its policy was disabled", now=now)
                 row.next_fire_at = next_fire
             session.flush()
             keep_ids.add(row.id)
         removed = [row for row in existing.values() if row.id not in keep_ids]
-        self._cancel_waiting(session, policy_row, removed, "its schedule was removed", now=now)
+        self._settle(session, policy_row, removed, "its schedule was removed", now=now)
         for row in removed:
             session.delete(row)
 
     @staticmethod
-    def _cancel_waiting(
+    def _settle(
         session: Session,
         policy_row: PolicyRow,
         schedules: Sequence[ScheduleRow],
@@ -221,31 +230,61 @@ class SqlStore:
         *,
         now: datetime,
     ) -> None:
-        """Record each occurrence still waiting for its targets as a cancelled run."""
+        """Record what each schedule still owes before its timing changes or it goes.
+
+        An occurrence waiting for its targets, and occurrences that fell due but
+        that no tick has processed yet (the scheduler was down or behind), become
+        cancelled runs with the reason (at most ``SETTLE_LIMIT`` per schedule);
+        an occurrence that already has its run is left alone. ``policy_row``
+        still has the timing the occurrences fell due under.
+        """
+        if policy_row.selector_key is not None:
+            selector = Selector(policy_row.selector_key, policy_row.selector_value or "")
+            targets = [selector.run_target]
+        else:
+            targets = list(policy_row.targets)
         for schedule in schedules:
-            fire = schedule.deferred_fire_at
-            if fire is None:
-                continue
-            selector = Selector(policy_row.selector_key or "", policy_row.selector_value or "")
-            session.add(
-                RunRow(
-                    id=new_id(),
-                    policy_id=policy_row.id,
-                    policy_name=policy_row.name,
-                    target=selector.run_target,
-                    scheduled_for=fire,
-                    due_at=fire,
-                    state=RunState.CANCELLED.value,
-                    attempt=0,
-                    trigger="schedule",
-                    label=policy_row.label,
-                    cloud=policy_row.cloud,
-                    error=f"{why} while this occurrence waited for its targets",
-                    finished_at=now,
-                    created_at=now,
-                )
-            )
+            owed = _owed_occurrences(schedule, policy_row.timezone, now)
+            waited_for = schedule.deferred_fire_at
             schedule.deferred_fire_at = None
+            if not owed:
+                continue
+            existing: set[tuple[str, datetime]] = {
+                (target, fire)
+                for target, fire in session.execute(
+                    select(RunRow.target, RunRow.scheduled_for).where(
+                        RunRow.policy_id == policy_row.id, RunRow.scheduled_for >= owed[0]
+                    )
+                )
+            }
+            for fire in owed:
+                error = (
+                    f"{why} while this occurrence waited for its targets"
+                    if fire == waited_for
+                    else f"{why} before the scheduler had processed this occurrence"
+                )
+                for target in targets:
+                    if (target, fire) in existing:
+                        continue
+                    existing.add((target, fire))
+                    session.add(
+                        RunRow(
+                            id=new_id(),
+                            policy_id=policy_row.id,
+                            policy_name=policy_row.name,
+                            target=target,
+                            scheduled_for=fire,
+                            due_at=fire,
+                            state=RunState.CANCELLED.value,
+                            attempt=0,
+                            trigger="schedule",
+                            label=policy_row.label,
+                            cloud=policy_row.cloud,
+                            error=error,
+                            finished_at=now,
+                            created_at=now,
+                        )
+                    )
 
     def get_policy(self, ref: str) -> Policy:
         with self._session() as session:
@@ -288,8 +327,10 @@ class SqlStore:
                     lease_expires_at=None,
                 )
             )
-            waiting = session.scalars(select(ScheduleRow).where(ScheduleRow.policy_id == row.id))
-            self._cancel_waiting(session, row, list(waiting), "its policy was deleted", now=now)
+            owing = session.scalars(
+                select(ScheduleRow).where(ScheduleRow.policy_id == row.id).with_for_update()
+            )
+            self._settle(session, row, list(owing), "its policy was deleted", now=now)
             session.flush()
             session.execute(delete(ScheduleRow).where(ScheduleRow.policy_id == row.id))
             session.delete(row)
@@ -1110,6 +1151,24 @@ def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
         outcome=note.outcome,
         detail=note.detail[:4000],
     )
+
+
+SETTLE_LIMIT = 10_000
+"""Occurrences of one schedule recorded when it changes with a backlog no tick processed."""
+
+
+def _owed_occurrences(schedule: ScheduleRow, timezone: str, now: datetime) -> list[datetime]:
+    """The schedule's occurrences up to ``now`` that no tick has turned into runs yet."""
+    first = schedule.deferred_fire_at or schedule.next_fire_at
+    if first is None or first > now:
+        return []
+    try:
+        later = CronSchedule(schedule.cron, timezone).fires_between(
+            first, now, limit=SETTLE_LIMIT - 1
+        )
+    except InvalidInput:  # a schedule that cannot be evaluated owes what fell due
+        later = []
+    return [first, *later]
 
 
 def _schedule_state(row: ScheduleRow) -> ScheduleState:
