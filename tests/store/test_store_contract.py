@@ -319,3 +319,13 @@ def test_next_wakeup_waits_for_a_live_lease(store: SqlStore) -> None:
     assert store.next_wakeup() == T0 + timedelta(seconds=60)
     store.release_run(run_id, claimed.attempt, not_before=T0 + timedelta(seconds=5))
     assert store.next_wakeup() == T0 + timedelta(seconds=5)
+
+
+def test_next_wakeup_leaves_out_a_run_queued_behind_its_busy_target(store: SqlStore) -> None:
+    first = store.create_manual_run(target="web-1", now=T0, label=None, retention=None)
+    [claimed] = store.claim_runs(T0, "w1", lease_seconds=3600)
+    store.update_run(first.id, claimed.attempt, state=RunState.WAITING)
+    store.create_manual_run(target="web-1", now=T0, label=None, retention=None)
+
+    assert store.claim_runs(T0, "w2", lease_seconds=60) == []
+    assert store.next_wakeup() == T0 + timedelta(hours=1)  # the active run's lease, no sooner

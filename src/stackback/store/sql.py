@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Engine,
+    Exists,
     Select,
     Table,
     bindparam,
@@ -529,11 +530,7 @@ class SqlStore:
         Each claim increments ``attempt``: the fencing token of the lease.
         """
         with self._session() as session:
-            target_busy = exists().where(
-                _OtherRun.target == RunRow.target,
-                _OtherRun.state.in_(_ACTIVE),
-                _OtherRun.id != RunRow.id,
-            )
+            target_busy = _target_busy()
             query = (
                 select(RunRow)
                 .where(
@@ -560,14 +557,24 @@ class SqlStore:
             return [run_from_row(r) for r in rows]
 
     def next_wakeup(self) -> datetime | None:
-        """When the earliest unfinished run can next make progress (for idle sleeping)."""
+        """When the earliest unfinished run can next make progress (for idle sleeping).
+
+        A pending run queued behind its target's active run is left out, as
+        ``claim_runs`` leaves it: it can go once that run moves, whose own
+        wake-up is counted.
+        """
         with self._session() as session:
             ready = func.coalesce(RunRow.not_before, RunRow.due_at)
             leased_until = func.coalesce(RunRow.lease_expires_at, ready)
             wake = type_coerce(
                 case((leased_until > ready, leased_until), else_=ready), UTCDateTime()
             )
-            return session.scalar(select(func.min(wake)).where(RunRow.state.in_(WORKABLE_STATES)))
+            return session.scalar(
+                select(func.min(wake)).where(
+                    RunRow.state.in_(WORKABLE_STATES),
+                    or_(RunRow.state != RunState.PENDING.value, ~_target_busy()),
+                )
+            )
 
     def _fenced_run(self, session: Session, run_id: str, attempt: int) -> RunRow:
         # FOR UPDATE: on PostgreSQL a concurrent claim must not slip between check and write
@@ -1150,6 +1157,15 @@ def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
         finished_at=note.finished_at,
         outcome=note.outcome,
         detail=note.detail[:4000],
+    )
+
+
+def _target_busy() -> Exists:
+    """A run's target has another run in an active state (a pending run must wait)."""
+    return exists().where(
+        _OtherRun.target == RunRow.target,
+        _OtherRun.state.in_(_ACTIVE),
+        _OtherRun.id != RunRow.id,
     )
 
 
