@@ -180,6 +180,17 @@ def test_planner_gets_the_policy_view(store: SqlStore) -> None:
     assert seen[selected.id].enabled is False
 
 
+def test_the_tick_refuses_a_naive_time_instead_of_guessing_its_zone(store: SqlStore) -> None:
+    policy = _add(store, _policy())
+
+    def planner(due: DueSchedule) -> TickPlan:
+        return TickPlan(next_fire_at=(NOW + timedelta(days=1)).replace(tzinfo=None))
+
+    with pytest.raises(ValueError, match="naive datetime"):
+        store.process_due_schedules(NOW, planner)
+    assert store.schedules(policy.id)[0].next_fire_at == NOW
+
+
 def test_runs_carry_policy_fields_and_spread(store: SqlStore) -> None:
     policy = _add(store, _policy(targets=("a", "b"), label="weekly", window=30))
     assert Scheduler(store, _no_cloud).tick(NOW).runs == 2

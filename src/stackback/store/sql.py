@@ -1141,6 +1141,8 @@ class _TimeBinder:
     def __call__(self, value: datetime | None) -> Any:
         if value is None:
             return None
+        if value.tzinfo is None:  # as the ORM's UTCDateTime refuses it: never guess a zone
+            raise ValueError(f"naive datetime {value!r} given to the store; use aware UTC")
         key = value.astimezone(UTC)  # two instants of a repeated local hour compare equal
         bound = self._seen.get(key)
         if bound is None:
