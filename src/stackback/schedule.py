@@ -25,8 +25,12 @@ Daylight-saving time, for expressions whose minute and hour fields are both fixe
   and not again at 02:30+01:00.
 
 Expressions with a ``*``-prefixed minute or hour field (``0 * * * *``,
-``*/30 * * * *``) follow elapsed time instead: they fire in both passes of a
-repeated hour and simply have no fires in a skipped one.
+``*/30 * * * *``, ``*/30 10 * * *``) follow elapsed time instead: they fire at
+every minute whose local wall time matches, so in both passes of a repeated hour
+and never in a skipped one. Near a change of UTC offset these are answered by a
+walk of our own (cronsim 2.8 skipped ``10:00`` on the day of Lord Howe's
+30-minute change and fired in Havana's skipped midnight hour); the tests check
+it against a minute-by-minute scan.
 
 cronsim can return an instant before its start when the start lies in the second
 pass of a repeated hour; :meth:`CronSchedule.next_after` guards against that by
@@ -36,7 +40,7 @@ cronsim 2.8 can cycle through the first pass forever; after 1,500 such stale
 fires the search restarts at the end of the repeated time, so the rest of the
 second pass does not fire there.
 
-cronsim is the reference for every result. The scheduler tick computes thousands
+cronsim is the reference for every other result. The scheduler tick computes thousands
 of next fires, and cronsim re-parses the expression and walks the calendar on
 each call, so :meth:`CronSchedule.next_after` first tries a shortcut: a walk over
 the wall-clock calendar with the fields cronsim parsed once. The shortcut only
@@ -242,13 +246,13 @@ class _WallFields:
         dom, dow = day.day in self.days, day.weekday() in self.weekdays
         return (dom and dow) if self.day_and else (dom or dow)
 
-    def first_at_or_after(self, wall: datetime) -> datetime | None:
+    def first_at_or_after(self, wall: datetime, days: int = _SHORTCUT_DAYS) -> datetime | None:
         """The first matching wall-clock minute at or after ``wall`` (a naive whole minute).
 
-        None when there is none within ``_SHORTCUT_DAYS`` days (cronsim looks further).
+        None when there is none on ``wall``'s day or the ``days - 1`` days after it.
         """
         day, hour, minute = wall.date(), wall.hour, wall.minute
-        for _ in range(_SHORTCUT_DAYS):
+        for _ in range(days):
             if self._day_matches(day):
                 for h in self.hours[bisect_left(self.hours, hour) :]:
                     first = bisect_left(self.minutes, minute) if h == hour else 0
@@ -265,6 +269,22 @@ def _fixed_offset(local: datetime) -> timedelta | None:
     return offset if offset == local.replace(fold=1 - local.fold).utcoffset() else None
 
 
+_SEARCH_LIMIT = timedelta(days=50 * 366)
+
+
+def _first_with_another_offset(
+    before: datetime, after: datetime, zone: ZoneInfo, offset: timedelta | None
+) -> datetime:
+    """The first whole minute in ``(before, after]`` whose UTC offset is not ``offset``."""
+    while after - before > _ONE_MINUTE:
+        middle = before + ((after - before) // _ONE_MINUTE // 2) * _ONE_MINUTE
+        if middle.astimezone(zone).utcoffset() == offset:
+            before = middle
+        else:
+            after = middle
+    return after
+
+
 @dataclass(frozen=True)
 class CronSchedule:
     """A cron expression read in the wall-clock time of an IANA zone.
@@ -278,12 +298,15 @@ class CronSchedule:
     timezone: str = "UTC"
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
     _wall: _WallFields | None = field(init=False, repr=False, compare=False)
+    _elapsed: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         expr, parsed = _parse_cron(self.expr)
         object.__setattr__(self, "expr", expr)
         object.__setattr__(self, "_zone", parse_timezone(self.timezone))
         object.__setattr__(self, "_wall", _WallFields.of(parsed))
+        minute, hour = expr.split()[:2]
+        object.__setattr__(self, "_elapsed", minute.startswith("*") or hour.startswith("*"))
 
     @property
     def zone(self) -> ZoneInfo:
@@ -291,6 +314,18 @@ class CronSchedule:
         return self._zone
 
     def _fires_after(self, instant: datetime, name: str) -> Iterator[datetime]:
+        """Every fire after ``instant``, in order: ``next_after`` chained, as the tick does."""
+        _require_aware(instant, name)
+        fire = instant
+        while True:
+            try:
+                fire = self.next_after(fire)
+            except InvalidInput:  # no further fire
+                return
+            yield fire
+
+    def _cronsim_fires_after(self, instant: datetime, name: str) -> Iterator[datetime]:
+        """cronsim's fires after ``instant``, guarded as the module docstring says."""
         _require_aware(instant, name)
         latest = instant.astimezone(UTC)
         start = latest
@@ -327,8 +362,10 @@ class CronSchedule:
         """
         _require_aware(instant, "instant")
         fire = self._next_by_wall_clock(instant)
+        if fire is None and self._elapsed and self._wall is not None:
+            fire = self._next_by_elapsed_time(instant)
         if fire is None:
-            fire = next(self._fires_after(instant, "instant"), None)
+            fire = next(self._cronsim_fires_after(instant, "instant"), None)
         if fire is None:
             raise InvalidInput(
                 f"cron expression {self.expr!r} never fires after {instant.isoformat()}",
@@ -357,6 +394,36 @@ class CronSchedule:
             return (fire - offset).replace(tzinfo=UTC)
         except OverflowError:
             return None
+
+    def _next_by_elapsed_time(self, instant: datetime) -> datetime | None:
+        """For a ``*`` minute or hour: the first minute after ``instant`` whose wall time matches.
+
+        Walks from matching wall time to matching wall time, at most a day at a time,
+        and stops at every change of UTC offset, so that no minute of the elapsed time
+        is skipped or counted twice whatever the zone does (cronsim 2.8 can skip fires
+        on the day of Lord Howe's 30-minute change, or fire in a skipped hour).
+        None if there is no fire within 50 years or before the end of the datetime range.
+        """
+        assert self._wall is not None
+        zone = self._zone
+        moment = instant.astimezone(UTC).replace(second=0, microsecond=0) + _ONE_MINUTE
+        give_up = moment + _SEARCH_LIMIT
+        try:
+            while moment < give_up:
+                local = moment.astimezone(zone)
+                wall = local.replace(tzinfo=None, second=0, microsecond=0)
+                match = self._wall.first_at_or_after(wall, days=2)
+                if match == wall:
+                    return moment
+                step = _ONE_DAY if match is None else min(match - wall, _ONE_DAY)
+                offset = local.utcoffset()
+                later = moment + step
+                if later.astimezone(zone).utcoffset() != offset:
+                    later = _first_with_another_offset(moment, later, zone, offset)
+                moment = later
+        except OverflowError:
+            return None
+        return None
 
     def fires_between(
         self, start: datetime, end: datetime, limit: int | None = None

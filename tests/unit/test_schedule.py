@@ -339,6 +339,52 @@ def test_next_after_fine_grained_matches_minute_by_minute_scan(data: st.DataObje
     assert result == candidate
 
 
+# Zones whose changes cronsim 2.8 gets wrong for these expressions: Lord Howe's 30-minute
+# change (it skipped 10:00 on the day of the change) and Havana's midnight change (it fired
+# at 01:00, an hour "*/20 0 * * 0" does not list).
+ODD_ZONES = [
+    ZoneInfo("Australia/Lord_Howe"),
+    ZoneInfo("America/Havana"),
+    ZoneInfo("Pacific/Chatham"),
+]
+ELAPSED_TIME: dict[str, LocalPredicate] = {
+    "*/30 10 * * *": lambda local: local.minute in (0, 30) and local.hour == 10,
+    "*/20 0,4 * * *": lambda local: local.minute in (0, 20, 40) and local.hour in (0, 4),
+    "*/20 0 * * 0": lambda local: (
+        local.minute in (0, 20, 40) and local.hour == 0 and local.weekday() == 6
+    ),
+    "15 */2 * * 1-5": lambda local: (
+        local.minute == 15 and local.hour % 2 == 0 and local.weekday() < 5
+    ),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_next_after_elapsed_time_matches_a_minute_scan_in_odd_zones(data: st.DataObject) -> None:
+    zone = data.draw(st.sampled_from(ODD_ZONES))
+    expr = data.draw(st.sampled_from(sorted(ELAPSED_TIME)))
+    instant = data.draw(instants(zone))
+    fires = ELAPSED_TIME[expr]
+
+    result = CronSchedule(expr, zone.key).next_after(instant)
+
+    candidate = instant.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while not fires(candidate.astimezone(zone)):
+        candidate += timedelta(minutes=1)
+    assert result == candidate
+
+
+def test_lord_howe_fires_at_ten_on_the_day_of_its_change() -> None:
+    schedule = CronSchedule("*/30 10 * * *", "Australia/Lord_Howe")
+    # the previous day's last fire; the clocks go back from 02:00 to 01:30 in between
+    start = datetime(2021, 4, 3, 10, 30, tzinfo=ZoneInfo("Australia/Lord_Howe"))
+    assert schedule.fires_between(start, start + timedelta(hours=24)) == [
+        datetime(2021, 4, 4, 10, tzinfo=ZoneInfo("Australia/Lord_Howe")).astimezone(UTC),
+        datetime(2021, 4, 4, 10, 30, tzinfo=ZoneInfo("Australia/Lord_Howe")).astimezone(UTC),
+    ]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_next_after_fixed_time_is_the_first_local_occurrence_after(data: st.DataObject) -> None:
@@ -417,18 +463,48 @@ def cron_expressions(draw: st.DrawFn) -> str:
 @settings(max_examples=int(os.environ.get("STACKBACK_SHORTCUT_EXAMPLES", "1500")), deadline=None)
 @given(st.data())
 def test_next_after_shortcut_agrees_with_cronsim(data: st.DataObject) -> None:
+    """The shortcut, and fixed-time expressions, agree with cronsim; elapsed-time ones with
+    a minute scan (cronsim 2.8 is wrong for a few of those: see ODD_ZONES)."""
     zone = data.draw(st.sampled_from(SHORTCUT_ZONES))
     expr = data.draw(cron_expressions())
     instant = data.draw(instants(zone))
     schedule = CronSchedule(expr, zone.key)
 
-    by_cronsim = next(schedule._fires_after(instant, "instant"), None)
+    by_cronsim = next(schedule._cronsim_fires_after(instant, "instant"), None)
+    shortcut = schedule._next_by_wall_clock(instant)
 
-    if by_cronsim is None:  # e.g. "* * */8 * 0#5": the 5th Sunday is never day 1, 9, 17 or 25
+    if shortcut is not None:
+        assert shortcut == by_cronsim
+    if schedule._elapsed and schedule._wall is not None:
+        _assert_first_matching_minute(schedule, instant, schedule.next_after(instant))
+    elif by_cronsim is None:  # e.g. "* * */8 * 0#5": the 5th Sunday is never day 1, 9, 17 or 25
         with pytest.raises(InvalidInput):
             schedule.next_after(instant)
     else:
         assert schedule.next_after(instant) == by_cronsim
+
+
+def _assert_first_matching_minute(
+    schedule: CronSchedule, instant: datetime, fire: datetime
+) -> None:
+    """``fire`` is the first minute after ``instant`` whose wall time the fields match."""
+    fields = schedule._wall
+    assert fields is not None
+
+    def matches(moment: datetime) -> bool:
+        local = moment.astimezone(schedule.zone)
+        return (
+            local.minute in fields.minutes
+            and local.hour in fields.hours
+            and fields._day_matches(local.date())
+        )
+
+    assert fire > instant and matches(fire)
+    moment = instant.astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    scan_end = min(fire, moment + timedelta(days=3))  # a minute scan; farther fires: their day
+    while moment < scan_end:
+        assert not matches(moment), f"{moment} matches before {fire}"
+        moment += timedelta(minutes=1)
 
 
 @pytest.mark.parametrize("expr", ["*/2 */3 22 * 0,5,3", "*/2 3 * * *", "* * * * *"])
@@ -454,7 +530,9 @@ def test_next_after_shortcut_answers_away_from_dst_and_defers_near_it() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.data())
-def test_fires_between_equals_iterating_next_after(data: st.DataObject) -> None:
+def test_fires_between_equals_iterating_cronsim(data: st.DataObject) -> None:
+    """fires_between chains next_after, as the scheduler does; where cronsim is right
+    (these zones), that is cronsim's own sequence, repeated hours and gaps included."""
     zone = data.draw(st.sampled_from(ZONES))
     expr = data.draw(st.sampled_from(sorted([*FINE_GRAINED, *FIXED_TIME])))
     start = data.draw(instants(zone))
@@ -462,10 +540,10 @@ def test_fires_between_equals_iterating_next_after(data: st.DataObject) -> None:
     schedule = CronSchedule(expr, zone.key)
 
     expected: list[datetime] = []
-    fire = schedule.next_after(start)
-    while fire <= end:
+    for fire in schedule._cronsim_fires_after(start, "start"):
+        if fire > end:
+            break
         expected.append(fire)
-        fire = schedule.next_after(fire)
 
     assert schedule.fires_between(start, end) == expected
     limit = data.draw(st.integers(0, 5))
