@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stackback.errors import Conflict, LeaseLost, NotFound
+from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import (
     ArtifactKind,
     ArtifactStatus,
@@ -329,3 +329,33 @@ def test_next_wakeup_leaves_out_a_run_queued_behind_its_busy_target(store: SqlSt
 
     assert store.claim_runs(T0, "w2", lease_seconds=60) == []
     assert store.next_wakeup() == T0 + timedelta(hours=1)  # the active run's lease, no sooner
+
+
+def _runs_with_ids(store: SqlStore, *ids: str) -> None:
+    from sqlalchemy import update
+
+    from stackback.store.models import RunRow
+
+    for wanted in ids:
+        run = store.create_manual_run(target=f"srv-{wanted}", now=T0, label=None, retention=None)
+        with store.engine.begin() as connection:
+            connection.execute(update(RunRow).where(RunRow.id == run.id).values(id=wanted))
+
+
+def test_ids_are_found_whole_or_by_an_unambiguous_prefix_never_by_a_pattern(
+    store: SqlStore,
+) -> None:
+    first, second = "abcdef01-0000-4000-8000-000000000001", "abcdef02-0000-4000-8000-000000000002"
+    _runs_with_ids(store, first, second)
+    backup = store.ensure_backup(_backup())
+
+    assert store.get_run(first).id == first
+    assert store.get_run("abcdef02").id == second
+    assert store.get_backup(backup.id[:8]).id == backup.id
+    with pytest.raises(InvalidInput, match="several run ids"):
+        store.get_run("abcdef0")
+    for pattern in ("", "%", "%%%%%%", "______", "abc", "abcdef%"):
+        with pytest.raises(NotFound):
+            store.get_run(pattern)
+        with pytest.raises(NotFound):
+            store.get_backup(pattern)

@@ -12,12 +12,13 @@ Concurrency rules, for several schedulers and workers on one database:
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     Engine,
@@ -651,11 +652,7 @@ class SqlStore:
 
     def get_run(self, run_id: str) -> Run:
         with self._session() as session:
-            row = session.get(RunRow, run_id)
-            if row is None:
-                row = session.scalars(select(RunRow).where(RunRow.id.startswith(run_id))).first()
-            if row is None:
-                raise NotFound(f"no run {run_id!r}")
+            row = _by_id_or_prefix(session, RunRow, run_id, "run")
             steps = session.scalars(
                 select(RunStepRow).where(RunStepRow.run_id == row.id).order_by(RunStepRow.id)
             ).all()
@@ -972,12 +969,7 @@ class SqlStore:
             return why
 
     def _backup_row(self, session: Session, ref: str) -> BackupRow:
-        row = session.get(BackupRow, ref)
-        if row is None and len(ref) >= 6:
-            row = session.scalars(select(BackupRow).where(BackupRow.id.startswith(ref))).first()
-        if row is None:
-            raise NotFound(f"no backup {ref!r}")
-        return row
+        return _by_id_or_prefix(session, BackupRow, ref, "backup")
 
     def _backup(self, session: Session, row: BackupRow) -> Backup:
         artifacts = session.scalars(
@@ -1160,6 +1152,29 @@ def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
         outcome=note.outcome,
         detail=note.detail[:4000],
     )
+
+
+MIN_ID_PREFIX = 6
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
+
+
+_Row = TypeVar("_Row", RunRow, BackupRow)
+
+
+def _by_id_or_prefix(session: Session, model: type[_Row], ref: str, what: str) -> _Row:
+    """The row whose id is ``ref``, or the only one whose id starts with it (6+ characters)."""
+    row = session.get(model, ref)
+    if row is not None:
+        return row
+    if len(ref) >= MIN_ID_PREFIX and _ID_PREFIX.fullmatch(ref):
+        rows = session.scalars(
+            select(model).where(model.id.startswith(ref, autoescape=True)).limit(2)
+        ).all()
+        if len(rows) > 1:
+            raise InvalidInput(f"{ref!r} is the start of several {what} ids: give more of it")
+        if rows:
+            return rows[0]
+    raise NotFound(f"no {what} {ref!r}")
 
 
 def _target_busy() -> Exists:
