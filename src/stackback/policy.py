@@ -92,6 +92,29 @@ class ArtifactStatus(StrEnum):
     DELETED = "deleted"
 
 
+NAME_MAX = 255
+"""Longest server name, server id, cron expression or cloud name stackback records (Nova's)."""
+LABEL_MAX = 64
+"""Longest label (``--label``, ``backup now --type``)."""
+
+
+def check_length(value: str, limit: int, option: str) -> str:
+    """``value`` if it has at most ``limit`` characters, else ``InvalidInput`` naming ``option``."""
+    if len(value) > limit:
+        raise InvalidInput(
+            f"{option} is {len(value)} characters long; at most {limit} are allowed",
+            field=option.lstrip("-"),
+        )
+    return value
+
+
+def check_given(value: str | None, option: str) -> str | None:
+    """``value``, unless it was given empty: a blank filter would silently match everything."""
+    if value is not None and not value.strip():
+        raise InvalidInput(f"{option} needs a value, not an empty one", field=option.lstrip("-"))
+    return value
+
+
 _SELECTOR_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.:\-]{1,255})=(?P<value>.{0,255})$")
 
 
@@ -110,7 +133,9 @@ class Selector:
                 f"invalid selector {text!r}: expected KEY=VALUE (metadata key and value)",
                 field="selector",
             )
-        return cls(match["key"], match["value"])
+        selector = cls(match["key"], match["value"])
+        check_length(selector.run_target, NAME_MAX, "--selector with its 'selector:' prefix")
+        return selector
 
     def matches(self, metadata: dict[str, str]) -> bool:
         return metadata.get(self.key) == self.value

@@ -150,6 +150,40 @@ def test_backup_list_filters(cli: CliRunner, sim: Sim) -> None:
     assert ok_json(cli, "backup", "list", "--policy", "p") == []
     unknown = cli("backup", "show", "nope")
     assert unknown.code == 2 and "nope" in unknown.err
+    assert [b["id"] for b in ok_json(cli, "backup", "list", "--limit", "1")] == [two]
+
+
+def test_an_empty_filter_or_a_pattern_for_an_id_matches_nothing(cli: CliRunner, sim: Sim) -> None:
+    """Scripts pass variables: an empty one must not select every backup, or any run."""
+    sim.cloud.create_server("web1")
+    kept = [backup_now(cli, sim, "web1")["backup_id"] for _ in range(2)]
+    for args in (
+        ["backup", "list", "--server", ""],
+        ["backup", "list", "--policy", " "],
+        ["run", "list", "--target", ""],
+        ["run", "list", "--policy", ""],
+    ):
+        result = cli(*args)
+        assert result.code == 2, args
+        assert_one_line_error(result.err, args[2], "empty")
+    for args in (["backup", "delete", "%%%%%%"], ["run", "delete", ""], ["run", "show", "%"]):
+        result = cli(*args)
+        assert result.code == 2, args
+        assert_one_line_error(result.err, "no ")
+    assert sorted(b["id"] for b in ok_json(cli, "backup", "list")) == sorted(kept)
+    assert len(ok_json(cli, "run", "list")) == 2
+
+
+def test_backup_now_refuses_what_nova_or_the_database_cannot_hold(cli: CliRunner, sim: Sim) -> None:
+    for args, words in (
+        (["w" * 256], ["SERVER", "256", "255"]),
+        (["web1", "--type", "t" * 65], ["--type", "64"]),
+        ([" "], ["server"]),
+    ):
+        result = cli("--os-cloud", sim.spec, "backup", "now", *args)
+        assert result.code == 2, args
+        assert_one_line_error(result.err, *words)
+    assert ok_json(cli, "run", "list") == []
 
 
 def test_keep_last_rotates_only_its_label(cli: CliRunner, sim: Sim) -> None:

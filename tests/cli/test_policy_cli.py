@@ -234,3 +234,22 @@ def test_the_policy_remembers_a_cloud_that_clouds_yaml_defines(
         cli, "--os-cloud", "mine", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *"
     )
     assert created["cloud"] == "mine"
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--server", "s" * 256], ["--server", "256", "255"]),
+        (["--server", "web1", "--label", "l" * 65], ["--label", "64"]),
+        (["--selector", "k=" + "v" * 250], ["--selector", "255"]),
+        (["--server", "web1", "--cron", "0 1 * * " + ",".join(["1"] * 130)], ["--cron", "255"]),
+    ],
+)
+def test_values_longer_than_nova_or_the_database_hold_are_refused(
+    cli: CliRunner, args: list[str], words: list[str]
+) -> None:
+    cron = [] if "--cron" in args else ["--cron", "0 1 * * *"]
+    result = cli("policy", "create", "long", *args, *cron)
+    assert result.code == 2
+    assert_one_line_error(result.err, *words)
+    assert ok_json(cli, "policy", "list") == []

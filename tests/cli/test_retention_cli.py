@@ -187,3 +187,41 @@ def test_preview_of_a_policy_over_its_real_backups(cli: CliRunner, tmp_path: Pat
     assert mixed.code == 2
     unknown = cli("retention", "preview", "nope")
     assert unknown.code == 2 and "nope" in unknown.err
+
+
+def test_preview_of_a_policy_sees_all_its_backups_not_the_newest_thousand(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    from sqlalchemy import insert
+
+    from stackback.store.models import BackupRow
+
+    ok_json(cli, "policy", "create", "p", "--server", "web1", "--cron", "0 1 * * *",
+            "--keep-last", "2")  # fmt: skip
+    store = SqlStore(create_db_engine(f"sqlite:///{tmp_path / 'state' / 'stackback.db'}"))
+    try:
+        policy = store.get_policy("p")
+        t0 = datetime(2024, 1, 1, 1, 0, tzinfo=UTC)
+        rows = [
+            {
+                "id": str(uuid.uuid4()),
+                "policy_id": policy.id,
+                "policy_name": policy.name,
+                "target": "web1",
+                "kind": BackupKind.SERVER_IMAGE.value,
+                "status": BackupStatus.AVAILABLE.value,
+                "protected": False,
+                "reasons": [],
+                "created_at": t0 + timedelta(hours=hour),
+            }
+            for hour in range(1200)
+        ]
+        with store.engine.begin() as connection:
+            connection.execute(insert(BackupRow), rows)
+    finally:
+        store.dispose()
+
+    preview = ok_json(cli, "retention", "preview", "p")
+    assert len(preview) == 1200
+    assert sum(r["action"] == "forget" for r in preview) == 1198
+    assert len(ok_json(cli, "backup", "list", "--policy", "p")) == 1200

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.cli.conftest import CliRunner, ok_json
+from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json
 
 
 def test_enable_creates_a_daily_policy_keeping_n(cli: CliRunner) -> None:
@@ -105,3 +105,22 @@ def test_bad_retention_changes_nothing(cli: CliRunner) -> None:
     assert ok_json(cli, "policy", "show", "server-web1")["retention"] == {"last": 3}
     assert cli("server", "enable", "web2", "--cron", "61 * * * *").code == 2
     assert [p["name"] for p in ok_json(cli, "policy", "list")] == ["server-web1"]
+
+
+def test_a_policy_that_only_shares_the_shortcut_name_is_left_alone(cli: CliRunner) -> None:
+    other = ok_json(
+        cli, "policy", "create", "server-db1", "--server", "web1", "--cron", "0 3 * * *",
+        "--keep-last", "9",
+    )  # fmt: skip
+    for args in (["enable", "db1", "--retention", "3"], ["disable", "db1"]):
+        result = cli("server", *args)
+        assert result.code == 1, args
+        assert_one_line_error(result.err, "server-db1", "web1")
+    assert ok_json(cli, "policy", "show", "server-db1")["retention"] == other["retention"]
+    assert ok_json(cli, "policy", "show", "server-db1")["enabled"] is True
+
+
+def test_a_server_name_too_long_for_its_policy_name_says_so(cli: CliRunner) -> None:
+    result = cli("server", "enable", "s" * 250)
+    assert result.code == 2
+    assert_one_line_error(result.err, "per-server policy name", "policy create")

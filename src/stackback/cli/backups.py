@@ -55,16 +55,23 @@ def backup_group() -> None:
 @click.option("--server", metavar="S", help="Only backups of this server (id or name).")
 @click.option("--policy", metavar="P", help="Only backups made by this policy.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted backups.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N, the newest.")
 @format_option
 @pass_app
 def list_(
-    app: AppContext, /, server: str | None, policy: str | None, include_deleted: bool, fmt: str
+    app: AppContext,
+    /,
+    server: str | None,
+    policy: str | None,
+    include_deleted: bool,
+    limit: int | None,
+    fmt: str,
 ) -> None:
     """List backups, newest first, with why retention keeps each."""
     rows = [
         backup_summary(b)
         for b in app.backups.list_backups(
-            server=server, policy=policy, include_deleted=include_deleted
+            server=server, policy=policy, include_deleted=include_deleted, limit=limit
         )
     ]
     if fmt == "table":

@@ -10,7 +10,7 @@ from stackback.cli.context import AppContext
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cli.policy import pass_app
 from stackback.errors import InvalidInput
-from stackback.policy import Run, RunState
+from stackback.policy import Run, RunState, check_given
 from stackback.store.sql import RunFilter
 
 
@@ -77,6 +77,8 @@ def list_(
     fmt: str,
 ) -> None:
     """List runs, newest first."""
+    check_given(target, "--target")
+    check_given(policy, "--policy")
     policy_id = app.store.get_policy(policy).id if policy else None
     runs = app.store.list_runs(
         RunFilter(

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 
 from stackback.engine.collector import Collector
 from stackback.errors import Conflict, InvalidInput
-from stackback.policy import Backup, BackupStatus, Run
+from stackback.policy import (
+    LABEL_MAX,
+    NAME_MAX,
+    Backup,
+    BackupStatus,
+    Run,
+    check_given,
+    check_length,
+)
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
@@ -34,11 +42,21 @@ class BackupService:
         self.clock = clock
 
     def list_backups(
-        self, *, server: str | None = None, policy: str | None = None, include_deleted: bool = False
+        self,
+        *,
+        server: str | None = None,
+        policy: str | None = None,
+        include_deleted: bool = False,
+        limit: int | None = None,
     ) -> list[Backup]:
+        """Backups newest first (all of them unless ``limit``); an empty filter is refused."""
+        check_given(server, "--server")
+        check_given(policy, "--policy")
         policy_id = self.store.get_policy(policy).id if policy else None
         return self.store.list_backups(
-            BackupFilter(target=server, policy_id=policy_id, include_deleted=include_deleted)
+            BackupFilter(
+                target=server, policy_id=policy_id, include_deleted=include_deleted, limit=limit
+            )
         )
 
     def get(self, ref: str) -> Backup:
@@ -83,7 +101,12 @@ class BackupService:
         """An on-demand backup; ``keep_last`` rotates backups of the same label only."""
         if keep_last is not None and keep_last < 1:
             raise InvalidInput("--keep-last must be at least 1", field="keep_last")
-        label = label or MANUAL_LABEL
+        if not server.strip():
+            raise InvalidInput("a server id or name is required", field="server")
+        check_length(server, NAME_MAX, "SERVER")
+        label = check_length(label or MANUAL_LABEL, LABEL_MAX, "--type")
+        if cloud is not None:
+            check_length(cloud, NAME_MAX, "--os-cloud")
         retention = RetentionPolicy(last=keep_last).to_dict() if keep_last else None
         return self.store.create_manual_run(
             target=server, now=self.clock.now(), label=label, retention=retention, cloud=cloud
@@ -93,7 +116,7 @@ class BackupService:
         """What the policy's retention would keep of its real backups now (deletes nothing)."""
         policy = self.store.get_policy(policy_ref)
         backups = self.store.list_backups(
-            BackupFilter(policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,))
+            BackupFilter(policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,), limit=None)
         )
         by_target: dict[str, list[Backup]] = defaultdict(list)
         for backup in backups:

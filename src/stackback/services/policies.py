@@ -7,8 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from stackback.errors import InvalidInput, NotFound
-from stackback.policy import IMPLEMENTED_KINDS, BackupKind, Policy, Selector
+from stackback.errors import Conflict, InvalidInput, NotFound
+from stackback.policy import (
+    IMPLEMENTED_KINDS,
+    LABEL_MAX,
+    NAME_MAX,
+    BackupKind,
+    Policy,
+    Selector,
+    check_length,
+)
 from stackback.ports import Clock, Store
 from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule, parse_timezone, validate_cron
@@ -98,7 +106,7 @@ class PolicyService:
         )
         parse_timezone(timezone)
         schedules = (
-            tuple(validate_cron(c) for c in spec.schedules)
+            tuple(check_length(validate_cron(c), NAME_MAX, "--cron") for c in spec.schedules)
             if spec.schedules is not None
             else (base.schedules if base else ())
         )
@@ -109,7 +117,9 @@ class PolicyService:
         if spec.targets is not None:
             if any(not t.strip() for t in spec.targets):
                 raise InvalidInput("--server needs a server id or name", field="targets")
-            targets = tuple(dict.fromkeys(t.strip() for t in spec.targets))
+            targets = tuple(
+                dict.fromkeys(check_length(t.strip(), NAME_MAX, "--server") for t in spec.targets)
+            )
             selector = None if targets else selector
         if spec.selector is not None:
             selector = Selector.parse(spec.selector)
@@ -121,6 +131,10 @@ class PolicyService:
         )
         if window < 0 or window > 24 * 60:
             raise InvalidInput("--window must be between 0 and 1440 minutes", field="window")
+        if spec.cloud is not None:
+            check_length(spec.cloud, NAME_MAX, "--os-cloud")
+        if spec.label is not None:
+            check_length(spec.label, LABEL_MAX, "--label")
         return Policy(
             id=base.id if base else str(uuid.uuid4()),
             name=name,
@@ -211,8 +225,14 @@ class PolicyService:
         if retention is not None and retention < 1:
             raise InvalidInput("--retention must be at least 1", field="retention")
         name = self.shortcut_name(server)
+        if len(name) > NAME_MAX:
+            raise InvalidInput(
+                f"the per-server policy name would be {len(name)} characters long (at most "
+                f"{NAME_MAX}): use `stackback policy create` with another name",
+                field="server",
+            )
         try:
-            current = self.store.get_policy(name)
+            current = self._shortcut_policy(server)
         except NotFound:
             return self.create(
                 PolicySpec(
@@ -235,9 +255,20 @@ class PolicyService:
     def disable_server(self, server: str) -> Policy:
         """Stop the shortcut policy of a server; its backups stay."""
         try:
-            return self.set_enabled(self.shortcut_name(server), False)
+            return self.set_enabled(self._shortcut_policy(server).id, False)
         except NotFound:
             raise NotFound(f"server {server!r} has no backup schedule to disable") from None
+
+    def _shortcut_policy(self, server: str) -> Policy:
+        """The server's per-server policy; ``Conflict`` if that name backs up something else."""
+        policy = self.store.get_policy(self.shortcut_name(server))
+        if policy.name != self.shortcut_name(server) or policy.targets != (server,):
+            what = f"servers {', '.join(policy.targets)}" if policy.targets else "a selector"
+            raise Conflict(
+                f"policy {policy.name!r} backs up {what}, not only {server!r}: "
+                "change it with `stackback policy`"
+            )
+        return policy
 
     def policies_for_server(self, server: str) -> tuple[list[Policy], list[Policy]]:
         """(policies naming the server explicitly, selector policies that may cover it)."""
