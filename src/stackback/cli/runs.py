@@ -9,7 +9,7 @@ import click
 from stackback.cli.context import AppContext
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cli.policy import pass_app
-from stackback.errors import InvalidInput
+from stackback.errors import Conflict
 from stackback.policy import Run, RunState, check_given
 from stackback.store.sql import RunFilter
 
@@ -120,7 +120,7 @@ def delete(app: AppContext, /, run_ids: tuple[str, ...], fmt: str) -> None:
     runs = [app.store.get_run(r) for r in run_ids]
     busy = [r.id for r in runs if not r.state.is_terminal]
     if busy:
-        raise InvalidInput(f"runs still in progress cannot be deleted: {', '.join(busy)}")
+        raise Conflict(f"runs still in progress cannot be deleted: {', '.join(busy)}")
     deleted = [app.store.delete_run(r.id) for r in runs]
     emit_list([{"id": r.id, "deleted": True} for r in deleted], ["id", "deleted"], fmt)
 
