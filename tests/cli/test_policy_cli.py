@@ -253,3 +253,11 @@ def test_values_longer_than_nova_or_the_database_hold_are_refused(
     assert result.code == 2
     assert_one_line_error(result.err, *words)
     assert ok_json(cli, "policy", "list") == []
+
+
+def test_a_name_that_looks_like_a_policy_id_is_refused(cli: CliRunner) -> None:
+    first = ok_json(cli, "policy", "create", "first", "--server", "web1", "--cron", "0 1 * * *")
+    result = cli("policy", "create", str(first["id"]), "--server", "web2", "--cron", "0 1 * * *")
+    assert result.code == 2
+    assert_one_line_error(result.err, "policy id")
+    assert [p["name"] for p in ok_json(cli, "policy", "list")] == ["first"]

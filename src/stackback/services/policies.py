@@ -79,9 +79,13 @@ def _parse_kind(value: str) -> BackupKind:
 
 def _validate_name(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > 255:
+    if not name or len(name) > NAME_MAX:
         raise InvalidInput("a policy name must have 1 to 255 characters", field="name")
-    return name
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return name
+    raise InvalidInput(f"a policy name must not look like a policy id: {name!r}", field="name")
 
 
 class PolicyService:
