@@ -53,6 +53,18 @@ class NotMigrated(StackbackError):
     code = "not-migrated"
 
 
+class SchemaTooNew(StackbackError):
+    """The database schema is at a revision this code does not know (a newer stackback's)."""
+
+    code = "schema-too-new"
+
+
+class DatabaseUnavailable(StackbackError):
+    """The database cannot be reached, opened or written (down, read-only, not a database)."""
+
+    code = "database-unavailable"
+
+
 class LeaseLost(StackbackError):
     """A worker's lease on a run was taken over; its writes are fenced off."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from stackback.store.database import head_revision
 from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json, start_process
 
 CRON = "0 1 * * *"
@@ -35,6 +37,9 @@ CREATE_ERRORS = [
     pytest.param([*VALID, "--timezone", "Mars/Olympus"], ["Mars/Olympus"], id="bad-zone"),
     pytest.param([*VALID, "--keep-last", "-1"], ["--keep-last", "-1"], id="negative-count"),
     pytest.param([*VALID, "--keep-daily", "1.5"], ["--keep-daily", "1.5"], id="non-integer"),
+    pytest.param([*VALID, "--keep-last", "²"], ["--keep-last", "²"], id="superscript-count"),
+    pytest.param([*VALID, "--keep-last", "٣"], ["--keep-last", "٣"], id="non-ascii-digit"),
+    pytest.param([*VALID, "--keep-last", "9" * 5000], ["--keep-last", "large"], id="huge-count"),
     pytest.param([*VALID, "--keep-weekly", "many"], ["--keep-weekly"], id="word-count"),
     pytest.param([*VALID, "--keep-within", "1w"], ["1w"], id="duration-weeks"),
     pytest.param([*VALID, "--keep-within-daily", "3"], ["3"], id="bare-number"),
@@ -67,6 +72,7 @@ SET_ERRORS = [
     pytest.param(["--timezone", "Europe/Atlantis"], ["Europe/Atlantis"], id="bad-zone"),
     pytest.param(["--keep-last", "-3"], ["--keep-last", "-3"], id="negative-count"),
     pytest.param(["--keep-hourly", "2x"], ["--keep-hourly"], id="non-integer"),
+    pytest.param(["--keep-hourly", "²"], ["--keep-hourly", "²"], id="superscript-count"),
     pytest.param(["--keep-within", "2d5"], ["2d5"], id="bad-duration"),
     pytest.param(["--selector", "=v"], ["selector"], id="bad-selector"),
     pytest.param(["--kind", "tape"], ["--kind"], id="unknown-kind"),
@@ -141,6 +147,85 @@ def test_other_bad_input(cli: CliRunner, args: list[str]) -> None:
     assert result.code == 2
     assert_one_line_error(result.err)
     assert ok_json(cli, "run", "list") == []
+
+
+ENGINE_TIMING_ERRORS = [
+    pytest.param(["--poll-interval", "nan"], ["--poll-interval", "finite"], id="nan"),
+    pytest.param(["--poll-interval", "inf"], ["--poll-interval", "finite"], id="inf"),
+    pytest.param(
+        ["--poll-interval", "1e20"],
+        ["--poll-interval", "at most 31536000 seconds (a year)"],
+        id="beyond-timedelta",
+    ),
+    pytest.param(["--lease", "1e308"], ["--lease", "a year"], id="huge-lease"),
+    pytest.param(["--grace", "1e400"], ["--grace", "finite"], id="overflowing-literal"),
+    pytest.param(["--retry-window", "nan"], ["--retry-window", "finite"], id="nan-window"),
+    pytest.param(["--lease", "1e-9"], ["--lease", "positive"], id="rounds-to-zero"),
+    pytest.param(["--time-scale", "nan"], ["--time-scale", "finite"], id="nan-scale"),
+    pytest.param(["--time-scale", "1e300"], ["--time-scale", "at most"], id="huge-scale"),
+    pytest.param(
+        ["--time-scale", "2", "--time-origin", "1e20"], ["--time-origin"], id="far-origin"
+    ),
+    pytest.param(
+        ["--time-scale", "2", "--time-origin", "-inf"], ["--time-origin", "finite"], id="inf-origin"
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), ENGINE_TIMING_ERRORS)
+def test_engine_timing_out_of_range(cli: CliRunner, args: list[str], words: list[str]) -> None:
+    result = cli("--os-cloud", "sim", "serve", "--once", *args)
+    assert result.code == 2
+    assert_one_line_error(result.err, *words)
+
+
+def _faulty_database(fault: str, tmp_path: Path, cli: CliRunner) -> tuple[str, list[str]]:
+    """The URL of a database that fails underneath stackback, and what its error names."""
+    if fault == "directory":
+        return f"sqlite:///{tmp_path}", [f"database sqlite:///{tmp_path}: unable to open"]
+    if fault == "not-a-database":
+        (tmp_path / "notes.db").write_text("not a database\n" * 100)
+        url = f"sqlite:///{tmp_path / 'notes.db'}"
+        return url, [f"database {url}: file is not a database"]
+    if fault == "read-only":
+        assert cli("--db", f"sqlite:///{tmp_path / 'ro.db'}", "db", "upgrade").code == 0
+        url = f"sqlite:///file:{tmp_path / 'ro.db'}?mode=ro&uri=true"
+        return url, ["ro.db?mode=ro&uri=true: attempt to write a readonly database"]
+    assert fault == "unreachable"
+    url = "postgresql://stackback:secret@127.0.0.1:1/stackback"
+    return url, ["database postgresql+psycopg://stackback:***@127.0.0.1:1/stackback: ", "port 1"]
+
+
+@pytest.mark.parametrize("fault", ["directory", "not-a-database", "read-only", "unreachable"])
+def test_database_faults_are_one_line(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a SQLite "file:" URI makes a directory named after it
+    url, words = _faulty_database(fault, tmp_path, cli)
+    result = cli("--db", url, "policy", "create", "p", *VALID)
+    assert result.code == 1
+    assert result.out == ""
+    assert_one_line_error(result.err, *words, "error id")
+    assert "internal error" not in result.err
+    assert "secret" not in result.err
+
+
+def test_schema_newer_than_this_stackback_is_refused(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    assert cli("--db", f"sqlite:///{path}", "db", "upgrade").code == 0
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    for args in (["policy", "list"], ["db", "upgrade"]):
+        result = cli("--db", f"sqlite:///{path}", *args)
+        assert result.code == 1, args
+        assert_one_line_error(
+            result.err,
+            "schema revision 0099",
+            "newer",
+            f"up to {head_revision()}",
+            "upgrade stackback",
+        )
+        assert "db upgrade" not in result.err
 
 
 # -- real processes: nothing but the one line reaches the terminal ---------------------

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, Table, insert, select
 
-from stackback.errors import NotMigrated
+from stackback.errors import NotMigrated, SchemaTooNew
 from stackback.store.database import (
     create_db_engine,
     current_revision,
@@ -52,6 +52,25 @@ def test_store_refuses_unmigrated_database(db_url: str) -> None:
             ensure_migrated(engine)
         with pytest.raises(NotMigrated):
             SqlStore(engine)
+    finally:
+        engine.dispose()
+
+
+def test_schema_newer_than_this_code_is_refused_not_migrated(db_url: str) -> None:
+    """A revision unknown here was written by a newer stackback: upgrading stackback helps."""
+    engine = create_db_engine(db_url)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = '0099'")
+        newer = f"revision 0099, newer than .* knows up to {head_revision()}: upgrade stackback$"
+        with pytest.raises(SchemaTooNew, match=newer):
+            ensure_migrated(engine)
+        with pytest.raises(SchemaTooNew, match=newer):
+            upgrade(engine)
+        with pytest.raises(SchemaTooNew, match=newer):
+            downgrade(engine, "0001")
+        assert current_revision(engine) == "0099"
     finally:
         engine.dispose()
 

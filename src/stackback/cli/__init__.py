@@ -2,7 +2,8 @@
 
 Errors are mapped to exit codes here and only here: bad input (usage errors,
 ``InvalidInput``, unknown names) exits 2 with one line on stderr; other
-stackback errors exit 1; anything unexpected is logged with an error id and
+stackback errors, and the database failing (unreachable, read-only, not a
+database), exit 1; anything unexpected is logged with an error id and
 exits 1 without a traceback on the terminal.
 """
 
@@ -13,13 +14,16 @@ import sys
 import traceback
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError
 
 from stackback import __version__
 from stackback.cli.context import AppContext
 from stackback.config import load_settings, state_dir
-from stackback.errors import InvalidInput, NotFound, StackbackError
+from stackback.errors import DatabaseUnavailable, InvalidInput, NotFound, StackbackError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -27,7 +31,30 @@ EXIT_FAILURE = 1
 log = logging.getLogger("stackback")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _is_database_fault(error: DBAPIError) -> bool:
+    """Unreachable, read-only or not a database at all; the DBAPI's other errors are bugs."""
+    return isinstance(error, OperationalError | InterfaceError) or type(error) is DatabaseError
+
+
+def _database_unavailable(ctx: click.Context, error: DBAPIError) -> DatabaseUnavailable:
+    app: AppContext = ctx.obj  # set by the group before any command reaches the database
+    where = make_url(app.settings.db_url).render_as_string(hide_password=True)
+    cause = str(error.orig if error.orig is not None else error).strip()
+    first_line = cause.splitlines()[0] if cause else type(error).__name__
+    return DatabaseUnavailable(f"database {where}: {first_line}")
+
+
+class _StackbackGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as error:
+            if not _is_database_fault(error):
+                raise
+            raise _database_unavailable(ctx, error) from error
+
+
+@click.group(cls=_StackbackGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="stackback")
 @click.option(
     "--db",

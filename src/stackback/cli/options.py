@@ -63,9 +63,13 @@ def _count(raw: str, option: str) -> int:
     from stackback.errors import InvalidInput
 
     text = str(raw).strip()
-    if not text.isdigit():  # negative counts too: the message names the option given
+    # isdigit() alone also takes superscripts, which int() refuses, and other scripts' digits
+    if not (text.isascii() and text.isdigit()):  # negative counts too
         raise InvalidInput(f"{option} must be a whole number >= 0, not {raw!r}", field=option)
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts
+        raise InvalidInput(f"{option} is too large ({len(text)} digits)", field=option) from None
 
 
 def build_retention(

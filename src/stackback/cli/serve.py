@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,9 @@ from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Run
 
 WAIT_POLL_SECONDS = 2.0
+LONGEST_DURATION = timedelta(days=365)
+FASTEST_TIME_SCALE = 10_000.0
+LATEST_TIME_ORIGIN = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 def engine_options(func: Any) -> Any:
@@ -47,28 +51,72 @@ def engine_options(func: Any) -> Any:
     return func
 
 
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _finite(options: dict[str, Any], name: str) -> float:
+    value = float(options[name])
+    if not math.isfinite(value):
+        raise InvalidInput(f"{_option(name)} must be a finite number, not {value}", field=name)
+    return value
+
+
+def _duration(options: dict[str, Any], name: str) -> timedelta:
+    seconds = _finite(options, name)
+    if seconds > LONGEST_DURATION.total_seconds():
+        raise InvalidInput(
+            f"{_option(name)} must be at most {LONGEST_DURATION.total_seconds():.0f} seconds "
+            f"(a year), not {seconds:g}",
+            field=name,
+        )
+    duration = timedelta(seconds=seconds)
+    if duration <= timedelta(0):
+        raise InvalidInput(
+            f"{_option(name)} must be positive (at least a microsecond), not {seconds:g}",
+            field=name,
+        )
+    return duration
+
+
 def _settings(options: dict[str, Any]) -> EngineSettings:
     base = EngineSettings()
-    values: dict[str, Any] = {}
-    for name in ("poll_interval", "lease", "grace", "retry_window"):
-        if options.get(name) is not None:
-            if options[name] <= 0:
-                raise InvalidInput(f"--{name.replace('_', '-')} must be positive", field=name)
-            values[name] = timedelta(seconds=options[name])
+    values = {
+        name: _duration(options, name)
+        for name in ("poll_interval", "lease", "grace", "retry_window")
+        if options.get(name) is not None
+    }
     return EngineSettings(**{**base.__dict__, **values})
+
+
+def _scaled_clock(options: dict[str, Any]) -> ScaledClock:
+    factor = _finite(options, "time_scale")
+    if not 0 < factor <= FASTEST_TIME_SCALE:
+        raise InvalidInput(
+            f"--time-scale must be more than 0 and at most {FASTEST_TIME_SCALE:g}, not {factor:g}",
+            field="time_scale",
+        )
+    epoch = _finite(options, "time_origin") if options.get("time_origin") is not None else 0.0
+    if not 0 <= epoch <= LATEST_TIME_ORIGIN.timestamp():
+        raise InvalidInput(
+            f"--time-origin must be epoch seconds from 0 to {LATEST_TIME_ORIGIN.timestamp():.0f} "
+            f"(the year {LATEST_TIME_ORIGIN.year}), not {epoch:g}",
+            field="time_origin",
+        )
+    return ScaledClock(datetime.fromtimestamp(epoch, UTC), factor)
 
 
 def _run_engine(
     app: AppContext, /, options: dict[str, Any], *, scheduler: bool, worker: bool
 ) -> None:
+    settings = _settings(options)
     if options.get("time_scale"):
-        origin = datetime.fromtimestamp(options.get("time_origin") or 0, UTC)
-        app.clock = ScaledClock(origin, options["time_scale"])
+        app.clock = _scaled_clock(options)
     engine = Engine(
         app.store,
         app.clouds,
         app.clock,
-        _settings(options),
+        settings,
         run_scheduler=scheduler,
         run_worker=worker,
         worker_name=options.get("worker_name"),

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from stackback.errors import InvalidInput, NotMigrated
+from stackback.errors import InvalidInput, NotMigrated, SchemaTooNew
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -85,10 +85,25 @@ def _alembic_config() -> Config:
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_alembic_config())
+
+
 def head_revision() -> str:
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = _scripts().get_current_head()
     assert head is not None
     return head
+
+
+def _refuse_unknown_revision(engine: Engine, current: str | None) -> None:
+    """A revision this code has no migration for was written by a newer stackback."""
+    if current is None or current in {script.revision for script in _scripts().walk_revisions()}:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    raise SchemaTooNew(
+        f"database {where} is at schema revision {current}, newer than (unknown to) this "
+        f"stackback, which knows up to {head_revision()}: upgrade stackback"
+    )
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -99,6 +114,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the schema; returns (revision before, revision after)."""
     before = current_revision(engine)
+    _refuse_unknown_revision(engine, before)
     _migrate(engine, lambda config: command.upgrade(config, revision))
     after = current_revision(engine)
     assert after is not None
@@ -107,6 +123,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the schema down to ``revision`` (for operators rolling back a release)."""
+    _refuse_unknown_revision(engine, current_revision(engine))
     _migrate(engine, lambda config: command.downgrade(config, revision))
 
 
@@ -140,6 +157,7 @@ def _migrate(engine: Engine, step: Callable[[Config], None]) -> None:
 def ensure_migrated(engine: Engine) -> None:
     """Refuse to work on a database whose schema is not at this code's head."""
     current, head = current_revision(engine), head_revision()
+    _refuse_unknown_revision(engine, current)
     if current != head:
         where = engine.url.render_as_string(hide_password=True)
         state = "has no stackback schema" if current is None else f"is at revision {current}"
