@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from stackback.cloud.simulator import SimConfig, SimFaults, SimulatedCloud, open
 from stackback.errors import (
     CloudBusy,
     CloudError,
+    CloudNotFound,
     CloudRejected,
     CloudUnavailable,
     InvalidInput,
@@ -92,6 +94,41 @@ def test_image_of_an_image_backed_server_carries_novas_properties(sim: Simulated
     assert metadata[MARKER_RUN] == "r1"
     assert "block_device_mapping" not in metadata
     assert sim.snapshots() == []
+
+
+def test_a_snapshot_inherits_the_properties_of_the_image_its_server_booted_from(
+    sim: SimulatedCloud, clock: VirtualClock
+) -> None:
+    """As Nova: the boot image's own properties pass on; what Nova sets, and the request, win."""
+    web = sim.create_server("web")
+    first = sim.start_server_image(web.id, "golden", {MARKER_RUN: "r1", "os_distro": "debian"})
+    clock.advance(3600)
+    restored = sim.create_server("restored", image=first.id)
+    second = sim.start_server_image(restored.id, "again", {MARKER_RUN: "r2"})
+
+    metadata = sim.artifact_statuses([second])[second].metadata
+
+    assert (metadata["os_distro"], metadata[MARKER_RUN]) == ("debian", "r2")
+    assert (metadata["base_image_ref"], metadata["instance_uuid"]) == (first.id, restored.id)
+    with pytest.raises(CloudNotFound):
+        sim.create_server("nowhere", image="no-such-image")
+
+
+def test_a_simulator_file_from_before_image_inheritance_still_opens(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as old:
+        old.execute(
+            "CREATE TABLE servers (id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL,"
+            " status TEXT NOT NULL, metadata TEXT NOT NULL, volume_backed INTEGER NOT NULL,"
+            " host TEXT NOT NULL, disk_gb REAL NOT NULL, base_image_ref TEXT,"
+            " created_at REAL NOT NULL)"
+        )
+    cloud = SimulatedCloud(path, clock, project="alpha")
+    server = cloud.create_server("web")
+    ref = cloud.start_server_image(server.id, "web-1", {MARKER_RUN: "r1"})
+    assert cloud.artifact_statuses([ref])[ref].metadata[MARKER_RUN] == "r1"
 
 
 def test_volume_backed_server_snapshots_every_volume_and_is_not_busy(

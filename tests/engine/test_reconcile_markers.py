@@ -2,25 +2,29 @@
 
 Nova copies a server's base-image properties into every snapshot of it, so a user's own
 snapshot of a server booted from (or rebuilt with) a stackback image carries that backup's
-markers. The simulator does not model the inheritance: the user's image is given the
-inherited properties by hand, as Nova would.
+markers. The simulator models that for servers it boots from an image (``image=``); the
+rebuild cases give the user's image the inherited properties by hand, as Nova would.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from stackback.policy import Backup, BackupStatus
 from stackback.ports import (
     MARKER_BACKUP,
     MARKER_CREATED_BY,
+    MARKER_LABEL,
+    MARKER_POLICY,
     MARKER_RUN,
     MARKER_TARGET,
     NOVA_INSTANCE_UUID,
 )
 from stackback.services.backups import BackupService
 from stackback.services.reconcile import Reconciler, ReconcileReport
-from stackback.store.sql import BackupFilter
+from stackback.store.database import create_db_engine, upgrade
+from stackback.store.sql import BackupFilter, SqlStore
 from tests.engine.conftest import Rig
 from tests.engine.test_runs import DAY, daily, live_images
 
@@ -126,3 +130,38 @@ def test_a_volume_backed_image_with_an_inherited_instance_uuid_is_still_adopted(
     report = reconcile(rig)
     assert report.skipped == []
     assert set(report.adopted_artifacts) == {duplicate.id} | {c.id for c in info.children}
+
+
+def test_a_backup_of_a_server_restored_from_a_labelled_backup_has_its_own_markers(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Nova passes the restored-from image's markers on; stackback's own overwrite them all."""
+    web = rig.sim.create_server("web")
+    manual = BackupService(rig.store, lambda _n: rig.sim, rig.clock).backup_now(
+        web.id, label="pre-upgrade", keep_last=None, cloud=None
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    source = rig.store.backup_for_run(manual.id)
+    assert source is not None
+    restored = rig.sim.create_server("restored", image=source.artifacts[0].cloud_id)
+    policy = daily(rig, restored.id)
+    rig.engine.drain(rig.clock.now() + DAY)
+    [own] = rig.store.list_backups(BackupFilter(target=restored.id))
+    [props] = [i.properties for i in rig.sim.images() if i.id == own.artifacts[0].cloud_id]
+    assert props["base_image_ref"] == source.artifacts[0].cloud_id  # it was inherited from
+    assert (props[MARKER_BACKUP], props[MARKER_POLICY], props[MARKER_LABEL]) == (
+        own.id,
+        policy.id,
+        "",
+    )
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    upgrade(engine)
+    fresh = SqlStore(engine)
+    try:
+        Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        rebuilt = fresh.get_backup(own.id)
+        assert (rebuilt.label, rebuilt.target) == (None, restored.id)
+        assert fresh.get_backup(source.id).label == "pre-upgrade"
+    finally:
+        fresh.dispose()

@@ -15,6 +15,24 @@ from stackback.ports import ServerInfo
 
 GIB = 1024**3
 SNAPSHOTTABLE_STATES = frozenset({"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"})
+#: What Nova sets on a snapshot itself (never inherited from the server's image).
+NOVA_SNAPSHOT_PROPERTIES = frozenset(
+    {
+        "instance_uuid",
+        "image_type",
+        "base_image_ref",
+        "owner_id",
+        "owner_project_name",
+        "user_id",
+        "owner_user_name",
+        "boot_roles",
+        "image_location",
+        "image_state",
+        "bdm_v2",
+        "root_device_name",
+        "block_device_mapping",
+    }
+)
 #: Nova's request schema for ``createImage``: a name and metadata keys and values of 1-255.
 NOVA_FIELD_MAX = 255
 KILL_IMAGE = "kill_image"
@@ -65,14 +83,33 @@ def insert_server(
     host: str | None,
     status: str,
     disk_gb: float | None,
+    image: str | None = None,
 ) -> str:
-    """Add a server; a volume-backed one gets a root volume (boot index 0) first."""
+    """Add a server; a volume-backed one gets a root volume (boot index 0) first.
+
+    Booted from ``image`` (an image of the project), the server keeps a copy of
+    that image's properties, as Nova does in its system metadata: every
+    snapshot of the server inherits them.
+    """
     if not 1 <= len(name) <= NOVA_FIELD_MAX:
         raise CloudRejected(f"Invalid input for field/attribute name. Value: {name}. is too long")
+    inherited: dict[str, str] = {}
+    if image is not None:
+        row = conn.execute(
+            "SELECT properties FROM images WHERE id = ? AND project = ?", (image, project)
+        ).fetchone()
+        if row is None:
+            raise CloudNotFound(f"Image {image} could not be found.")
+        inherited = {
+            key: value
+            for key, value in json.loads(row["properties"]).items()
+            if key not in NOVA_SNAPSHOT_PROPERTIES
+        }
     server_id = str(uuid.uuid4())
     conn.execute(
         "INSERT INTO servers (id, project, name, status, metadata, volume_backed, host,"
-        " disk_gb, base_image_ref, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " disk_gb, base_image_ref, created_at, image_properties)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             server_id,
             project,
@@ -82,8 +119,9 @@ def insert_server(
             int(volume_backed),
             host or DEFAULT_HOST,
             config.default_disk_gb if disk_gb is None else disk_gb,
-            "" if volume_backed else _BASE_IMAGE_REF,
+            "" if volume_backed else (image or _BASE_IMAGE_REF),
             now,
+            json.dumps(inherited),
         ),
     )
     boot_indexes: list[int | None] = [0] if volume_backed else []
@@ -174,6 +212,7 @@ def _image_of_image_backed(
     )
     upload_at = slot_at + config.image_snapshot_seconds
     properties = {
+        **json.loads(server["image_properties"]),
         "instance_uuid": server["id"],
         "image_type": "snapshot",
         "base_image_ref": server["base_image_ref"],
@@ -209,6 +248,7 @@ def _image_of_volume_backed(
         raise CloudRejected(f"Cinder refused the snapshot name {snapshot_name!r}: over 255")
     mapping = [_snapshot_volume(call, volume, snapshot_name) for volume in volumes]
     properties = {
+        **json.loads(server["image_properties"]),
         **request,
         "bdm_v2": "True",
         "root_device_name": "/dev/vda",

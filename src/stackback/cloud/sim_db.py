@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS api_calls (
 CREATE TABLE IF NOT EXISTS servers (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
     metadata TEXT NOT NULL, volume_backed INTEGER NOT NULL, host TEXT NOT NULL,
-    disk_gb REAL NOT NULL, base_image_ref TEXT, created_at REAL NOT NULL);
+    disk_gb REAL NOT NULL, base_image_ref TEXT, created_at REAL NOT NULL,
+    image_properties TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS volumes (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, server_id TEXT NOT NULL, size INTEGER NOT NULL,
     device_name TEXT NOT NULL, boot_index INTEGER);
@@ -55,6 +56,17 @@ CREATE INDEX IF NOT EXISTS snapshots_by_project ON snapshots (project);
 """
 
 
+_ADDED_COLUMNS = (("servers", "image_properties", "TEXT NOT NULL DEFAULT '{}'"),)
+"""Columns added after the first release of the file format (older files get them)."""
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
 class SimDatabase:
     """One simulated cloud's state file."""
 
@@ -65,6 +77,7 @@ class SimDatabase:
         with closing(self._connect()) as conn:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.executescript(_SCHEMA)
+            _add_missing_columns(conn)
         with self.transaction() as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)",

@@ -198,8 +198,13 @@ class SimulatedCloud:
         host: str | None = None,
         status: str = "ACTIVE",
         disk_gb: float | None = None,
+        image: str | None = None,
     ) -> ServerInfo:
-        """Create a server; a volume-backed one gets a root volume plus ``volumes`` more."""
+        """Create a server; a volume-backed one gets a root volume plus ``volumes`` more.
+
+        ``image``: boot from that image of the project; its properties pass into every
+        snapshot of the server, as Nova copies them.
+        """
         with self._db.transaction() as conn:
             server_id = insert_server(
                 conn,
@@ -213,6 +218,7 @@ class SimulatedCloud:
                 host=host,
                 status=status,
                 disk_gb=disk_gb,
+                image=image,
             )
             return server_info(find_server_row(conn, self.project, server_id))
 

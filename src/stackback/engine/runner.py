@@ -100,20 +100,22 @@ def image_name(server_name: str, scheduled_for: datetime) -> str:
 
 
 def markers(run: Run, backup: Backup) -> dict[str, str]:
-    """The metadata stamped on every artifact of a run's backup."""
-    stamp = {
+    """The metadata stamped on every artifact of a run's backup.
+
+    Every marker is written, empty when it does not apply: Nova copies the
+    properties of the image a server booted from into its snapshots, and a
+    server restored from a labelled backup must not pass that label (or its
+    policy) on to its own backups.
+    """
+    return {
         MARKER_CREATED_BY: CREATED_BY_VALUE,
         MARKER_RUN: run.id,
         MARKER_TARGET: backup.target,
         MARKER_BACKUP: backup.id,
+        MARKER_POLICY: run.policy_id or "",
+        MARKER_LABEL: run.label or "",
+        MARKER_TARGET_NAME: backup.target_name or "",  # for reconcile's `backup list --server`
     }
-    if run.policy_id:
-        stamp[MARKER_POLICY] = run.policy_id
-    if run.label:
-        stamp[MARKER_LABEL] = run.label
-    if backup.target_name:
-        stamp[MARKER_TARGET_NAME] = backup.target_name  # for reconcile's `backup list --server`
-    return stamp
 
 
 class Runner:

@@ -257,7 +257,7 @@ class Reconciler:
 
     def _import(self, backup_id: str, infos: list[ArtifactInfo]) -> None:
         first = infos[0].metadata
-        policy_id = first.get(MARKER_POLICY)
+        policy_id = first.get(MARKER_POLICY) or None  # stamped empty when there is none
         policy_name = None
         if policy_id:
             try:
@@ -270,13 +270,13 @@ class Reconciler:
             Backup(
                 id=backup_id,
                 target=first.get(MARKER_TARGET, "unknown"),
-                target_name=first.get(MARKER_TARGET_NAME),
+                target_name=first.get(MARKER_TARGET_NAME) or None,
                 kind=BackupKind.SERVER_IMAGE,
                 status=status,
                 created_at=created,
                 policy_id=policy_id,
                 policy_name=policy_name,
-                label=first.get(MARKER_LABEL),
+                label=first.get(MARKER_LABEL) or None,
                 cloud=self.cloud_name,
                 reasons=(f"imported by reconcile (run {first.get(MARKER_RUN, '?')})",),
             )
