@@ -270,19 +270,31 @@ def _fixed_offset(local: datetime) -> timedelta | None:
 
 
 _SEARCH_LIMIT = timedelta(days=50 * 366)
+_SHORTCUT_DAYS_STEP = timedelta(days=_SHORTCUT_DAYS - 1)
+"""How far a wall-clock search with no match lets the walk move on."""
 
 
 def _first_with_another_offset(
     before: datetime, after: datetime, zone: ZoneInfo, offset: timedelta | None
-) -> datetime:
-    """The first whole minute in ``(before, after]`` whose UTC offset is not ``offset``."""
-    while after - before > _ONE_MINUTE:
-        middle = before + ((after - before) // _ONE_MINUTE // 2) * _ONE_MINUTE
-        if middle.astimezone(zone).utcoffset() == offset:
-            before = middle
-        else:
-            after = middle
-    return after
+) -> datetime | None:
+    """The first whole minute in ``(before, after]`` whose UTC offset is not ``offset``.
+
+    Looks a day at a time (no zone changes its offset twice within a day), then
+    bisects that day. None if the offset is the same throughout.
+    """
+    low = before
+    while low < after:
+        high = min(low + _ONE_DAY, after)
+        if high.astimezone(zone).utcoffset() != offset:
+            while high - low > _ONE_MINUTE:
+                middle = low + ((high - low) // _ONE_MINUTE // 2) * _ONE_MINUTE
+                if middle.astimezone(zone).utcoffset() == offset:
+                    low = middle
+                else:
+                    high = middle
+            return high
+        low = high
+    return None
 
 
 @dataclass(frozen=True)
@@ -398,11 +410,12 @@ class CronSchedule:
     def _next_by_elapsed_time(self, instant: datetime) -> datetime | None:
         """For a ``*`` minute or hour: the first minute after ``instant`` whose wall time matches.
 
-        Walks from matching wall time to matching wall time, at most a day at a time,
-        and stops at every change of UTC offset, so that no minute of the elapsed time
-        is skipped or counted twice whatever the zone does (cronsim 2.8 can skip fires
-        on the day of Lord Howe's 30-minute change, or fire in a skipped hour).
-        None if there is no fire within 50 years or before the end of the datetime range.
+        Walks from matching wall time to matching wall time (up to ``_SHORTCUT_DAYS``
+        days at a time) and stops at every change of UTC offset on the way, so that no
+        minute of elapsed time is skipped or counted twice whatever the zone does
+        (cronsim 2.8 can skip fires on the day of Lord Howe's 30-minute change, or
+        fire in a skipped hour). None if there is no fire within 50 years or before
+        the end of the datetime range.
         """
         assert self._wall is not None
         zone = self._zone
@@ -412,15 +425,13 @@ class CronSchedule:
             while moment < give_up:
                 local = moment.astimezone(zone)
                 wall = local.replace(tzinfo=None, second=0, microsecond=0)
-                match = self._wall.first_at_or_after(wall, days=2)
+                match = self._wall.first_at_or_after(wall)
                 if match == wall:
                     return moment
-                step = _ONE_DAY if match is None else min(match - wall, _ONE_DAY)
-                offset = local.utcoffset()
+                step = _SHORTCUT_DAYS_STEP if match is None else match - wall
                 later = moment + step
-                if later.astimezone(zone).utcoffset() != offset:
-                    later = _first_with_another_offset(moment, later, zone, offset)
-                moment = later
+                change = _first_with_another_offset(moment, later, zone, local.utcoffset())
+                moment = later if change is None else change
         except OverflowError:
             return None
         return None

@@ -478,6 +478,21 @@ def test_editing_a_policy_after_downtime_keeps_what_fell_due_for_the_tick(
         assert by_time[NOW + timedelta(days=day)].state is RunState.MISSED
 
 
+def test_removing_one_of_two_lines_owing_an_occurrence_leaves_it_to_the_kept_line(
+    store: SqlStore,
+) -> None:
+    policy = _add(store, _policy())
+    both = replace(policy, schedules=("0 9 * * *", "0 9 * * 2"))  # NOW is a Tuesday, 09:00
+    store.update_policy(both, [NOW, NOW], now=NOW - timedelta(hours=1))
+    late = NOW + timedelta(minutes=5)
+    store.update_policy(policy, [NOW + timedelta(days=1)], now=late)
+
+    Scheduler(store, _no_cloud).tick(late)
+
+    [run] = store.list_runs(RunFilter(policy_id=policy.id))
+    assert (run.state, run.scheduled_for) == (RunState.PENDING, NOW)
+
+
 def test_disabling_a_policy_after_downtime_records_what_fell_due_as_cancelled(
     store: SqlStore,
 ) -> None:

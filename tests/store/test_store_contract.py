@@ -359,3 +359,25 @@ def test_ids_are_found_whole_or_by_an_unambiguous_prefix_never_by_a_pattern(
             store.get_run(pattern)
         with pytest.raises(NotFound):
             store.get_backup(pattern)
+
+
+def test_listing_backups_reads_their_artifacts_in_chunks(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL binds at most 65,535 values: a long list asks for artifacts in chunks."""
+    from stackback.store import sql as sql_module
+
+    monkeypatch.setattr(sql_module, "_IN_CHUNK", 2)
+    made = {}
+    for hour in range(5):
+        backup = store.ensure_backup(_backup(at=T0 + timedelta(hours=hour)))
+        store.add_artifact(
+            backup.id, ArtifactKind.IMAGE, f"img-{hour}", status=ArtifactStatus.AVAILABLE, now=T0
+        )
+        made[backup.id] = f"img-{hour}"
+
+    listed = store.list_backups(BackupFilter(limit=None))
+
+    assert {b.id: [a.cloud_id for a in b.artifacts] for b in listed} == {
+        backup_id: [image] for backup_id, image in made.items()
+    }

@@ -218,8 +218,14 @@ class SqlStore:
                 row.next_fire_at = next_fire
             session.flush()
             keep_ids.add(row.id)
+        kept = [row for row in existing.values() if row.id in keep_ids]
+        still_owed = {  # the tick will run or record these: cancelling them would drop a run
+            fire for row in kept for fire in _owed_occurrences(row, policy.timezone, now)
+        }
         removed = [row for row in existing.values() if row.id not in keep_ids]
-        self._settle(session, policy_row, removed, "its schedule was removed", now=now)
+        self._settle(
+            session, policy_row, removed, "its schedule was removed", now=now, skip=still_owed
+        )
         for row in removed:
             session.delete(row)
 
@@ -231,13 +237,15 @@ class SqlStore:
         why: str,
         *,
         now: datetime,
+        skip: frozenset[datetime] | set[datetime] = frozenset(),
     ) -> None:
         """Record what each schedule still owes before its timing changes or it goes.
 
         An occurrence waiting for its targets, and occurrences that fell due but
         that no tick has processed yet (the scheduler was down or behind), become
         cancelled runs with the reason (at most ``SETTLE_LIMIT`` per schedule);
-        an occurrence that already has its run is left alone. ``policy_row``
+        an occurrence that already has its run, or that is in ``skip`` (another
+        schedule of the policy still owes it), is left alone. ``policy_row``
         still has the timing the occurrences fell due under.
         """
         if policy_row.selector_key is not None:
@@ -260,6 +268,8 @@ class SqlStore:
                 )
             }
             for fire in owed:
+                if fire in skip:
+                    continue
                 error = (
                     f"{why} while this occurrence waited for its targets"
                     if fire == waited_for
@@ -1007,10 +1017,11 @@ class SqlStore:
             query = query.order_by(BackupRow.created_at.desc(), BackupRow.id).limit(filter.limit)
             rows = session.scalars(query).all()
             by_backup: dict[str, list[ArtifactRow]] = {r.id: [] for r in rows}
-            if rows:
+            ids = list(by_backup)
+            for first in range(0, len(ids), _IN_CHUNK):  # PostgreSQL binds at most 65,535
                 for a in session.scalars(
                     select(ArtifactRow)
-                    .where(ArtifactRow.backup_id.in_(list(by_backup)))
+                    .where(ArtifactRow.backup_id.in_(ids[first : first + _IN_CHUNK]))
                     .order_by(ArtifactRow.created_at, ArtifactRow.id)
                 ):
                     by_backup[a.backup_id].append(a)
@@ -1153,6 +1164,9 @@ def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
         detail=note.detail[:4000],
     )
 
+
+_IN_CHUNK = 10_000
+"""Values bound in one ``IN (...)``: PostgreSQL takes at most 65,535 parameters a query."""
 
 MIN_ID_PREFIX = 6
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
