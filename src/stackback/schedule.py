@@ -419,9 +419,9 @@ class CronSchedule:
         """
         assert self._wall is not None
         zone = self._zone
-        moment = instant.astimezone(UTC).replace(second=0, microsecond=0) + _ONE_MINUTE
-        give_up = moment + _SEARCH_LIMIT
         try:
+            moment = instant.astimezone(UTC).replace(second=0, microsecond=0) + _ONE_MINUTE
+            give_up = moment + _SEARCH_LIMIT
             while moment < give_up:
                 local = moment.astimezone(zone)
                 wall = local.replace(tzinfo=None, second=0, microsecond=0)

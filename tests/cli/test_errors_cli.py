@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from stackback.config import state_dir
 from stackback.store.database import head_revision
 from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json, start_process
 
@@ -208,6 +210,11 @@ def test_database_faults_are_one_line(
     assert_one_line_error(result.err, *words, "error id")
     assert "internal error" not in result.err
     assert "secret" not in result.err
+    # sqlite3 reports some bugs as OperationalError too: the traceback is kept under the id
+    error_id = re.search(r"error id ([0-9a-f]+); details in ", result.err)
+    assert error_id is not None, result.err
+    logged = (state_dir() / "logs" / "errors.log").read_text()
+    assert f"--- error {error_id[1]}\nTraceback" in logged
 
 
 def test_schema_newer_than_this_stackback_is_refused(cli: CliRunner, tmp_path: Path) -> None:

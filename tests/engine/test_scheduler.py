@@ -493,6 +493,26 @@ def test_removing_one_of_two_lines_owing_an_occurrence_leaves_it_to_the_kept_lin
     assert (run.state, run.scheduled_for) == (RunState.PENDING, NOW)
 
 
+def test_a_kept_line_owing_an_occurrence_after_a_long_backlog_still_gets_it(
+    store: SqlStore,
+) -> None:
+    """A week of an every-minute line: the shared 09:00 is past the first 10,000 it owes."""
+    policy = _policy()
+    both = replace(policy, schedules=("* * * * *", "0 9 * * *"))
+    since = NOW - timedelta(days=7)
+    store.create_policy(both, [since, since], now=since - timedelta(hours=1))
+    late = NOW + timedelta(seconds=30)
+    store.update_policy(
+        replace(both, schedules=("* * * * *",)), [NOW + timedelta(minutes=1)], now=late
+    )
+
+    Scheduler(store, _no_cloud).tick(late)
+
+    runs = store.list_runs(RunFilter(policy_id=policy.id, limit=20_000))
+    [shared] = [r for r in runs if r.scheduled_for == NOW]
+    assert shared.state is RunState.PENDING
+
+
 def test_disabling_a_policy_after_downtime_records_what_fell_due_as_cancelled(
     store: SqlStore,
 ) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
@@ -67,3 +72,37 @@ def test_one_failing_run_does_not_stop_the_rest_of_the_batch(rig: Rig) -> None:
     worker = Worker(rig.store, runner, rig.clock, name="w")  # type: ignore[arg-type]
     assert worker.work_once() == 2
     assert len(runner.leases_seen) == 2
+
+
+def test_serve_outlives_a_database_failure_between_cycles(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL restart or a locked file while asking when to wake must not end serve."""
+    asked = 0
+    original = rig.store.next_wakeup
+
+    def flaky() -> datetime | None:
+        nonlocal asked
+        asked += 1
+        if asked == 1:
+            raise OperationalError("SELECT ...", {}, Exception("server closed the connection"))
+        return original()
+
+    monkeypatch.setattr(rig.store, "next_wakeup", flaky)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            rig.engine.serve(stop, idle_max=0.01)
+        except BaseException as error:  # the test reports it below
+            failures.append(error)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while asked < 3 and time.monotonic() < deadline and thread.is_alive():
+        time.sleep(0.01)
+    stop.set()
+    thread.join(10)
+    assert failures == [] and asked >= 3

@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except StackbackError as error:
         suffix = "" if _exit_code(error) == EXIT_BAD_INPUT else f" (error id {error.error_id})"
+        if isinstance(error, DatabaseUnavailable):  # sqlite3 reports some bugs this way too
+            where = _log_unexpected(error.error_id)
+            suffix = f" (error id {error.error_id}; details in {where})"
         click.echo(f"stackback: error: {error.message}{suffix}", err=True)
         return _exit_code(error)
     except KeyboardInterrupt:

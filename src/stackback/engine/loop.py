@@ -82,14 +82,13 @@ class Engine:
     def serve(self, stop: threading.Event, *, idle_max: float = 5.0) -> None:
         """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds)."""
         while not stop.is_set():
+            wake = None
             try:
-                busy = self.step()
-            except Exception:  # keep serving; the next cycle retries
+                if self.step():
+                    continue
+                wake = self.next_event()
+            except Exception:  # e.g. the database restarting: keep serving, the next cycle retries
                 log.exception("engine cycle failed")
-                busy = 0
-            if busy:
-                continue
-            wake = self.next_event()
             rate = float(getattr(self.clock, "factor", 1.0))  # a ScaledClock runs faster
             delay = idle_max
             if wake is not None:

@@ -219,9 +219,10 @@ class SqlStore:
             session.flush()
             keep_ids.add(row.id)
         kept = [row for row in existing.values() if row.id in keep_ids]
-        still_owed = {  # the tick will run or record these: cancelling them would drop a run
-            fire for row in kept for fire in _owed_occurrences(row, policy.timezone, now)
-        }
+
+        def still_owed(fire: datetime) -> bool:  # the tick runs or records it: do not cancel
+            return any(_owes(row, policy.timezone, fire, now) for row in kept)
+
         removed = [row for row in existing.values() if row.id not in keep_ids]
         self._settle(
             session, policy_row, removed, "its schedule was removed", now=now, skip=still_owed
@@ -237,14 +238,14 @@ class SqlStore:
         why: str,
         *,
         now: datetime,
-        skip: frozenset[datetime] | set[datetime] = frozenset(),
+        skip: Callable[[datetime], bool] = lambda _fire: False,
     ) -> None:
         """Record what each schedule still owes before its timing changes or it goes.
 
         An occurrence waiting for its targets, and occurrences that fell due but
         that no tick has processed yet (the scheduler was down or behind), become
         cancelled runs with the reason (at most ``SETTLE_LIMIT`` per schedule);
-        an occurrence that already has its run, or that is in ``skip`` (another
+        an occurrence that already has its run, or that ``skip`` names (another
         schedule of the policy still owes it), is left alone. ``policy_row``
         still has the timing the occurrences fell due under.
         """
@@ -268,7 +269,7 @@ class SqlStore:
                 )
             }
             for fire in owed:
-                if fire in skip:
+                if skip(fire):
                     continue
                 error = (
                     f"{why} while this occurrence waited for its targets"
@@ -1216,6 +1217,22 @@ def _owed_occurrences(schedule: ScheduleRow, timezone: str, now: datetime) -> li
     except InvalidInput:  # a schedule that cannot be evaluated owes what fell due
         later = []
     return [first, *later]
+
+
+def _owes(schedule: ScheduleRow, timezone: str, fire: datetime, now: datetime) -> bool:
+    """Whether ``fire`` is among the schedule's occurrences that no tick has processed yet."""
+    first = schedule.deferred_fire_at or schedule.next_fire_at
+    if first is None or not first <= fire <= now:
+        return False
+    if fire == first:
+        return True
+    try:
+        return CronSchedule(schedule.cron, timezone).next_after(fire - _JUST_BEFORE) == fire
+    except InvalidInput:
+        return False
+
+
+_JUST_BEFORE = timedelta(microseconds=1)
 
 
 def _schedule_state(row: ScheduleRow) -> ScheduleState:
