@@ -277,3 +277,14 @@ def test_set_with_an_empty_server_is_refused(cli: CliRunner) -> None:
     assert result.code == 2
     assert_one_line_error(result.err, "--server needs a server id or name")
     assert ok_json(cli, "policy", "show", "a")["selector"] == "k=v"
+
+
+@pytest.mark.parametrize("url", ["bogus", "mysql://h/x"])
+def test_help_of_a_command_needs_no_valid_database_url(cli: CliRunner, url: str) -> None:
+    for args in (["policy", "--help"], ["policy", "list", "--help"], ["db", "status", "--help"]):
+        result = cli("--db", url, *args)
+        assert result.code == 0, (args, result.err)
+        assert "Usage:" in result.out
+    refused = cli("--db", url, "policy", "list")
+    assert refused.code == 2
+    assert_one_line_error(refused.err, "database")

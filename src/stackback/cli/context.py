@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,12 +30,20 @@ def sqlite_file_missing(db_url: str) -> bool:
 
 @dataclass
 class AppContext:
-    """Built once per invocation; the store opens lazily (``--help`` needs no database)."""
+    """Built once per invocation; settings and the store load lazily (``--help`` needs none)."""
 
-    settings: Settings
+    load_settings: Callable[[], Settings]
     clock: Clock = field(default_factory=SystemClock)
+    _settings: Settings | None = None
     _store: SqlStore | None = None
     _clouds: CloudProvider | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Read on first use: a bad ``--db`` is reported by the command that needs it."""
+        if self._settings is None:
+            self._settings = self.load_settings()
+        return self._settings
 
     @property
     def store(self) -> SqlStore:
