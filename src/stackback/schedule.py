@@ -246,13 +246,13 @@ class _WallFields:
         dom, dow = day.day in self.days, day.weekday() in self.weekdays
         return (dom and dow) if self.day_and else (dom or dow)
 
-    def first_at_or_after(self, wall: datetime, days: int = _SHORTCUT_DAYS) -> datetime | None:
+    def first_at_or_after(self, wall: datetime) -> datetime | None:
         """The first matching wall-clock minute at or after ``wall`` (a naive whole minute).
 
-        None when there is none on ``wall``'s day or the ``days - 1`` days after it.
+        None when there is none on ``wall``'s day or the ``_SHORTCUT_DAYS - 1`` days after it.
         """
         day, hour, minute = wall.date(), wall.hour, wall.minute
-        for _ in range(days):
+        for _ in range(_SHORTCUT_DAYS):
             if self._day_matches(day):
                 for h in self.hours[bisect_left(self.hours, hour) :]:
                     first = bisect_left(self.minutes, minute) if h == hour else 0

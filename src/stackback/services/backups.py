@@ -101,8 +101,7 @@ class BackupService:
         """An on-demand backup; ``keep_last`` rotates backups of the same label only."""
         if keep_last is not None and keep_last < 1:
             raise InvalidInput("--keep-last must be at least 1", field="keep_last")
-        if not server.strip():
-            raise InvalidInput("a server id or name is required", field="server")
+        check_given(server, "SERVER")
         check_length(server, NAME_MAX, "SERVER")
         label = check_length(label or MANUAL_LABEL, LABEL_MAX, "--type")
         if cloud is not None:
