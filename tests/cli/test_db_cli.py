@@ -32,6 +32,13 @@ def test_upgrade_then_status(cli: CliRunner, db_url: str) -> None:
     assert [p["name"] for p in ok_json(cli, "--db", db_url, "policy", "list")] == ["p"]
 
 
+def test_status_of_a_missing_sqlite_file_creates_nothing(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "stackback.db"
+    status = ok_json(cli, "--db", f"sqlite:///{path}", "db", "status")
+    assert (status["current"], status["up_to_date"]) == (None, False)
+    assert not (tmp_path / "not").exists()
+
+
 @pytest.mark.postgres
 def test_password_is_not_shown(cli: CliRunner, postgres_url: str) -> None:
     from sqlalchemy.engine import make_url

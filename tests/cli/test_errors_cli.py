@@ -217,12 +217,21 @@ def test_database_faults_are_one_line(
     assert f"--- error {error_id[1]}\nTraceback" in logged
 
 
+def test_a_fault_says_so_when_its_details_cannot_be_logged(cli: CliRunner, tmp_path: Path) -> None:
+    state_dir().mkdir(parents=True, exist_ok=True)
+    (state_dir() / "logs").write_text("a file where the log directory goes")
+    url, words = _faulty_database("not-a-database", tmp_path, cli)
+    result = cli("--db", url, "policy", "list")
+    assert result.code == 1
+    assert_one_line_error(result.err, *words, "details not logged: cannot write")
+
+
 def test_schema_newer_than_this_stackback_is_refused(cli: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "newer.db"
     assert cli("--db", f"sqlite:///{path}", "db", "upgrade").code == 0
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE alembic_version SET version_num = '0099'")
-    for args in (["policy", "list"], ["db", "upgrade"]):
+    for args in (["policy", "list"], ["db", "upgrade"], ["db", "status"]):
         result = cli("--db", f"sqlite:///{path}", *args)
         assert result.code == 1, args
         assert_one_line_error(
@@ -233,6 +242,27 @@ def test_schema_newer_than_this_stackback_is_refused(cli: CliRunner, tmp_path: P
             "upgrade stackback",
         )
         assert "db upgrade" not in result.err
+
+
+def test_a_state_directory_that_is_a_file_is_refused(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.write_text("not a directory")
+    monkeypatch.setenv("STACKBACK_STATE_DIR", str(occupied))
+    result = cli("policy", "list")
+    assert result.code == 2
+    assert_one_line_error(result.err, f"state directory {occupied} is not a directory")
+    assert occupied.read_text() == "not a directory"
+
+
+def test_a_sqlite_path_under_a_file_is_refused(cli: CliRunner, tmp_path: Path) -> None:
+    occupied = tmp_path / "occupied"
+    occupied.write_text("not a directory")
+    result = cli("--db", f"sqlite:///{occupied}/stackback.db", "policy", "list")
+    assert result.code == 2
+    assert_one_line_error(result.err, f"cannot create its directory {occupied}", "file")
+    assert occupied.read_text() == "not a directory"
 
 
 # -- real processes: nothing but the one line reaches the terminal ---------------------

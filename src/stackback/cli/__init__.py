@@ -109,15 +109,16 @@ def _exit_code(error: StackbackError) -> int:
 
 
 def _log_unexpected(error_id: str) -> str:
+    """Append the current traceback to the error log; says where it went, for the one line."""
     directory = state_dir() / "logs"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "errors.log"
         with path.open("a") as handle:
             handle.write(f"--- error {error_id}\n{traceback.format_exc()}\n")
-        return str(path)
-    except OSError:
-        return "stderr (log directory not writable)"
+        return f"details in {path}"
+    except OSError as error:
+        return f"details not logged: cannot write {directory} ({error.strerror or error})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,8 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackbackError as error:
         suffix = "" if _exit_code(error) == EXIT_BAD_INPUT else f" (error id {error.error_id})"
         if isinstance(error, DatabaseUnavailable):  # sqlite3 reports some bugs this way too
-            where = _log_unexpected(error.error_id)
-            suffix = f" (error id {error.error_id}; details in {where})"
+            suffix = f" (error id {error.error_id}; {_log_unexpected(error.error_id)})"
         click.echo(f"stackback: error: {error.message}{suffix}", err=True)
         return _exit_code(error)
     except KeyboardInterrupt:
@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = _log_unexpected(error_id)
         click.echo(
             f"stackback: internal error {type(error).__name__}: {error} "
-            f"(error id {error_id}; details in {where})",
+            f"(error id {error_id}; {where})",
             err=True,
         )
         return EXIT_FAILURE

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy.engine import make_url
 
 from stackback.cli.context import AppContext, sqlite_file_missing
 from stackback.cli.output import emit_object, format_option
 from stackback.cli.policy import pass_app
-from stackback.store.database import create_db_engine, current_revision, head_revision, upgrade
+from stackback.store.database import (
+    create_db_engine,
+    current_revision,
+    head_revision,
+    refuse_unknown_revision,
+    upgrade,
+)
 
 
 @click.group("db")
@@ -36,17 +43,21 @@ def upgrade_(app: AppContext, /, fmt: str) -> None:
 @pass_app
 def status(app: AppContext, /, fmt: str) -> None:
     """Show the schema revision of the database and the one this code needs."""
-    engine = create_db_engine(app.settings.db_url)
-    try:
-        # Only look: connecting would create an empty SQLite file, which every other
-        # command would then refuse as unmigrated instead of creating it at the schema.
-        current = None if sqlite_file_missing(app.settings.db_url) else current_revision(engine)
-    finally:
-        engine.dispose()
+    url = app.settings.db_url
+    current = None
+    # Only look: connecting would create an empty SQLite file (and its directory), which every
+    # other command would then refuse as unmigrated instead of creating it at the schema.
+    if not sqlite_file_missing(url):
+        engine = create_db_engine(url)
+        try:
+            current = current_revision(engine)
+            refuse_unknown_revision(engine, current)
+        finally:
+            engine.dispose()
     head = head_revision()
     emit_object(
         {
-            "database": engine.url.render_as_string(hide_password=True),
+            "database": make_url(url).render_as_string(hide_password=True),
             "current": current,
             "required": head,
             "up_to_date": current == head,

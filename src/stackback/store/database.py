@@ -47,6 +47,19 @@ def sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def _make_parent(database: Path) -> None:
+    """Create the directory of a SQLite file; a path that cannot hold one is the caller's fault."""
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        why = "a file is in the way" if isinstance(error, FileExistsError) else error.strerror
+        raise InvalidInput(
+            f"SQLite database {database}: cannot create its directory {database.parent} "
+            f"({why or error})",
+            field="db",
+        ) from error
+
+
 def create_db_engine(url: str) -> Engine:
     """An engine with stackback's connection settings.
 
@@ -58,7 +71,7 @@ def create_db_engine(url: str) -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _make_parent(Path(database).expanduser())
         engine = create_engine(url, connect_args={"timeout": 60})
 
         @event.listens_for(engine, "connect")
@@ -95,7 +108,7 @@ def head_revision() -> str:
     return head
 
 
-def _refuse_unknown_revision(engine: Engine, current: str | None) -> None:
+def refuse_unknown_revision(engine: Engine, current: str | None) -> None:
     """A revision this code has no migration for was written by a newer stackback."""
     if current is None or current in {script.revision for script in _scripts().walk_revisions()}:
         return
@@ -114,7 +127,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the schema; returns (revision before, revision after)."""
     before = current_revision(engine)
-    _refuse_unknown_revision(engine, before)
+    refuse_unknown_revision(engine, before)
     _migrate(engine, lambda config: command.upgrade(config, revision))
     after = current_revision(engine)
     assert after is not None
@@ -123,7 +136,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the schema down to ``revision`` (for operators rolling back a release)."""
-    _refuse_unknown_revision(engine, current_revision(engine))
+    refuse_unknown_revision(engine, current_revision(engine))
     _migrate(engine, lambda config: command.downgrade(config, revision))
 
 
@@ -157,7 +170,7 @@ def _migrate(engine: Engine, step: Callable[[Config], None]) -> None:
 def ensure_migrated(engine: Engine) -> None:
     """Refuse to work on a database whose schema is not at this code's head."""
     current, head = current_revision(engine), head_revision()
-    _refuse_unknown_revision(engine, current)
+    refuse_unknown_revision(engine, current)
     if current != head:
         where = engine.url.render_as_string(hide_password=True)
         state = "has no stackback schema" if current is None else f"is at revision {current}"
