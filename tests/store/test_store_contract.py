@@ -365,9 +365,9 @@ def test_listing_backups_reads_their_artifacts_in_chunks(
     store: SqlStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """PostgreSQL binds at most 65,535 values: a long list asks for artifacts in chunks."""
-    from stackback.store import sql as sql_module
+    from stackback.store.sql import backups as backups_module
 
-    monkeypatch.setattr(sql_module, "_IN_CHUNK", 2)
+    monkeypatch.setattr(backups_module, "_IN_CHUNK", 2)
     made = {}
     for hour in range(5):
         backup = store.ensure_backup(_backup(at=T0 + timedelta(hours=hour)))

@@ -1,0 +1,100 @@
+"""What every part of the SQL store shares: the engine, sessions, fencing, id lookup."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar, cast
+
+from sqlalchemy import Engine, Exists, Table, exists, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from stackback.errors import InvalidInput, LeaseLost, NotFound
+from stackback.policy import ACTIVE_RUN_STATES, RunState
+from stackback.store.database import ensure_migrated
+from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
+
+WORKABLE_STATES = (
+    RunState.PENDING.value,
+    RunState.SNAPSHOTTING.value,
+    RunState.WAITING.value,
+    RunState.ROTATING.value,
+)
+_ACTIVE = tuple(s.value for s in ACTIVE_RUN_STATES)
+_OtherRun = aliased(RunRow)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class SqlBase:
+    """The engine and its sessions; the parts of ``SqlStore`` build on this."""
+
+    def __init__(self, engine: Engine, *, check_schema: bool = True) -> None:
+        self.engine = engine
+        if check_schema:
+            ensure_migrated(engine)
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _fenced_run(self, session: Session, run_id: str, attempt: int) -> RunRow:
+        # FOR UPDATE: on PostgreSQL a concurrent claim must not slip between check and write
+        row = session.get(RunRow, run_id, with_for_update=True)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        if row.attempt != attempt:
+            raise LeaseLost(
+                f"run {run_id} was taken over (attempt {row.attempt}, this worker holds {attempt})"
+            )
+        return row
+
+
+SCHEDULES = cast(Table, ScheduleRow.__table__)
+POLICIES = cast(Table, PolicyRow.__table__)
+BACKUPS = cast(Table, BackupRow.__table__)
+
+
+MIN_ID_PREFIX = 6
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
+
+
+_Row = TypeVar("_Row", RunRow, BackupRow)
+
+
+def by_id_or_prefix(session: Session, model: type[_Row], ref: str, what: str) -> _Row:
+    """The row whose id is ``ref``, or the only one whose id starts with it (6+ characters)."""
+    row = session.get(model, ref)
+    if row is not None:
+        return row
+    if len(ref) >= MIN_ID_PREFIX and _ID_PREFIX.fullmatch(ref):
+        rows = session.scalars(
+            select(model).where(model.id.startswith(ref, autoescape=True)).limit(2)
+        ).all()
+        if len(rows) > 1:
+            raise InvalidInput(f"{ref!r} is the start of several {what} ids: give more of it")
+        if rows:
+            return rows[0]
+    raise NotFound(f"no {what} {ref!r}")
+
+
+def target_busy() -> Exists:
+    """A run's target has another run in an active state (a pending run must wait)."""
+    return exists().where(
+        _OtherRun.target == RunRow.target,
+        _OtherRun.state.in_(_ACTIVE),
+        _OtherRun.id != RunRow.id,
+    )

@@ -1,0 +1,300 @@
+"""Policies and their schedules, and what a schedule owes when it changes or goes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from stackback.errors import Conflict, InvalidInput, NotFound
+from stackback.policy import Policy, RunState, Selector
+from stackback.records import ScheduleState
+from stackback.schedule import CronSchedule
+from stackback.store.convert import fill_policy_row, policy_from_row
+from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
+from stackback.store.sql.base import SqlBase, new_id
+
+
+class PolicyStore(SqlBase):
+    """Policies and their schedules."""
+
+    def _policy_row(self, session: Session, ref: str) -> PolicyRow:
+        row = session.get(PolicyRow, ref)
+        if row is None:
+            row = session.scalars(select(PolicyRow).where(PolicyRow.name == ref)).first()
+        if row is None:
+            raise NotFound(f"no policy named or with id {ref!r}")
+        return row
+
+    def _crons(self, session: Session, policy_id: str) -> list[str]:
+        return list(
+            session.scalars(
+                select(ScheduleRow.cron)
+                .where(ScheduleRow.policy_id == policy_id)
+                .order_by(ScheduleRow.position)
+            )
+        )
+
+    def create_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None], *, now: datetime
+    ) -> Policy:
+        """Store a new policy and its schedules (with their first fire times)."""
+        with self._session() as session:
+            if session.scalars(select(PolicyRow.id).where(PolicyRow.name == policy.name)).first():
+                raise Conflict(f"a policy named {policy.name!r} already exists")
+            row = PolicyRow(id=policy.id, created_at=now, updated_at=now)
+            fill_policy_row(row, policy)
+            session.add(row)
+            session.flush()
+            self._replace_schedules(session, row, policy, next_fires, now=now)
+            return policy_from_row(row, list(policy.schedules))
+
+    def update_policy(
+        self, policy: Policy, next_fires: Sequence[datetime | None] | None, *, now: datetime
+    ) -> Policy:
+        """Replace a policy's settings; ``next_fires`` None keeps the schedule state."""
+        with self._session() as session:
+            row = self._policy_row(session, policy.id)
+            clash = session.scalars(
+                select(PolicyRow.id).where(PolicyRow.name == policy.name, PolicyRow.id != row.id)
+            ).first()
+            if clash:
+                raise Conflict(f"a policy named {policy.name!r} already exists")
+            if next_fires is not None:
+                self._replace_schedules(session, row, policy, next_fires, now=now)
+            fill_policy_row(row, policy)
+            row.updated_at = now
+            return policy_from_row(row, self._crons(session, row.id))
+
+    def _replace_schedules(
+        self,
+        session: Session,
+        policy_row: PolicyRow,
+        policy: Policy,
+        next_fires: Sequence[datetime | None],
+        *,
+        now: datetime,
+    ) -> None:
+        """Give the policy's schedules their new next fire times (``policy_row`` not yet updated).
+
+        On a kept, enabled schedule, an occurrence still waiting for its targets
+        stays waiting, and one that fell due but no tick has processed yet (the
+        scheduler was down) stays due: the next tick runs or records it under
+        the new settings. On a schedule removed or disabled, both are recorded
+        as cancelled runs; nothing owed is dropped silently.
+        """
+        if len(next_fires) != len(policy.schedules):
+            raise InvalidInput("one next fire time per schedule is required")
+        existing = {
+            s.cron: s
+            for s in session.scalars(
+                select(ScheduleRow).where(ScheduleRow.policy_id == policy.id).with_for_update()
+            )
+        }
+        keep_ids = set()
+        for position, (cron, next_fire) in enumerate(
+            zip(policy.schedules, next_fires, strict=True)
+        ):
+            row = existing.get(cron)
+            if row is None:
+                row = ScheduleRow(policy_id=policy.id, cron=cron)
+                session.add(row)
+            row.position = position
+            owed = row.next_fire_at is not None and (
+                row.deferred_fire_at is not None or row.next_fire_at <= now
+            )
+            if next_fire is None:
+                self._settle(session, policy_row, [row], "its policy was disabled", now=now)
+                row.next_fire_at = None
+            elif owed and row.next_fire_at is not None:
+                row.next_fire_at = min(row.next_fire_at, next_fire)
+            else:
+                row.next_fire_at = next_fire
+            session.flush()
+            keep_ids.add(row.id)
+        kept = [row for row in existing.values() if row.id in keep_ids]
+
+        def still_owed(fire: datetime) -> bool:  # the tick runs or records it: do not cancel
+            return any(_owes(row, policy.timezone, fire, now) for row in kept)
+
+        removed = [row for row in existing.values() if row.id not in keep_ids]
+        self._settle(
+            session, policy_row, removed, "its schedule was removed", now=now, skip=still_owed
+        )
+        for row in removed:
+            session.delete(row)
+
+    @staticmethod
+    def _settle(
+        session: Session,
+        policy_row: PolicyRow,
+        schedules: Sequence[ScheduleRow],
+        why: str,
+        *,
+        now: datetime,
+        skip: Callable[[datetime], bool] = lambda _fire: False,
+    ) -> None:
+        """Record what each schedule still owes before its timing changes or it goes.
+
+        An occurrence waiting for its targets, and occurrences that fell due but
+        that no tick has processed yet (the scheduler was down or behind), become
+        cancelled runs with the reason (at most ``SETTLE_LIMIT`` per schedule);
+        an occurrence that already has its run, or that ``skip`` names (another
+        schedule of the policy still owes it), is left alone. ``policy_row``
+        still has the timing the occurrences fell due under.
+        """
+        if policy_row.selector_key is not None:
+            selector = Selector(policy_row.selector_key, policy_row.selector_value or "")
+            targets = [selector.run_target]
+        else:
+            targets = list(policy_row.targets)
+        for schedule in schedules:
+            owed = _owed_occurrences(schedule, policy_row.timezone, now)
+            waited_for = schedule.deferred_fire_at
+            schedule.deferred_fire_at = None
+            if not owed:
+                continue
+            existing: set[tuple[str, datetime]] = {
+                (target, fire)
+                for target, fire in session.execute(
+                    select(RunRow.target, RunRow.scheduled_for).where(
+                        RunRow.policy_id == policy_row.id, RunRow.scheduled_for >= owed[0]
+                    )
+                )
+            }
+            for fire in owed:
+                if skip(fire):
+                    continue
+                error = (
+                    f"{why} while this occurrence waited for its targets"
+                    if fire == waited_for
+                    else f"{why} before the scheduler had processed this occurrence"
+                )
+                for target in targets:
+                    if (target, fire) in existing:
+                        continue
+                    existing.add((target, fire))
+                    session.add(
+                        RunRow(
+                            id=new_id(),
+                            policy_id=policy_row.id,
+                            policy_name=policy_row.name,
+                            target=target,
+                            scheduled_for=fire,
+                            due_at=fire,
+                            state=RunState.CANCELLED.value,
+                            attempt=0,
+                            trigger="schedule",
+                            label=policy_row.label,
+                            cloud=policy_row.cloud,
+                            error=error,
+                            finished_at=now,
+                            created_at=now,
+                        )
+                    )
+
+    def get_policy(self, ref: str) -> Policy:
+        with self._session() as session:
+            row = self._policy_row(session, ref)
+            return policy_from_row(row, self._crons(session, row.id))
+
+    def list_policies(self) -> list[Policy]:
+        with self._session() as session:
+            rows = session.scalars(select(PolicyRow).order_by(PolicyRow.name)).all()
+            crons: dict[str, list[str]] = {r.id: [] for r in rows}
+            for s in session.scalars(select(ScheduleRow).order_by(ScheduleRow.position)):
+                crons.setdefault(s.policy_id, []).append(s.cron)
+            return [policy_from_row(r, crons[r.id]) for r in rows]
+
+    def delete_policy(self, ref: str, *, now: datetime) -> Policy:
+        """Delete a policy; its pending runs are cancelled, its runs and backups are kept."""
+        with self._session() as session:
+            row = self._policy_row(session, ref)
+            policy = policy_from_row(row, self._crons(session, row.id))
+            # The delete sets policy_id to NULL on the policy's runs and backups. Lock them
+            # first in the order workers and deletion requests do (a run, then backups by
+            # id): the foreign key action alone would take them in table order, and could
+            # deadlock with a concurrent deletion request on PostgreSQL.
+            for table in (RunRow, BackupRow):
+                session.execute(
+                    select(table.id)
+                    .where(table.policy_id == row.id)
+                    .order_by(table.id)
+                    .with_for_update()
+                )
+            session.execute(
+                update(RunRow)
+                .where(RunRow.policy_id == row.id, RunRow.state == RunState.PENDING.value)
+                .values(
+                    state=RunState.CANCELLED.value,
+                    finished_at=now,
+                    error="policy deleted",
+                    attempt=RunRow.attempt + 1,  # fences a worker that has it claimed
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            owing = session.scalars(
+                select(ScheduleRow).where(ScheduleRow.policy_id == row.id).with_for_update()
+            )
+            self._settle(session, row, list(owing), "its policy was deleted", now=now)
+            session.flush()
+            session.execute(delete(ScheduleRow).where(ScheduleRow.policy_id == row.id))
+            session.delete(row)
+            return policy
+
+    def schedules(self, policy_id: str) -> list[ScheduleState]:
+        with self._session() as session:
+            rows = session.scalars(
+                select(ScheduleRow)
+                .where(ScheduleRow.policy_id == policy_id)
+                .order_by(ScheduleRow.position)
+            )
+            return [_schedule_state(r) for r in rows]
+
+
+SETTLE_LIMIT = 10_000
+"""Occurrences of one schedule recorded when it changes with a backlog no tick processed."""
+
+
+def _owed_occurrences(schedule: ScheduleRow, timezone: str, now: datetime) -> list[datetime]:
+    """The schedule's occurrences up to ``now`` that no tick has turned into runs yet."""
+    first = schedule.deferred_fire_at or schedule.next_fire_at
+    if first is None or first > now:
+        return []
+    try:
+        later = CronSchedule(schedule.cron, timezone).fires_between(
+            first, now, limit=SETTLE_LIMIT - 1
+        )
+    except InvalidInput:  # a schedule that cannot be evaluated owes what fell due
+        later = []
+    return [first, *later]
+
+
+def _owes(schedule: ScheduleRow, timezone: str, fire: datetime, now: datetime) -> bool:
+    """Whether ``fire`` is among the schedule's occurrences that no tick has processed yet."""
+    first = schedule.deferred_fire_at or schedule.next_fire_at
+    if first is None or not first <= fire <= now:
+        return False
+    if fire == first:
+        return True
+    try:
+        return CronSchedule(schedule.cron, timezone).next_after(fire - _JUST_BEFORE) == fire
+    except InvalidInput:
+        return False
+
+
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def _schedule_state(row: ScheduleRow) -> ScheduleState:
+    return ScheduleState(
+        id=row.id,
+        policy_id=row.policy_id,
+        cron=row.cron,
+        next_fire_at=row.next_fire_at,
+        last_fired_at=row.last_fired_at,
+        deferred_fire_at=row.deferred_fire_at,
+    )

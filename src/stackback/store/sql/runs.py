@@ -1,0 +1,220 @@
+"""Runs: manual ones, workers' claims and leases (fenced writes), the run journal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, delete, func, or_, select, type_coerce
+from sqlalchemy.exc import IntegrityError
+
+from stackback.errors import Conflict
+from stackback.policy import Policy, Run, RunState
+from stackback.records import RunFilter, StepNote
+from stackback.store.convert import run_from_row
+from stackback.store.models import RunRow, RunStepRow
+from stackback.store.sql.base import WORKABLE_STATES, SqlBase, by_id_or_prefix, new_id, target_busy
+from stackback.store.types import UTCDateTime
+
+
+class RunStore(SqlBase):
+    """Runs and their steps; every worker write is fenced by the attempt it holds."""
+
+    def create_manual_run(
+        self,
+        *,
+        target: str,
+        now: datetime,
+        label: str | None,
+        retention: Mapping[str, object] | None,
+        cloud: str | None = None,
+        policy: Policy | None = None,
+    ) -> Run:
+        """An on-demand run (``backup now``), due at once."""
+        with self._session() as session:
+            row = RunRow(
+                id=new_id(),
+                policy_id=policy.id if policy else None,
+                policy_name=policy.name if policy else None,
+                target=target,
+                scheduled_for=now,
+                due_at=now,
+                state=RunState.PENDING.value,
+                attempt=0,
+                trigger="manual",
+                label=label,
+                cloud=cloud,
+                retention=dict(retention) if retention is not None else None,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            return run_from_row(row)
+
+    def claim_runs(
+        self, now: datetime, owner: str, *, lease_seconds: float, limit: int = 1
+    ) -> list[Run]:
+        """Lease up to ``limit`` runs that can make progress now.
+
+        A run is claimable when it is not terminal, due, past its
+        ``not_before``, and unleased or its lease has expired (the reaper's
+        take-over). A pending run waits while its target has an active run.
+        Each claim increments ``attempt``: the fencing token of the lease.
+        """
+        with self._session() as session:
+            query = (
+                select(RunRow)
+                .where(
+                    RunRow.state.in_(WORKABLE_STATES),
+                    RunRow.due_at <= now,
+                    or_(RunRow.not_before.is_(None), RunRow.not_before <= now),
+                    or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at <= now),
+                    or_(RunRow.state != RunState.PENDING.value, ~target_busy()),
+                )
+                .order_by(RunRow.due_at, RunRow.id)
+                .limit(limit)
+            )
+            if self.is_postgres:
+                query = query.with_for_update(skip_locked=True, of=RunRow)
+            rows = session.scalars(query).all()
+            expires = now + timedelta(seconds=lease_seconds)
+            for row in rows:
+                row.lease_owner = owner
+                row.lease_expires_at = expires
+                row.attempt += 1
+                if row.started_at is None:
+                    row.started_at = now
+            session.flush()
+            return [run_from_row(r) for r in rows]
+
+    def next_wakeup(self) -> datetime | None:
+        """When the earliest unfinished run can next make progress (for idle sleeping).
+
+        A pending run queued behind its target's active run is left out, as
+        ``claim_runs`` leaves it: it can go once that run moves, whose own
+        wake-up is counted.
+        """
+        with self._session() as session:
+            ready = func.coalesce(RunRow.not_before, RunRow.due_at)
+            leased_until = func.coalesce(RunRow.lease_expires_at, ready)
+            wake = type_coerce(
+                case((leased_until > ready, leased_until), else_=ready), UTCDateTime()
+            )
+            return session.scalar(
+                select(func.min(wake)).where(
+                    RunRow.state.in_(WORKABLE_STATES),
+                    or_(RunRow.state != RunState.PENDING.value, ~target_busy()),
+                )
+            )
+
+    def update_run(
+        self, run_id: str, attempt: int, *, step: StepNote | None = None, **values: Any
+    ) -> Run:
+        """Write run fields (and record a step), fenced by ``attempt``.
+
+        Raises ``LeaseLost`` when another worker holds a newer attempt, or
+        ``Conflict`` when the target already has an active run (the partial
+        unique index refused the state change).
+        """
+        if "state" in values and isinstance(values["state"], RunState):
+            values["state"] = values["state"].value
+        try:
+            with self._session() as session:
+                row = self._fenced_run(session, run_id, attempt)
+                for key, value in values.items():
+                    setattr(row, key, value)
+                if step is not None:
+                    session.add(_step_row(step, run_id, attempt))
+                session.flush()
+                return run_from_row(row)
+        except IntegrityError as exc:
+            raise Conflict(f"run {run_id}: target already has an active run") from exc
+
+    def renew_lease(self, run_id: str, attempt: int, *, until: datetime) -> None:
+        self.update_run(run_id, attempt, lease_expires_at=until)
+
+    def release_run(
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        not_before: datetime | None,
+        step: StepNote | None = None,
+    ) -> Run:
+        """Give the lease back; the run is claimable again from ``not_before``."""
+        return self.update_run(
+            run_id,
+            attempt,
+            step=step,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=not_before,
+        )
+
+    def record_step(
+        self,
+        run_id: str,
+        attempt: int,
+        name: str,
+        *,
+        started_at: datetime,
+        finished_at: datetime | None,
+        outcome: str,
+        detail: str = "",
+    ) -> None:
+        """Append a step to a run's journal, fenced by ``attempt``."""
+        self.update_run(
+            run_id,
+            attempt,
+            step=StepNote(name, started_at, finished_at, outcome, detail),
+        )
+
+    def get_run(self, run_id: str) -> Run:
+        with self._session() as session:
+            row = by_id_or_prefix(session, RunRow, run_id, "run")
+            steps = session.scalars(
+                select(RunStepRow).where(RunStepRow.run_id == row.id).order_by(RunStepRow.id)
+            ).all()
+            return run_from_row(row, list(steps))
+
+    def list_runs(self, criteria: RunFilter | None = None) -> list[Run]:
+        filter = criteria or RunFilter()
+        with self._session() as session:
+            query = select(RunRow)
+            if filter.policy_id:
+                query = query.where(RunRow.policy_id == filter.policy_id)
+            if filter.target:
+                query = query.where(
+                    or_(RunRow.target == filter.target, RunRow.target_name == filter.target)
+                )
+            if filter.state:
+                query = query.where(RunRow.state == filter.state.value)
+            query = query.order_by(RunRow.scheduled_for.desc(), RunRow.id).limit(filter.limit)
+            return [run_from_row(r) for r in session.scalars(query)]
+
+    def count_runs_by_state(self) -> dict[str, int]:
+        with self._session() as session:
+            rows = session.execute(select(RunRow.state, func.count()).group_by(RunRow.state))
+            return {state: count for state, count in rows}
+
+    def delete_run(self, run_id: str) -> Run:
+        """Delete the record of a finished run (never of one in progress)."""
+        run = self.get_run(run_id)
+        if not run.state.is_terminal:
+            raise Conflict(f"run {run.id} is {run.state.value}; only finished runs can be deleted")
+        with self._session() as session:
+            session.execute(delete(RunRow).where(RunRow.id == run.id))
+        return run
+
+
+def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
+    return RunStepRow(
+        run_id=run_id,
+        name=note.name,
+        attempt=attempt,
+        started_at=note.started_at,
+        finished_at=note.finished_at,
+        outcome=note.outcome,
+        detail=note.detail[:4000],
+    )
