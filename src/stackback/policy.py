@@ -270,3 +270,8 @@ class Backup:
     """The run whose retention asked for this backup's deletion (None: asked by hand)."""
     deletion_guarded: bool = False
     """The deletion must leave the target another good backup (checked again just before)."""
+
+    @property
+    def is_manual(self) -> bool:
+        """Taken on demand (``backup now``), never by a policy, not even one deleted since."""
+        return self.policy_id is None and self.policy_name is None

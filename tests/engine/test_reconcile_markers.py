@@ -11,17 +11,23 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from stackback.policy import Backup, BackupStatus
+from stackback.engine.loop import Engine
+from stackback.engine.settings import EngineSettings
+from stackback.policy import ArtifactKind, Backup, BackupStatus, RunState
 from stackback.ports import (
     MARKER_BACKUP,
     MARKER_CREATED_BY,
+    MARKER_IMAGE_NAME,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
     MARKER_TARGET,
     NOVA_INSTANCE_UUID,
+    ArtifactRef,
 )
+from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
+from stackback.services.policies import PolicySpec
 from stackback.services.reconcile import Reconciler, ReconcileReport
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import BackupFilter, SqlStore
@@ -101,6 +107,90 @@ def test_user_snapshot_of_a_restored_volume_backed_server_is_skipped(rig: Rig) -
     assert [s.id for s in report.skipped] == [user_image]
     delete_backup(rig, old)
     assert user_image in live_images(rig)
+
+
+def lose_the_database(rig: Rig, tmp_path: Path) -> SqlStore:
+    """A fresh, empty catalogue in place of the rig's (its engine is left to the rig)."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    upgrade(engine)
+    return SqlStore(engine)
+
+
+def test_a_copy_named_otherwise_than_its_name_marker_is_skipped_even_with_its_base_gone(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Nova copies every property, the name marker too, but never the name."""
+    web, old = two_backups(rig)
+    own_image = next(a.cloud_id for a in old.artifacts)
+    [props] = [i.properties for i in rig.sim.images() if i.id == own_image]
+    assert props[MARKER_IMAGE_NAME].startswith("stackback-web-")
+    copied = {k: v for k, v in props.items() if k.startswith("stackback_")}
+    user_image = rig.sim.start_server_image(
+        web, "after-rebuild", {**copied, "base_image_ref": own_image}
+    ).id
+    rig.sim.delete_artifact(ArtifactRef(ArtifactKind.IMAGE, own_image))  # rotated away
+    fresh = lose_the_database(rig, tmp_path)
+    try:
+        report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        assert [s.id for s in report.skipped] == [user_image]
+        assert "not 'stackback-web-" in report.skipped[0].reason
+        assert old.id not in report.imported
+    finally:
+        fresh.dispose()
+
+
+def test_a_copy_of_a_recorded_image_is_skipped_once_that_image_is_gone(rig: Rig) -> None:
+    """An image from an older stackback (no name marker) made from the backup's own image."""
+    web, old = two_backups(rig)
+    own_image, inherited = inherited_from(rig, old)
+    user_image = rig.sim.start_server_image(
+        web, "after-rebuild", {**inherited, "base_image_ref": own_image}
+    ).id
+    rig.sim.delete_artifact(ArtifactRef(ArtifactKind.IMAGE, own_image))  # out of band
+
+    report = reconcile(rig)
+    assert report.adopted_artifacts == []
+    assert [(s.id, own_image in s.reason) for s in report.skipped] == [(user_image, True)]
+    assert user_image not in {a.cloud_id for a in rig.store.get_backup(old.id).artifacts}
+    BackupService(rig.store, lambda _n: rig.sim, rig.clock).delete(old.id)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    assert user_image in live_images(rig)
+
+
+def test_imported_backups_of_an_unknown_policy_are_not_taken_for_manual_ones(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """After a database loss, a label's keep-last must not forget a policy's backups."""
+    web = rig.sim.create_server("web")
+    rig.policies.create(
+        PolicySpec(
+            name="nightly",
+            targets=(web.id,),
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            retention=RetentionPolicy(daily=7),
+            label="daily",
+        )
+    )
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    nightly = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert len(nightly) == 2
+    fresh = lose_the_database(rig, tmp_path)
+    try:
+        Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        imported = fresh.get_backup(nightly[0].id)
+        assert imported.policy_id is None
+        assert imported.policy_name == f"unknown policy {nightly[0].policy_id}"
+        engine = Engine(fresh, lambda _n: rig.sim, rig.clock, EngineSettings(), worker_name="w")
+        manual = BackupService(fresh, lambda _n: rig.sim, rig.clock).backup_now(
+            web.id, label="daily", keep_last=1, cloud=None
+        )
+        engine.drain(rig.clock.now() + timedelta(hours=1))
+        assert fresh.get_run(manual.id).state is RunState.SUCCEEDED
+        for backup in nightly:
+            assert fresh.get_backup(backup.id).status is BackupStatus.AVAILABLE
+    finally:
+        fresh.dispose()
 
 
 def test_a_second_image_stackback_made_for_the_backup_is_still_adopted(rig: Rig) -> None:

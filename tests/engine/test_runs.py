@@ -575,3 +575,49 @@ def test_a_run_retried_until_its_window_ends_fails_with_the_error(rig: Rig) -> N
     assert (done.error or "").startswith("cloud-unavailable: ")
     assert "still failing at the end of the retry window" in (done.error or "")
     assert rig.sim.api_calls().get("start_server_image", 0) == 0
+
+
+def test_a_manual_rotation_never_forgets_the_backups_of_a_deleted_policy(rig: Rig) -> None:
+    """Deleting a policy keeps its backups: a label's keep-last counts manual backups only."""
+    web = rig.sim.create_server("web")
+    policy = rig.policies.create(
+        PolicySpec(
+            name="nightly",
+            targets=(web.id,),
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            retention=RetentionPolicy(daily=7),
+            label="pre-upgrade",
+        )
+    )
+    rig.engine.drain(rig.clock.now() + 2 * DAY + timedelta(hours=2))
+    nightly = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
+    assert len(nightly) == 3
+    rig.policies.delete([policy.id])
+    manual = BackupService(rig.store, lambda _n: rig.sim, rig.clock).backup_now(
+        web.id, label="pre-upgrade", keep_last=1, cloud=None
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    assert rig.store.get_run(manual.id).state is RunState.SUCCEEDED
+    for backup in nightly:
+        assert rig.store.get_backup(backup.id).status is BackupStatus.AVAILABLE
+        assert backup.artifacts[0].cloud_id in live_images(rig)
+
+
+def test_a_run_never_forgets_its_own_new_backup_when_the_clock_stepped_back(rig: Rig) -> None:
+    """An older backup stamped in the future (a clock later corrected) does not outrank it."""
+    web = rig.sim.create_server("web")
+    backups = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    first = backups.backup_now(web.id, label="manual", keep_last=1, cloud=None)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    older = rig.store.backup_for_run(first.id)
+    assert older is not None
+    rig.store.update_backup(older.id, created_at=rig.clock.now() + timedelta(hours=2))
+    second = backups.backup_now(web.id, label="manual", keep_last=1, cloud=None)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    own = rig.store.backup_for_run(second.id)
+    assert own is not None
+    assert rig.store.get_run(second.id).state is RunState.SUCCEEDED
+    assert own.status is BackupStatus.AVAILABLE
+    assert own.reasons == ("this run's new backup",)
+    assert own.artifacts[0].cloud_id in live_images(rig)

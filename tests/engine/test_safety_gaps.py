@@ -346,8 +346,9 @@ def test_the_store_forgets_nothing_before_the_runs_own_backup_is_good(
     assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
     assert store.get_backup("b-old").status is BackupStatus.AVAILABLE
     store.update_backup("b-new", status=BackupStatus.AVAILABLE, fence=fence)
-    [forgotten] = store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10)
+    [forgotten] = store.forget_backups(["b-new", "b-old"], reasons=("x",), fence=fence, budget=10)
     assert forgotten.id == "b-old" and forgotten.status is BackupStatus.DELETING
+    assert store.get_backup("b-new").status is BackupStatus.AVAILABLE  # never its own
 
 
 # -- 3. the deletion budget across a resume ----------------------------------------------

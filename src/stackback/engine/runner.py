@@ -50,6 +50,7 @@ from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
     MARKER_CREATED_BY,
+    MARKER_IMAGE_NAME,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
@@ -325,7 +326,7 @@ class Runner:
             self.store.renew_lease(
                 run.id, run.attempt, until=self.clock.now() + self.settings.lease
             )
-            ref = cloud.start_server_image(server.id, name, stamp)
+            ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_NAME: name})
             failpoint("after-create-image")
             self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
             detail = f"image {ref.id} requested"
@@ -428,17 +429,18 @@ class Runner:
             candidates = [
                 b
                 for b in self.store.list_backups(scope)
-                if b.target == target
-                and not b.protected
-                and (policy is not None or b.policy_id is None)
+                if b.target == target and not b.protected and (policy is not None or b.is_manual)
             ]
             decision = apply_policy(candidates, rules, now=now, tz=zone)
             keep = list(decision.items_with_reasons())
             forget = list(decision.forget)
             newest = max(candidates, key=lambda b: b.created_at, default=None)
-            if newest is not None and any(b is newest for b in forget):
-                forget = [b for b in forget if b is not newest]
-                keep.append((newest, ("newest good backup",)))
+            # Never forgotten: the newest good backup, and the one this run has just taken
+            # (the newest recovery point, whatever its clock-stamped time says).
+            for spared, why in ((newest, "newest good backup"), (own, "this run's new backup")):
+                if spared is not None and any(b.id == spared.id for b in forget):
+                    forget = [b for b in forget if b.id != spared.id]
+                    keep.append((spared, (why,)))
             for backup, reasons in keep:
                 if backup.reasons != reasons:
                     self.store.update_backup(backup.id, reasons=reasons, fence=fence)

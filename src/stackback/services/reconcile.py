@@ -22,6 +22,7 @@ from stackback.errors import CloudError, NotFound
 from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupKind, BackupStatus
 from stackback.ports import (
     MARKER_BACKUP,
+    MARKER_IMAGE_NAME,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
@@ -80,6 +81,8 @@ class _Group:
     run_id: str | None = None
     target: str = ""
     recorded_servers: set[str] = field(default_factory=set)
+    known: set[tuple[ArtifactKind, str]] = field(default_factory=set)
+    """The artifacts recorded for the backup (any status: deleted ones too)."""
     _marks: dict[tuple[ArtifactKind, str], str | None] = field(default_factory=dict)
 
     def reset(
@@ -89,7 +92,7 @@ class _Group:
         recorded: Backup | None,
         known: set[tuple[ArtifactKind, str]],
     ) -> None:
-        self.backup_id, self.infos = backup_id, infos
+        self.backup_id, self.infos, self.known = backup_id, infos, known
         self._marks = {(i.ref.kind, i.ref.id): i.metadata.get(MARKER_BACKUP) for i in infos}
         if recorded is not None:
             self.run_id, self.target = recorded.run_id, recorded.target
@@ -181,8 +184,10 @@ class Reconciler:
         - its run and target markers agree with the backup's record (or, for a backup
           with no record, with the group's earliest image: an inherited copy is always
           younger than the image it was inherited from) and with the run's record;
+        - an image bears the name stackback gave it (``stackback_image_name``; Nova copies
+          properties into a snapshot, not the name), where it was stamped;
         - an image was not made from a server booted from an image of this same backup
-          (``base_image_ref``);
+          (``base_image_ref`` names one listed with its markers, or recorded for it);
         - a volume-backed server's image (it lists volume snapshots) names only volume
           snapshots that carry this backup's markers (its ``instance_uuid``, if any, is
           inherited from the boot volume's image and proves nothing); an image-backed
@@ -202,10 +207,20 @@ class Reconciler:
             return f"run {run_id} made backup {run_backup}, not {group.backup_id}"
         if info.ref.kind is not ArtifactKind.IMAGE:
             return None
-        base = group.images.get(meta.get(NOVA_BASE_IMAGE_REF, ""))
-        if base is not None and base.metadata.get(MARKER_BACKUP) == group.backup_id:
+        named = meta.get(MARKER_IMAGE_NAME)
+        if named and info.name != named:
             return (
-                f"made from a server booted from image {base.ref.id} of this backup: "
+                f"named {info.name!r}, not {named!r} as stackback named it: "
+                "its markers were inherited from the image its server was booted from"
+            )
+        base_ref = meta.get(NOVA_BASE_IMAGE_REF, "")
+        base = group.images.get(base_ref)
+        base_is_this_backups = (ArtifactKind.IMAGE, base_ref) in group.known or (
+            base is not None and base.metadata.get(MARKER_BACKUP) == group.backup_id
+        )
+        if base_is_this_backups:
+            return (
+                f"made from a server booted from image {base_ref} of this backup: "
                 "its markers were inherited"
             )
         if info.children:
@@ -262,8 +277,8 @@ class Reconciler:
         if policy_id:
             try:
                 policy_name = self.store.get_policy(policy_id).name
-            except NotFound:
-                policy_id = None
+            except NotFound:  # deleted, or lost with the database: still a policy's backup,
+                policy_id, policy_name = None, f"unknown policy {policy_id}"  # not a manual one
         created = min((i.created_at for i in infos if i.created_at), default=self.clock.now())
         status = _status_of(infos)
         backup = self.store.ensure_backup(

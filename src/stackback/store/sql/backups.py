@@ -212,8 +212,9 @@ class BackupStore(SqlBase):
         budget holds across the run's attempts: what an earlier attempt marked
         counts against it, so a run resumed after a crash between its decision and
         its journal entry forgets at most ``budget`` backups in all. In the given
-        order, a backup is marked only if it is still available and unprotected and
-        another good backup of its target remains; each deletion is guarded.
+        order, a backup is marked only if it is still available and unprotected, is not
+        the run's own, and another good backup of its target remains; each deletion is
+        guarded.
         Marks nothing unless the run's own backup is available (the operator may
         have deleted it meanwhile): nothing is forgotten before the new backup is good.
         Returns the backups the run has marked in all its attempts that are still
@@ -242,6 +243,7 @@ class BackupStore(SqlBase):
                     groups[row.target] = self._target_backups(session, row)
                 if (
                     row.status != BackupStatus.AVAILABLE.value
+                    or row.run_id == run_id
                     or row.protected
                     or not self._another_good(groups[row.target], row)
                 ):
