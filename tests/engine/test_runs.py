@@ -621,3 +621,23 @@ def test_a_run_never_forgets_its_own_new_backup_when_the_clock_stepped_back(rig:
     assert own.status is BackupStatus.AVAILABLE
     assert own.reasons == ("this run's new backup",)
     assert own.artifacts[0].cloud_id in live_images(rig)
+
+
+def test_a_server_named_by_name_and_by_id_never_has_two_active_runs(rig: Rig) -> None:
+    """Run targets are strings as given; the start step also holds the server's id."""
+    server = rig.sim.create_server("web", volume_backed=True)  # no 409 from Nova to hide it
+    rig.sim.configure(replace(SimConfig(), image_base_seconds=600))
+    backups = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    by_name = backups.backup_now("web", label="manual", keep_last=None, cloud=None)
+    by_id = backups.backup_now(server.id, label="manual", keep_last=None, cloud=None)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    first, second = sorted(
+        (rig.store.get_run(by_name.id), rig.store.get_run(by_id.id)),
+        key=lambda r: r.finished_at or r.scheduled_for,
+    )
+    assert (first.state, second.state) == (RunState.SUCCEEDED, RunState.SUCCEEDED)
+    second_start = min(
+        s.started_at for s in second.steps if s.name == "start" and s.outcome == "ok"
+    )
+    assert first.finished_at is not None and second_start >= first.finished_at
+    assert "deferred" in [s.outcome for s in second.steps if s.name == "start"]

@@ -221,6 +221,7 @@ class Runner:
                 run.attempt,
                 state=RunState.SNAPSHOTTING,
                 target_name=server.name,
+                server_id=server.id,  # one active run per server, however its target named it
                 step=self._note("start", now, "ok", f"server {server.id} ({server.name})"),
             )
         except Conflict:

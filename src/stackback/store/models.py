@@ -97,6 +97,14 @@ class RunRow(Base):
             sqlite_where=text(ACTIVE_STATES_SQL),
             postgresql_where=text(ACTIVE_STATES_SQL),
         ),
+        # The same server reached by name in one run and by id in another (set at start).
+        Index(
+            "uq_runs_one_active_per_server",
+            "server_id",
+            unique=True,
+            sqlite_where=text(ACTIVE_STATES_SQL),
+            postgresql_where=text(ACTIVE_STATES_SQL),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -106,6 +114,8 @@ class RunRow(Base):
     policy_name: Mapped[str | None] = mapped_column(String(255))
     target: Mapped[str] = mapped_column(String(255), index=True)
     target_name: Mapped[str | None] = mapped_column(String(255))
+    server_id: Mapped[str | None] = mapped_column(String(255))
+    """The server the target resolved to when the run started."""
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16))
