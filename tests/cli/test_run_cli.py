@@ -30,6 +30,12 @@ def test_engine_commands_once(cli: CliRunner, sim: Sim, command: str) -> None:
     assert_one_line_error(bad.err, "--poll-interval")
 
 
+def test_a_scaled_clock_without_an_origin_starts_from_now(cli: CliRunner, sim: Sim) -> None:
+    """Not from 1970: at --time-scale 1000 that is past the year 9999, and a crash."""
+    result = cli("--os-cloud", sim.spec, "worker", "--once", "--time-scale", "1000")
+    assert result.code == 0, result.err
+
+
 def test_scheduler_once_fires_a_due_policy_and_run_commands(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web1")
     policy = ok_json(cli, "policy", "create", "nightly", "--server", "web1", "--cron", "0 1 * * *")

@@ -17,6 +17,7 @@ from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Run
+from stackback.ports import Clock
 
 WAIT_POLL_SECONDS = 2.0
 LONGEST_DURATION = timedelta(days=365)
@@ -44,7 +45,9 @@ def engine_options(func: Any) -> Any:
             hidden=True,
             help="Testing: run the clock this many times faster from --time-origin.",
         ),
-        click.option("--time-origin", type=float, hidden=True, help="Testing: epoch seconds."),
+        click.option(
+            "--time-origin", type=float, hidden=True, help="Testing: epoch seconds (default: now)."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -89,14 +92,17 @@ def _settings(options: dict[str, Any]) -> EngineSettings:
     return EngineSettings(**{**base.__dict__, **values})
 
 
-def _scaled_clock(options: dict[str, Any]) -> ScaledClock:
+def _scaled_clock(options: dict[str, Any], real: Clock) -> ScaledClock:
     factor = _finite(options, "time_scale")
     if not 0 < factor <= FASTEST_TIME_SCALE:
         raise InvalidInput(
             f"--time-scale must be more than 0 and at most {FASTEST_TIME_SCALE:g}, not {factor:g}",
             field="time_scale",
         )
-    epoch = _finite(options, "time_origin") if options.get("time_origin") is not None else 0.0
+    if options.get("time_origin") is not None:
+        epoch = _finite(options, "time_origin")
+    else:  # from now: processes meant to agree on the time share an explicit origin
+        epoch = float(int(real.now().timestamp()))
     if not 0 <= epoch <= LATEST_TIME_ORIGIN.timestamp():
         raise InvalidInput(
             f"--time-origin must be epoch seconds from 0 to {LATEST_TIME_ORIGIN.timestamp():.0f} "
@@ -111,7 +117,7 @@ def _run_engine(
 ) -> None:
     settings = _settings(options)
     if options.get("time_scale"):
-        app.clock = _scaled_clock(options)
+        app.clock = _scaled_clock(options, app.clock)
     engine = Engine(
         app.store,
         app.clouds,
