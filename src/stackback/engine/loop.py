@@ -47,8 +47,8 @@ class Engine:
             return True
         return self._next_fire is not None and self._next_fire <= now
 
-    def step(self) -> int:
-        """One cycle; returns how much work was done (0 = idle)."""
+    def step(self, stop: threading.Event | None = None) -> int:
+        """One cycle; returns how much work was done (0 = idle). ``stop`` ends it early."""
         done = 0
         now = self.clock.now()
         if self.run_scheduler and self._tick_due(now):
@@ -56,7 +56,7 @@ class Engine:
             self._last_tick = now
             self._next_fire = self.store.next_fire_time()
         if self.run_worker:
-            done += self.worker.work_once()
+            done += self.worker.work_once(stop)
             now = self.clock.now()
             if (
                 self._last_collect is None
@@ -84,7 +84,7 @@ class Engine:
         while not stop.is_set():
             wake = None
             try:
-                if self.step():
+                if self.step(stop):
                     continue
                 wake = self.next_event()
             except Exception:  # e.g. the database restarting: keep serving, the next cycle retries

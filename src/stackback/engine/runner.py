@@ -324,8 +324,9 @@ class Runner:
                 server = self._server(run, backup.target)
             name = image_name(run.target_name or run.target, run.scheduled_for)
             # Still ours? A worker whose lease was taken over must not start a second image.
+            renewed_at = self.clock.now()
             self.store.renew_lease(
-                run.id, run.attempt, until=self.clock.now() + self.settings.lease
+                run.id, run.attempt, now=renewed_at, until=renewed_at + self.settings.lease
             )
             ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_NAME: name})
             failpoint("after-create-image")

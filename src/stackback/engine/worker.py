@@ -6,9 +6,11 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import TracebackType
 
 from stackback.engine.runner import Runner
 from stackback.engine.settings import EngineSettings
@@ -17,6 +19,11 @@ from stackback.policy import Run, RunState
 from stackback.ports import Clock, Store
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_CHECK_SECONDS = 0.2
+"""How often (real seconds) the heartbeat looks at the clock; it renews every third of a lease."""
+HOLD_AT_MOST = 6
+"""Leases a heartbeat keeps renewing through one batch: a step hung longer is taken over."""
 
 
 def worker_name() -> str:
@@ -48,8 +55,14 @@ class Worker:
         self.settings = settings or EngineSettings()
         self.name = name or worker_name()
 
-    def work_once(self) -> int:
-        """Claim and advance one batch; returns how many runs were advanced."""
+    def work_once(self, stop: threading.Event | None = None) -> int:
+        """Claim and advance one batch; returns how many runs were advanced.
+
+        While the batch is worked on, a heartbeat keeps its leases (a slow cloud
+        call must not let another worker take a run over and snapshot it again).
+        With ``stop`` set, the runs not yet advanced are left to their leases'
+        expiry, or to this worker's next start.
+        """
         claimed_at = self.clock.now()
         runs = self.store.claim_runs(
             claimed_at,
@@ -57,18 +70,26 @@ class Worker:
             lease_seconds=self.settings.lease.total_seconds(),
             limit=self.settings.claim_batch,
         )
+        if not runs:
+            return 0
         self.runner.forget_cached_policies()
         waiting = [r for r in runs if r.state is RunState.WAITING]
-        for run in runs:
-            if run.state is RunState.WAITING:
-                continue
-            self._keep_lease(run, claimed_at)
-            self._isolated(run, self.runner.advance)
-        if waiting:
-            for run in waiting:
+        advanced = 0
+        with LeaseKeeper(self.store, self.clock, self.settings.lease, runs):
+            for run in runs:
+                if stop is not None and stop.is_set():
+                    return advanced
+                if run.state is RunState.WAITING:
+                    continue
                 self._keep_lease(run, claimed_at)
-            self._isolated(waiting[0], lambda _run: self.runner.poll(waiting))
-        return len(runs)
+                self._isolated(run, self.runner.advance)
+                advanced += 1
+            if waiting and not (stop is not None and stop.is_set()):
+                for run in waiting:
+                    self._keep_lease(run, claimed_at)
+                self._isolated(waiting[0], lambda _run: self.runner.poll(waiting))
+                advanced += len(waiting)
+        return advanced
 
     def _keep_lease(self, run: Run, claimed_at: datetime) -> None:
         """Renew the lease of a run still waiting in this batch once half of it has passed."""
@@ -76,7 +97,9 @@ class Worker:
         if now - claimed_at >= self.settings.lease / 2:
             # taken over meanwhile: the runner's fenced writes will notice
             with contextlib.suppress(LeaseLost):
-                self.store.renew_lease(run.id, run.attempt, until=now + self.settings.lease)
+                self.store.renew_lease(
+                    run.id, run.attempt, now=now, until=now + self.settings.lease
+                )
 
     def _isolated(self, run: Run, action: Callable[[Run], None]) -> None:
         """One run's trouble (a database hiccup, a bug) must not stop the rest of the batch."""
@@ -86,3 +109,60 @@ class Worker:
             log.info("run %s: lease lost, another worker has it", run.id)
         except Exception:
             log.exception("run %s: step aborted; it is retried when its lease expires", run.id)
+
+
+class LeaseKeeper:
+    """A heartbeat: renews the leases of a batch's runs while a worker advances them.
+
+    Every third of a lease (by the engine's clock), each run still held is
+    renewed, fenced by its attempt. A run whose step released its lease, or
+    that another worker took over, drops out (``LeaseLost``); so does every run
+    once the batch has been held for ``HOLD_AT_MOST`` leases, so that a hung
+    worker's runs are eventually taken over.
+    """
+
+    def __init__(self, store: Store, clock: Clock, lease: timedelta, runs: Sequence[Run]) -> None:
+        self.store = store
+        self.clock = clock
+        self.lease = lease
+        self._held = list(runs)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="stackback-lease", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        started = renewed = self.clock.now()
+        while self._held and not self._stop.wait(HEARTBEAT_CHECK_SECONDS):
+            now = self.clock.now()
+            if now - started >= self.lease * HOLD_AT_MOST:
+                log.warning("runs %s held too long: their leases are left to expire", self._ids())
+                return
+            if now - renewed >= self.lease / 3:
+                renewed = now
+                self._renew(now)
+
+    def _renew(self, now: datetime) -> None:
+        for run in list(self._held):
+            if self._stop.is_set():
+                return
+            try:
+                self.store.renew_lease(run.id, run.attempt, now=now, until=now + self.lease)
+            except LeaseLost:
+                self._held.remove(run)
+            except Exception:  # the database hiccuped: the next beat tries again
+                log.warning("run %s: lease renewal failed", run.id, exc_info=True)
+
+    def _ids(self) -> str:
+        return ", ".join(run.id for run in self._held)

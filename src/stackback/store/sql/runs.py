@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, or_, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 
-from stackback.errors import Conflict
+from stackback.errors import Conflict, LeaseLost
 from stackback.policy import Policy, Run, RunState
 from stackback.records import RunFilter, StepNote
 from stackback.store.convert import run_from_row
@@ -131,8 +131,14 @@ class RunStore(SqlBase):
         except IntegrityError as exc:
             raise Conflict(f"run {run_id}: target already has an active run") from exc
 
-    def renew_lease(self, run_id: str, attempt: int, *, until: datetime) -> None:
-        self.update_run(run_id, attempt, lease_expires_at=until)
+    def renew_lease(self, run_id: str, attempt: int, *, now: datetime, until: datetime) -> None:
+        """Extend a lease still held: fenced by ``attempt``, and refused once it has expired
+        (another worker may take the run over from then on) or was given back."""
+        with self._session() as session:
+            row = self._fenced_run(session, run_id, attempt)
+            if row.lease_expires_at is None or row.lease_expires_at <= now:
+                raise LeaseLost(f"run {run_id}: lease of attempt {attempt} no longer held")
+            row.lease_expires_at = until
 
     def release_run(
         self,
