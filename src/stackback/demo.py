@@ -19,7 +19,7 @@ from stackback.cloud.sim_config import SimConfig, SimFaults
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudUnavailable
+from stackback.errors import CloudUnavailable, InvalidInput
 from stackback.policy import Backup, BackupStatus, Run, RunState
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
@@ -28,6 +28,11 @@ from stackback.store.sql import BackupFilter, RunFilter, SqlStore
 
 DEMO_START = datetime(2025, 11, 1, tzinfo=UTC)
 GFS = RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=2)
+DEMO_MARK = ".stackback-demo"
+"""Marks a directory the demo made: a later demo may replace its ``DEMO_FILES`` there."""
+DEMO_FILES = tuple(
+    f"{base}{suffix}" for base in ("stackback.db", "sim.sqlite") for suffix in ("", "-wal", "-shm")
+)
 
 
 @dataclass
@@ -59,12 +64,8 @@ class Demo:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self._claim_directory()
         self.db_path = self.directory / "stackback.db"
-        for stale in self.directory.glob("*.db*"):
-            stale.unlink()
-        for stale in self.directory.glob("sim.sqlite*"):
-            stale.unlink()
         self.clock = VirtualClock(DEMO_START)
         engine = create_db_engine(f"sqlite:///{self.db_path}")
         upgrade(engine)
@@ -79,6 +80,25 @@ class Demo:
             worker_name="demo-worker",
         )
         self.events: list[DemoEvent] = []
+
+    def _claim_directory(self) -> None:
+        """Use a new or empty directory, or one an earlier demo made (its files are replaced).
+
+        Anything else may be someone's real state: it is refused, never overwritten.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        present = {path.name for path in self.directory.iterdir()}
+        if present and DEMO_MARK not in present:
+            raise InvalidInput(
+                f"demo directory {self.directory} is not empty and no demo made it: "
+                "give a new or empty directory",
+                field="dir",
+            )
+        (self.directory / DEMO_MARK).write_text(
+            f"made by `stackback demo`; a later demo here replaces {', '.join(DEMO_FILES)}\n"
+        )
+        for name in DEMO_FILES:
+            (self.directory / name).unlink(missing_ok=True)
 
     def setup(self) -> None:
         self.web1 = self.sim.create_server("web-1", metadata={"backup": "gfs"})

@@ -134,6 +134,26 @@ def test_demo_json(cli: CliRunner, tmp_path: Path) -> None:
     assert all(b["reasons"] for backups in data["kept"].values() for b in backups)
 
 
+def test_demo_refuses_a_directory_it_did_not_make_and_keeps_what_is_there(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "stackback.db").write_text("someone's real catalogue")
+    (state / "photos.db.bak").write_text("keep")
+    refused = cli("demo", "--days", "1", "--dir", str(state))
+    assert refused.code == 2
+    assert_one_line_error(refused.err, str(state), "not empty", "new or empty directory")
+    assert (state / "stackback.db").read_text() == "someone's real catalogue"
+    assert (state / "photos.db.bak").read_text() == "keep"
+
+    again = tmp_path / "demo"
+    ok_json(cli, "demo", "--days", "1", "--dir", str(again))
+    (again / "notes.db").write_text("mine")
+    assert ok_json(cli, "demo", "--days", "1", "--dir", str(again))["simulated_days"] == 1
+    assert (again / "notes.db").read_text() == "mine"
+
+
 def test_a_selector_the_cloud_cannot_list_is_asked_again(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web1", metadata={"backup": "gold"})
     ok_json(cli, "policy", "create", "gold", "--selector", "backup=gold", "--cron", "0 1 * * *")
