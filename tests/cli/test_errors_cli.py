@@ -265,6 +265,25 @@ def test_a_sqlite_path_under_a_file_is_refused(cli: CliRunner, tmp_path: Path) -
     assert occupied.read_text() == "not a directory"
 
 
+@pytest.mark.parametrize(
+    ("where", "words"),
+    [
+        ("not-a-database", ["cannot be opened", "file is not a database"]),
+        ("a-directory", ["cannot be opened", "unable to open"]),
+        ("typo/sim.sqlite", ["directory", "typo", "does not exist"]),
+    ],
+)
+def test_a_simulated_cloud_that_cannot_be_opened_is_one_line(
+    cli: CliRunner, tmp_path: Path, where: str, words: list[str]
+) -> None:
+    (tmp_path / "not-a-database").write_text("not sqlite\n" * 100)
+    (tmp_path / "a-directory").mkdir()
+    result = cli("--os-cloud", f"sim:{tmp_path / where}", "reconcile")
+    assert result.code == 2
+    assert_one_line_error(result.err, "simulated cloud", *words)
+    assert not (tmp_path / "typo").exists()
+
+
 # -- real processes: nothing but the one line reaches the terminal ---------------------
 
 

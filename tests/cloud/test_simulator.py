@@ -422,6 +422,9 @@ def test_invalid_settings_are_refused() -> None:
 def test_open_simulator_specs(tmp_path: Path, clock: VirtualClock) -> None:
     assert open_simulator("sim", clock, state_dir=tmp_path).path == tmp_path / "sim.sqlite"
     elsewhere = tmp_path / "other" / "cloud.db"
+    with pytest.raises(InvalidInput, match="does not exist"):  # a typo starts no new cloud
+        open_simulator(f"sim:{elsewhere}", clock, state_dir=tmp_path)
+    elsewhere.parent.mkdir()
     cloud = open_simulator(f"sim:{elsewhere}", clock, state_dir=tmp_path, project="beta")
     assert (cloud.path, cloud.project) == (elsewhere, "beta")
     assert elsewhere.exists()

@@ -411,4 +411,13 @@ def open_simulator(
             f"not a simulator spec: {spec!r} (expected 'sim' or 'sim:PATH')", field="cloud"
         )
     path = Path(location).expanduser() if location else Path(state_dir) / "sim.sqlite"
-    return SimulatedCloud(path, clock, project=project, seed=seed)
+    if location and not path.parent.is_dir():  # a typo must not start an empty new cloud
+        raise InvalidInput(
+            f"simulated cloud {path}: directory {path.parent} does not exist", field="cloud"
+        )
+    try:
+        return SimulatedCloud(path, clock, project=project, seed=seed)
+    except (sqlite3.Error, OSError) as error:
+        raise InvalidInput(
+            f"simulated cloud {path} cannot be opened: {error}", field="cloud"
+        ) from error
