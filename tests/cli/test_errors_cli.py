@@ -69,6 +69,14 @@ def test_create_refused(
     assert snapshot(cli) == before
 
 
+def test_a_name_is_kept_as_given_or_refused(cli: CliRunner) -> None:
+    """Never stored stripped: a policy must be found by the name it was created with."""
+    result = cli("policy", "create", " sp ", *VALID)
+    assert result.code == 2
+    assert_one_line_error(result.err, "white space")
+    assert ok_json(cli, "policy", "list") == []
+
+
 SET_ERRORS = [
     pytest.param(["--cron", "* * *"], ["cron"], id="bad-cron"),
     pytest.param(["--timezone", "Europe/Atlantis"], ["Europe/Atlantis"], id="bad-zone"),
@@ -80,6 +88,7 @@ SET_ERRORS = [
     pytest.param(["--kind", "tape"], ["--kind"], id="unknown-kind"),
     pytest.param(["--window", "2000"], ["--window"], id="window-too-long"),
     pytest.param(["--name", "  "], ["name"], id="blank-name"),
+    pytest.param(["--name", " spaced "], ["white space", "' spaced '"], id="padded-name"),
     # valid changes given together with a bad one are not applied either
     pytest.param(["--keep-daily", "1", "--cron", "nope"], ["cron"], id="partly-valid"),
 ]
@@ -139,6 +148,7 @@ def test_bad_db_url(cli: CliRunner, url: str, words: list[str]) -> None:
         ["worker", "--once", "--grace", "-5"],
         ["run", "list", "--state", "exploded"],
         ["run", "list", "--limit", "0"],
+        ["backup", "list", "--limit", str(2**63)],
         ["backup", "now", "web1", "--keep-last", "0"],
         ["policy", "nonsense"],
         ["policy", "create"],

@@ -12,7 +12,7 @@ from pathlib import Path
 from stackback.policy import Backup, BackupKind, BackupStatus
 from stackback.store.database import create_db_engine
 from stackback.store.sql import SqlStore
-from tests.cli.conftest import CliRunner, ok_json
+from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json
 
 
 def verdicts(rows: list[dict[str, object]]) -> dict[object, tuple[object, list[object]]]:
@@ -137,6 +137,15 @@ def test_stdin_errors(cli: CliRunner) -> None:
         result = cli("retention", "preview", *args, stdin="2021-01-01T00:00:00Z\n")
         assert result.code == 2, args
         assert len(result.err.strip().splitlines()) == 1
+    for edge, zone in (
+        ("0001-01-01T00:30Z", "America/New_York"),
+        ("9999-12-31T23:59Z", "Asia/Tokyo"),
+    ):
+        result = cli(
+            "retention", "preview", "--keep-daily", "1", "--timezone", zone, stdin=f"{edge}\n"
+        )
+        assert result.code == 2, edge
+        assert_one_line_error(result.err, "line 1", edge, "out of range")
 
 
 def test_preview_of_a_policy_over_its_real_backups(cli: CliRunner, tmp_path: Path) -> None:

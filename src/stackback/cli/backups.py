@@ -55,7 +55,9 @@ def backup_group() -> None:
 @click.option("--server", metavar="S", help="Only backups of this server (id or name).")
 @click.option("--policy", metavar="P", help="Only backups made by this policy.")
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted backups.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="At most N, the newest.")
+@click.option(
+    "--limit", type=click.IntRange(1, 1_000_000_000), default=None, help="At most N, the newest."
+)
 @format_option
 @pass_app
 def list_(

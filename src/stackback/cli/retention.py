@@ -23,6 +23,9 @@ class _Instant:
     created_at: datetime
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 9000
+
+
 def parse_instants(lines: list[str], zone_name: str) -> list[_Instant]:
     """One ISO 8601 instant per line; instants without an offset are read in ``zone_name``."""
     zone = parse_timezone(zone_name)
@@ -39,6 +42,11 @@ def parse_instants(lines: list[str], zone_name: str) -> list[_Instant]:
             ) from None
         if value.tzinfo is None:
             value = value.replace(tzinfo=zone)
+        if not FIRST_YEAR <= value.year <= LAST_YEAR:  # room for zones and calendar buckets
+            raise InvalidInput(
+                f"line {number}: {text!r} is out of range (years {FIRST_YEAR} to {LAST_YEAR})",
+                field="stdin",
+            )
         instants.append(_Instant(number, text, value))
     return instants
 

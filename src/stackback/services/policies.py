@@ -78,9 +78,12 @@ def _parse_kind(value: str) -> BackupKind:
 
 
 def _validate_name(name: str) -> str:
-    name = name.strip()
-    if not name or len(name) > NAME_MAX:
+    if not name.strip() or len(name) > NAME_MAX:
         raise InvalidInput("a policy name must have 1 to 255 characters", field="name")
+    if name != name.strip():  # stored as given, so that it is found as given
+        raise InvalidInput(
+            f"a policy name must not start or end with white space: {name!r}", field="name"
+        )
     try:
         uuid.UUID(name)
     except ValueError:
