@@ -189,28 +189,45 @@ def test_stopped_paused_and_suspended_servers_can_be_imaged(
     assert status_of(sim, ref) is ArtifactStatus.PENDING
 
 
-@pytest.mark.parametrize("state", ["ERROR", "BUILD", "SHELVED"])
-def test_a_server_in_another_state_is_rejected_and_nothing_is_created(
-    sim: SimulatedCloud, state: str
+@pytest.mark.parametrize("state", ["ERROR", "BUILD", "SHELVED", "SHELVED_OFFLOADED"])
+@pytest.mark.parametrize("volume_backed", [False, True])
+def test_a_server_in_another_state_is_a_conflict_and_nothing_is_created(
+    sim: SimulatedCloud, state: str, volume_backed: bool
 ) -> None:
-    server = sim.create_server("web")
+    """Nova's InstanceInvalidState is a 409, as for a snapshot already in progress."""
+    server = sim.create_server("web", volume_backed=volume_backed, volumes=1)
     sim.set_server_status(server.id, state)
 
-    with pytest.raises(CloudRejected):
+    with pytest.raises(CloudBusy, match=f"vm_state {state.lower()}"):
         sim.start_server_image(server.id, "web-1", {})
     assert sim.images() == []
+    assert sim.snapshots() == []
 
 
-def test_deleting_an_uploading_image_frees_the_server(sim: SimulatedCloud) -> None:
+def test_deleting_an_uploading_image_frees_the_server_only_when_its_upload_would_end(
+    sim: SimulatedCloud, clock: VirtualClock
+) -> None:
+    """Nova clears the snapshot task when the upload finds its image gone, not at the delete."""
     server = sim.create_server("web")
     first = sim.start_server_image(server.id, "web-1", {})
     with pytest.raises(CloudBusy):
         sim.start_server_image(server.id, "web-2", {})
 
     sim.delete_artifact(first)
+    with pytest.raises(CloudBusy):
+        sim.start_server_image(server.id, "web-3", {})
 
-    sim.start_server_image(server.id, "web-3", {})
-    assert [image.name for image in sim.images()] == ["web-3"]
+    clock.advance(3600)
+    sim.start_server_image(server.id, "web-4", {})
+    assert [image.name for image in sim.images()] == ["web-4"]
+
+
+def test_a_metadata_key_outside_novas_pattern_is_refused(sim: SimulatedCloud) -> None:
+    server = sim.create_server("web")
+    for key in ("a/b", "ключ"):
+        with pytest.raises(CloudRejected, match="key pattern"):
+            sim.start_server_image(server.id, "web-1", {key: "v"})
+    assert sim.images() == []
 
 
 def test_ambiguous_server_name_is_rejected(sim: SimulatedCloud) -> None:

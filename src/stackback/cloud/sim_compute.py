@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import uuid
 from collections.abc import Mapping
@@ -148,8 +149,8 @@ def create_server_image(
 ) -> str:
     """Nova ``createImage``: check the request and the server, then record the image."""
     _check_create_image_request(name, metadata)
-    if server["status"] not in SNAPSHOTTABLE_STATES:
-        raise CloudRejected(
+    if server["status"] not in SNAPSHOTTABLE_STATES:  # Nova: InstanceInvalidState, a 409
+        raise CloudBusy(
             f"Cannot 'createImage' instance {server['id']} while it is in "
             f"vm_state {server['status'].lower()}"
         )
@@ -174,9 +175,25 @@ def _check_create_image_request(name: str, metadata: Mapping[str, str]) -> None:
             raise CloudRejected(
                 f"Invalid input for field/attribute metadata. Value: {key}={value}. is too long"
             )
+        if not _NOVA_METADATA_KEY.fullmatch(key):
+            raise CloudRejected(
+                f"Invalid input for field/attribute metadata. Value: {key}. "
+                "Does not match the key pattern"
+            )
+
+
+_NOVA_METADATA_KEY = re.compile(r"[a-zA-Z0-9-_:. ]{1,255}")
+"""Nova's schema for metadata keys (``api/validation/parameter_types.py``)."""
 
 
 def _image_in_progress(call: SimCall, server_id: str) -> bool:
+    """The server's snapshot task is on: an image queued or saving, or one deleted meanwhile
+    (Nova clears the task only when the upload finds its image gone)."""
+    (task_until,) = call.conn.execute(
+        "SELECT task_until FROM servers WHERE id = ?", (server_id,)
+    ).fetchone()
+    if task_until is not None and task_until > call.now:
+        return True
     rows = call.conn.execute(
         "SELECT * FROM images WHERE server_id = ? AND ready_at > ?", (server_id, call.now)
     ).fetchall()

@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS servers (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
     metadata TEXT NOT NULL, volume_backed INTEGER NOT NULL, host TEXT NOT NULL,
     disk_gb REAL NOT NULL, base_image_ref TEXT, created_at REAL NOT NULL,
-    image_properties TEXT NOT NULL DEFAULT '{}');
+    image_properties TEXT NOT NULL DEFAULT '{}', task_until REAL);
 CREATE TABLE IF NOT EXISTS volumes (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, server_id TEXT NOT NULL, size INTEGER NOT NULL,
     device_name TEXT NOT NULL, boot_index INTEGER);
@@ -56,7 +56,10 @@ CREATE INDEX IF NOT EXISTS snapshots_by_project ON snapshots (project);
 """
 
 
-_ADDED_COLUMNS = (("servers", "image_properties", "TEXT NOT NULL DEFAULT '{}'"),)
+_ADDED_COLUMNS = (
+    ("servers", "image_properties", "TEXT NOT NULL DEFAULT '{}'"),
+    ("servers", "task_until", "REAL"),
+)
 """Columns added after the first release of the file format (older files get them)."""
 
 

@@ -51,6 +51,7 @@ from stackback.cloud.sim_model import (
     SimSnapshot,
     contains,
     image_info,
+    image_state,
     missing_info,
     snapshot_info,
     snapshot_state,
@@ -169,6 +170,12 @@ class SimulatedCloud:
             if row is None:
                 return
             if ref.kind is ArtifactKind.IMAGE:
+                if row["server_id"] and image_state(row, call.now) in ("queued", "saving"):
+                    call.conn.execute(  # Nova's snapshot task runs on until its upload fails
+                        "UPDATE servers SET task_until = max(coalesce(task_until, 0), ?)"
+                        " WHERE id = ?",
+                        (row["ready_at"], row["server_id"]),
+                    )
                 call.conn.execute("DELETE FROM images WHERE id = ?", (ref.id,))
                 return
             state = snapshot_state(row, call.now)
