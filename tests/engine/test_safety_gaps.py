@@ -36,6 +36,7 @@ from stackback.policy import (
     Run,
     RunState,
 )
+from stackback.ports import ArtifactRef
 from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
@@ -166,6 +167,39 @@ def test_a_delete_is_refused_while_the_other_good_backup_is_being_deleted(rig: R
         operator.delete(newer.id)
     # --force is the operator's explicit override, also at the collector
     assert operator.delete(newer.id, force=True).status is BackupStatus.DELETED
+
+
+def test_a_backup_whose_image_left_the_cloud_does_not_count_as_the_other_good_one(
+    rig: Rig,
+) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=5)
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    newer, older = good(rig, server.id)
+    rig.sim.delete_artifact(ArtifactRef(ArtifactKind.IMAGE, image_of(newer)))  # behind our back
+    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    with pytest.raises(Conflict, match="last good backup"):
+        operator.delete(older.id)
+    assert image_of(older) in live_images(rig)
+    broken = rig.store.get_backup(newer.id)
+    assert broken.status is BackupStatus.FAILED
+    assert broken.error is not None and image_of(newer) in broken.error
+    assert operator.delete(older.id, force=True).status is BackupStatus.DELETED
+
+
+def test_a_delete_that_cannot_ask_the_cloud_about_the_other_backups_is_refused(
+    rig: Rig,
+) -> None:
+    server = rig.sim.create_server("web")
+    daily(rig, server.id, last=5)
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    _newer, older = good(rig, server.id)
+    rig.sim.fail_next("artifact_statuses", CloudUnavailable, count=1)
+    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    with pytest.raises(Conflict, match="cannot check"):
+        operator.delete(older.id)
+    assert rig.store.get_backup(older.id).status is BackupStatus.AVAILABLE
+    assert operator.delete(older.id).status is BackupStatus.DELETED
 
 
 def test_two_concurrent_deletion_requests_cannot_both_pass_the_last_good_check(

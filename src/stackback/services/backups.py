@@ -6,17 +6,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from stackback.engine.collector import Collector
-from stackback.errors import Conflict, InvalidInput
+from stackback.errors import CloudError, Conflict, InvalidInput
 from stackback.policy import (
     LABEL_MAX,
     NAME_MAX,
+    ArtifactStatus,
     Backup,
     BackupStatus,
     Run,
     check_given,
     check_length,
 )
-from stackback.ports import Clock, CloudResolver, Store
+from stackback.ports import ArtifactRef, Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
@@ -84,11 +85,56 @@ class BackupService:
             run = self.store.get_run(backup.run_id)
             if not run.state.is_terminal:
                 raise Conflict(f"backup {backup.id} is still being taken by run {run.id}")
+        if not force and backup.status is BackupStatus.AVAILABLE:
+            self._recheck_the_others(backup)
         backup = self.store.request_deletion(
             backup.id, reasons=("deleted by the operator",), force=force
         )
         Collector(self.store, self.clouds, self.clock).collect([backup], strict=True)
         return self.store.get_backup(backup.id)
+
+    def _recheck_the_others(self, backup: Backup) -> None:
+        """Ask the cloud whether the target's other good backups are still whole.
+
+        The last-good-backup rule counts what the catalogue says; an image deleted
+        behind stackback's back would make a backup count that cannot be restored.
+        Such a backup is recorded failed here, before the rule is applied.
+        """
+        others = [
+            b
+            for b in self.store.list_backups(
+                BackupFilter(target=backup.target, statuses=(BackupStatus.AVAILABLE,), limit=None)
+            )
+            if b.id != backup.id and b.target == backup.target
+        ]
+        by_cloud: dict[str | None, dict[ArtifactRef, Backup]] = defaultdict(dict)
+        for other in others:
+            for artifact in other.artifacts:
+                by_cloud[other.cloud][ArtifactRef(artifact.kind, artifact.cloud_id)] = other
+        broken: dict[str, list[str]] = defaultdict(list)
+        for cloud_name, refs in by_cloud.items():
+            try:
+                cloud = self.clouds(cloud_name)
+            except InvalidInput:  # a cloud no longer configured: counted as recorded
+                continue
+            try:
+                infos = cloud.artifact_statuses(list(refs))
+            except CloudError as error:
+                raise Conflict(
+                    f"cannot check that {backup.target} keeps another good backup "
+                    f"({error.code}: {error.message}): try again, or use --force"
+                ) from error
+            for ref, other in refs.items():
+                info = infos.get(ref)
+                if info is None or info.status is not ArtifactStatus.AVAILABLE:
+                    state = info.status.value if info is not None else "missing"
+                    broken[other.id].append(f"{ref.kind.value} {ref.id} is {state}")
+        for other_id, problems in broken.items():
+            self.store.update_backup(
+                other_id,
+                status=BackupStatus.FAILED,
+                error="found broken by backup delete: " + "; ".join(problems),
+            )
 
     def backup_now(
         self,
