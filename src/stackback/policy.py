@@ -219,6 +219,8 @@ class Run:
     error_id: str | None = None
     backup_id: str | None = None
     target_name: str | None = None
+    server_id: str | None = None
+    """The server the target resolved to when the run started."""
     trigger: str = "schedule"
     policy_name: str | None = None
     label: str | None = None

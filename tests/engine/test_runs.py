@@ -540,6 +540,31 @@ def test_a_resumed_snapshot_finds_its_server_by_id_not_by_the_name_now_taken(
     assert live_images(rig) == [first.artifacts[0].cloud_id]  # nothing taken of the new server
 
 
+def test_a_run_resumed_before_its_backup_record_keeps_the_server_its_start_resolved(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = rig.sim.create_server("web")
+    daily(rig, "web", last=1)
+
+    def crash_after_start(name: str) -> None:
+        if name == "after-start":
+            raise _Crash(name)
+
+    monkeypatch.setattr(runner_module, "failpoint", crash_after_start)
+    doomed = Engine(rig.store, lambda _n: rig.sim, rig.clock, worker_name="doomed")
+    with pytest.raises(_Crash):
+        doomed.drain(rig.clock.now() + timedelta(hours=2))
+    monkeypatch.undo()
+    [crashed] = runs(rig)
+    assert (crashed.state, crashed.server_id) == (RunState.SNAPSHOTTING, old.id)
+    rig.sim.delete_server(old.id)  # while the lease runs out, the name passes to another server
+    newcomer = rig.sim.create_server("web")
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    done = rig.store.get_run(crashed.id)
+    assert done.state is RunState.FAILED and "no longer exists" in (done.error or "")
+    assert live_images(rig, newcomer.id) == []
+
+
 def _retried_once(rig: Rig) -> Run:
     """A scheduled run whose first attempt got a 5xx: recorded as a retry, put back."""
     server = rig.sim.create_server("web")

@@ -291,7 +291,9 @@ class Runner:
         if backup is None:
             # Backups are keyed by the server's id, whatever the policy names it by: a
             # name can be reused by another server, whose backups must not count here.
-            server = server or self._server(run)
+            # Resumed, the server is the one the start step resolved, not whoever has the
+            # name now.
+            server = server or self._server(run, run.server_id)
             backup = self.store.ensure_backup(
                 Backup(
                     id=str(uuid.uuid4()),

@@ -88,6 +88,7 @@ def run_from_row(row: RunRow, steps: list[RunStepRow] | None = None) -> Run:
         error_id=row.error_id,
         backup_id=row.backup_id,
         target_name=row.target_name,
+        server_id=row.server_id,
         trigger=row.trigger,
         policy_name=row.policy_name,
         label=row.label,
