@@ -173,6 +173,10 @@ def test_an_expired_lease_is_not_renewed(rig: Rig) -> None:
     soon = rig.clock.now() + timedelta(seconds=30)
     rig.store.renew_lease(run.id, run.attempt, now=soon, until=soon + timedelta(minutes=5))
     assert rig.store.get_run(run.id).lease_expires_at == soon + timedelta(minutes=5)
+    rig.store.release_run(run.id, run.attempt, not_before=None)  # given back: not renewed
+    with pytest.raises(LeaseLost):
+        rig.store.renew_lease(run.id, run.attempt, now=soon, until=soon + timedelta(minutes=5))
+    assert rig.store.get_run(run.id).lease_expires_at is None
 
 
 def test_a_stop_leaves_the_rest_of_the_batch_alone(rig: Rig) -> None:

@@ -136,7 +136,8 @@ class RunStore(SqlBase):
         (another worker may take the run over from then on) or was given back."""
         with self._session() as session:
             row = self._fenced_run(session, run_id, attempt)
-            if row.lease_expires_at is None or row.lease_expires_at <= now:
+            expires = row.lease_expires_at
+            if row.lease_owner is None or expires is None or expires <= now:
                 raise LeaseLost(f"run {run_id}: lease of attempt {attempt} no longer held")
             row.lease_expires_at = until
 
