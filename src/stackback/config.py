@@ -30,12 +30,14 @@ class Settings:
 def load_settings(*, db: str | None = None, cloud: str | None = None) -> Settings:
     """Options beat environment (``STACKBACK_DB``, ``STACKBACK_CLOUD``/``OS_CLOUD``)."""
     directory = state_dir()
-    if directory.exists() and not directory.is_dir():
-        raise InvalidInput(
-            f"state directory {directory} is not a directory (set STACKBACK_STATE_DIR to one)",
-            field="STACKBACK_STATE_DIR",
-        )
-    url = db or os.environ.get("STACKBACK_DB") or sqlite_url(directory / "stackback.db")
+    url = db or os.environ.get("STACKBACK_DB")
+    if url is None:  # the database in the state directory
+        if directory.exists() and not directory.is_dir():
+            raise InvalidInput(
+                f"state directory {directory} is not a directory (set STACKBACK_STATE_DIR to one)",
+                field="STACKBACK_STATE_DIR",
+            )
+        url = sqlite_url(directory / "stackback.db")
     return Settings(
         db_url=normalise_url(url),
         state_dir=directory,

@@ -90,8 +90,8 @@ class Demo:
         present = {path.name for path in self.directory.iterdir()}
         if present and DEMO_MARK not in present:
             raise InvalidInput(
-                f"demo directory {self.directory} is not empty and no demo made it: "
-                "give a new or empty directory",
+                f"demo directory {self.directory} is not empty and has no {DEMO_MARK} mark "
+                "(demos before 2026-11-29 left none): give a new or empty directory",
                 field="dir",
             )
         (self.directory / DEMO_MARK).write_text(

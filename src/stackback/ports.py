@@ -42,9 +42,9 @@ MARKER_TARGET = "stackback_target"
 MARKER_TARGET_NAME = "stackback_target_name"
 MARKER_BACKUP = "stackback_backup"
 MARKER_LABEL = "stackback_label"
-MARKER_IMAGE_NAME = "stackback_image_name"
-"""On images only: the name stackback gave it. Nova copies properties, never the name, into
-a snapshot of a server booted from the image: a copy's name differs from this marker."""
+MARKER_IMAGE_ID = "stackback_image_id"
+"""On images only: empty at creation, the image's own id once it is available. Nova copies an
+image's properties into snapshots of servers booted from it: a copy names another image here."""
 NOVA_INSTANCE_UUID = "instance_uuid"
 """Image property Nova sets on a server's snapshot: the server it was taken of."""
 NOVA_BASE_IMAGE_REF = "base_image_ref"

@@ -264,6 +264,8 @@ def test_a_state_directory_that_is_a_file_is_refused(
     assert result.code == 2
     assert_one_line_error(result.err, f"state directory {occupied} is not a directory")
     assert occupied.read_text() == "not a directory"
+    elsewhere = cli("--db", f"sqlite:///{tmp_path / 'elsewhere.db'}", "policy", "list")
+    assert elsewhere.code == 0, elsewhere.err  # a database given explicitly needs no state dir
 
 
 def test_a_sqlite_path_under_a_file_is_refused(cli: CliRunner, tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ rebuild cases give the user's image the inherited properties by hand, as Nova wo
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from stackback.policy import ArtifactKind, Backup, BackupStatus, RunState
 from stackback.ports import (
     MARKER_BACKUP,
     MARKER_CREATED_BY,
-    MARKER_IMAGE_NAME,
+    MARKER_IMAGE_ID,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
@@ -116,14 +118,14 @@ def lose_the_database(rig: Rig, tmp_path: Path) -> SqlStore:
     return SqlStore(engine)
 
 
-def test_a_copy_named_otherwise_than_its_name_marker_is_skipped_even_with_its_base_gone(
+def test_a_copy_carrying_another_images_id_marker_is_skipped_even_with_that_image_gone(
     rig: Rig, tmp_path: Path
 ) -> None:
-    """Nova copies every property, the name marker too, but never the name."""
+    """Nova copies every property into the snapshot, the id marker too: it names the original."""
     web, old = two_backups(rig)
     own_image = next(a.cloud_id for a in old.artifacts)
     [props] = [i.properties for i in rig.sim.images() if i.id == own_image]
-    assert props[MARKER_IMAGE_NAME].startswith("stackback-web-")
+    assert props[MARKER_IMAGE_ID] == own_image
     copied = {k: v for k, v in props.items() if k.startswith("stackback_")}
     user_image = rig.sim.start_server_image(
         web, "after-rebuild", {**copied, "base_image_ref": own_image}
@@ -133,8 +135,23 @@ def test_a_copy_named_otherwise_than_its_name_marker_is_skipped_even_with_its_ba
     try:
         report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
         assert [s.id for s in report.skipped] == [user_image]
-        assert "not 'stackback-web-" in report.skipped[0].reason
+        assert f"image {own_image}'s id marker" in report.skipped[0].reason
         assert old.id not in report.imported
+    finally:
+        fresh.dispose()
+
+
+def test_a_renamed_image_is_still_imported_after_a_database_loss(rig: Rig, tmp_path: Path) -> None:
+    """Its name is the operator's to change (``openstack image set --name``): not evidence."""
+    _web, old = two_backups(rig)
+    own_image = next(a.cloud_id for a in old.artifacts)
+    with closing(sqlite3.connect(rig.sim.path)) as conn, conn:
+        conn.execute("UPDATE images SET name = 'web-before-upgrade' WHERE id = ?", (own_image,))
+    fresh = lose_the_database(rig, tmp_path)
+    try:
+        report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        assert report.skipped == [] and old.id in report.imported
+        assert [a.cloud_id for a in fresh.get_backup(old.id).artifacts] == [own_image]
     finally:
         fresh.dispose()
 

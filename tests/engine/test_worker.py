@@ -149,6 +149,20 @@ def test_a_heartbeat_keeps_the_lease_through_a_call_longer_than_the_lease(rig: R
     assert rig.store.claim_runs(rig.clock.now(), "other", lease_seconds=60, limit=2) == []
 
 
+def test_the_hold_limit_counts_from_each_step_not_from_the_batch(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two steps of 1.6 leases each under a limit of 2: neither may lose its lease."""
+    monkeypatch.setattr(worker_module, "HOLD_AT_MOST", 2)
+    _two_due_runs(rig)
+    settings = EngineSettings()
+    runner = _LongStepRunner(rig, settings, slices=4)
+    worker = Worker(rig.store, runner, rig.clock, settings, name="w")  # type: ignore[arg-type]
+    assert worker.work_once() == 2
+    for run_id, lease in runner.lease_after.items():
+        assert lease is not None and lease > runner.ended_at[run_id]
+
+
 def test_a_step_hung_longer_than_the_hold_limit_is_left_to_be_taken_over(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -179,14 +193,17 @@ def test_an_expired_lease_is_not_renewed(rig: Rig) -> None:
     assert rig.store.get_run(run.id).lease_expires_at is None
 
 
-def test_a_stop_leaves_the_rest_of_the_batch_alone(rig: Rig) -> None:
+def test_a_stop_gives_the_rest_of_the_batch_back(rig: Rig) -> None:
     _two_due_runs(rig)
     settings = EngineSettings()
     runner = _LongStepRunner(rig, settings, slices=0)
     runner.stop = threading.Event()
     worker = Worker(rig.store, runner, rig.clock, settings, name="w")  # type: ignore[arg-type]
     assert worker.work_once(runner.stop) == 1
-    assert len(runner.lease_after) == 1
+    [advanced] = runner.lease_after
+    # the other run is given back at once, for any worker to take
+    [other] = rig.store.claim_runs(rig.clock.now(), "next", lease_seconds=60, limit=2)
+    assert other.id != advanced and other.lease_owner == "next"
 
 
 class _SlowToReachNova:

@@ -38,6 +38,7 @@ from stackback.errors import (
     StackbackError,
 )
 from stackback.policy import (
+    ArtifactKind,
     ArtifactStatus,
     Backup,
     BackupKind,
@@ -50,7 +51,7 @@ from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
     MARKER_CREATED_BY,
-    MARKER_IMAGE_NAME,
+    MARKER_IMAGE_ID,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
@@ -330,7 +331,9 @@ class Runner:
             self.store.renew_lease(
                 run.id, run.attempt, now=renewed_at, until=renewed_at + self.settings.lease
             )
-            ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_NAME: name})
+            # The id marker is stamped once the image is available; until then it must not
+            # keep what Nova copies from the image the server was booted from.
+            ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_ID: ""})
             failpoint("after-create-image")
             self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
             detail = f"image {ref.id} requested"
@@ -393,6 +396,14 @@ class Runner:
             )
             self._release(run, now + self.settings.poll_interval, note)
             return
+        for artifact in backup.artifacts:
+            ref = ArtifactRef(artifact.kind, artifact.cloud_id)
+            if (
+                ref.kind is ArtifactKind.IMAGE
+                and infos[ref].metadata.get(MARKER_IMAGE_ID) != ref.id
+            ):
+                # what an inherited copy of this image will not have: its own id
+                cloud.set_artifact_metadata(ref, {MARKER_IMAGE_ID: ref.id})
         self.store.update_backup(
             backup.id, status=BackupStatus.AVAILABLE, completed_at=now, fence=_fence_of(run)
         )

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_CHECK_SECONDS = 0.2
 """How often (real seconds) the heartbeat looks at the clock; it renews every third of a lease."""
 HOLD_AT_MOST = 6
-"""Leases a heartbeat keeps renewing through one batch: a step hung longer is taken over."""
+"""Leases a heartbeat keeps renewing through one step: a step hung longer is taken over."""
 
 
 def worker_name() -> str:
@@ -60,8 +60,7 @@ class Worker:
 
         While the batch is worked on, a heartbeat keeps its leases (a slow cloud
         call must not let another worker take a run over and snapshot it again).
-        With ``stop`` set, the runs not yet advanced are left to their leases'
-        expiry, or to this worker's next start.
+        With ``stop`` set, the runs not yet advanced are given back at once.
         """
         claimed_at = self.clock.now()
         runs = self.store.claim_runs(
@@ -75,21 +74,38 @@ class Worker:
         self.runner.forget_cached_policies()
         waiting = [r for r in runs if r.state is RunState.WAITING]
         advanced = 0
-        with LeaseKeeper(self.store, self.clock, self.settings.lease, runs):
-            for run in runs:
+        with LeaseKeeper(self.store, self.clock, self.settings.lease, runs) as keeper:
+            for position, run in enumerate(runs):
                 if stop is not None and stop.is_set():
+                    self._give_back([r for r in runs[position:] if r.state is not RunState.WAITING])
+                    self._give_back(waiting)
                     return advanced
                 if run.state is RunState.WAITING:
                     continue
                 self._keep_lease(run, claimed_at)
+                keeper.step_started()
                 self._isolated(run, self.runner.advance)
                 advanced += 1
-            if waiting and not (stop is not None and stop.is_set()):
+            if waiting and stop is not None and stop.is_set():
+                self._give_back(waiting)
+            elif waiting:
                 for run in waiting:
                     self._keep_lease(run, claimed_at)
+                keeper.step_started()
                 self._isolated(waiting[0], lambda _run: self.runner.poll(waiting))
                 advanced += len(waiting)
         return advanced
+
+    def _give_back(self, runs: Sequence[Run]) -> None:
+        """Release runs not advanced (a stop): another worker, or this one restarted, takes
+        them at once instead of after their leases."""
+        for run in runs:
+            try:
+                self.store.release_run(run.id, run.attempt, not_before=None)
+            except LeaseLost:
+                pass
+            except Exception:  # the database is going away too: the leases will expire
+                log.warning("run %s: could not give its lease back", run.id, exc_info=True)
 
     def _keep_lease(self, run: Run, claimed_at: datetime) -> None:
         """Renew the lease of a run still waiting in this batch once half of it has passed."""
@@ -116,8 +132,8 @@ class LeaseKeeper:
 
     Every third of a lease (by the engine's clock), each run still held is
     renewed, fenced by its attempt. A run whose step released its lease, or
-    that another worker took over, drops out (``LeaseLost``); so does every run
-    once the batch has been held for ``HOLD_AT_MOST`` leases, so that a hung
+    that another worker took over, drops out (``LeaseLost``); renewals stop for
+    good once one step has lasted ``HOLD_AT_MOST`` leases, so that a hung
     worker's runs are eventually taken over.
     """
 
@@ -126,6 +142,7 @@ class LeaseKeeper:
         self.clock = clock
         self.lease = lease
         self._held = list(runs)
+        self._step_started = clock.now()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="stackback-lease", daemon=True)
 
@@ -142,11 +159,15 @@ class LeaseKeeper:
         self._stop.set()
         self._thread.join()
 
+    def step_started(self) -> None:
+        """A step begins: the hold limit counts from here (a batch may hold many steps)."""
+        self._step_started = self.clock.now()
+
     def _beat(self) -> None:
-        started = renewed = self.clock.now()
+        renewed = self.clock.now()
         while self._held and not self._stop.wait(HEARTBEAT_CHECK_SECONDS):
             now = self.clock.now()
-            if now - started >= self.lease * HOLD_AT_MOST:
+            if now - self._step_started >= self.lease * HOLD_AT_MOST:
                 log.warning("runs %s held too long: their leases are left to expire", self._ids())
                 return
             if now - renewed >= self.lease / 3:

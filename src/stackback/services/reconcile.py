@@ -22,7 +22,7 @@ from stackback.errors import CloudError, NotFound
 from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupKind, BackupStatus
 from stackback.ports import (
     MARKER_BACKUP,
-    MARKER_IMAGE_NAME,
+    MARKER_IMAGE_ID,
     MARKER_LABEL,
     MARKER_POLICY,
     MARKER_RUN,
@@ -184,8 +184,8 @@ class Reconciler:
         - its run and target markers agree with the backup's record (or, for a backup
           with no record, with the group's earliest image: an inherited copy is always
           younger than the image it was inherited from) and with the run's record;
-        - an image bears the name stackback gave it (``stackback_image_name``; Nova copies
-          properties into a snapshot, not the name), where it was stamped;
+        - an image's id marker (``stackback_image_id``, stamped once it is available), if
+          it has one, is its own id: a copy inherits the id of the image it was copied from;
         - an image was not made from a server booted from an image of this same backup
           (``base_image_ref`` names one listed with its markers, or recorded for it);
         - a volume-backed server's image (it lists volume snapshots) names only volume
@@ -207,11 +207,11 @@ class Reconciler:
             return f"run {run_id} made backup {run_backup}, not {group.backup_id}"
         if info.ref.kind is not ArtifactKind.IMAGE:
             return None
-        named = meta.get(MARKER_IMAGE_NAME)
-        if named and info.name != named:
+        own_id = meta.get(MARKER_IMAGE_ID)
+        if own_id and own_id != info.ref.id:
             return (
-                f"named {info.name!r}, not {named!r} as stackback named it: "
-                "its markers were inherited from the image its server was booted from"
+                f"it carries image {own_id}'s id marker: its markers were inherited from "
+                "that image, which its server was booted from"
             )
         base_ref = meta.get(NOVA_BASE_IMAGE_REF, "")
         base = group.images.get(base_ref)
