@@ -47,6 +47,12 @@ class Conflict(StackbackError):
     code = "conflict"
 
 
+class PolicyChanged(Conflict):
+    """A policy was changed by someone else between reading it and writing a change to it."""
+
+    code = "policy-changed"
+
+
 class NotMigrated(StackbackError):
     """The database schema is missing or older than this code."""
 

@@ -666,3 +666,29 @@ def test_a_server_named_by_name_and_by_id_never_has_two_active_runs(rig: Rig) ->
     )
     assert first.finished_at is not None and second_start >= first.finished_at
     assert "deferred" in [s.outcome for s in second.steps if s.name == "start"]
+
+
+def test_a_policy_deleted_while_its_run_is_under_way_lets_the_run_finish(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its backup is recorded without the policy id (gone), under the policy's name."""
+    server = rig.sim.create_server("web")
+    policy = daily(rig, server.id)
+
+    def delete_the_policy_after_start(name: str) -> None:
+        if name == "after-start":  # between the start step and the backup record
+            rig.policies.delete([policy.id])
+
+    monkeypatch.setattr(runner_module, "failpoint", delete_the_policy_after_start)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    [run] = runs(rig)
+    done = rig.store.get_run(run.id)
+    assert done.state is RunState.SUCCEEDED, done.error
+    assert {s.outcome for s in done.steps} == {"ok"}
+    backup = rig.store.backup_for_run(run.id)
+    assert backup is not None
+    assert (backup.policy_id, backup.policy_name, backup.status) == (
+        None,
+        policy.name,
+        BackupStatus.AVAILABLE,
+    )

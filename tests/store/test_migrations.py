@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, MetaData, Table, insert, select
 
-from stackback.errors import NotMigrated, SchemaTooNew
+from stackback.errors import Conflict, NotMigrated, SchemaTooNew
 from stackback.store.database import (
     create_db_engine,
     current_revision,
@@ -201,5 +201,68 @@ def test_migrating_a_populated_database_keeps_every_row(db_url: str) -> None:
         assert {name: _count(engine, name) for name in TABLES} == counts
         upgrade(engine)
         assert {name: _count(engine, name) for name in TABLES} == counts
+    finally:
+        engine.dispose()
+
+
+def test_runs_in_flight_at_the_upgrade_to_0005_hold_their_server(db_url: str) -> None:
+    """A new run of a server a run is backing up during the upgrade must wait for it."""
+    engine = create_db_engine(db_url)
+    try:
+        upgrade(engine, "0004")
+        now = datetime(2026, 3, 1, tzinfo=UTC)
+        later = datetime(2026, 3, 1, 0, 5, tzinfo=UTC)
+        tables = {name: Table(name, MetaData(), autoload_with=engine) for name in TABLES}
+        run = {
+            "policy_id": None,
+            "scheduled_for": now,
+            "due_at": now,
+            "attempt": 1,
+            "trigger": "manual",
+            "created_at": now,
+        }
+        with engine.begin() as connection:
+            connection.execute(
+                insert(tables["runs"]),
+                [
+                    {**run, "id": "r1", "target": "web", "state": "waiting", "started_at": now},
+                    # a second run of that server, started later (possible before 0005)
+                    {
+                        **run,
+                        "id": "r2",
+                        "target": "web2",
+                        "state": "waiting",
+                        "started_at": later,
+                    },
+                    {**run, "id": "r3", "target": "db", "state": "succeeded", "started_at": now},
+                ],
+            )
+            connection.execute(
+                insert(tables["backups"]),
+                [
+                    {
+                        "id": f"b-{run_id}",
+                        "run_id": run_id,
+                        "target": "srv-id",
+                        "kind": "server-image",
+                        "status": "creating" if run_id != "r3" else "available",
+                        "protected": False,
+                        "reasons": [],
+                        "created_at": now,
+                    }
+                    for run_id in ("r1", "r2", "r3")
+                ],
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            runs = Table("runs", MetaData(), autoload_with=engine)
+            server_ids = dict(connection.execute(select(runs.c.id, runs.c.server_id)).all())
+        assert server_ids == {"r1": "srv-id", "r2": None, "r3": None}
+        store = SqlStore(engine)
+        new = store.create_manual_run(target="srv-id", now=now, label="m", retention=None)
+        claimed_all = store.claim_runs(now, "w", lease_seconds=60, limit=10)
+        [claimed] = [r for r in claimed_all if r.id == new.id]
+        with pytest.raises(Conflict):
+            store.update_run(new.id, claimed.attempt, state="snapshotting", server_id="srv-id")
     finally:
         engine.dispose()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+import warnings
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from stackback.clock import VirtualClock
 from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import (
     ArtifactKind,
@@ -19,6 +22,7 @@ from stackback.policy import (
     RunState,
 )
 from stackback.retention import RetentionPolicy
+from stackback.services.policies import PolicyService, PolicySpec
 from stackback.store.sql import (
     BackupFilter,
     DueSchedule,
@@ -381,3 +385,65 @@ def test_listing_backups_reads_their_artifacts_in_chunks(
     assert {b.id: [a.cloud_id for a in b.artifacts] for b in listed} == {
         backup_id: [image] for backup_id, image in made.items()
     }
+
+
+def test_a_policy_change_landing_between_read_and_write_is_not_overwritten(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`policy set --label` racing `policy disable`: both land, and enabled agrees with the
+    schedule (before, the label's write restored enabled=yes over a disabled schedule)."""
+    clock = VirtualClock(T0)
+    policies = PolicyService(store, clock)
+    created = policies.create(
+        PolicySpec(name="p", targets=("a",), schedules=("* * * * *",), timezone="UTC")
+    )
+    other_process = PolicyService(SqlStore(store.engine), clock)
+    reads = 0
+    read = store.get_policy
+
+    def read_then_someone_disables(ref: str) -> Policy:
+        nonlocal reads
+        reads += 1
+        policy = read(ref)
+        if reads == 1:
+            other_process.set_enabled(created.id, False)
+        return policy
+
+    monkeypatch.setattr(store, "get_policy", read_then_someone_disables)
+    labelled = policies.update(created.id, PolicySpec(label="L"))
+    assert reads == 2  # recomputed from the disabled policy
+    assert (labelled.enabled, labelled.label) == (False, "L")
+    [schedule] = store.schedules(created.id)
+    assert schedule.next_fire_at is None
+
+
+def _delete_twice_at_once(store: SqlStore, policy_id: str) -> list[str]:
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def delete() -> None:
+        start.wait()
+        try:
+            store.delete_policy(policy_id, now=T0)
+            outcomes.append("deleted")
+        except NotFound:
+            outcomes.append("not found")
+
+    threads = [threading.Thread(target=delete) for _ in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # SQLAlchemy's "expected to delete 1 row" warning
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return sorted(outcomes)
+
+
+def test_a_policy_deleted_twice_at_once_is_deleted_once(store: SqlStore) -> None:
+    """Two `policy delete` at once: one deletes, the other finds no policy (no half-work)."""
+    policies = PolicyService(store, VirtualClock(T0))
+    for round_ in range(10):
+        created = policies.create(
+            PolicySpec(name=f"p{round_}", targets=("a",), schedules=("0 1 * * *",))
+        )
+        assert _delete_twice_at_once(store, created.id) == ["deleted", "not found"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from stackback.errors import Conflict, InvalidInput, NotFound
+from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import (
     IMPLEMENTED_KINDS,
     LABEL_MAX,
@@ -75,6 +75,10 @@ def _parse_kind(value: str) -> BackupKind:
     if kind not in IMPLEMENTED_KINDS:
         raise InvalidInput(f"kind {kind.value!r} is not available yet", field="kind")
     return kind
+
+
+UPDATE_ATTEMPTS = 5
+"""Times a policy change is recomputed when another change lands between its read and write."""
 
 
 def _validate_name(name: str) -> str:
@@ -166,15 +170,24 @@ class PolicyService:
         return self.store.create_policy(policy, self._next_fires(policy), now=self.clock.now())
 
     def update(self, ref: str, spec: PolicySpec) -> Policy:
-        current = self.store.get_policy(ref)
-        policy = self._build(current, spec)
-        timing_changed = (
-            policy.schedules != current.schedules
-            or policy.timezone != current.timezone
-            or policy.enabled != current.enabled
-        )
-        next_fires = self._next_fires(policy) if timing_changed else None
-        return self.store.update_policy(policy, next_fires, now=self.clock.now())
+        """Apply ``spec`` to the policy as it is when written (re-read if changed meanwhile)."""
+        for attempt in range(1, UPDATE_ATTEMPTS + 1):
+            current = self.store.get_policy(ref)
+            policy = self._build(current, spec)
+            timing_changed = (
+                policy.schedules != current.schedules
+                or policy.timezone != current.timezone
+                or policy.enabled != current.enabled
+            )
+            next_fires = self._next_fires(policy) if timing_changed else None
+            try:
+                return self.store.update_policy(
+                    policy, next_fires, now=self.clock.now(), read_at=current.updated_at
+                )
+            except PolicyChanged:
+                if attempt == UPDATE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     def set_enabled(self, ref: str, enabled: bool) -> Policy:
         return self.update(ref, PolicySpec(enabled=enabled))

@@ -13,7 +13,7 @@ from stackback.errors import Conflict, NotFound
 from stackback.policy import Artifact, ArtifactKind, ArtifactStatus, Backup, BackupStatus
 from stackback.records import BackupFilter
 from stackback.store.convert import artifact_from_row, backup_from_row
-from stackback.store.models import ArtifactRow, BackupRow
+from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
 from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, new_id
 
 _IN_CHUNK = 10_000
@@ -43,9 +43,12 @@ class BackupStore(SqlBase):
                 ).first()
                 if existing is not None:
                     return self._backup(session, existing)
+            policy_id = backup.policy_id
+            if policy_id is not None and session.get(PolicyRow, policy_id) is None:
+                policy_id = None  # deleted while its run was under way: its name stays
             row = BackupRow(
                 id=backup.id,
-                policy_id=backup.policy_id,
+                policy_id=policy_id,
                 policy_name=backup.policy_name,
                 run_id=backup.run_id,
                 target=backup.target,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from stackback.errors import Conflict, InvalidInput, NotFound
+from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import Policy, RunState, Selector
 from stackback.records import ScheduleState
 from stackback.schedule import CronSchedule
@@ -20,10 +20,13 @@ from stackback.store.sql.base import SqlBase, new_id
 class PolicyStore(SqlBase):
     """Policies and their schedules."""
 
-    def _policy_row(self, session: Session, ref: str) -> PolicyRow:
-        row = session.get(PolicyRow, ref)
+    def _policy_row(self, session: Session, ref: str, *, lock: bool = False) -> PolicyRow:
+        """The policy with id or name ``ref``; ``lock`` holds its row to the transaction's end
+        (a writer that read it first must not overwrite a change made meanwhile)."""
+        row = session.get(PolicyRow, ref, with_for_update=lock or None)
         if row is None:
-            row = session.scalars(select(PolicyRow).where(PolicyRow.name == ref)).first()
+            by_name = select(PolicyRow).where(PolicyRow.name == ref)
+            row = session.scalars(by_name.with_for_update() if lock else by_name).first()
         if row is None:
             raise NotFound(f"no policy named or with id {ref!r}")
         return row
@@ -52,11 +55,22 @@ class PolicyStore(SqlBase):
             return policy_from_row(row, list(policy.schedules))
 
     def update_policy(
-        self, policy: Policy, next_fires: Sequence[datetime | None] | None, *, now: datetime
+        self,
+        policy: Policy,
+        next_fires: Sequence[datetime | None] | None,
+        *,
+        now: datetime,
+        read_at: datetime | None = None,
     ) -> Policy:
-        """Replace a policy's settings; ``next_fires`` None keeps the schedule state."""
+        """Replace a policy's settings; ``next_fires`` None keeps the schedule state.
+
+        ``read_at`` is the ``updated_at`` of the policy the change was computed from: if the
+        policy has changed since, nothing is written and ``PolicyChanged`` is raised.
+        """
         with self._session() as session:
-            row = self._policy_row(session, policy.id)
+            row = self._policy_row(session, policy.id, lock=True)
+            if read_at is not None and row.updated_at != read_at:
+                raise PolicyChanged(f"policy {row.name!r} was changed meanwhile")
             clash = session.scalars(
                 select(PolicyRow.id).where(PolicyRow.name == policy.name, PolicyRow.id != row.id)
             ).first()
@@ -65,7 +79,7 @@ class PolicyStore(SqlBase):
             if next_fires is not None:
                 self._replace_schedules(session, row, policy, next_fires, now=now)
             fill_policy_row(row, policy)
-            row.updated_at = now
+            row.updated_at = max(now, row.updated_at + timedelta(microseconds=1))  # seen by all
             return policy_from_row(row, self._crons(session, row.id))
 
     def _replace_schedules(
@@ -211,7 +225,7 @@ class PolicyStore(SqlBase):
     def delete_policy(self, ref: str, *, now: datetime) -> Policy:
         """Delete a policy; its pending runs are cancelled, its runs and backups are kept."""
         with self._session() as session:
-            row = self._policy_row(session, ref)
+            row = self._policy_row(session, ref, lock=True)  # a second delete waits, then 404s
             policy = policy_from_row(row, self._crons(session, row.id))
             # The delete sets policy_id to NULL on the policy's runs and backups. Lock them
             # first in the order workers and deletion requests do (a run, then backups by

@@ -24,8 +24,12 @@ depends_on = None
 ACTIVE_STATES_SQL = "state IN ('snapshotting', 'waiting', 'rotating')"
 
 
+ACTIVE_STATES = ("snapshotting", "waiting", "rotating")
+
+
 def upgrade() -> None:
     op.add_column("runs", sa.Column("server_id", sa.String(255), nullable=True))
+    _fill_in_runs_in_flight()
     op.create_index(
         "uq_runs_one_active_per_server",
         "runs",
@@ -34,6 +38,27 @@ def upgrade() -> None:
         sqlite_where=sa.text(ACTIVE_STATES_SQL),
         postgresql_where=sa.text(ACTIVE_STATES_SQL),
     )
+
+
+def _fill_in_runs_in_flight() -> None:
+    """Runs active during the upgrade get the server their backup record names, so that a new
+    run of that server waits for them (the earliest started first, should there be two)."""
+    runs = sa.table(
+        "runs", sa.column("id"), sa.column("state"), sa.column("server_id"), sa.column("started_at")
+    )
+    backups = sa.table("backups", sa.column("run_id"), sa.column("target"))
+    connection = op.get_bind()
+    in_flight = connection.execute(
+        sa.select(runs.c.id, backups.c.target)
+        .join(backups, backups.c.run_id == runs.c.id)
+        .where(runs.c.state.in_(ACTIVE_STATES))
+        .order_by(runs.c.started_at, runs.c.id)
+    ).all()
+    taken: set[str] = set()
+    for run_id, server_id in in_flight:
+        if server_id not in taken:
+            taken.add(server_id)
+            connection.execute(runs.update().where(runs.c.id == run_id).values(server_id=server_id))
 
 
 def downgrade() -> None:
