@@ -27,14 +27,12 @@ from stackback.ports import (
     NOVA_INSTANCE_UUID,
     ArtifactRef,
 )
-from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
-from stackback.services.policies import PolicySpec
 from stackback.services.reconcile import Reconciler, ReconcileReport
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import BackupFilter, SqlStore
 from tests.engine.conftest import Rig
-from tests.engine.test_runs import DAY, daily, live_images
+from tests.engine.test_runs import DAY, daily, labelled_nightly_backups, live_images
 
 
 def two_backups(rig: Rig, **server: bool | int) -> tuple[str, Backup]:
@@ -178,20 +176,7 @@ def test_imported_backups_of_an_unknown_policy_are_not_taken_for_manual_ones(
     rig: Rig, tmp_path: Path
 ) -> None:
     """After a database loss, a label's keep-last must not forget a policy's backups."""
-    web = rig.sim.create_server("web")
-    rig.policies.create(
-        PolicySpec(
-            name="nightly",
-            targets=(web.id,),
-            schedules=("0 1 * * *",),
-            timezone="UTC",
-            retention=RetentionPolicy(daily=7),
-            label="daily",
-        )
-    )
-    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
-    nightly = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
-    assert len(nightly) == 2
+    web, _policy, nightly = labelled_nightly_backups(rig, "daily", days=2)
     fresh = lose_the_database(rig, tmp_path)
     try:
         Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)

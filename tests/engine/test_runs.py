@@ -24,7 +24,7 @@ from stackback.policy import (
     Run,
     RunState,
 )
-from stackback.ports import MARKER_RUN
+from stackback.ports import MARKER_RUN, ServerInfo
 from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
@@ -602,8 +602,10 @@ def test_a_run_retried_until_its_window_ends_fails_with_the_error(rig: Rig) -> N
     assert rig.sim.api_calls().get("start_server_image", 0) == 0
 
 
-def test_a_manual_rotation_never_forgets_the_backups_of_a_deleted_policy(rig: Rig) -> None:
-    """Deleting a policy keeps its backups: a label's keep-last counts manual backups only."""
+def labelled_nightly_backups(
+    rig: Rig, label: str, *, days: int
+) -> tuple[ServerInfo, Policy, list[Backup]]:
+    """A server, its nightly policy with ``label``, and the ``days`` backups it has taken."""
     web = rig.sim.create_server("web")
     policy = rig.policies.create(
         PolicySpec(
@@ -612,12 +614,18 @@ def test_a_manual_rotation_never_forgets_the_backups_of_a_deleted_policy(rig: Ri
             schedules=("0 1 * * *",),
             timezone="UTC",
             retention=RetentionPolicy(daily=7),
-            label="pre-upgrade",
+            label=label,
         )
     )
-    rig.engine.drain(rig.clock.now() + 2 * DAY + timedelta(hours=2))
+    rig.engine.drain(rig.clock.now() + (days - 1) * DAY + timedelta(hours=2))
     nightly = rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))
-    assert len(nightly) == 3
+    assert len(nightly) == days
+    return web, policy, nightly
+
+
+def test_a_manual_rotation_never_forgets_the_backups_of_a_deleted_policy(rig: Rig) -> None:
+    """Deleting a policy keeps its backups: a label's keep-last counts manual backups only."""
+    web, policy, nightly = labelled_nightly_backups(rig, "pre-upgrade", days=3)
     rig.policies.delete([policy.id])
     manual = BackupService(rig.store, lambda _n: rig.sim, rig.clock).backup_now(
         web.id, label="pre-upgrade", keep_last=1, cloud=None

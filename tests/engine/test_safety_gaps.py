@@ -155,12 +155,17 @@ def test_the_collector_refuses_to_delete_the_last_good_backup_at_the_point_of_no
     assert statuses == ["available", "deleted"]
 
 
-def test_a_delete_is_refused_while_the_other_good_backup_is_being_deleted(rig: Rig) -> None:
+def two_daily_backups(rig: Rig) -> tuple[Backup, Backup, BackupService]:
+    """A server's two good daily backups (newer, older) and the operator's service."""
     server = rig.sim.create_server("web")
     daily(rig, server.id, last=5)
     rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
     newer, older = good(rig, server.id)
-    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    return newer, older, BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+
+
+def test_a_delete_is_refused_while_the_other_good_backup_is_being_deleted(rig: Rig) -> None:
+    newer, older, operator = two_daily_backups(rig)
     rig.sim.fail_next("delete_artifact", CloudUnavailable, count=1)
     assert operator.delete(older.id).status is BackupStatus.DELETING  # not finished yet
     with pytest.raises(Conflict, match="last good backup"):
@@ -172,12 +177,8 @@ def test_a_delete_is_refused_while_the_other_good_backup_is_being_deleted(rig: R
 def test_a_backup_whose_image_left_the_cloud_does_not_count_as_the_other_good_one(
     rig: Rig,
 ) -> None:
-    server = rig.sim.create_server("web")
-    daily(rig, server.id, last=5)
-    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
-    newer, older = good(rig, server.id)
+    newer, older, operator = two_daily_backups(rig)
     rig.sim.delete_artifact(ArtifactRef(ArtifactKind.IMAGE, image_of(newer)))  # behind our back
-    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
     with pytest.raises(Conflict, match="last good backup"):
         operator.delete(older.id)
     assert image_of(older) in live_images(rig)
@@ -190,12 +191,8 @@ def test_a_backup_whose_image_left_the_cloud_does_not_count_as_the_other_good_on
 def test_a_delete_that_cannot_ask_the_cloud_about_the_other_backups_is_refused(
     rig: Rig,
 ) -> None:
-    server = rig.sim.create_server("web")
-    daily(rig, server.id, last=5)
-    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
-    _newer, older = good(rig, server.id)
+    _newer, older, operator = two_daily_backups(rig)
     rig.sim.fail_next("artifact_statuses", CloudUnavailable, count=1)
-    operator = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
     with pytest.raises(Conflict, match="cannot check"):
         operator.delete(older.id)
     assert rig.store.get_backup(older.id).status is BackupStatus.AVAILABLE
