@@ -15,8 +15,16 @@ from stackback.policy import (
     Selector,
     Step,
 )
+from stackback.records import ScheduleState
 from stackback.retention import RetentionPolicy
-from stackback.store.models import ArtifactRow, BackupRow, PolicyRow, RunRow, RunStepRow
+from stackback.store.models import (
+    ArtifactRow,
+    BackupRow,
+    PolicyRow,
+    RunRow,
+    RunStepRow,
+    ScheduleRow,
+)
 
 
 def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
@@ -57,6 +65,17 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.retention = dict(policy.retention.to_dict())
     row.enabled = policy.enabled
     row.label = policy.label
+
+
+def schedule_from_row(row: ScheduleRow) -> ScheduleState:
+    return ScheduleState(
+        id=row.id,
+        policy_id=row.policy_id,
+        cron=row.cron,
+        next_fire_at=row.next_fire_at,
+        last_fired_at=row.last_fired_at,
+        deferred_fire_at=row.deferred_fire_at,
+    )
 
 
 def step_from_row(row: RunStepRow) -> Step:

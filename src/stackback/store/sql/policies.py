@@ -12,7 +12,7 @@ from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import Policy, RunState, Selector
 from stackback.records import ScheduleState
 from stackback.schedule import CronSchedule
-from stackback.store.convert import fill_policy_row, policy_from_row
+from stackback.store.convert import fill_policy_row, policy_from_row, schedule_from_row
 from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
 from stackback.store.sql.base import SqlBase, new_id
 
@@ -266,7 +266,7 @@ class PolicyStore(SqlBase):
                 .where(ScheduleRow.policy_id == policy_id)
                 .order_by(ScheduleRow.position)
             )
-            return [_schedule_state(r) for r in rows]
+            return [schedule_from_row(r) for r in rows]
 
 
 SETTLE_LIMIT = 10_000
@@ -301,14 +301,3 @@ def _owes(schedule: ScheduleRow, timezone: str, fire: datetime, now: datetime) -
 
 
 _JUST_BEFORE = timedelta(microseconds=1)
-
-
-def _schedule_state(row: ScheduleRow) -> ScheduleState:
-    return ScheduleState(
-        id=row.id,
-        policy_id=row.policy_id,
-        cron=row.cron,
-        next_fire_at=row.next_fire_at,
-        last_fired_at=row.last_fired_at,
-        deferred_fire_at=row.deferred_fire_at,
-    )
