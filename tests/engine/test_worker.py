@@ -1,4 +1,4 @@
-"""The worker: lease renewal within a batch and during a long step (the heartbeat), a stop
+"""The worker: lease renewal between and during steps (the heartbeat), a stop
 between runs, and one run's failure not stopping the others."""
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -62,9 +61,8 @@ class Worker:
         call must not let another worker take a run over and snapshot it again).
         With ``stop`` set, the runs not yet advanced are given back at once.
         """
-        claimed_at = self.clock.now()
         runs = self.store.claim_runs(
-            claimed_at,
+            self.clock.now(),
             self.name,
             lease_seconds=self.settings.lease.total_seconds(),
             limit=self.settings.claim_batch,
@@ -82,15 +80,12 @@ class Worker:
                     return advanced
                 if run.state is RunState.WAITING:
                     continue
-                self._keep_lease(run, claimed_at)
                 keeper.step_started()
                 self._isolated(run, self.runner.advance)
                 advanced += 1
             if waiting and stop is not None and stop.is_set():
                 self._give_back(waiting)
             elif waiting:
-                for run in waiting:
-                    self._keep_lease(run, claimed_at)
                 keeper.step_started()
                 self._isolated(waiting[0], lambda _run: self.runner.poll(waiting))
                 advanced += len(waiting)
@@ -106,16 +101,6 @@ class Worker:
                 pass
             except Exception:  # the database is going away too: the leases will expire
                 log.warning("run %s: could not give its lease back", run.id, exc_info=True)
-
-    def _keep_lease(self, run: Run, claimed_at: datetime) -> None:
-        """Renew the lease of a run still waiting in this batch once half of it has passed."""
-        now = self.clock.now()
-        if now - claimed_at >= self.settings.lease / 2:
-            # taken over meanwhile: the runner's fenced writes will notice
-            with contextlib.suppress(LeaseLost):
-                self.store.renew_lease(
-                    run.id, run.attempt, now=now, until=now + self.settings.lease
-                )
 
     def _isolated(self, run: Run, action: Callable[[Run], None]) -> None:
         """One run's trouble (a database hiccup, a bug) must not stop the rest of the batch."""
@@ -142,7 +127,8 @@ class LeaseKeeper:
         self.clock = clock
         self.lease = lease
         self._held = list(runs)
-        self._step_started = clock.now()
+        self._step_started = self._renewed = clock.now()
+        self._renewing = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="stackback-lease", daemon=True)
 
@@ -160,30 +146,34 @@ class LeaseKeeper:
         self._thread.join()
 
     def step_started(self) -> None:
-        """A step begins: the hold limit counts from here (a batch may hold many steps)."""
+        """A step begins: the hold limit counts from here (a batch may hold many steps), and
+        leases are renewed now if due (on a virtual clock, time passes between steps only)."""
         self._step_started = self.clock.now()
+        self._renew_if_due(self._step_started)
 
     def _beat(self) -> None:
-        renewed = self.clock.now()
         while self._held and not self._stop.wait(HEARTBEAT_CHECK_SECONDS):
             now = self.clock.now()
             if now - self._step_started >= self.lease * HOLD_AT_MOST:
                 log.warning("runs %s held too long: their leases are left to expire", self._ids())
                 return
-            if now - renewed >= self.lease / 3:
-                renewed = now
-                self._renew(now)
+            self._renew_if_due(now)
 
-    def _renew(self, now: datetime) -> None:
-        for run in list(self._held):
-            if self._stop.is_set():
+    def _renew_if_due(self, now: datetime) -> None:
+        """Renew every run still held, once a third of a lease has passed since the last time."""
+        with self._renewing:
+            if now - self._renewed < self.lease / 3:
                 return
-            try:
-                self.store.renew_lease(run.id, run.attempt, now=now, until=now + self.lease)
-            except LeaseLost:
-                self._held.remove(run)
-            except Exception:  # the database hiccuped: the next beat tries again
-                log.warning("run %s: lease renewal failed", run.id, exc_info=True)
+            self._renewed = now
+            for run in list(self._held):
+                if self._stop.is_set():
+                    return
+                try:
+                    self.store.renew_lease(run.id, run.attempt, now=now, until=now + self.lease)
+                except LeaseLost:
+                    self._held.remove(run)
+                except Exception:  # the database hiccuped: the next beat tries again
+                    log.warning("run %s: lease renewal failed", run.id, exc_info=True)
 
     def _ids(self) -> str:
         return ", ".join(run.id for run in self._held)
