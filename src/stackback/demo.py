@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stackback.clock import VirtualClock
-from stackback.cloud.sim_config import SimConfig, SimFaults
 from stackback.cloud.simulator import SimulatedCloud
+from stackback.cloud.simulator.config import SimConfig, SimFaults
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudUnavailable, InvalidInput

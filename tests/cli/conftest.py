@@ -17,8 +17,8 @@ import pytest
 
 from stackback.cli import main
 from stackback.clock import SystemClock
-from stackback.cloud.sim_config import SimConfig
 from stackback.cloud.simulator import SimulatedCloud
+from stackback.cloud.simulator.config import SimConfig
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 

@@ -18,7 +18,7 @@ from openstack.image.v2.image import Image
 
 from stackback.cloud.bdm import snapshot_children
 from stackback.cloud.openstack import IMAGE_IDS_PER_LISTING, OpenStackCloud
-from stackback.cloud.os_convert import (
+from stackback.cloud.openstack.convert import (
     boots_from_volume,
     cinder_snapshot_status,
     glance_status,
@@ -27,8 +27,8 @@ from stackback.cloud.os_convert import (
     snapshot_info,
     timestamp,
 )
-from stackback.cloud.os_errors import cloud_errors, translate
-from stackback.cloud.os_images import property_filters
+from stackback.cloud.openstack.errors import cloud_errors, translate
+from stackback.cloud.openstack.images import property_filters
 from stackback.errors import (
     CloudBusy,
     CloudNotFound,
@@ -302,7 +302,7 @@ def _listing_through_the_fake(monkeypatch: pytest.MonkeyPatch) -> None:
     def list_images(proxy: FakeImages, owner: str, metadata: dict[str, str]) -> Iterator[Image]:
         return proxy.images(owner=owner, **metadata)
 
-    monkeypatch.setattr("stackback.cloud.openstack.list_images", list_images)
+    monkeypatch.setattr("stackback.cloud.openstack.adapter.list_images", list_images)
 
 
 def adapter(conn: FakeConnection) -> OpenStackCloud:

@@ -16,8 +16,8 @@ import pytest
 
 from stackback.clock import VirtualClock
 from stackback.cloud.bdm import snapshot_children
-from stackback.cloud.sim_model import earliest_slot
 from stackback.cloud.simulator import SimConfig, SimFaults, SimulatedCloud, open_simulator
+from stackback.cloud.simulator.model import earliest_slot
 from stackback.errors import (
     CloudBusy,
     CloudError,

@@ -9,8 +9,8 @@ import pytest
 
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider
-from stackback.cloud.sim_config import SimConfig
 from stackback.cloud.simulator import SimulatedCloud
+from stackback.cloud.simulator.config import SimConfig
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.policy import ArtifactStatus, BackupStatus, RunState

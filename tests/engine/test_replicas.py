@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from stackback.clock import ScaledClock
-from stackback.cloud.sim_config import SimConfig
 from stackback.cloud.simulator import SimulatedCloud
+from stackback.cloud.simulator.config import SimConfig
 from stackback.policy import RunState
 from stackback.ports import MARKER_RUN
 from stackback.retention import RetentionPolicy

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from stackback.cloud.sim_config import SimConfig
+from stackback.cloud.simulator.config import SimConfig
 from stackback.engine import runner as runner_module
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings

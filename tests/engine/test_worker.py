@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from stackback.clock import SystemClock
-from stackback.cloud.sim_config import SimConfig
 from stackback.cloud.simulator import SimulatedCloud
+from stackback.cloud.simulator.config import SimConfig
 from stackback.engine import worker as worker_module
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings

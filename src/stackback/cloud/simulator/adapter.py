@@ -28,15 +28,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from stackback.cloud.sim_compute import (
+from stackback.cloud.common import contains, missing_info
+from stackback.cloud.simulator.compute import (
     KILL_IMAGE,
     create_server_image,
     find_server_row,
     insert_server,
-    server_info,
+    server_of_row,
 )
-from stackback.cloud.sim_config import SimConfig, SimFaults
-from stackback.cloud.sim_db import (
+from stackback.cloud.simulator.config import SimConfig, SimFaults
+from stackback.cloud.simulator.db import (
     SimCall,
     SimDatabase,
     consume_fault,
@@ -46,14 +47,12 @@ from stackback.cloud.sim_db import (
     script_fault,
     write_config,
 )
-from stackback.cloud.sim_model import (
+from stackback.cloud.simulator.model import (
     SimImage,
     SimSnapshot,
-    contains,
-    image_info,
+    artifact_of_image,
+    artifact_of_snapshot,
     image_state,
-    missing_info,
-    snapshot_info,
     snapshot_state,
     to_sim_image,
     to_sim_snapshot,
@@ -117,13 +116,13 @@ class SimulatedCloud:
     def get_server(self, server: str) -> ServerInfo:
         """Find one server of the project by id or by (unique) name."""
         with self._call("get_server", server_id=server) as call:
-            return server_info(find_server_row(call.conn, self.project, server, by_name=True))
+            return server_of_row(find_server_row(call.conn, self.project, server, by_name=True))
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector``."""
         with self._call("find_servers") as call:
             rows = self._rows(call.conn, "servers")
-        servers = [server_info(row) for row in rows]
+        servers = [server_of_row(row) for row in rows]
         return [server for server in servers if selector.matches(dict(server.metadata))]
 
     def start_server_image(
@@ -227,7 +226,7 @@ class SimulatedCloud:
                 disk_gb=disk_gb,
                 image=image,
             )
-            return server_info(find_server_row(conn, self.project, server_id))
+            return server_of_row(find_server_row(conn, self.project, server_id))
 
     def delete_server(self, server_id: str) -> None:
         """Delete a server and its volumes; its images and snapshots stay."""
@@ -383,8 +382,8 @@ class SimulatedCloud:
         snapshots = [
             to_sim_snapshot(row, call.now) for row in self._rows(call.conn, "snapshots", ids=ids)
         ]
-        return [image_info(image) for image in images] + [
-            snapshot_info(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
+        return [artifact_of_image(image) for image in images] + [
+            artifact_of_snapshot(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
         ]
 
     def _matching_artifacts(self, call: SimCall, metadata: Mapping[str, str]) -> list[ArtifactInfo]:

@@ -8,9 +8,9 @@ import sqlite3
 import uuid
 from collections.abc import Mapping
 
-from stackback.cloud.sim_config import SimConfig
-from stackback.cloud.sim_db import SimCall, consume_fault
-from stackback.cloud.sim_model import earliest_slot, image_state
+from stackback.cloud.simulator.config import SimConfig
+from stackback.cloud.simulator.db import SimCall, consume_fault
+from stackback.cloud.simulator.model import earliest_slot, image_state
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected, QuotaExceeded
 from stackback.ports import ServerInfo
 
@@ -60,7 +60,7 @@ def find_server_row(
     return rows[0]
 
 
-def server_info(row: sqlite3.Row) -> ServerInfo:
+def server_of_row(row: sqlite3.Row) -> ServerInfo:
     return ServerInfo(
         id=row["id"],
         name=row["name"],

@@ -93,10 +93,6 @@ def snapshot_info(snapshot: Snapshot) -> ArtifactInfo:
     )
 
 
-def missing_info(ref: ArtifactRef) -> ArtifactInfo:
-    return ArtifactInfo(ref=ref, status=ArtifactStatus.DELETED, detail="not found")
-
-
 def boots_from_volume(server: Server) -> bool:
     """Whether the server has no image (Nova reports ``"image": ""`` for boot-from-volume)."""
     image: object = server.image

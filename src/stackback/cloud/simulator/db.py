@@ -17,7 +17,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from stackback.cloud.sim_config import SimConfig
+from stackback.cloud.simulator.config import SimConfig
 from stackback.errors import CloudError
 
 BUSY_TIMEOUT_S = 30.0

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from stackback.cloud.bdm import snapshot_children
 from stackback.cloud.states import CINDER_SNAPSHOT_STATES, GLANCE_STATES
-from stackback.policy import ArtifactKind, ArtifactStatus
+from stackback.policy import ArtifactKind
 from stackback.ports import ArtifactInfo, ArtifactRef
 
 
@@ -99,7 +99,7 @@ def to_sim_snapshot(row: sqlite3.Row, now: float) -> SimSnapshot:
     )
 
 
-def image_info(image: SimImage) -> ArtifactInfo:
+def artifact_of_image(image: SimImage) -> ArtifactInfo:
     return ArtifactInfo(
         ref=ArtifactRef(ArtifactKind.IMAGE, image.id),
         status=GLANCE_STATES[image.status],
@@ -112,7 +112,7 @@ def image_info(image: SimImage) -> ArtifactInfo:
     )
 
 
-def snapshot_info(snapshot: SimSnapshot) -> ArtifactInfo:
+def artifact_of_snapshot(snapshot: SimSnapshot) -> ArtifactInfo:
     return ArtifactInfo(
         ref=ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, snapshot.id),
         status=CINDER_SNAPSHOT_STATES[snapshot.status],
@@ -122,14 +122,6 @@ def snapshot_info(snapshot: SimSnapshot) -> ArtifactInfo:
         created_at=snapshot.created_at,
         detail=f"cinder status {snapshot.status}",
     )
-
-
-def missing_info(ref: ArtifactRef) -> ArtifactInfo:
-    return ArtifactInfo(ref=ref, status=ArtifactStatus.DELETED, detail="not found")
-
-
-def contains(metadata: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    return all(metadata.get(key) == value for key, value in wanted.items())
 
 
 def earliest_slot(

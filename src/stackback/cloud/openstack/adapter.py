@@ -10,21 +10,17 @@ one Glance listing (ids filtered with ``in:``) and one Cinder listing per call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import openstack
 from openstack import exceptions as sdk_exc
 from openstack.compute.v2.server import Server
 from openstack.connection import Connection
 
-from stackback.cloud.os_convert import (
-    image_info,
-    missing_info,
-    server_info,
-    snapshot_info,
-)
-from stackback.cloud.os_errors import cloud_errors
-from stackback.cloud.os_images import list_images
+from stackback.cloud.common import chunks, contains, missing_info
+from stackback.cloud.openstack.convert import image_info, server_info, snapshot_info
+from stackback.cloud.openstack.errors import cloud_errors
+from stackback.cloud.openstack.images import list_images
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
 from stackback.ports import (
@@ -37,16 +33,6 @@ from stackback.ports import (
 
 #: Image ids per Glance listing (``id=in:...``), which keeps the URL well under 4 KiB.
 IMAGE_IDS_PER_LISTING = 60
-
-
-def chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
-    """``items`` in consecutive slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def contains(metadata: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-    return all(metadata.get(key) == value for key, value in wanted.items())
 
 
 class OpenStackCloud:
