@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import openstack
 from openstack import exceptions as sdk_exc
@@ -192,3 +193,10 @@ class OpenStackCloud:
             return [
                 snapshot_info(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
             ]
+
+
+if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
+    from stackback.ports import Cloud
+
+    def _conforms_to_port(cloud: OpenStackCloud) -> Cloud:
+        return cloud

@@ -27,6 +27,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stackback.cloud.common import contains, missing_info
 from stackback.cloud.simulator.compute import (
@@ -427,3 +428,10 @@ def open_simulator(
         raise InvalidInput(
             f"simulated cloud {path} cannot be opened: {error}", field="cloud"
         ) from error
+
+
+if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
+    from stackback.ports import Cloud
+
+    def _conforms_to_port(cloud: SimulatedCloud) -> Cloud:
+        return cloud

@@ -12,6 +12,8 @@ Concurrency rules, for several schedulers and workers on one database:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from stackback.records import (
     BackupFilter,
     DuePolicy,
@@ -52,3 +54,10 @@ __all__ = [
     "StepNote",
     "TickPlan",
 ]
+
+
+if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
+    from stackback.ports import Store
+
+    def _conforms_to_port(store: SqlStore) -> Store:
+        return store
