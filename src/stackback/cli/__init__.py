@@ -97,9 +97,11 @@ def _register() -> None:
         runs,
         serve,
         server,
+        sim,
     )
 
-    for module in (db, policy, server, retention, runs, backups, reconcile, serve, demo):
+    modules = (db, policy, server, retention, runs, backups, reconcile, serve, demo, sim)
+    for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)
 

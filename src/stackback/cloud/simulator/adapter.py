@@ -252,6 +252,12 @@ class SimulatedCloud:
             find_server_row(conn, self.project, server_id)
             conn.execute("UPDATE servers SET status = ? WHERE id = ?", (status, server_id))
 
+    def servers(self) -> list[ServerInfo]:
+        """The project's servers, oldest first."""
+        with self._db.transaction() as conn:
+            rows = self._rows(conn, "servers", all_projects=False)
+            return [server_of_row(row) for row in rows]
+
     def images(self, *, all_projects: bool = False) -> list[SimImage]:
         """Images with their raw Glance status, oldest first."""
         with self._db.transaction() as conn:
