@@ -92,6 +92,7 @@ def _register() -> None:
         db,
         demo,
         policy,
+        policy_files,
         reconcile,
         retention,
         runs,
@@ -100,7 +101,19 @@ def _register() -> None:
         sim,
     )
 
-    modules = (db, policy, server, retention, runs, backups, reconcile, serve, demo, sim)
+    modules = (
+        db,
+        policy,
+        policy_files,
+        server,
+        retention,
+        runs,
+        backups,
+        reconcile,
+        serve,
+        demo,
+        sim,
+    )
     for module in modules:
         for command in module.COMMANDS:
             cli.add_command(command)

@@ -42,6 +42,8 @@ class PolicySpec:
     enabled: bool | None = None
     cloud: str | None = None
     label: str | None = None
+    id: str | None = None
+    """The id a new policy gets (a policy file re-applied after a database loss); else new."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,13 @@ def _validate_name(name: str) -> str:
     except ValueError:
         return name
     raise InvalidInput(f"a policy name must not look like a policy id: {name!r}", field="name")
+
+
+def _validate_id(policy_id: str) -> str:
+    try:
+        return str(uuid.UUID(policy_id))
+    except ValueError:
+        raise InvalidInput(f"a policy id must be a UUID, not {policy_id!r}", field="id") from None
 
 
 class PolicyService:
@@ -147,7 +156,7 @@ class PolicyService:
         if spec.label is not None:
             check_length(spec.label, LABEL_MAX, "--label")
         return Policy(
-            id=base.id if base else str(uuid.uuid4()),
+            id=base.id if base else (_validate_id(spec.id) if spec.id else str(uuid.uuid4())),
             name=name,
             kind=_parse_kind(spec.kind)
             if spec.kind
@@ -161,9 +170,17 @@ class PolicyService:
             selector=selector,
             window_minutes=window,
             enabled=spec.enabled if spec.enabled is not None else (base.enabled if base else True),
-            cloud=spec.cloud if spec.cloud is not None else (base.cloud if base else None),
-            label=spec.label if spec.label is not None else (base.label if base else None),
+            cloud=(spec.cloud or None)
+            if spec.cloud is not None
+            else (base.cloud if base else None),
+            label=(spec.label or None)
+            if spec.label is not None
+            else (base.label if base else None),
         )
+
+    def preview(self, spec: PolicySpec, base: Policy | None = None) -> Policy:
+        """The policy ``spec`` would give, created or applied over ``base``; nothing is written."""
+        return self._build(base, spec)
 
     def create(self, spec: PolicySpec) -> Policy:
         policy = self._build(None, spec)
