@@ -54,6 +54,12 @@ _DURATION_TEXT = re.compile(r"(?:[0-9]+[ymdh])+")
 _UNIT_FIELDS = {"y": "years", "m": "months", "d": "days", "h": "hours"}
 
 
+MAX_KEEP_COUNT = 10_000
+"""The largest keep count a person could mean (27 years of dailies, a year of hourlies)."""
+MAX_KEEP_WITHIN = 100
+"""The longest keep-within duration, in years."""
+
+
 def _require_count(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(
@@ -175,7 +181,12 @@ class RetentionPolicy:
 
     def __post_init__(self) -> None:
         for name in COUNT_RULES:
-            _require_count(getattr(self, name), name)
+            count = _require_count(getattr(self, name), name)
+            if count > MAX_KEEP_COUNT:
+                raise InvalidInput(
+                    f"keep-{name} {count} is more than anyone keeps (at most {MAX_KEEP_COUNT})",
+                    field=name,
+                )
         for name in ("within", *WITHIN_RULES):
             object.__setattr__(self, name, _coerce_duration(getattr(self, name), name))
 
@@ -239,6 +250,14 @@ def _coerce_duration(value: object, name: str) -> Duration | None:
         )
     if value.is_zero():
         raise InvalidInput(f"{name} must be longer than zero; leave it out instead", field=name)
+    if (
+        value.years * 366 + value.months * 31 + value.days + value.hours / 24
+        > MAX_KEEP_WITHIN * 366
+    ):
+        raise InvalidInput(
+            f"keep-{_duration_label(name)} {value} is longer than {MAX_KEEP_WITHIN} years",
+            field=name,
+        )
     return value
 
 

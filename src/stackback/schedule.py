@@ -60,6 +60,7 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import itertools
 import re
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -499,3 +500,28 @@ def spread_offset(key: str, window_minutes: int) -> timedelta:
         return timedelta(0)
     digest = hashlib.sha256(key.encode("utf-8")).digest()
     return timedelta(seconds=int.from_bytes(digest[:8], "big") % (window_minutes * 60))
+
+
+def shortest_interval(
+    schedules: list[CronSchedule],
+    start: datetime,
+    *,
+    horizon: timedelta = timedelta(days=366),
+    max_fires: int = 2000,
+) -> timedelta | None:
+    """The shortest time between two consecutive fires of ``schedules`` together.
+
+    Looks at the fires after ``start`` up to ``horizon`` later (a year, so that both
+    changes of a zone's offset are seen), or the first ``max_fires`` of them; None if
+    there are fewer than two.
+    """
+    end = start + horizon
+    fires: set[datetime] = set()
+    for schedule in schedules:
+        for count, fire in enumerate(schedule._fires_after(start, "start")):
+            if fire > end or count >= max_fires:
+                break
+            fires.add(fire)
+    ordered = sorted(fires)[:max_fires]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(ordered)]
+    return min(gaps, default=None)

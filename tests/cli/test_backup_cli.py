@@ -146,7 +146,9 @@ def test_backup_list_filters(cli: CliRunner, sim: Sim) -> None:
     assert [b["id"] for b in ok_json(cli, "backup", "list", "--server", "web1")] == [one]
     assert [b["id"] for b in ok_json(cli, "backup", "list", "--server", "web2")] == [two]
     assert [b["id"] for b in ok_json(cli, "backup", "list")] == [two, one]  # newest first
-    ok_json(cli, "policy", "create", "p", "--server", "web1", "--cron", "0 1 * * *")
+    ok_json(
+        cli, "policy", "create", "p", "--server", "web1", "--cron", "0 1 * * *", "--keep-last", "7"
+    )
     assert ok_json(cli, "backup", "list", "--policy", "p") == []
     unknown = cli("backup", "show", "nope")
     assert unknown.code == 2 and "nope" in unknown.err
@@ -315,3 +317,11 @@ def test_protecting_a_backup_being_deleted_or_deleted_fails_with_one_line(
         assert_one_line_error(refused.err, backup_id, words, "cannot be protected")
         assert ok_json(cli, "backup", "show", backup_id)["protected"] is False
     assert ok_json(cli, "backup", "unprotect", going)["status"] == "deleting"
+
+
+def test_an_empty_type_is_refused(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    result = cli("--os-cloud", sim.spec, "backup", "now", "web1", "--type", "")
+    assert result.code == 2
+    assert_one_line_error(result.err, "--type")
+    assert ok_json(cli, "run", "list") == []

@@ -28,7 +28,20 @@ def test_upgrade_then_status(cli: CliRunner, db_url: str) -> None:
 
     after = ok_json(cli, "--db", db_url, "db", "status")
     assert (after["current"], after["up_to_date"]) == (head_revision(), True)
-    ok_json(cli, "--db", db_url, "policy", "create", "p", "--server", "a", "--cron", CRON)
+    ok_json(
+        cli,
+        "--db",
+        db_url,
+        "policy",
+        "create",
+        "p",
+        "--server",
+        "a",
+        "--cron",
+        CRON,
+        "--keep-last",
+        "7",
+    )
     assert [p["name"] for p in ok_json(cli, "--db", db_url, "policy", "list")] == ["p"]
 
 
@@ -75,14 +88,27 @@ def test_commands_refuse_an_unmigrated_database(
 def test_new_sqlite_path_is_created_at_current_schema(cli: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "deep" / "er" / "new.db"
     url = f"sqlite:///{path}"
-    ok_json(cli, "--db", url, "policy", "create", "p", "--server", "a", "--cron", CRON)
+    ok_json(
+        cli,
+        "--db",
+        url,
+        "policy",
+        "create",
+        "p",
+        "--server",
+        "a",
+        "--cron",
+        CRON,
+        "--keep-last",
+        "7",
+    )
     assert path.exists()
     status = ok_json(cli, "--db", url, "db", "status")
     assert (status["current"], status["up_to_date"]) == (head_revision(), True)
 
 
 def test_default_database_lives_in_the_state_dir(cli: CliRunner, tmp_path: Path) -> None:
-    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON)
+    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--keep-last", "7")
     assert (tmp_path / "state" / "stackback.db").exists()
 
 
@@ -100,6 +126,6 @@ def test_status_does_not_create_a_missing_sqlite_file(cli: CliRunner, tmp_path: 
 def test_stackback_db_env(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "from-env.db"
     monkeypatch.setenv("STACKBACK_DB", f"sqlite:///{path}")
-    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON)
+    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--keep-last", "7")
     assert path.exists()
     assert not (tmp_path / "state" / "stackback.db").exists()

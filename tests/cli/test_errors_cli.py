@@ -14,7 +14,7 @@ from stackback.store.database import head_revision
 from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json, start_process
 
 CRON = "0 1 * * *"
-VALID = ["--server", "web1", "--cron", CRON]
+VALID = ["--server", "web1", "--cron", CRON, "--keep-last", "7"]
 
 
 @pytest.fixture
@@ -333,7 +333,12 @@ def test_real_processes_print_one_line_and_write_nothing(cli: CliRunner, tmp_pat
 
 
 def test_set_with_an_empty_server_is_refused(cli: CliRunner) -> None:
-    assert cli("policy", "create", "a", "--selector", "k=v", "--cron", "0 1 * * *").code == 0
+    assert (
+        cli(
+            "policy", "create", "a", "--selector", "k=v", "--cron", "0 1 * * *", "--keep-last", "7"
+        ).code
+        == 0
+    )
     result = cli("policy", "set", "a", "--server", "")
     assert result.code == 2
     assert_one_line_error(result.err, "--server needs a server id or name")

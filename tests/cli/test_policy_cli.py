@@ -100,7 +100,10 @@ def test_create_show_next_run_in_zone_and_utc(dbcli: CliRunner) -> None:
 
 
 def test_show_table_has_next_run_local_and_utc(cli: CliRunner) -> None:
-    ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--timezone", "UTC")
+    ok_json(
+        cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--timezone", "UTC",
+        "--keep-last", "7",
+    )  # fmt: skip
     shown = ok_json(cli, "policy", "show", "p")
     result = cli("policy", "show", "p")
     assert result.code == 0
@@ -110,8 +113,29 @@ def test_show_table_has_next_run_local_and_utc(cli: CliRunner) -> None:
 
 
 def test_selector_policy_and_list(dbcli: CliRunner) -> None:
-    ok_json(dbcli, "policy", "create", "dbs", "--selector", "role=db", "--cron", "0 3 * * *")
-    ok_json(dbcli, "policy", "create", "web", "--server", "web1", "--cron", "0 4 * * *")
+    ok_json(
+        dbcli,
+        "policy",
+        "create",
+        "dbs",
+        "--selector",
+        "role=db",
+        "--cron",
+        "0 3 * * *",
+        "--keep-all",
+    )
+    ok_json(
+        dbcli,
+        "policy",
+        "create",
+        "web",
+        "--server",
+        "web1",
+        "--cron",
+        "0 4 * * *",
+        "--keep-last",
+        "7",
+    )
     rows = ok_json(dbcli, "policy", "list")
     assert [r["name"] for r in rows] == ["dbs", "web"]
     assert all(set(r) == POLICY_KEYS for r in rows)
@@ -128,7 +152,7 @@ def test_selector_policy_and_list(dbcli: CliRunner) -> None:
 def test_several_crons_and_disabled(cli: CliRunner) -> None:
     created = ok_json(
         cli, "policy", "create", "p", "--server", "a", "--cron", "0 1 * * *",
-        "--cron", "30 13 * * 1-5", "--disabled",
+        "--cron", "30 13 * * 1-5", "--disabled", "--keep-last", "7",
     )  # fmt: skip
     assert created["enabled"] is False
     assert [s["cron"] for s in created["schedules"]] == ["0 1 * * *", "30 13 * * 1-5"]
@@ -175,16 +199,16 @@ def test_set_changes_only_what_is_given(dbcli: CliRunner) -> None:
 
 
 def test_delete_by_name_and_id(dbcli: CliRunner) -> None:
-    a = ok_json(dbcli, "policy", "create", "a", "--server", "x", "--cron", CRON)
-    ok_json(dbcli, "policy", "create", "b", "--server", "x", "--cron", CRON)
-    ok_json(dbcli, "policy", "create", "c", "--server", "x", "--cron", CRON)
+    a = ok_json(dbcli, "policy", "create", "a", "--server", "x", "--cron", CRON, "--keep-last", "7")
+    ok_json(dbcli, "policy", "create", "b", "--server", "x", "--cron", CRON, "--keep-last", "7")
+    ok_json(dbcli, "policy", "create", "c", "--server", "x", "--cron", CRON, "--keep-last", "7")
     deleted = ok_json(dbcli, "policy", "delete", a["id"], "b")
     assert [(d["name"], d["deleted"]) for d in deleted] == [("a", True), ("b", True)]
     assert [p["name"] for p in ok_json(dbcli, "policy", "list")] == ["c"]
 
 
 def test_delete_is_all_or_nothing(cli: CliRunner) -> None:
-    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON, "--keep-last", "7")
     result = cli("policy", "delete", "a", "nope")
     assert result.code == 2
     assert "nope" in result.err
@@ -193,15 +217,17 @@ def test_delete_is_all_or_nothing(cli: CliRunner) -> None:
 
 def test_delete_same_policy_named_twice_deletes_it_once(cli: CliRunner) -> None:
     # Regression: deleting "a a" (or name and id) deleted it, then failed with exit 2.
-    a = ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
+    a = ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON, "--keep-last", "7")
     deleted = ok_json(cli, "policy", "delete", "a", a["id"])
     assert [d["id"] for d in deleted] == [a["id"]]
     assert ok_json(cli, "policy", "list") == []
 
 
 def test_duplicate_name_is_refused(cli: CliRunner) -> None:
-    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON)
-    result = cli("policy", "create", "a", "--server", "y", "--cron", "0 2 * * *")
+    ok_json(cli, "policy", "create", "a", "--server", "x", "--cron", CRON, "--keep-last", "7")
+    result = cli(
+        "policy", "create", "a", "--server", "y", "--cron", "0 2 * * *", "--keep-last", "7"
+    )
     assert result.code != 0
     assert "already exists" in result.err
     (only,) = ok_json(cli, "policy", "list")
@@ -226,13 +252,26 @@ def test_the_policy_remembers_a_cloud_that_clouds_yaml_defines(
     clouds = tmp_path / "clouds.yaml"
     clouds.write_text(CLOUDS_YAML)
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
-    bad = cli("--os-cloud", "nope", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *")
+    bad = cli(
+        "--os-cloud",
+        "nope",
+        "policy",
+        "create",
+        "a",
+        "--server",
+        "x",
+        "--cron",
+        "0 1 * * *",
+        "--keep-last",
+        "7",
+    )
     assert bad.code == 2
     assert_one_line_error(bad.err, "'nope' is not defined in clouds.yaml")
     assert ok_json(cli, "policy", "list") == []
     created = ok_json(
-        cli, "--os-cloud", "mine", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *"
-    )
+        cli, "--os-cloud", "mine", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *",
+        "--keep-last", "7",
+    )  # fmt: skip
     assert created["cloud"] == "mine"
 
 
@@ -256,8 +295,83 @@ def test_values_longer_than_nova_or_the_database_hold_are_refused(
 
 
 def test_a_name_that_looks_like_a_policy_id_is_refused(cli: CliRunner) -> None:
-    first = ok_json(cli, "policy", "create", "first", "--server", "web1", "--cron", "0 1 * * *")
-    result = cli("policy", "create", str(first["id"]), "--server", "web2", "--cron", "0 1 * * *")
+    first = ok_json(
+        cli,
+        "policy",
+        "create",
+        "first",
+        "--server",
+        "web1",
+        "--cron",
+        "0 1 * * *",
+        "--keep-last",
+        "7",
+    )
+    result = cli(
+        "policy",
+        "create",
+        str(first["id"]),
+        "--server",
+        "web2",
+        "--cron",
+        "0 1 * * *",
+        "--keep-last",
+        "7",
+    )
     assert result.code == 2
     assert_one_line_error(result.err, "policy id")
     assert [p["name"] for p in ok_json(cli, "policy", "list")] == ["first"]
+
+
+def test_a_policy_without_keep_rules_needs_keep_all(cli: CliRunner) -> None:
+    bare = cli("policy", "create", "p", "--server", "a", "--cron", CRON)
+    assert bare.code == 2
+    assert_one_line_error(bare.err, "--keep-all")
+    assert ok_json(cli, "policy", "list") == []
+    both = cli("policy", "create", "p", "--server", "a", "--cron", CRON, "--keep-all",
+               "--keep-last", "3")  # fmt: skip
+    assert both.code == 2
+    assert_one_line_error(both.err, "--keep-all", "--keep-*")
+    kept = ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--keep-all")
+    assert kept["retention"] == {}
+    dropped = cli("policy", "set", "p", "--keep-last", "3")
+    assert dropped.code == 0
+    emptied = cli("policy", "set", "p", "--keep-last", "0")
+    assert emptied.code == 2
+    assert_one_line_error(emptied.err, "--keep-all")
+    assert ok_json(cli, "policy", "show", "p")["retention"] == {"last": 3}
+    assert ok_json(cli, "policy", "set", "p", "--keep-all")["retention"] == {}
+    assert ok_json(cli, "policy", "set", "p", "--cron", "0 2 * * *")["retention"] == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--keep-daily", "10001"], ["keep-daily", "10000"]),
+        (["--keep-within", "101y"], ["keep-within", "100 years"]),
+        (["--keep-within-daily", "40000d"], ["keep-within-daily", "100 years"]),
+    ],
+)
+def test_keep_rules_beyond_what_anyone_means_are_refused(
+    cli: CliRunner, args: list[str], words: list[str]
+) -> None:
+    result = cli("policy", "create", "p", "--server", "a", "--cron", CRON, *args)
+    assert result.code == 2
+    assert_one_line_error(result.err, *words)
+    assert ok_json(cli, "policy", "list") == []
+
+
+def test_a_window_longer_than_the_time_between_runs_is_refused(cli: CliRunner) -> None:
+    hourly = ["--server", "a", "--cron", "0 * * * *", "--keep-last", "3"]
+    result = cli("policy", "create", "p", *hourly, "--window", "61")
+    assert result.code == 2
+    assert_one_line_error(result.err, "--window 61", "60 minutes")
+    assert ok_json(cli, "policy", "create", "p", *hourly, "--window", "60")["window_minutes"] == 60
+    two = cli("policy", "set", "p", "--cron", "0 * * * *", "--cron", "30 * * * *")
+    assert two.code == 2
+    assert_one_line_error(two.err, "30 minutes")
+    # A daily run in a zone with daylight saving time is 23 hours apart once a year.
+    daily = ["--server", "a", "--cron", "0 1 * * *", "--timezone", "Europe/Amsterdam"]
+    dst = cli("policy", "create", "q", *daily, "--keep-last", "3", "--window", "1440")
+    assert dst.code == 2
+    assert_one_line_error(dst.err, "1380 minutes")

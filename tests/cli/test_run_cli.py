@@ -38,7 +38,18 @@ def test_a_scaled_clock_without_an_origin_starts_from_now(cli: CliRunner, sim: S
 
 def test_scheduler_once_fires_a_due_policy_and_run_commands(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web1")
-    policy = ok_json(cli, "policy", "create", "nightly", "--server", "web1", "--cron", "0 1 * * *")
+    policy = ok_json(
+        cli,
+        "policy",
+        "create",
+        "nightly",
+        "--server",
+        "web1",
+        "--cron",
+        "0 1 * * *",
+        "--keep-last",
+        "7",
+    )
     fire = datetime.fromisoformat(policy["schedules"][0]["next_run_utc"])
     manual = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", "web1", "--wait")
 
@@ -156,7 +167,18 @@ def test_demo_refuses_a_directory_it_did_not_make_and_keeps_what_is_there(
 
 def test_a_selector_the_cloud_cannot_list_is_asked_again(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web1", metadata={"backup": "gold"})
-    ok_json(cli, "policy", "create", "gold", "--selector", "backup=gold", "--cron", "0 1 * * *")
+    ok_json(
+        cli,
+        "policy",
+        "create",
+        "gold",
+        "--selector",
+        "backup=gold",
+        "--cron",
+        "0 1 * * *",
+        "--keep-last",
+        "7",
+    )
     fire = datetime.fromisoformat(
         ok_json(cli, "policy", "show", "gold")["schedules"][0]["next_run_utc"]
     )

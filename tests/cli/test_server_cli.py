@@ -71,8 +71,30 @@ def test_show_lists_covering_policies_and_their_retention(cli: CliRunner) -> Non
         cli, "policy", "create", "gfs", "--server", "web1", "--server", "web2",
         "--cron", "0 2 * * *", "--keep-daily", "7", "--keep-weekly", "4",
     )  # fmt: skip
-    ok_json(cli, "policy", "create", "other", "--server", "web2", "--cron", "0 2 * * *")
-    ok_json(cli, "policy", "create", "dbs", "--selector", "role=db", "--cron", "0 3 * * *")
+    ok_json(
+        cli,
+        "policy",
+        "create",
+        "other",
+        "--server",
+        "web2",
+        "--cron",
+        "0 2 * * *",
+        "--keep-last",
+        "7",
+    )
+    ok_json(
+        cli,
+        "policy",
+        "create",
+        "dbs",
+        "--selector",
+        "role=db",
+        "--cron",
+        "0 3 * * *",
+        "--keep-last",
+        "7",
+    )
     rows = ok_json(cli, "server", "show", "web1")
     by_name = {r["name"]: r for r in rows}
     assert set(by_name) == {"server-web1", "gfs", "dbs"}

@@ -23,7 +23,6 @@ from stackback.cloud.simulator import SimulatedCloud
 from stackback.cloud.simulator.config import SimConfig
 from stackback.policy import RunState
 from stackback.ports import MARKER_RUN
-from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.store.sql import RunFilter, SqlStore
@@ -51,7 +50,7 @@ def test_replicas_produce_each_occurrence_exactly_once(
             name="minutely",
             targets=tuple(s.id for s in servers),
             schedules=("* * * * *",),
-            retention=RetentionPolicy(),  # keep everything: every image stays countable
+            keep_all=True,  # every image stays countable
             cloud=f"sim:{sim_path}",
         )
     )

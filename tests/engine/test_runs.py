@@ -26,6 +26,7 @@ from stackback.policy import (
 )
 from stackback.ports import MARKER_RUN, ServerInfo
 from stackback.retention import RetentionPolicy
+from stackback.schedule import CronSchedule
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
 from stackback.store.sql import BackupFilter, RunFilter
@@ -181,17 +182,22 @@ def test_downtime_runs_late_once_then_records_missed(rig: Rig) -> None:
 
 
 def test_coalesces_late_occurrences_inside_the_window(rig: Rig) -> None:
+    """A window longer than the cron's interval is refused today; a policy stored before
+    that check still coalesces the occurrences that pile up inside its window."""
     server = rig.sim.create_server("web")
-    rig.policies.create(
-        PolicySpec(
-            name="hourly",
-            targets=(server.id,),
-            schedules=("*/10 * * * *",),
-            timezone="UTC",
-            window_minutes=60,
-            retention=RetentionPolicy(last=50),
-        )
+    spec = PolicySpec(
+        name="hourly",
+        targets=(server.id,),
+        schedules=("*/10 * * * *",),
+        timezone="UTC",
+        window_minutes=10,
+        retention=RetentionPolicy(last=50),
     )
+    with pytest.raises(InvalidInput, match="longer than the 10 minutes"):
+        rig.policies.create(replace(spec, window_minutes=60))
+    older = replace(rig.policies.preview(spec), window_minutes=60)
+    now = rig.clock.now()
+    rig.store.create_policy(older, [CronSchedule("*/10 * * * *").next_after(now)], now=now)
     rig.clock.advance_to(rig.clock.now() + timedelta(minutes=35))
     rig.engine.drain(rig.clock.now() + timedelta(minutes=65))
     states = [r.state for r in runs(rig)[:3]]
@@ -352,6 +358,7 @@ def test_a_policy_whose_cloud_is_misconfigured_does_not_stop_the_others(rig: Rig
             selector="backup=yes",
             schedules=("0 1 * * *",),
             cloud="gone-from-clouds-yaml",
+            keep_all=True,
         )
     )
 

@@ -395,7 +395,9 @@ def test_a_policy_change_landing_between_read_and_write_is_not_overwritten(
     clock = VirtualClock(T0)
     policies = PolicyService(store, clock)
     created = policies.create(
-        PolicySpec(name="p", targets=("a",), schedules=("* * * * *",), timezone="UTC")
+        PolicySpec(
+            name="p", targets=("a",), schedules=("* * * * *",), timezone="UTC", keep_all=True
+        )
     )
     other_process = PolicyService(SqlStore(store.engine), clock)
     reads = 0
@@ -444,6 +446,6 @@ def test_a_policy_deleted_twice_at_once_is_deleted_once(store: SqlStore) -> None
     policies = PolicyService(store, VirtualClock(T0))
     for round_ in range(10):
         created = policies.create(
-            PolicySpec(name=f"p{round_}", targets=("a",), schedules=("0 1 * * *",))
+            PolicySpec(name=f"p{round_}", targets=("a",), schedules=("0 1 * * *",), keep_all=True)
         )
         assert _delete_twice_at_once(store, created.id) == ["deleted", "not found"]

@@ -570,11 +570,20 @@ def test_naive_times_are_rejected() -> None:
     assert caught.value.field == "now"
 
 
-def test_huge_within_keeps_everything() -> None:
+def test_the_longest_within_keeps_everything_and_longer_ones_are_refused() -> None:
     decision = apply_policy(
-        series_backups(), RetentionPolicy(within=Duration(years=9000)), now=SERIES_NOW
+        series_backups(), RetentionPolicy(within=Duration(years=100)), now=SERIES_NOW
     )
     assert decision.forget == []
+    for huge in (Duration(years=9000), Duration(years=100, months=1), Duration(days=36_601)):
+        with pytest.raises(InvalidInput, match="longer than 100 years"):
+            RetentionPolicy(within_daily=huge)
+
+
+def test_keep_counts_are_bounded() -> None:
+    assert RetentionPolicy(hourly=10_000).hourly == 10_000
+    with pytest.raises(InvalidInput, match="at most 10000"):
+        RetentionPolicy(last=10_001)
 
 
 def test_decision_requires_parallel_reasons() -> None:

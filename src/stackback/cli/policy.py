@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.options import build_retention, retention_options
+from stackback.cli.options import build_retention, given_retention, retention_options
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cloud import check_cloud_name
 from stackback.errors import InvalidInput
@@ -116,6 +116,13 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
             ),
             click.option("--label", metavar="LABEL", help="Backup type label of this policy."),
         ]
+        options.append(
+            click.option(
+                "--keep-all",
+                is_flag=True,
+                help="Keep every backup (no --keep-* rule); needed to mean it.",
+            )
+        )
         if create:
             options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
         else:
@@ -171,6 +178,7 @@ def create(
         enabled=not disabled,
         cloud=app.settings.cloud,
         label=label,
+        keep_all=keep.pop("keep_all"),
     )
     policy = app.policies.create(spec)
     _show_detail(app.policies.view(policy.id), fmt)
@@ -226,6 +234,7 @@ def set_(
     if servers and selector:
         raise InvalidInput("give either --server or --selector, not both", field="targets")
     current = app.policies.get(policy)
+    keep_all = keep.pop("keep_all")
     spec = PolicySpec(
         name=new_name,
         targets=servers or None,
@@ -234,8 +243,9 @@ def set_(
         schedules=crons or None,
         timezone=timezone,
         window_minutes=window,
-        retention=build_retention(keep, current.retention),
+        retention=build_retention(keep, current.retention) if given_retention(keep) else None,
         label=label,
+        keep_all=keep_all,
     )
     updated = app.policies.update(current.id, spec)
     _show_detail(app.policies.view(updated.id), fmt)

@@ -149,6 +149,7 @@ class BackupService:
             raise InvalidInput("--keep-last must be at least 1", field="keep_last")
         check_given(server, "SERVER")
         check_length(server, NAME_MAX, "SERVER")
+        check_given(label, "--type")
         label = check_length(label or MANUAL_LABEL, LABEL_MAX, "--type")
         if cloud is not None:
             check_length(cloud, NAME_MAX, "--os-cloud")

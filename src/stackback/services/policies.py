@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import (
@@ -19,7 +19,7 @@ from stackback.policy import (
 )
 from stackback.ports import Clock, Store
 from stackback.retention import RetentionPolicy
-from stackback.schedule import CronSchedule, parse_timezone, validate_cron
+from stackback.schedule import CronSchedule, parse_timezone, shortest_interval, validate_cron
 
 SHORTCUT_PREFIX = "server-"
 DEFAULT_SHORTCUT_CRON = "0 1 * * *"
@@ -44,6 +44,8 @@ class PolicySpec:
     label: str | None = None
     id: str | None = None
     """The id a new policy gets (a policy file re-applied after a database loss); else new."""
+    keep_all: bool = False
+    """Say so to mean a policy without keep rules (it never forgets a backup)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,18 @@ def _validate_name(name: str) -> str:
     except ValueError:
         return name
     raise InvalidInput(f"a policy name must not look like a policy id: {name!r}", field="name")
+
+
+def _check_window_fits(crons: Sequence[str], timezone: str, window: int, now: datetime) -> None:
+    """A start window longer than the time between two fires would overlap the next one."""
+    gap = shortest_interval([CronSchedule(c, timezone) for c in crons], now)
+    if gap is not None and timedelta(minutes=window) > gap:
+        raise InvalidInput(
+            f"--window {window} is longer than the {int(gap.total_seconds() // 60)} minutes "
+            f"between two runs of {' / '.join(crons)} in {timezone}: a run could still be "
+            "starting when the next is due; use a window of at most that",
+            field="window",
+        )
 
 
 def _validate_id(policy_id: str) -> str:
@@ -151,11 +165,13 @@ class PolicyService:
         )
         if window < 0 or window > 24 * 60:
             raise InvalidInput("--window must be between 0 and 1440 minutes", field="window")
+        if schedules and window and (base is None or spec.window_minutes or spec.schedules):
+            _check_window_fits(schedules, timezone, window, self.clock.now())
         if spec.cloud is not None:
             check_length(spec.cloud, NAME_MAX, "--os-cloud")
         if spec.label is not None:
             check_length(spec.label, LABEL_MAX, "--label")
-        return Policy(
+        policy = Policy(
             id=base.id if base else (_validate_id(spec.id) if spec.id else str(uuid.uuid4())),
             name=name,
             kind=_parse_kind(spec.kind)
@@ -163,9 +179,7 @@ class PolicyService:
             else (base.kind if base else BackupKind.SERVER_IMAGE),
             schedules=schedules,
             timezone=timezone,
-            retention=spec.retention
-            if spec.retention is not None
-            else (base.retention if base else RetentionPolicy()),
+            retention=self._retention(base, spec),
             targets=targets,
             selector=selector,
             window_minutes=window,
@@ -177,6 +191,27 @@ class PolicyService:
             if spec.label is not None
             else (base.label if base else None),
         )
+        keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
+        if keeps_all_unasked and (base is None or spec.retention is not None):
+            raise InvalidInput(
+                "a policy without --keep-* rules would keep every backup forever: "
+                "give --keep-last/--keep-daily/... rules, or --keep-all to mean it",
+                field="retention",
+            )
+        return policy
+
+    @staticmethod
+    def _retention(base: Policy | None, spec: PolicySpec) -> RetentionPolicy:
+        if spec.keep_all:
+            if spec.retention is not None and not spec.retention.is_empty():
+                raise InvalidInput(
+                    "--keep-all keeps every backup: it cannot go with --keep-* rules",
+                    field="retention",
+                )
+            return RetentionPolicy()
+        if spec.retention is not None:
+            return spec.retention
+        return base.retention if base is not None else RetentionPolicy()
 
     def preview(self, spec: PolicySpec, base: Policy | None = None) -> Policy:
         """The policy ``spec`` would give, created or applied over ``base``; nothing is written."""

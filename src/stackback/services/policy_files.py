@@ -31,6 +31,7 @@ FIELDS = (
     "retention",
     "enabled",
     "label",
+    "keep_all",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -52,6 +53,7 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         "retention": dict(policy.retention.to_dict()),
         "enabled": policy.enabled,
         "label": policy.label,
+        "keep_all": policy.retention.is_empty(),
     }
 
 
@@ -136,6 +138,9 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
     retention = entry.get("retention") or {}
     if not isinstance(retention, Mapping):
         raise InvalidInput(f"{where}: retention must be a mapping of rules", field="file")
+    keep_all = entry.get("keep_all", False)
+    if not isinstance(keep_all, bool):
+        raise InvalidInput(f"{where}: keep_all must be true or false", field="file")
     enabled = entry.get("enabled", True)
     if not isinstance(enabled, bool):
         raise InvalidInput(f"{where}: enabled must be true or false", field="file")
@@ -156,6 +161,7 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         timezone=str(entry.get("timezone") or "UTC"),
         window_minutes=window,
         retention=RetentionPolicy.from_dict(dict(retention)),
+        keep_all=keep_all,
         enabled=enabled,
         cloud=str(entry.get("cloud") or ""),  # "" clears what the file no longer says
         label=str(entry.get("label") or ""),
