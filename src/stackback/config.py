@@ -25,12 +25,15 @@ class Settings:
     db_url: str
     state_dir: Path
     cloud: str | None
+    db_given: bool = False
+    """The database was named (``--db`` / ``STACKBACK_DB``), not the state directory's."""
 
 
 def load_settings(*, db: str | None = None, cloud: str | None = None) -> Settings:
     """Options beat environment (``STACKBACK_DB``, ``STACKBACK_CLOUD``/``OS_CLOUD``)."""
     directory = state_dir()
     url = db or os.environ.get("STACKBACK_DB")
+    given = url is not None
     if url is None:  # the database in the state directory
         if directory.exists() and not directory.is_dir():
             raise InvalidInput(
@@ -42,4 +45,5 @@ def load_settings(*, db: str | None = None, cloud: str | None = None) -> Setting
         db_url=normalise_url(url),
         state_dir=directory,
         cloud=cloud or os.environ.get("STACKBACK_CLOUD") or os.environ.get("OS_CLOUD"),
+        db_given=given,
     )

@@ -129,3 +129,15 @@ def test_stackback_db_env(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.Mo
     ok_json(cli, "policy", "create", "p", "--server", "a", "--cron", CRON, "--keep-last", "7")
     assert path.exists()
     assert not (tmp_path / "state" / "stackback.db").exists()
+
+
+def test_a_db_in_a_directory_that_does_not_exist_is_refused_except_by_upgrade(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'typo' / 'stackback.db'}"
+    result = cli("--db", url, "policy", "list")
+    assert result.code == 2
+    assert_one_line_error(result.err, "typo", "does not exist", "db upgrade")
+    assert not (tmp_path / "typo").exists()
+    ok_json(cli, "--db", url, "db", "upgrade")
+    assert ok_json(cli, "--db", url, "policy", "list") == []

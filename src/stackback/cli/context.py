@@ -11,11 +11,21 @@ from sqlalchemy.engine import make_url
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider
 from stackback.config import Settings
+from stackback.errors import InvalidInput
 from stackback.ports import Clock
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
+
+
+def missing_sqlite_directory(db_url: str) -> Path | None:
+    """The directory a SQLite database URL names, if it does not exist."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    directory = Path(str(url.database)).expanduser().parent
+    return None if directory.is_dir() else directory
 
 
 def sqlite_file_missing(db_url: str) -> bool:
@@ -48,6 +58,13 @@ class AppContext:
     @property
     def store(self) -> SqlStore:
         if self._store is None:
+            missing = missing_sqlite_directory(self.settings.db_url)
+            if missing is not None and self.settings.db_given:  # a typo must not start afresh
+                raise InvalidInput(
+                    f"--db: directory {missing} does not exist (create it, or run "
+                    "`stackback db upgrade` to create the database there)",
+                    field="db",
+                )
             fresh = sqlite_file_missing(self.settings.db_url)
             engine = create_db_engine(self.settings.db_url)
             if fresh:  # a database that did not exist yet is created at the current schema
