@@ -86,7 +86,7 @@ def test_commands_refuse_an_unmigrated_database(
 
 
 def test_new_sqlite_path_is_created_at_current_schema(cli: CliRunner, tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "er" / "new.db"
+    path = tmp_path / "new.db"  # in an existing directory (a missing one is refused)
     url = f"sqlite:///{path}"
     ok_json(
         cli,

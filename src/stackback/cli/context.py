@@ -24,8 +24,10 @@ def missing_sqlite_directory(db_url: str) -> Path | None:
     url = make_url(db_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
+    if url.query.get("uri"):  # sqlite3 reads the name as a file: URI
+        return None
     directory = Path(str(url.database)).expanduser().parent
-    return None if directory.is_dir() else directory
+    return None if directory.exists() else directory
 
 
 def sqlite_file_missing(db_url: str) -> bool:
