@@ -84,6 +84,12 @@ class CloudError(StackbackError):
     retryable = False
 
 
+class ServerLookupFailed(CloudError):
+    """The cloud could not say whether a named server exists (unreachable, auth, 5xx)."""
+
+    code = "server-lookup-failed"
+
+
 class CloudBusy(CloudError):
     """The resource is busy (HTTP 409, e.g. a snapshot already in progress)."""
 

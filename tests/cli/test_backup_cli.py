@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import pytest
 
 from stackback.policy import ArtifactKind
 from stackback.ports import ArtifactRef
@@ -92,7 +95,8 @@ def test_volume_backed_server_backup_has_snapshots(cli: CliRunner, sim: Sim) -> 
 def test_failed_backup_now_wait_exits_non_zero(cli: CliRunner, sim: Sim) -> None:
     # Regression: a failed run was printed and the command exited 0, so
     # `stackback backup now X --wait && upgrade` went ahead without a backup.
-    result = cli("--os-cloud", sim.spec, "backup", "now", "ghost", "--wait", "-f", "json")
+    args = ("--os-cloud", sim.spec, "backup", "now", "ghost", "--wait")
+    result = cli(*args, "--offline", "-f", "json")  # the run itself finds no server
     assert result.code == 1
     assert result.json()["state"] == "failed"
     assert "ghost" in result.err
@@ -324,4 +328,34 @@ def test_an_empty_type_is_refused(cli: CliRunner, sim: Sim) -> None:
     result = cli("--os-cloud", sim.spec, "backup", "now", "web1", "--type", "")
     assert result.code == 2
     assert_one_line_error(result.err, "--type")
+    assert ok_json(cli, "run", "list") == []
+
+
+def test_backup_now_of_a_server_the_cloud_does_not_have_is_refused_at_once(
+    cli: CliRunner, sim: Sim
+) -> None:
+    result = cli("--os-cloud", sim.spec, "backup", "now", "ghost")
+    assert result.code == 2
+    assert_one_line_error(result.err, "no server 'ghost'", "--offline")
+    assert ok_json(cli, "run", "list") == []
+    web = sim.cloud.create_server("web1")
+    by_id = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", web.id)
+    assert by_id["target"] == web.id
+
+
+def test_backup_now_against_an_unreachable_cloud_fails_in_seconds(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(
+        "clouds:\n  down:\n    auth:\n      auth_url: http://127.0.0.1:9/v3\n"
+        "      username: u\n      password: p\n      project_name: p\n"
+        "      user_domain_name: Default\n      project_domain_name: Default\n"
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    started = time.monotonic()
+    result = cli("--os-cloud", "down", "backup", "now", "web1", "--wait")
+    assert time.monotonic() - started < 30
+    assert result.code == 1
+    assert_one_line_error(result.err, "cannot check server 'web1'", "cloud 'down'")
     assert ok_json(cli, "run", "list") == []

@@ -270,7 +270,7 @@ def test_the_policy_remembers_a_cloud_that_clouds_yaml_defines(
     assert ok_json(cli, "policy", "list") == []
     created = ok_json(
         cli, "--os-cloud", "mine", "policy", "create", "a", "--server", "x", "--cron", "0 1 * * *",
-        "--keep-last", "7",
+        "--keep-last", "7", "--offline",
     )  # fmt: skip
     assert created["cloud"] == "mine"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json
+from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
 
 
 def test_enable_creates_a_daily_policy_keeping_n(cli: CliRunner) -> None:
@@ -146,3 +146,57 @@ def test_a_server_name_too_long_for_its_policy_name_says_so(cli: CliRunner) -> N
     result = cli("server", "enable", "s" * 250)
     assert result.code == 2
     assert_one_line_error(result.err, "per-server policy name", "policy create")
+
+
+def test_names_are_checked_in_the_cloud_when_given(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web1")
+    cloud = ("--os-cloud", sim.spec)
+    create = ("policy", "create", "p", "--cron", "0 1 * * *", "--keep-last", "3")
+    typo = cli(*cloud, *create, "--server", "web1", "--server", "wbe1")
+    assert typo.code == 2
+    assert_one_line_error(typo.err, "no server 'wbe1'", "--offline")
+    assert ok_json(cli, "policy", "list") == []
+    assert ok_json(cli, *cloud, *create, "--server", "wbe1", "--offline")["targets"] == ["wbe1"]
+    changed = cli(*cloud, "policy", "set", "p", "--server", "ghost")
+    assert changed.code == 2
+    assert_one_line_error(changed.err, "no server 'ghost'")
+    enabled = cli(*cloud, "server", "enable", "ghost")
+    assert enabled.code == 2
+    assert_one_line_error(enabled.err, "no server 'ghost'")
+    shortcut = ok_json(cli, *cloud, "server", "enable", "web1")
+    assert shortcut["cloud"] == sim.spec  # the cloud it acted on, as policy create records
+
+
+def test_show_says_whether_the_server_exists_and_what_really_covers_it(
+    cli: CliRunner, sim: Sim
+) -> None:
+    web = sim.cloud.create_server("web1", metadata={"backup": "gold"})
+    cloud = ("--os-cloud", sim.spec)
+    keep = ("--cron", "0 1 * * *", "--keep-last", "3")
+    ok_json(cli, *cloud, "policy", "create", "by-id", "--server", web.id, *keep)
+    ok_json(cli, *cloud, "policy", "create", "gold", "--selector", "backup=gold", *keep)
+    ok_json(cli, *cloud, "policy", "create", "silver", "--selector", "backup=silver", *keep)
+    rows = ok_json(cli, *cloud, "server", "show", "web1")
+    assert {r["name"] for r in rows} == {"by-id", "gold"}  # by id too; silver does not match
+    assert {(r["server_exists"], r["server_id"]) for r in rows} == {(True, web.id)}
+    table = cli(*cloud, "server", "show", "web1")
+    assert f"exists: web1 [{web.id}]" in table.out
+    gone = cli(*cloud, "server", "show", "ghost")
+    assert gone.code == 0 and "not found" in gone.out
+    unchecked = ok_json(cli, "server", "show", "web1")  # no cloud named: selectors may cover
+    assert {r["name"] for r in unchecked} == {"gold", "silver"}
+    assert {r["server_exists"] for r in unchecked} == {None}
+
+
+def test_disable_says_what_it_did_and_who_still_backs_the_server_up(
+    cli: CliRunner, sim: Sim
+) -> None:
+    sim.cloud.create_server("web1", metadata={"backup": "gold"})
+    cloud = ("--os-cloud", sim.spec)
+    ok_json(cli, *cloud, "server", "enable", "web1")
+    ok_json(cli, *cloud, "policy", "create", "gold", "--selector", "backup=gold",
+            "--cron", "0 2 * * *", "--keep-last", "3")  # fmt: skip
+    done = ok_json(cli, *cloud, "server", "disable", "web1")
+    assert done["enabled"] is False
+    assert "disabled policy 'server-web1'" in done["done"]
+    assert done["still_backed_up_by"] == ["gold"]

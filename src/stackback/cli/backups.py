@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from stackback.cli.context import AppContext
+from stackback.cli.options import offline_option
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cli.policy import pass_app
 from stackback.cli.runs import run_summary
@@ -145,6 +146,7 @@ def delete(app: AppContext, /, backup: str, force: bool, fmt: str) -> None:
 @click.option("--type", "label", metavar="LABEL", help="Label of this backup (default manual).")
 @click.option("--keep-last", type=int, metavar="N", help="Keep the last N backups of this label.")
 @click.option("--wait", is_flag=True, help="Take the backup in this process and wait for it.")
+@offline_option
 @format_option
 @pass_app
 def now(
@@ -154,10 +156,13 @@ def now(
     label: str | None,
     keep_last: int | None,
     wait: bool,
+    offline: bool,
     fmt: str,
 ) -> None:
     """Back SERVER up now (e.g. before an upgrade); runs on the workers of `serve`."""
-    run = app.backups.backup_now(server, label=label, keep_last=keep_last, cloud=app.settings.cloud)
+    run = app.backups.backup_now(
+        server, label=label, keep_last=keep_last, cloud=app.settings.cloud, offline=offline
+    )
     if wait:
         from stackback.cli.serve import wait_for_run
 

@@ -15,6 +15,7 @@ from stackback.errors import InvalidInput
 from stackback.ports import Clock
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
+from stackback.services.servers import ServerDirectory
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
 
@@ -82,7 +83,7 @@ class AppContext:
 
     @property
     def policies(self) -> PolicyService:
-        return PolicyService(self.store, self.clock)
+        return PolicyService(self.store, self.clock, ServerDirectory(self.clouds))
 
     @property
     def backups(self) -> BackupService:

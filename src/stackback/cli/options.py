@@ -86,3 +86,12 @@ def build_retention(
         else:
             merged[rule] = value
     return RetentionPolicy.from_dict(merged)
+
+
+def offline_option(func: F) -> F:
+    """``--offline``: do not ask the cloud whether the named servers exist."""
+    return click.option(
+        "--offline",
+        is_flag=True,
+        help="Do not ask the cloud whether the servers exist (prepare without the cloud).",
+    )(func)

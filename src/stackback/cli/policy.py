@@ -8,7 +8,12 @@ from typing import Any, TypeVar
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.options import build_retention, given_retention, retention_options
+from stackback.cli.options import (
+    build_retention,
+    given_retention,
+    offline_option,
+    retention_options,
+)
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cloud import check_cloud_name
 from stackback.errors import InvalidInput
@@ -123,6 +128,7 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 help="Keep every backup (no --keep-* rule); needed to mean it.",
             )
         )
+        options.append(offline_option)
         if create:
             options.append(click.option("--disabled", is_flag=True, help="Create it disabled."))
         else:
@@ -180,7 +186,7 @@ def create(
         label=label,
         keep_all=keep.pop("keep_all"),
     )
-    policy = app.policies.create(spec)
+    policy = app.policies.create(spec, offline=keep.pop("offline"))
     _show_detail(app.policies.view(policy.id), fmt)
 
 
@@ -235,6 +241,7 @@ def set_(
         raise InvalidInput("give either --server or --selector, not both", field="targets")
     current = app.policies.get(policy)
     keep_all = keep.pop("keep_all")
+    offline = keep.pop("offline")
     spec = PolicySpec(
         name=new_name,
         targets=servers or None,
@@ -247,7 +254,7 @@ def set_(
         label=label,
         keep_all=keep_all,
     )
-    updated = app.policies.update(current.id, spec)
+    updated = app.policies.update(current.id, spec, offline=offline)
     _show_detail(app.policies.view(updated.id), fmt)
 
 

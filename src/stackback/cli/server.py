@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from stackback.cli.context import AppContext
+from stackback.cli.options import offline_option
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cli.policy import pass_app, policy_summary
+from stackback.cloud import check_cloud_name
+from stackback.services.servers import describe_server
 
 
 @click.group("server")
@@ -19,6 +22,7 @@ def server_group() -> None:
 @click.option("--retention", type=int, metavar="N", help="Backups to keep (default 7).")
 @click.option("--cron", metavar="EXPR", help="Cron expression (default '0 1 * * *').")
 @click.option("--timezone", metavar="TZ", help="IANA time zone (default UTC).")
+@offline_option
 @format_option
 @pass_app
 def enable(
@@ -28,10 +32,20 @@ def enable(
     retention: int | None,
     cron: str | None,
     timezone: str | None,
+    offline: bool,
     fmt: str,
 ) -> None:
     """Back SERVER up daily; enabling again changes the retention."""
-    policy = app.policies.enable_server(server, retention=retention, cron=cron, timezone=timezone)
+    if app.settings.cloud:
+        check_cloud_name(app.settings.cloud)
+    policy = app.policies.enable_server(
+        server,
+        retention=retention,
+        cron=cron,
+        timezone=timezone,
+        cloud=app.settings.cloud,
+        offline=offline,
+    )
     emit_object(policy_summary(policy), fmt)
 
 
@@ -40,9 +54,18 @@ def enable(
 @format_option
 @pass_app
 def disable(app: AppContext, /, server: str, fmt: str) -> None:
-    """Stop backing SERVER up (its existing backups stay)."""
+    """Stop backing SERVER up (its existing backups stay); say who still backs it up."""
     policy = app.policies.disable_server(server)
-    emit_object(policy_summary(policy), fmt)
+    covered = app.policies.server_coverage(server, policy.cloud or app.settings.cloud)
+    still = [
+        p.name for p in (*covered.explicit, *covered.by_selector) if p.enabled and p.id != policy.id
+    ]
+    data = {
+        **policy_summary(policy),
+        "done": f"disabled policy {policy.name!r}; the backups it made stay",
+        "still_backed_up_by": still,
+    }
+    emit_object(data, fmt)
 
 
 @server_group.command("show")
@@ -50,22 +73,36 @@ def disable(app: AppContext, /, server: str, fmt: str) -> None:
 @format_option
 @pass_app
 def show(app: AppContext, /, server: str, fmt: str) -> None:
-    """The policies that cover SERVER and their retention."""
-    explicit, by_selector = app.policies.policies_for_server(server)
-    rows = [{**policy_summary(p), "covers": "explicitly"} for p in explicit] + [
-        {**policy_summary(p), "covers": f"if its metadata has {p.selector} (resolved at run time)"}
-        for p in by_selector
+    """Whether SERVER exists, and the policies that really cover it (from its metadata)."""
+    covered = app.policies.server_coverage(server, app.settings.cloud)
+    found = covered.server
+    exists = (found is not None) if covered.checked else None
+    selector_covers = (
+        "its metadata has {} (checked now)"
+        if found
+        else "if its metadata has {} (resolved at run time)"
+    )
+    rows = [{**policy_summary(p), "covers": "explicitly"} for p in covered.explicit] + [
+        {**policy_summary(p), "covers": selector_covers.format(p.selector)}
+        for p in covered.by_selector
     ]
+    where = {"server_exists": exists, "server_id": found.id if found else None}
     if fmt == "json":  # "retention" stays the rules mapping, as in every other command
-        emit_list([{"server": server, **r} for r in rows], [], fmt)
+        emit_list([{"server": server, **where, **r} for r in rows], [], fmt)
         return
     for row in rows:
         row["retention"] = row["retention_description"]
+    if exists is None:
+        state = "not checked: no cloud selected (--os-cloud)"
+    elif found is not None:
+        state = f"exists: {describe_server(found)}"
+    else:
+        state = f"not found in cloud {app.settings.cloud!r}"
     emit_list(
         rows,
         ["name", "covers", "schedules", "timezone", "retention", "enabled"],
         fmt,
-        title=f"Policies covering {server}",
+        title=f"Policies covering {server} ({state})",
     )
 
 

@@ -21,6 +21,7 @@ from stackback.ports import ArtifactRef, Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
+from stackback.services.servers import ServerDirectory
 
 MANUAL_LABEL = "manual"
 
@@ -143,8 +144,13 @@ class BackupService:
         label: str | None,
         keep_last: int | None,
         cloud: str | None,
+        offline: bool = False,
     ) -> Run:
-        """An on-demand backup; ``keep_last`` rotates backups of the same label only."""
+        """An on-demand backup; ``keep_last`` rotates backups of the same label only.
+
+        The named cloud is first asked whether the server exists (unless ``offline``), so
+        that a typo or an unreachable cloud is reported now, not when the run starts.
+        """
         if keep_last is not None and keep_last < 1:
             raise InvalidInput("--keep-last must be at least 1", field="keep_last")
         check_given(server, "SERVER")
@@ -154,6 +160,8 @@ class BackupService:
         if cloud is not None:
             check_length(cloud, NAME_MAX, "--os-cloud")
         retention = RetentionPolicy(last=keep_last).to_dict() if keep_last else None
+        if not offline and cloud is not None:
+            ServerDirectory(self.clouds).require(server, cloud)
         return self.store.create_manual_run(
             target=server, now=self.clock.now(), label=label, retention=retention, cloud=cloud
         )

@@ -17,9 +17,10 @@ from stackback.policy import (
     Selector,
     check_length,
 )
-from stackback.ports import Clock, Store
+from stackback.ports import Clock, ServerInfo, Store
 from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule, parse_timezone, shortest_interval, validate_cron
+from stackback.services.servers import Coverage, ServerDirectory, coverage
 
 SHORTCUT_PREFIX = "server-"
 DEFAULT_SHORTCUT_CRON = "0 1 * * *"
@@ -121,9 +122,17 @@ def _validate_id(policy_id: str) -> str:
 class PolicyService:
     """Policies and the Rackspace-style per-server shortcuts."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, servers: ServerDirectory | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.servers = servers
+        """Asks the policy's cloud whether the servers it names exist; None: never asked."""
+
+    def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
+        """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
+        if offline or self.servers is None or policy.cloud is None:
+            return
+        self.servers.require_all(targets, policy.cloud)
 
     def _next_fires(self, policy: Policy) -> list[datetime | None]:
         if not policy.enabled:
@@ -217,15 +226,20 @@ class PolicyService:
         """The policy ``spec`` would give, created or applied over ``base``; nothing is written."""
         return self._build(base, spec)
 
-    def create(self, spec: PolicySpec) -> Policy:
+    def create(self, spec: PolicySpec, *, offline: bool = False) -> Policy:
+        """Create a policy; each server it names must exist in its cloud unless ``offline``."""
         policy = self._build(None, spec)
+        self._check_servers(policy, policy.targets, offline)
         return self.store.create_policy(policy, self._next_fires(policy), now=self.clock.now())
 
-    def update(self, ref: str, spec: PolicySpec) -> Policy:
+    def update(self, ref: str, spec: PolicySpec, *, offline: bool = False) -> Policy:
         """Apply ``spec`` to the policy as it is when written (re-read if changed meanwhile)."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
             current = self.store.get_policy(ref)
             policy = self._build(current, spec)
+            if attempt == 1 and spec.targets is not None:
+                added = [t for t in policy.targets if t not in current.targets]
+                self._check_servers(policy, added, offline)
             timing_changed = (
                 policy.schedules != current.schedules
                 or policy.timezone != current.timezone
@@ -292,8 +306,14 @@ class PolicyService:
         retention: int | None = None,
         cron: str | None = None,
         timezone: str | None = None,
+        cloud: str | None = None,
+        offline: bool = False,
     ) -> Policy:
-        """A daily policy for one server keeping N backups; enabling again updates it."""
+        """A daily policy for one server keeping N backups; enabling again updates it.
+
+        The policy records ``cloud`` (the one the server is in), which is asked first
+        whether the server exists unless ``offline``.
+        """
         if retention is not None and retention < 1:
             raise InvalidInput("--retention must be at least 1", field="retention")
         name = self.shortcut_name(server)
@@ -303,6 +323,10 @@ class PolicyService:
                 f"{NAME_MAX}): use `stackback policy create` with another name",
                 field="server",
             )
+        if cloud is not None:
+            check_length(cloud, NAME_MAX, "--os-cloud")
+        if not offline and self.servers is not None and cloud is not None:
+            self.servers.require(server, cloud)
         try:
             current = self._shortcut_policy(server)
         except NotFound:
@@ -314,15 +338,33 @@ class PolicyService:
                     timezone=timezone or "UTC",
                     window_minutes=DEFAULT_SHORTCUT_WINDOW,
                     retention=RetentionPolicy(last=retention or DEFAULT_SHORTCUT_RETENTION),
-                )
+                    cloud=cloud,
+                ),
+                offline=True,
             )
         spec = PolicySpec(
             enabled=True,
             schedules=(cron,) if cron else None,
             timezone=timezone,
             retention=replace(current.retention, last=retention) if retention else None,
+            cloud=cloud,
         )
-        return self.update(current.id, spec)
+        return self.update(current.id, spec, offline=True)
+
+    def server_coverage(self, server: str, cloud: str | None) -> Coverage:
+        """Which policies back ``server`` up, from what ``cloud`` says of it (if one is named).
+
+        Explicit policies name it by name or id; selector policies count when its real
+        metadata matches (when the cloud was not asked, every selector policy may).
+        """
+        found: ServerInfo | None = None
+        checked = self.servers is not None and cloud is not None
+        if self.servers is not None and cloud is not None:
+            try:
+                found = self.servers.require(server, cloud)
+            except NotFound:
+                found = None
+        return coverage(server, found, checked, self.store.list_policies())
 
     def disable_server(self, server: str) -> Policy:
         """Stop the shortcut policy of a server; its backups stay."""
