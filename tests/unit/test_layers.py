@@ -17,7 +17,13 @@ import pytest
 
 import stackback
 
-CORE = ["stackback.retention", "stackback.schedule", "stackback.policy", "stackback.records"]
+CORE = [
+    "stackback.retention",
+    "stackback.schedule",
+    "stackback.policy",
+    "stackback.records",
+    "stackback.rpo",
+]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent
 

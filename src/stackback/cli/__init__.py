@@ -99,6 +99,7 @@ def _register() -> None:
         serve,
         server,
         sim,
+        status,
     )
 
     modules = (
@@ -113,6 +114,7 @@ def _register() -> None:
         serve,
         demo,
         sim,
+        status,
     )
     for module in modules:
         for command in module.COMMANDS:

@@ -16,6 +16,7 @@ from stackback.ports import Clock
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.services.servers import ServerDirectory
+from stackback.services.status import StatusService
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
 
@@ -84,6 +85,10 @@ class AppContext:
     @property
     def policies(self) -> PolicyService:
         return PolicyService(self.store, self.clock, ServerDirectory(self.clouds))
+
+    @property
+    def status(self) -> StatusService:
+        return StatusService(self.store, self.clock)
 
     @property
     def backups(self) -> BackupService:
