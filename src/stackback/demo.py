@@ -124,7 +124,9 @@ class Demo:
             self.events.append(DemoEvent(day, "web-1: a storm of 409 'server busy' answers"))
         if day == 45:
             self.sim.kill_next_image(self.web2.id)
-            self.events.append(DemoEvent(day, "web-2: the next image ends 'killed' in Glance"))
+            self.events.append(
+                DemoEvent(day, "web-2: the next snapshot fails (Nova deletes its image)")
+            )
         if day == 75:
             self.sim.fail_next("find_servers", CloudUnavailable, count=3)
             self.events.append(

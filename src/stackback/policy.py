@@ -51,11 +51,6 @@ class RunState(StrEnum):
     def is_terminal(self) -> bool:
         return self in TERMINAL_RUN_STATES
 
-    @property
-    def is_active(self) -> bool:
-        """Whether the run holds its target (at most one active run per target)."""
-        return self in ACTIVE_RUN_STATES
-
 
 TERMINAL_RUN_STATES = frozenset(
     {RunState.SUCCEEDED, RunState.FAILED, RunState.MISSED, RunState.CANCELLED}

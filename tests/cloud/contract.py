@@ -76,6 +76,11 @@ class CloudHarness(Protocol):
         """While open, image uploads take long enough to observe them pending (and the 409)."""
         ...
 
+    def slow_snapshot_deletes(self) -> AbstractContextManager[None]:
+        """While open, a deleted volume snapshot stays ``deleting`` long enough to be seen
+        (where the cloud allows it; otherwise it is as fast as the cloud is)."""
+        ...
+
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
@@ -303,6 +308,29 @@ class CloudContract:
             harness.cloud.delete_artifact(child)
         for child in info.children:
             wait_for(harness, child, ArtifactStatus.DELETED)
+
+    def test_a_snapshot_being_deleted_refuses_another_delete_as_busy(
+        self, harness: CloudHarness, created: list[ArtifactRef]
+    ) -> None:
+        """Cinder answers 400 "status must be available or error" while a snapshot is
+        ``deleting``: a retryable CloudBusy. Once it is gone, a delete is a no-op."""
+        server = harness.create_server(unique("contract-bfv-delete"), volume_backed=True)
+        image = self.start_image(harness, created, server, markers(unique("run"), server))
+        info = wait_for(harness, image, ArtifactStatus.AVAILABLE)
+        created.extend(info.children)
+        snapshot = info.children[0]
+        wait_for(harness, snapshot, ArtifactStatus.AVAILABLE)
+
+        with harness.slow_snapshot_deletes():
+            harness.cloud.delete_artifact(snapshot)
+            try:
+                harness.cloud.delete_artifact(snapshot)
+            except CloudBusy:
+                pass
+            else:  # accepted only because the first delete had already finished
+                assert status(harness.cloud, snapshot).status is ArtifactStatus.DELETED
+            wait_for(harness, snapshot, ArtifactStatus.DELETED)
+        harness.cloud.delete_artifact(snapshot)
 
     def test_unknown_server_is_not_found(self, harness: CloudHarness) -> None:
         unknown = str(uuid.uuid4())

@@ -131,6 +131,12 @@ class PlaneHarness:
         finally:
             self.plane.set_snapshot_delay(0)
 
+    @contextmanager
+    def slow_snapshot_deletes(self) -> Iterator[None]:
+        """The plane's fake Cinder driver deletes at once: a snapshot is ``deleting`` only
+        until cinder-volume has the request, which the contract may or may not catch."""
+        yield
+
     def close(self) -> None:
         for server_id in self.servers:
             self.delete_server(server_id)

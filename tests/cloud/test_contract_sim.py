@@ -61,6 +61,15 @@ class SimHarness:
         finally:
             self.sim.configure(normal)
 
+    @contextmanager
+    def slow_snapshot_deletes(self) -> Iterator[None]:
+        normal = self.sim.config()
+        self.sim.configure(replace(normal, snapshot_delete_seconds=60))
+        try:
+            yield
+        finally:
+            self.sim.configure(normal)
+
 
 @pytest.fixture
 def harness(tmp_path: Path) -> CloudHarness:

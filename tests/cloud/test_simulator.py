@@ -57,8 +57,9 @@ def status_of(sim: SimulatedCloud, ref: ArtifactRef) -> ArtifactStatus:
 
 
 def raw_image_state(sim: SimulatedCloud, ref: ArtifactRef) -> str:
-    (image,) = [image for image in sim.images() if image.id == ref.id]
-    return image.status
+    """Glance's status of the image, ``deleted`` once Glance no longer lists it."""
+    found = [image.status for image in sim.images() if image.id == ref.id]
+    return found[0] if found else "deleted"
 
 
 def test_image_is_queued_then_saving_then_active_as_the_clock_moves(
@@ -159,9 +160,10 @@ def test_volume_backed_server_snapshots_every_volume_and_is_not_busy(
     assert {s.status for s in statuses.values()} == {ArtifactStatus.AVAILABLE}
 
 
-def test_a_snapshot_still_creating_cannot_be_deleted(
+def test_a_snapshot_still_creating_or_already_deleting_cannot_be_deleted(
     sim: SimulatedCloud, clock: VirtualClock
 ) -> None:
+    """As Cinder: 400 "status must be available or error", which the adapter reports busy."""
     sim.configure(replace(TIMING, snapshot_delete_seconds=4))
     server = sim.create_server("db", volume_backed=True)
     image = sim.start_server_image(server.id, "db-1", {})
@@ -172,10 +174,12 @@ def test_a_snapshot_still_creating_cannot_be_deleted(
     clock.advance(3)
     sim.delete_artifact(child)
     assert status_of(sim, child) is ArtifactStatus.DELETING
-    sim.delete_artifact(child)
+    with pytest.raises(CloudBusy):
+        sim.delete_artifact(child)
     clock.advance(4)
     assert status_of(sim, child) is ArtifactStatus.DELETED
     assert sim.snapshots() == []
+    sim.delete_artifact(child)  # gone: nothing to refuse
 
 
 @pytest.mark.parametrize("state", ["SHUTOFF", "PAUSED", "SUSPENDED"])
@@ -318,15 +322,20 @@ def test_fail_next_raises_the_scripted_error_then_recovers(sim: SimulatedCloud) 
         sim.fail_next("reboot_server", CloudUnavailable)
 
 
-def test_killed_image_fails_and_frees_the_server(sim: SimulatedCloud, clock: VirtualClock) -> None:
+def test_a_failed_snapshot_leaves_no_image_and_frees_the_server(
+    sim: SimulatedCloud, clock: VirtualClock
+) -> None:
+    """Nova deletes the image of a snapshot that failed (``delete_image_on_error``)."""
     server = sim.create_server("web")
     sim.kill_next_image(server.id)
-    doomed = sim.start_server_image(server.id, "web-1", {})
+    doomed = sim.start_server_image(server.id, "web-1", {MARKER_RUN: "r-1"})
 
     assert status_of(sim, doomed) is ArtifactStatus.PENDING
     clock.advance(17)
     info = sim.artifact_statuses([doomed])[doomed]
-    assert (info.status, info.detail) == (ArtifactStatus.FAILED, "glance status killed")
+    assert (info.status, info.detail) == (ArtifactStatus.DELETED, "not found")
+    assert raw_image_state(sim, doomed) == "deleted"
+    assert sim.find_artifacts({MARKER_RUN: "r-1"}) == []
     healthy = sim.start_server_image(server.id, "web-2", {})
     clock.advance(17)
     assert status_of(sim, healthy) is ArtifactStatus.AVAILABLE
@@ -362,7 +371,7 @@ def test_random_faults_are_reproducible_from_the_seed(tmp_path: Path) -> None:
 
     assert workload(tmp_path / "b.sqlite", seed=7) == first
     assert workload(tmp_path / "c.sqlite", seed=8) != first
-    assert {"CloudUnavailable", "CloudBusy", "killed", "active"} <= set(first)
+    assert {"CloudUnavailable", "CloudBusy", "deleted", "active"} <= set(first)
 
 
 def test_two_instances_on_one_file_draw_from_one_sequence(tmp_path: Path) -> None:

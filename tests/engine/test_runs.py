@@ -572,6 +572,60 @@ def test_a_run_resumed_before_its_backup_record_keeps_the_server_its_start_resol
     assert live_images(rig, newcomer.id) == []
 
 
+def test_a_run_started_before_0005_resumes_on_the_server_its_start_step_journalled(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """0005 filled in the server id only of runs that had a backup record."""
+    old = rig.sim.create_server("web")
+    daily(rig, "web", last=1)
+
+    def crash_after_start(name: str) -> None:
+        if name == "after-start":
+            raise _Crash(name)
+
+    monkeypatch.setattr(runner_module, "failpoint", crash_after_start)
+    doomed = Engine(rig.store, lambda _n: rig.sim, rig.clock, worker_name="doomed")
+    with pytest.raises(_Crash):
+        doomed.drain(rig.clock.now() + timedelta(hours=2))
+    monkeypatch.undo()
+    [crashed] = runs(rig)
+    rig.store.update_run(crashed.id, crashed.attempt, server_id=None)  # as 0005 left it
+    rig.sim.delete_server(old.id)  # while the lease runs out, the name passes to another server
+    newcomer = rig.sim.create_server("web")
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))
+    done = rig.store.get_run(crashed.id)
+    assert done.server_id == old.id
+    assert done.state is RunState.FAILED and "no longer exists" in (done.error or "")
+    assert live_images(rig, newcomer.id) == []
+
+
+def test_a_waiting_run_started_before_0005_holds_its_server_once_resumed(rig: Rig) -> None:
+    """A run 0005 left without a server id gets it from its backup record when it is next
+    polled; from then on a run naming the server otherwise waits for it."""
+    server = rig.sim.create_server("web", volume_backed=True)  # no 409 from Nova to hide it
+    rig.sim.configure(replace(SimConfig(), volume_snapshot_seconds=600))
+    backups = BackupService(rig.store, lambda _n: rig.sim, rig.clock)
+    legacy = backups.backup_now("web", label="manual", keep_last=None, cloud=None)
+    [claimed] = rig.store.claim_runs(rig.clock.now(), "w", lease_seconds=60)
+    rig.engine.runner.advance(claimed)
+    waiting = rig.store.get_run(legacy.id)
+    assert waiting.state is RunState.WAITING
+    rig.store.update_run(legacy.id, waiting.attempt, server_id=None)  # as 0005 left it
+    rig.clock.advance(60)
+    [resumed] = rig.store.claim_runs(rig.clock.now(), "w", lease_seconds=60)
+    rig.engine.runner.poll([resumed])
+    assert rig.store.get_run(legacy.id).server_id == server.id
+    by_id = backups.backup_now(server.id, label="manual", keep_last=None, cloud=None)
+    rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    first, second = rig.store.get_run(legacy.id), rig.store.get_run(by_id.id)
+    assert (first.state, second.state) == (RunState.SUCCEEDED, RunState.SUCCEEDED)
+    assert "deferred" in [s.outcome for s in second.steps if s.name == "start"]
+    second_start = min(
+        s.started_at for s in second.steps if s.name == "start" and s.outcome == "ok"
+    )
+    assert first.finished_at is not None and second_start >= first.finished_at
+
+
 def _retried_once(rig: Rig) -> Run:
     """A scheduled run whose first attempt got a 5xx: recorded as a retry, put back."""
     server = rig.sim.create_server("web")

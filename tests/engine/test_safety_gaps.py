@@ -319,6 +319,50 @@ def test_a_stale_worker_rotating_forgets_nothing(rig: Rig) -> None:
     assert rig.store.get_backup(older.id).status is BackupStatus.DELETED
 
 
+class _WriteLog:
+    """The store, noting the fence each backup or artifact write names."""
+
+    WRITES = frozenset(
+        {"ensure_backup", "add_artifact", "update_artifact", "update_backup", "forget_backups"}
+    )
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.fences: list[tuple[str, tuple[str, int] | None]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.store, name)
+        if name not in self.WRITES:
+            return found
+
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            self.fences.append((name, kwargs.get("fence")))
+            return found(*args, **kwargs)
+
+        return noted
+
+
+def test_every_backup_and_artifact_write_of_a_run_names_the_runs_attempt(rig: Rig) -> None:
+    """Runs of every path (children discovered, a failed image, rotation forgetting) write
+    their records only under their fence; the collector's deletions are its own, checked
+    against the backup's ``deleting`` state, and are not a run's writes."""
+    log = _WriteLog(rig.store)
+    engine = Engine(log, lambda _n: rig.sim, rig.clock, worker_name="w-log")  # type: ignore[arg-type]
+    engine.runner.collector = engine.collector = Collector(rig.store, lambda _n: rig.sim, rig.clock)
+    web = rig.sim.create_server("web")
+    db = rig.sim.create_server("db", volume_backed=True)
+    daily(rig, web.id, db.id, last=1)
+    engine.drain(rig.clock.now() + DAY + timedelta(hours=2))
+    rig.sim.kill_next_image(web.id)
+    engine.drain(rig.clock.now() + DAY)
+    states = [r.state for r in runs(rig)]
+    assert states.count(RunState.SUCCEEDED) >= 3 and states.count(RunState.FAILED) == 1
+    assert {name for name, _ in log.fences} == _WriteLog.WRITES
+    run_ids = {r.id for r in runs(rig)}
+    unfenced = [name for name, fence in log.fences if fence is None or fence[0] not in run_ids]
+    assert unfenced == []
+
+
 def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
     store: SqlStore, clock: Any
 ) -> None:

@@ -177,6 +177,37 @@ def test_a_step_hung_longer_than_the_hold_limit_is_left_to_be_taken_over(
     assert run_id in [r.id for r in claimed]
 
 
+class _HungThenSlowRunner(_LongStepRunner):
+    """The first step outlasts the hold limit; the next ones are only slow."""
+
+    def __init__(self, rig: Rig, settings: EngineSettings, *, slices: list[int]) -> None:
+        super().__init__(rig, settings, slices=0)
+        self.slices_per_step = slices
+
+    def advance(self, run: Run) -> None:
+        self.slices = self.slices_per_step[len(self.lease_after)]
+        super().advance(run)
+
+
+def test_a_step_past_the_hold_limit_leaves_the_later_steps_of_its_batch_renewed(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a limit of 1 lease: the first step (1.2 leases) loses its renewals past the
+    limit, the second (1.6 leases, under the limit) keeps its lease to the end."""
+    monkeypatch.setattr(worker_module, "HOLD_AT_MOST", 1)
+    _two_due_runs(rig)
+    settings = EngineSettings()
+    claimed_at = rig.clock.now()
+    runner = _HungThenSlowRunner(rig, settings, slices=[3, 4])
+    worker = Worker(rig.store, runner, rig.clock, settings, name="w")  # type: ignore[arg-type]
+    assert worker.work_once() == 2
+    hung, slow = runner.lease_after
+    # renewed at 0.4 and 0.8 leases, not at 1.2 (past the limit)
+    assert runner.lease_after[hung] == claimed_at + settings.lease * 1.8
+    lease = runner.lease_after[slow]
+    assert lease is not None and lease > runner.ended_at[slow]
+
+
 def test_an_expired_lease_is_not_renewed(rig: Rig) -> None:
     """From its expiry on, another worker may claim the run: the old holder must not extend it."""
     _two_due_runs(rig)

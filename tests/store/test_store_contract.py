@@ -29,6 +29,7 @@ from stackback.store.sql import (
     NewRun,
     RunFilter,
     SqlStore,
+    StepNote,
     TickPlan,
 )
 
@@ -179,9 +180,9 @@ def test_claim_leases_and_fences(store: SqlStore) -> None:
     with pytest.raises(LeaseLost):
         store.update_run(run_id, 1, state=RunState.SNAPSHOTTING)
     with pytest.raises(LeaseLost):
-        store.record_step(run_id, 1, "snapshot", started_at=T0, finished_at=T0, outcome="ok")
+        store.update_run(run_id, 1, step=StepNote("snapshot", T0, T0, "ok"))
     store.update_run(run_id, 2, state=RunState.SNAPSHOTTING)
-    store.record_step(run_id, 2, "snapshot", started_at=T0, finished_at=T0, outcome="ok")
+    store.update_run(run_id, 2, step=StepNote("snapshot", T0, T0, "ok"))
     run = store.get_run(run_id)
     assert run.state is RunState.SNAPSHOTTING
     assert [(s.name, s.attempt) for s in run.steps] == [("snapshot", 2)]

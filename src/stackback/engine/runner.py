@@ -20,6 +20,7 @@ so a worker whose lease was taken over mid-step writes nothing more.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ from stackback.policy import (
     Policy,
     Run,
     RunState,
+    Step,
 )
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -82,6 +84,23 @@ class Unexpected(StackbackError):
 
     code = "internal-error"
     retryable = True
+
+
+_START_DETAIL = re.compile(r"server (?P<id>\S+) \(")
+"""What the start step records (``server <id> (<name>)``), since the first version."""
+
+
+def _start_detail(server: ServerInfo) -> str:
+    return f"server {server.id} ({server.name})"
+
+
+def _started_on(steps: Sequence[Step]) -> str | None:
+    """The server id a run's start step recorded in its journal (the last one that started)."""
+    for step in reversed(steps):
+        if step.name == "start" and step.outcome == "ok":
+            found = _START_DETAIL.match(step.detail)
+            return found["id"] if found else None
+    return None
 
 
 def _fence_of(run: Run) -> tuple[str, int]:
@@ -181,11 +200,31 @@ class Runner:
         if run.state is RunState.PENDING:
             self._start(run)
         elif run.state is RunState.SNAPSHOTTING:
-            self._snapshot(run, resumed=True)
+            self._snapshot(self._with_server_id(run), resumed=True)
         elif run.state is RunState.ROTATING:
-            self._rotate(run)
+            self._rotate(self._with_server_id(run))
         else:
             self._release(run, None)
+
+    def _with_server_id(self, run: Run, backup: Backup | None = None) -> Run:
+        """A run started before migration 0005 records its server id when it is resumed.
+
+        The id is the one its backup is kept under or, before the backup record, the
+        one its start step wrote in the journal: not whoever has the typed name now.
+        From then on the one-active-run-per-server index holds it; if another active
+        run already holds that server, the run goes on without it, as before.
+        """
+        if run.server_id is not None:
+            return run
+        backup = backup or self.store.backup_for_run(run.id)
+        server_id = backup.target if backup else _started_on(self.store.get_run(run.id).steps)
+        if server_id is None:
+            return run
+        try:
+            return self.store.update_run(run.id, run.attempt, server_id=server_id)
+        except Conflict:
+            log.warning("run %s: server %s already has another active run", run.id, server_id)
+            return run
 
     def _policy(self, run: Run) -> Policy | None:
         """The run's policy, read once per batch (None for on-demand runs or a deleted one)."""
@@ -223,7 +262,7 @@ class Runner:
                 state=RunState.SNAPSHOTTING,
                 target_name=server.name,
                 server_id=server.id,  # one active run per server, however its target named it
-                step=self._note("start", now, "ok", f"server {server.id} ({server.name})"),
+                step=self._note("start", now, "ok", _start_detail(server)),
             )
         except Conflict:
             if run.trigger == "schedule" and now >= start_by:
@@ -357,6 +396,7 @@ class Runner:
         )
 
     def _check(self, run: Run, backup: Backup, infos: dict[ArtifactRef, ArtifactInfo]) -> None:
+        run = self._with_server_id(run, backup)
         now = self.clock.now()
         cloud = self.clouds(run.cloud)
         known = {(a.kind, a.cloud_id) for a in backup.artifacts}

@@ -117,9 +117,11 @@ class LeaseKeeper:
 
     Every third of a lease (by the engine's clock), each run still held is
     renewed, fenced by its attempt. A run whose step released its lease, or
-    that another worker took over, drops out (``LeaseLost``); renewals stop for
-    good once one step has lasted ``HOLD_AT_MOST`` leases, so that a hung
-    worker's runs are eventually taken over.
+    that another worker took over, drops out (``LeaseLost``). Renewals pause
+    while one step has lasted ``HOLD_AT_MOST`` leases, so that a hung worker's
+    runs are taken over once their leases run out; the limit counts from each
+    step's start, so when that step returns, the leases still held (unexpired)
+    are renewed again for the rest of the batch.
     """
 
     def __init__(self, store: Store, clock: Clock, lease: timedelta, runs: Sequence[Run]) -> None:
@@ -152,11 +154,17 @@ class LeaseKeeper:
         self._renew_if_due(self._step_started)
 
     def _beat(self) -> None:
+        warned_for: datetime | None = None
         while self._held and not self._stop.wait(HEARTBEAT_CHECK_SECONDS):
             now = self.clock.now()
-            if now - self._step_started >= self.lease * HOLD_AT_MOST:
-                log.warning("runs %s held too long: their leases are left to expire", self._ids())
-                return
+            step_started = self._step_started
+            if now - step_started >= self.lease * HOLD_AT_MOST:
+                if warned_for != step_started:
+                    warned_for = step_started
+                    log.warning(
+                        "runs %s held too long: their leases are left to expire", self._ids()
+                    )
+                continue
             self._renew_if_due(now)
 
     def _renew_if_due(self, now: datetime) -> None:

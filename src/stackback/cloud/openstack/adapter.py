@@ -141,8 +141,9 @@ class OpenStackCloud:
     def delete_artifact(self, ref: ArtifactRef) -> None:
         """Delete an artifact; one already gone (or not visible to the project) is fine.
 
-        Cinder refuses (400) to delete a snapshot still ``creating``: that is reported as
-        :class:`~stackback.errors.CloudBusy`, to be retried once it is available.
+        Cinder refuses (400) to delete a snapshot that is not ``available`` or ``error``
+        (still ``creating``, or already ``deleting``): that is reported as
+        :class:`~stackback.errors.CloudBusy`, to be retried (the simulator does the same).
         """
         self._check_kinds({ref.kind})
         what = f"deleting {ref.kind} {ref.id} on {self._where}"

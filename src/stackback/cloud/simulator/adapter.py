@@ -8,14 +8,17 @@ Nova/Glance/Cinder do (see ``cloud-behaviour.md``):
 
 * ``createImage`` of an image-backed server: the image is ``queued`` (waiting
   for a per-host upload slot, then the hypervisor snapshot), ``saving``, then
-  ``active`` or ``killed``. Meanwhile another ``createImage`` of that server
-  answers 409 (:class:`CloudBusy`) and creates nothing.
+  ``active``, or gone if the snapshot fails (Nova deletes its image). Meanwhile
+  another ``createImage`` of that server answers 409 (:class:`CloudBusy`) and
+  creates nothing.
 * ``createImage`` of a volume-backed server: a 0-byte image, ``active`` at once,
   whose ``block_device_mapping`` names one Cinder snapshot per attached volume
   (``creating`` → ``available``). Deleting the image leaves those snapshots.
-* Deleting a Cinder snapshot still ``creating`` is refused with
-  :class:`CloudBusy` (real Cinder answers 400 "Snapshot status must be available
-  or error"; it is transient, so it is reported as retryable).
+* Deleting a Cinder snapshot that is not ``available`` (still ``creating``, or
+  already ``deleting``) is refused with :class:`CloudBusy`, as the openstacksdk
+  adapter reports real Cinder's 400 "Invalid snapshot: Snapshot status must be
+  available or error and must not be part of a group." (Cinder 29,
+  ``volume/api.py`` ``delete_snapshot``): transient, so retryable.
 * Errors and 409s can be injected, randomly but reproducibly from the seed and
   a counter kept in the file, or scripted (:meth:`SimulatedCloud.fail_next`).
 """
@@ -162,8 +165,8 @@ class SimulatedCloud:
     def delete_artifact(self, ref: ArtifactRef) -> None:
         """Delete an artifact; one already gone (or never visible) is not an error.
 
-        A volume snapshot still ``creating`` cannot be deleted yet: :class:`CloudBusy`.
-        One being deleted stays ``deleting`` for ``snapshot_delete_seconds``.
+        A volume snapshot can be deleted only once ``available``: one still ``creating``,
+        or already ``deleting`` (for ``snapshot_delete_seconds``), is :class:`CloudBusy`.
         """
         with self._call("delete_artifact") as call:
             row = self._artifact_row(call, ref)
@@ -178,15 +181,14 @@ class SimulatedCloud:
                     )
                 call.conn.execute("DELETE FROM images WHERE id = ?", (ref.id,))
                 return
-            state = snapshot_state(row, call.now)
-            if state == "creating":
-                raise CloudBusy(f"Invalid snapshot: snapshot {ref.id} is still creating")
-            if state == "available":
-                gone_at = call.now + call.config.snapshot_delete_seconds
-                call.conn.execute(
-                    "UPDATE snapshots SET gone_at = ? WHERE id = ?", (gone_at, ref.id)
+            if snapshot_state(row, call.now) != "available":
+                raise CloudBusy(
+                    "Invalid snapshot: Snapshot status must be available or error"
+                    " and must not be part of a group."
                 )
-                self._purge_deleted_snapshots(call.conn, call.now)
+            gone_at = call.now + call.config.snapshot_delete_seconds
+            call.conn.execute("UPDATE snapshots SET gone_at = ? WHERE id = ?", (gone_at, ref.id))
+            self._purge_gone(call.conn, call.now)
 
     def list_marked_artifacts(self) -> list[ArtifactInfo]:
         """Every artifact of the project carrying stackback's created-by marker."""
@@ -263,7 +265,8 @@ class SimulatedCloud:
         with self._db.transaction() as conn:
             rows = self._rows(conn, "images", all_projects=all_projects)
         now = self._clock.now().timestamp()
-        return [to_sim_image(row, now) for row in rows]
+        images = [to_sim_image(row, now) for row in rows]
+        return [image for image in images if image.status != "deleted"]
 
     def snapshots(self, *, all_projects: bool = False) -> list[SimSnapshot]:
         """Volume snapshots with their raw Cinder status, oldest first."""
@@ -311,7 +314,7 @@ class SimulatedCloud:
         self.fail_next("start_server_image", CloudBusy, count, server_id=server_id)
 
     def kill_next_image(self, server_id: str, count: int = 1) -> None:
-        """The next ``count`` images of the (image-backed) server end ``killed``."""
+        """The next ``count`` snapshots of the (image-backed) server fail: their images go."""
         self._script(KILL_IMAGE, "killed", count, server_id)
 
     # -- internals ------------------------------------------------------------------------
@@ -329,7 +332,7 @@ class SimulatedCloud:
                     conn, self.project, self.seed, self._clock.now().timestamp(), sequence, config
                 )
                 self._raise_injected_error(call, operation, server_id)
-                self._purge_deleted_snapshots(conn, call.now)
+                self._purge_gone(conn, call.now)
                 yield call
         finally:
             if latency > 0:
@@ -349,8 +352,10 @@ class SimulatedCloud:
             script_fault(conn, self.project, operation, error, count, server_id)
 
     @staticmethod
-    def _purge_deleted_snapshots(conn: sqlite3.Connection, now: float) -> None:
+    def _purge_gone(conn: sqlite3.Connection, now: float) -> None:
+        """Forget what the cloud no longer lists: deleted snapshots, failed snapshot images."""
         conn.execute("DELETE FROM snapshots WHERE gone_at IS NOT NULL AND gone_at <= ?", (now,))
+        conn.execute("DELETE FROM images WHERE doomed = 1 AND ready_at <= ?", (now,))
 
     def _update_server_metadata(
         self, server_id: str, change: Callable[[dict[str, str]], Mapping[str, str]]

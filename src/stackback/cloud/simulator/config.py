@@ -21,7 +21,8 @@ class SimFaults:
     (:class:`~stackback.errors.CloudUnavailable`) before doing anything.
     ``busy_rate``: chance that a ``createImage`` answers 409
     (:class:`~stackback.errors.CloudBusy`) although the server is idle.
-    ``kill_rate``: chance that a new image of an image-backed server ends ``killed``.
+    ``kill_rate``: chance that a snapshot of an image-backed server fails (Nova then
+    deletes its image).
     """
 
     error_rate: float = 0.0

@@ -55,11 +55,17 @@ def instant(timestamp: float) -> datetime:
 
 
 def image_state(row: sqlite3.Row, now: float) -> str:
+    """Glance's status of a server's snapshot at ``now``.
+
+    A snapshot that fails is gone at once: Glance puts a failed upload back to
+    ``queued`` and Nova's ``delete_image_on_error`` deletes the image (Nova 34,
+    ``compute/manager.py``; Glance 33, ``api/v2/image_data.py`` ``_restore``).
+    """
     if now < row["upload_at"]:
         return "queued"
     if now < row["ready_at"]:
         return "saving"
-    return "killed" if row["doomed"] else "active"
+    return "deleted" if row["doomed"] else "active"
 
 
 def snapshot_state(row: sqlite3.Row, now: float) -> str:

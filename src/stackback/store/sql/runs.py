@@ -159,24 +159,6 @@ class RunStore(SqlBase):
             not_before=not_before,
         )
 
-    def record_step(
-        self,
-        run_id: str,
-        attempt: int,
-        name: str,
-        *,
-        started_at: datetime,
-        finished_at: datetime | None,
-        outcome: str,
-        detail: str = "",
-    ) -> None:
-        """Append a step to a run's journal, fenced by ``attempt``."""
-        self.update_run(
-            run_id,
-            attempt,
-            step=StepNote(name, started_at, finished_at, outcome, detail),
-        )
-
     def get_run(self, run_id: str) -> Run:
         with self._session() as session:
             row = by_id_or_prefix(session, RunRow, run_id, "run")
