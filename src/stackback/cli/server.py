@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.output import emit_list, emit_object, format_option
-from stackback.cli.policy import pass_app, policy_summary
+from stackback.cli.output import emit_list, format_option
+from stackback.cli.policy import cron_lines, pass_app, show_detail
+from stackback.views import policy_summary
 
 
 @click.group("server")
@@ -32,7 +33,7 @@ def enable(
 ) -> None:
     """Back SERVER up daily; enabling again changes the retention."""
     policy = app.policies.enable_server(server, retention=retention, cron=cron, timezone=timezone)
-    emit_object(policy_summary(policy), fmt)
+    show_detail(app.policies.view_of(policy), fmt)
 
 
 @server_group.command("disable")
@@ -42,7 +43,7 @@ def enable(
 def disable(app: AppContext, /, server: str, fmt: str) -> None:
     """Stop backing SERVER up (its existing backups stay)."""
     policy = app.policies.disable_server(server)
-    emit_object(policy_summary(policy), fmt)
+    show_detail(app.policies.view_of(policy), fmt)
 
 
 @server_group.command("show")
@@ -52,8 +53,12 @@ def disable(app: AppContext, /, server: str, fmt: str) -> None:
 def show(app: AppContext, /, server: str, fmt: str) -> None:
     """The policies that cover SERVER and their retention."""
     explicit, by_selector = app.policies.policies_for_server(server)
-    rows = [{**policy_summary(p), "covers": "explicitly"} for p in explicit] + [
-        {**policy_summary(p), "covers": f"if its metadata has {p.selector} (resolved at run time)"}
+    view = app.policies.view_of
+    rows = [{**policy_summary(view(p)), "covers": "explicitly"} for p in explicit] + [
+        {
+            **policy_summary(view(p)),
+            "covers": f"if its metadata has {p.selector} (resolved at run time)",
+        }
         for p in by_selector
     ]
     if fmt == "json":  # "retention" stays the rules mapping, as in every other command
@@ -61,6 +66,7 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
         return
     for row in rows:
         row["retention"] = row["retention_description"]
+        row["schedules"] = cron_lines(row)
     emit_list(
         rows,
         ["name", "covers", "schedules", "timezone", "retention", "enabled"],
