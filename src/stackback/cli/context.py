@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider
 from stackback.config import Settings
-from stackback.ports import Clock
+from stackback.ports import Clock, Store
 from stackback.services.backups import BackupService
+from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
-from stackback.store.database import create_db_engine, upgrade
-from stackback.store.sql import SqlStore
-
-
-def sqlite_file_missing(db_url: str) -> bool:
-    """True for a SQLite database file that does not exist yet (nothing has created it)."""
-    url = make_url(db_url)
-    return (
-        url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and not Path(str(url.database)).expanduser().exists()
-    )
+from stackback.services.runs import RunService
 
 
 @dataclass
@@ -35,7 +22,7 @@ class AppContext:
     load_settings: Callable[[], Settings]
     clock: Clock = field(default_factory=SystemClock)
     _settings: Settings | None = None
-    _store: SqlStore | None = None
+    _store: Store | None = None
     _clouds: CloudProvider | None = None
 
     @property
@@ -46,13 +33,9 @@ class AppContext:
         return self._settings
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         if self._store is None:
-            fresh = sqlite_file_missing(self.settings.db_url)
-            engine = create_db_engine(self.settings.db_url)
-            if fresh:  # a database that did not exist yet is created at the current schema
-                upgrade(engine)
-            self._store = SqlStore(engine)
+            self._store = open_store(self.settings.db_url)
         return self._store
 
     @property
@@ -68,6 +51,10 @@ class AppContext:
     @property
     def backups(self) -> BackupService:
         return BackupService(self.store, self.clouds, self.clock)
+
+    @property
+    def runs(self) -> RunService:
+        return RunService(self.store, self.clouds, self.clock)
 
     def close(self) -> None:
         if self._store is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 from sqlalchemy.engine import make_url
 
-from stackback.cli.context import AppContext, sqlite_file_missing
+from stackback.cli.context import AppContext
 from stackback.cli.output import emit_object, format_option
 from stackback.cli.policy import pass_app
+from stackback.services.factory import sqlite_file_missing
 from stackback.store.database import (
     create_db_engine,
     current_revision,
@@ -42,7 +43,10 @@ def upgrade_(app: AppContext, /, fmt: str) -> None:
 @format_option
 @pass_app
 def status(app: AppContext, /, fmt: str) -> None:
-    """Show the schema revision of the database and the one this code needs."""
+    """Show the schema revision of the database and the one this code needs.
+
+    Exits 1 when they differ (the database needs `stackback db upgrade`).
+    """
     url = app.settings.db_url
     current = None
     # Only look: connecting would create an empty SQLite file (and its directory), which every
@@ -64,6 +68,13 @@ def status(app: AppContext, /, fmt: str) -> None:
         },
         fmt,
     )
+    if current != head:
+        click.echo(
+            f"stackback: error: the database schema is at {current or 'no revision'}, this "
+            f"stackback needs {head}: run `stackback db upgrade`",
+            err=True,
+        )
+        click.get_current_context().exit(1)
 
 
 COMMANDS = [db_group]

@@ -58,24 +58,45 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def console() -> Console:
-    return Console(soft_wrap=False)
+def console(*, stderr: bool = False) -> Console:
+    return Console(soft_wrap=False, stderr=stderr)
 
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(to_jsonable(data), indent=2, sort_keys=False))
 
 
+SHORT_ID = 8
+"""Characters of an id a table shows (any unique prefix of 6 or more finds the object)."""
+
+
+def short_id(value: str) -> str:
+    return value[:SHORT_ID]
+
+
 def emit_list(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, *, title: str = ""
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    *,
+    title: str = "",
+    whole: Sequence[str] = (),
 ) -> None:
-    """A list: one row per object. JSON gets every key of every row."""
+    """A list: one row per object. JSON gets every key of every row.
+
+    The ``whole`` columns (names, zones, ids, times) are never broken inside a
+    value: the free-text columns fold around them when the terminal is narrow.
+    """
     if fmt == "json":
         emit_json(list(rows))
         return
     table = Table(title=title or None, show_lines=False)
     for column in columns:
-        table.add_column(column.replace("_", " ").title(), overflow="fold")
+        header = column.replace("_", " ").title()
+        if column in whole:
+            table.add_column(header, no_wrap=True)
+        else:
+            table.add_column(header, overflow="fold")
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     console().print(table)
@@ -87,7 +108,7 @@ def emit_object(data: Mapping[str, Any], fmt: str) -> None:
         emit_json(data)
         return
     table = Table(show_header=True)
-    table.add_column("Field")
+    table.add_column("Field", no_wrap=True)
     table.add_column("Value", overflow="fold")
     for key, value in data.items():
         table.add_row(key, _cell(value))

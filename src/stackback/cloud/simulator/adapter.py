@@ -63,6 +63,7 @@ from stackback.errors import (
     CloudNotFound,
     CloudRejected,
     CloudUnavailable,
+    CloudUnreachable,
     InvalidInput,
     QuotaExceeded,
 )
@@ -93,7 +94,14 @@ OPERATIONS = frozenset(
 )
 INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
     cls.__name__: cls
-    for cls in (CloudBusy, CloudUnavailable, CloudNotFound, CloudRejected, QuotaExceeded)
+    for cls in (
+        CloudBusy,
+        CloudUnavailable,
+        CloudUnreachable,
+        CloudNotFound,
+        CloudRejected,
+        QuotaExceeded,
+    )
 }
 
 
