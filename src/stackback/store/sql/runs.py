@@ -231,6 +231,7 @@ class RunStore(SqlBase):
             return run_from_row(row, list(steps))
 
     def list_runs(self, criteria: RunFilter | None = None) -> list[Run]:
+        """Runs newest first, each with its step journal (its tries and retries show)."""
         filter = criteria or RunFilter()
         with self._session() as session:
             query = select(RunRow)
@@ -243,7 +244,14 @@ class RunStore(SqlBase):
             if filter.state:
                 query = query.where(RunRow.state == filter.state.value)
             query = query.order_by(RunRow.scheduled_for.desc(), RunRow.id).limit(filter.limit)
-            return [run_from_row(r) for r in session.scalars(query)]
+            rows = session.scalars(query).all()
+            steps: dict[str, list[RunStepRow]] = {row.id: [] for row in rows}
+            for chunk in _chunks(list(steps), 500):  # each run's journal, in one query per 500
+                for step in session.scalars(
+                    select(RunStepRow).where(RunStepRow.run_id.in_(chunk)).order_by(RunStepRow.id)
+                ):
+                    steps[step.run_id].append(step)
+            return [run_from_row(r, steps[r.id]) for r in rows]
 
     def count_runs_by_state(self) -> dict[str, int]:
         with self._session() as session:
@@ -258,6 +266,10 @@ class RunStore(SqlBase):
         with self._session() as session:
             session.execute(delete(RunRow).where(RunRow.id == run.id))
         return run
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:
