@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -160,7 +160,8 @@ def test_cancel_an_active_run_leaves_the_server_and_fences_its_worker(
     images = {i.id for i in sim.cloud.images()}
     store = state_store(tmp_path)
     try:
-        [held] = store.claim_runs(datetime.now(UTC), "w-old", lease_seconds=300)
+        soon = datetime.now(UTC) + timedelta(seconds=5)  # past its next poll (50 ms away)
+        [held] = store.claim_runs(soon, "w-old", lease_seconds=300)
         table = cli("run", "show", run["id"])
         assert "held by w-old until" in table.out
         shown = ok_json(cli, "run", "show", run["id"])
@@ -183,3 +184,99 @@ def test_a_too_short_id_prefix_says_the_minimum(cli: CliRunner) -> None:
     assert result.code == 2
     assert_one_line_error(result.err, "at least 6 characters")
     assert_one_line_error(cli("backup", "show", "0a1").err, "at least 6 characters")
+
+
+# -- outputs that agree ------------------------------------------------------------------------
+
+
+def test_lists_show_a_renamed_policy_by_its_new_name(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    # Regression: runs and backups kept showing the name the policy had when they were made.
+    server = sim.cloud.create_server("web1")
+    policy = ok_json(cli, "policy", "create", "nightly", "--server", "web1", "--cron", "0 1 * * *")
+    store = state_store(tmp_path)
+    try:
+        run = store.create_manual_run(
+            target="web1", now=datetime.now(UTC), label=None, retention=None,
+            policy=store.get_policy(policy["id"]),
+        )  # fmt: skip
+    finally:
+        store.dispose()
+    assert cli("--os-cloud", sim.spec, "worker", "--once").code == 0
+    ok_json(cli, "policy", "set", "nightly", "--name", "nightly-eu")
+    listed = ok_json(cli, "run", "list")
+    assert [(r["id"], r["policy"]) for r in listed] == [(run.id, "nightly-eu")]
+    assert ok_json(cli, "run", "show", run.id)["policy"] == "nightly-eu"
+    assert "nightly-eu" in cli("run", "list").out
+    backups = ok_json(cli, "backup", "list", "--server", server.id)
+    assert backups
+    for backup in backups:
+        assert backup["policy"] == "nightly-eu"
+        assert ok_json(cli, "backup", "show", backup["id"])["policy"] == "nightly-eu"
+
+
+def test_a_protected_backup_says_protected_as_retention_preview_does(
+    cli: CliRunner, sim: Sim
+) -> None:
+    # Regression: `backup list` gave a protected backup the reasons it had before (none).
+    sim.cloud.create_server("web1")
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", "web1", "--wait")
+    protected = ok_json(cli, "backup", "protect", run["backup_id"])
+    assert protected["reasons"] == ["protected"]
+    assert ok_json(cli, "backup", "list")[0]["reasons"] == ["protected"]
+    assert ok_json(cli, "backup", "unprotect", run["backup_id"])["reasons"] == []
+
+
+def test_run_list_shows_a_pending_runs_target_and_when_it_is_due(cli: CliRunner) -> None:
+    # Regression: a pending run's target column was empty and the table had no due time.
+    run = ok_json(cli, "backup", "now", "web1")
+    table = cli("run", "list")
+    [line] = [line for line in table.out.splitlines() if run["id"][:8] in line]
+    due = datetime.fromisoformat(run["due_at"])
+    assert "web1" in line and f"{due:%Y-%m-%d %H:%M}" in line and "pending" in line
+
+
+LONG_SERVER = "database-primary-eu-west-01"
+LONG_POLICY = "nightly-database-servers"
+LONG_ZONE = "America/Argentina/Buenos_Aires"
+
+
+def test_tables_never_break_a_name_or_a_zone_at_80_columns(
+    cli: CliRunner, sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: every column folded, "Europe/Amsterdam" became "Europe/A" + "msterdam".
+    sim.cloud.create_server(LONG_SERVER)
+    sim.cloud.create_server("web1")
+    ok_json(cli, "policy", "create", LONG_POLICY, "--server", LONG_SERVER,
+            "--cron", "0 1 * * *", "--timezone", LONG_ZONE, "--keep-daily", "7")  # fmt: skip
+    ok_json(cli, "policy", "create", "web", "--server", "web1", "--cron", "30 2 * * *",
+            "--timezone", "Europe/Amsterdam", "--keep-last", "3")  # fmt: skip
+    ok_json(cli, "--os-cloud", sim.spec, "backup", "now", LONG_SERVER, "--wait")
+    ok_json(cli, "backup", "now", "web1")
+    monkeypatch.setenv("COLUMNS", "80")
+    for args, names in [
+        (("policy", "list"), (LONG_POLICY, LONG_SERVER, LONG_ZONE, "Europe/Amsterdam")),
+        (("run", "list"), (LONG_SERVER, "web1")),
+        (("backup", "list"), (LONG_SERVER,)),
+        (("server", "show", LONG_SERVER), (LONG_POLICY, LONG_ZONE)),
+        (("policy", "show", LONG_POLICY), (LONG_POLICY, LONG_SERVER, LONG_ZONE)),
+    ]:
+        result = cli(*args)
+        assert result.code == 0, result.err
+        assert max(len(line) for line in result.out.splitlines()) <= 80, result.out
+        for name in names:
+            assert name in result.out, (args, name, result.out)
+
+
+def test_errors_name_a_server_by_its_name_with_its_id(cli: CliRunner, sim: Sim) -> None:
+    # Regression: "the last good backup of 5f0c…" named the server by its id only.
+    server = sim.cloud.create_server("web1")
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", "web1", "--wait")
+    refused = cli("--os-cloud", sim.spec, "backup", "delete", run["backup_id"])
+    assert refused.code == 1
+    assert_one_line_error(refused.err, f"web1 [{server.id}]")
+    sim.cloud.delete_server(server.id)
+    gone = cli("--os-cloud", sim.spec, "backup", "now", server.id, "--wait")
+    assert gone.code == 1
+    assert_one_line_error(gone.err, "no longer exists")

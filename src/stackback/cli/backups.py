@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.output import console, emit_list, emit_object, format_option, short_id
+from stackback.cli.output import (
+    console,
+    emit_list,
+    emit_object,
+    format_option,
+    minute,
+    short_id,
+)
 from stackback.cli.policy import pass_app
 from stackback.errors import InvalidInput
 from stackback.policy import Backup, Run, RunState
@@ -46,29 +53,23 @@ def list_(
     limit: int | None,
     fmt: str,
 ) -> None:
-    """List backups, newest first, with why retention keeps each."""
+    """List backups, newest first, with why retention keeps each (ids shortened in the table)."""
     rows = [
         backup_summary(b)
         for b in app.backups.list_backups(
             server=server, policy=policy, include_deleted=include_deleted, limit=limit
         )
     ]
-    if fmt == "table":
+    if fmt == "table":  # `backup show` has the artifacts; "protected" is among the reasons
         for row in rows:
-            row["artifacts"] = [f"{a['kind']} {a['id']}" for a in row["artifacts"]]
+            row["id"] = short_id(row["id"])
+            row["target"] = row["target_name"] or row["target"]
+            row["created"] = minute(row["created_at"])
     emit_list(
         rows,
-        [
-            "id",
-            "target_name",
-            "policy",
-            "status",
-            "protected",
-            "created_at",
-            "reasons",
-            "artifacts",
-        ],
+        ["id", "target", "policy", "status", "created", "reasons"],
         fmt,
+        whole=("id", "target", "policy", "status", "created"),
     )
 
 

@@ -158,10 +158,11 @@ def list_(app: AppContext, /, fmt: str) -> None:
             row["schedules"] = cron_lines(row)
             row["targets"] = (row["selector"] and f"selector {row['selector']}") or row["targets"]
             row["retention"] = row["retention_description"]
-    emit_list(
+    emit_list(  # the kind is in `policy show` (server-image is the only one so far)
         rows,
-        ["name", "kind", "targets", "schedules", "timezone", "retention", "enabled"],
+        ["name", "targets", "schedules", "timezone", "retention", "enabled"],
         fmt,
+        whole=("name", "targets", "schedules", "timezone", "enabled"),
     )
 
 

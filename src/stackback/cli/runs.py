@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.output import emit_list, emit_object, format_option, short_id
+from stackback.cli.output import emit_list, emit_object, format_option, minute, short_id
 from stackback.cli.policy import pass_app
 from stackback.policy import RunState
 from stackback.views import run_detail, run_summary
-
-
-def _minute(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value is not None else ""
 
 
 @click.group("run")
@@ -50,7 +45,7 @@ def list_(
         for row in rows:
             row["id"] = short_id(row["id"])
             row["target"] = row["target_name"] or row["target"]  # a pending run: as named
-            row["due"] = _minute(row["due_at"])
+            row["due"] = minute(row["due_at"])
     emit_list(
         rows,
         ["id", "policy", "target", "state", "due", "error"],

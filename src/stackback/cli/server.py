@@ -72,6 +72,7 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
         ["name", "covers", "schedules", "timezone", "retention", "enabled"],
         fmt,
         title=f"Policies covering {server}",
+        whole=("name", "schedules", "timezone", "enabled"),
     )
 
 
