@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 
 from stackback.cli.backups import progress_line
 from stackback.cloud.simulator.config import SimConfig
-from stackback.errors import CloudUnavailable, CloudUnreachable
+from stackback.errors import CloudError, CloudRejected, CloudUnavailable, CloudUnreachable
 from stackback.policy import Run, RunState, Step
 from stackback.store.sql import SqlStore
 from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
@@ -79,13 +79,22 @@ def test_a_failure_is_one_line_and_no_table(cli: CliRunner, sim: Sim) -> None:
     assert_one_line_error(result.err, "ghost", "failed")
 
 
-def test_an_unreachable_cloud_fails_an_on_demand_backup_at_once(cli: CliRunner, sim: Sim) -> None:
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (CloudUnreachable, ("cloud-unreachable", "check the cloud's address")),
+        (CloudRejected, ("cloud-rejected",)),  # e.g. authentication refused (401)
+    ],
+)
+def test_an_unreachable_or_refusing_cloud_fails_an_on_demand_backup_at_once(
+    cli: CliRunner, sim: Sim, error: type[CloudError], words: tuple[str, ...]
+) -> None:
     # Regression: connection refused was retried for the whole retry window (30 minutes).
     sim.cloud.create_server("web1")
-    sim.cloud.fail_next("get_server", CloudUnreachable, count=1000)
+    sim.cloud.fail_next("get_server", error, count=1000)
     result = cli("--os-cloud", sim.spec, "backup", "now", "web1", "--wait", "--timeout", "60")
     assert result.code == 1
-    assert_one_line_error(result.err, "cloud-unreachable", "check the cloud's address")
+    assert_one_line_error(result.err, *words)
     (run,) = ok_json(cli, "run", "list")
     assert (run["state"], run["attempt"]) == ("failed", 1)
 
