@@ -289,3 +289,21 @@ def test_errors_name_a_server_by_its_name_with_its_id(cli: CliRunner, sim: Sim) 
     gone = cli("--os-cloud", sim.spec, "backup", "now", server.id, "--wait")
     assert gone.code == 1
     assert_one_line_error(gone.err, "no longer exists")
+
+
+def test_artifacts_have_one_shape_in_show_protect_and_delete(cli: CliRunner, sim: Sim) -> None:
+    # Regression: `backup delete` printed artifacts as key=value mappings, `backup show` as lines.
+    sim.cloud.create_server("web1")
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", "web1", "--wait")
+    backup_id = run["backup_id"]
+    shown = ok_json(cli, "backup", "show", backup_id)
+    assert ok_json(cli, "backup", "protect", backup_id)["artifacts"] == shown["artifacts"]
+    shown_table = cli("backup", "show", backup_id).out
+    deleted = cli("--os-cloud", sim.spec, "backup", "delete", backup_id, "--force")
+    assert deleted.code == 0, deleted.err
+    (image,) = shown["artifacts"]
+    line = f"image {image['id']} "
+    assert line in shown_table and line in deleted.out
+    assert "kind=" not in deleted.out
+    after = ok_json(cli, "backup", "show", backup_id)
+    assert [set(a) for a in after["artifacts"]] == [set(image)]
