@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from stackback.cloud.simulator.config import SimConfig
-from stackback.errors import CloudUnreachable, Conflict, WaitTimedOut
+from stackback.errors import CloudUnreachable, Conflict, InvalidInput, WaitTimedOut
 from stackback.policy import BackupStatus, Run, RunState
 from stackback.retention import RetentionPolicy
 from stackback.services.backups import BackupService
@@ -111,3 +111,11 @@ def test_an_unreachable_cloud_fails_an_on_demand_run_at_its_first_call(rig: Rig)
     assert failed.state is RunState.FAILED
     assert "cloud-unreachable" in (failed.error or "")
     assert [s.outcome for s in failed.steps] == ["failed"]
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan")])
+def test_a_wait_needs_a_positive_timeout(rig: Rig, timeout: float) -> None:
+    run = manual_run(rig, rig.sim.create_server("web").id)
+    with pytest.raises(InvalidInput, match="--timeout"):
+        service(rig).wait(run.id, timeout=timeout)
+    assert rig.store.get_run(run.id).state is RunState.PENDING
