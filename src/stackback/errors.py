@@ -71,6 +71,16 @@ class DatabaseUnavailable(StackbackError):
     code = "database-unavailable"
 
 
+class WaitTimedOut(StackbackError):
+    """Waiting for a run ended before the run did (the run itself goes on)."""
+
+    code = "wait-timed-out"
+
+    def __init__(self, message: str, *, run_id: str, error_id: str | None = None) -> None:
+        super().__init__(message, error_id=error_id)
+        self.run_id = run_id
+
+
 class LeaseLost(StackbackError):
     """A worker's lease on a run was taken over; its writes are fenced off."""
 
@@ -102,6 +112,14 @@ class CloudUnavailable(CloudError):
 
     code = "cloud-unavailable"
     retryable = True
+
+
+class CloudUnreachable(CloudUnavailable):
+    """The cloud cannot be reached at all: connection refused, no route, a TLS failure, no
+    identity service at the auth URL. Retried for scheduled runs; an on-demand backup whose
+    first call meets it fails at once (the operator is waiting and can fix the address)."""
+
+    code = "cloud-unreachable"
 
 
 class CloudNotFound(CloudError):

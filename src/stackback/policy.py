@@ -110,6 +110,13 @@ def check_given(value: str | None, option: str) -> str | None:
     return value
 
 
+def server_label(server_id: str, name: str | None) -> str:
+    """A server as messages name it: by name, its id in brackets (the id alone if no name)."""
+    if not name or name == server_id:
+        return server_id
+    return f"{name} [{server_id}]"
+
+
 _SELECTOR_RE = re.compile(r"^(?P<key>[A-Za-z0-9_.:\-]{1,255})=(?P<value>.{0,255})$")
 
 

@@ -208,9 +208,20 @@ class Store(Protocol):
         policy: Policy | None = None,
     ) -> Run: ...
     def claim_runs(
-        self, now: datetime, owner: str, *, lease_seconds: float, limit: int = 1
+        self,
+        now: datetime,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int = 1,
+        run_id: str | None = None,
     ) -> list[Run]:
-        """Lease runs that can make progress now (attempt + 1 on each)."""
+        """Lease runs that can make progress now (attempt + 1 on each); only ``run_id``'s
+        if given."""
+        ...
+
+    def cancel_run(self, run_id: str, *, now: datetime, reason: str) -> Run:
+        """End a pending or active run cancelled, fencing off the worker holding it."""
         ...
 
     def next_wakeup(self) -> datetime | None: ...

@@ -19,7 +19,6 @@ from stackback.cli import main
 from stackback.clock import SystemClock
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.cloud.simulator.config import SimConfig
-from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 
 STACKBACK = Path(sys.executable).with_name("stackback")
@@ -119,13 +118,7 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sim]:
         )
     )
     fast = EngineSettings(poll_interval=timedelta(seconds=0.05))
-
-    def engine(*args: Any, **kwargs: Any) -> Engine:
-        if len(args) < 4 and "settings" not in kwargs:  # wait_for_run's default settings
-            kwargs["settings"] = fast
-        return Engine(*args, **kwargs)
-
-    monkeypatch.setattr("stackback.cli.serve.Engine", engine)
+    monkeypatch.setattr("stackback.services.runs.WAIT_SETTINGS", fast)
     try:
         yield Sim(cloud, path)
     finally:

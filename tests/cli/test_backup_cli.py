@@ -28,6 +28,7 @@ RUN_KEYS = {
     "backup_id",
     "error",
     "error_id",
+    "next_try_at",
 }
 BACKUP_KEYS = {
     "id",

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stackback.store.database import head_revision
-from tests.cli.conftest import CliRunner, assert_one_line_error, ok_json
+from tests.cli.conftest import CliRunner, Result, assert_one_line_error, ok_json
 
 CRON = "0 1 * * *"
 
 
+def behind(cli: CliRunner, *args: str) -> Any:
+    """``db status -f json`` of a database not at this code's schema: exit 1, one line why."""
+    result: Result = cli(*args, "db", "status", "-f", "json")
+    assert result.code == 1, result.err
+    assert_one_line_error(result.err, "stackback db upgrade")
+    return result.json()
+
+
 def test_upgrade_then_status(cli: CliRunner, db_url: str) -> None:
-    before = ok_json(cli, "--db", db_url, "db", "status")
+    before = behind(cli, "--db", db_url)
     assert set(before) == {"database", "current", "required", "up_to_date"}
     assert before["current"] is None
     assert before["required"] == head_revision()
@@ -47,7 +56,7 @@ def test_upgrade_then_status(cli: CliRunner, db_url: str) -> None:
 
 def test_status_of_a_missing_sqlite_file_creates_nothing(cli: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "not" / "yet" / "stackback.db"
-    status = ok_json(cli, "--db", f"sqlite:///{path}", "db", "status")
+    status = behind(cli, "--db", f"sqlite:///{path}")
     assert (status["current"], status["up_to_date"]) == (None, False)
     assert not (tmp_path / "not").exists()
 
@@ -82,7 +91,7 @@ def test_commands_refuse_an_unmigrated_database(
     assert_one_line_error(result.err, "stackback db upgrade")
     assert "Traceback" not in result.err
     # nothing was created behind the user's back
-    assert ok_json(cli, "--db", db_url, "db", "status")["current"] is None
+    assert behind(cli, "--db", db_url)["current"] is None
 
 
 def test_new_sqlite_path_is_created_at_current_schema(cli: CliRunner, tmp_path: Path) -> None:
@@ -116,7 +125,7 @@ def test_status_does_not_create_a_missing_sqlite_file(cli: CliRunner, tmp_path: 
     # Regression: `db status` on a fresh install created an empty file, and every
     # command afterwards refused it as unmigrated.
     path = tmp_path / "state" / "stackback.db"
-    status = ok_json(cli, "db", "status")
+    status = behind(cli)
     assert status["current"] is None
     assert not path.exists()
     assert ok_json(cli, "policy", "list") == []
@@ -141,3 +150,17 @@ def test_a_db_in_a_directory_that_does_not_exist_is_refused_except_by_upgrade(
     assert not (tmp_path / "typo").exists()
     ok_json(cli, "--db", url, "db", "upgrade")
     assert ok_json(cli, "--db", url, "policy", "list") == []
+
+
+def test_status_exits_non_zero_until_the_schema_is_up_to_date(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    # Regression: `db status` exited 0 on a database that needed `db upgrade`.
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    sqlite3.connect(tmp_path / "old.db").close()
+    table = cli("--db", url, "db", "status")
+    assert table.code == 1
+    assert "no" in table.out.lower()  # the table still says what it found
+    assert_one_line_error(table.err, "needs", "stackback db upgrade")
+    ok_json(cli, "--db", url, "db", "upgrade")
+    assert ok_json(cli, "--db", url, "db", "status")["up_to_date"] is True

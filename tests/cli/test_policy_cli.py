@@ -142,11 +142,24 @@ def test_selector_policy_and_list(dbcli: CliRunner) -> None:
     dbs = rows[0]
     assert dbs["selector"] == "role=db"
     assert dbs["targets"] == []
-    assert dbs["schedules"] == ["0 3 * * *"]
+    assert [s["cron"] for s in dbs["schedules"]] == ["0 3 * * *"]
     assert dbs["retention"] == {}
     table = dbcli("policy", "list")
     assert table.code == 0
     assert "selector role=db" in table.out
+    assert "0 3 * * *" in table.out
+
+
+def test_policy_list_and_show_give_the_same_schedule_objects(dbcli: CliRunner) -> None:
+    keep = ("--keep-last", "7")
+    ok_json(dbcli, "policy", "create", "web", "--server", "web1", "--cron", "0 4 * * *", *keep)
+    ok_json(dbcli, "policy", "create", "dbs", "--server", "db1", "--cron", "0 3 * * *", *keep)
+    ok_json(dbcli, "policy", "set", "dbs", "--cron", "0 3 * * *", "--cron", "15 2 * * 0")
+    for listed in ok_json(dbcli, "policy", "list"):
+        shown = ok_json(dbcli, "policy", "show", listed["name"])
+        assert listed["schedules"] == shown["schedules"]
+        assert all(isinstance(s, dict) and "next_run_utc" in s for s in listed["schedules"])
+        assert listed == shown
 
 
 def test_several_crons_and_disabled(cli: CliRunner) -> None:

@@ -11,7 +11,7 @@ def test_enable_creates_a_daily_policy_keeping_n(cli: CliRunner) -> None:
     policy = ok_json(cli, "server", "enable", "web1", "--retention", "3")
     assert policy["name"] == "server-web1"
     assert policy["targets"] == ["web1"]
-    assert policy["schedules"] == ["0 1 * * *"]
+    assert [s["cron"] for s in policy["schedules"]] == ["0 1 * * *"]
     assert policy["timezone"] == "UTC"
     assert policy["retention"] == {"last": 3}
     assert policy["enabled"] is True

@@ -34,6 +34,7 @@ from stackback.errors import (
     CloudNotFound,
     CloudRejected,
     CloudUnavailable,
+    CloudUnreachable,
     InvalidInput,
     QuotaExceeded,
 )
@@ -118,9 +119,12 @@ def test_cinder_snapshot_status_mapping(raw: str, wanted: ArtifactStatus) -> Non
         (http_error(429, "slow down"), CloudUnavailable),
         (http_error(500), CloudUnavailable),
         (http_error(503), CloudUnavailable),
-        (ksa_exc.ConnectFailure("refused"), CloudUnavailable),
-        (ksa_exc.ConnectTimeout("slow"), CloudUnavailable),
-        (ksa_exc.DiscoveryFailure("no versions"), CloudUnavailable),
+        (ksa_exc.ConnectFailure("refused"), CloudUnreachable),  # fails a `backup now` at once
+        (ksa_exc.SSLError("bad certificate"), CloudUnreachable),
+        (ksa_exc.DiscoveryFailure("no versions at the auth URL"), CloudUnreachable),
+        (ConnectionRefusedError(111, "refused"), CloudUnreachable),
+        (ksa_exc.ConnectTimeout("slow"), CloudUnavailable),  # a timeout is retried
+        (ConnectionResetError(104, "reset"), CloudUnavailable),
         (ksa_exc.ServiceUnavailable(), CloudUnavailable),
         (ksa_exc.Unauthorized(), CloudRejected),
         (sdk_exc.ResourceTimeout("waited"), CloudUnavailable),

@@ -51,6 +51,7 @@ def test_the_import_contracts_hold() -> None:
         ("retention.py", "import stackback.store"),  # the core reaching up
         ("engine/runner.py", "import stackback.cloud.openstack"),  # engine beside adapters
         ("ports.py", "import sqlalchemy"),  # a port on a database library
+        ("cli/runs.py", "from stackback.store.sql import SqlStore"),  # a face on the store
     ],
 )
 def test_the_import_contracts_catch_a_violation(

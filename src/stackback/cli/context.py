@@ -4,42 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from sqlalchemy.engine import make_url
 
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider
 from stackback.config import Settings
-from stackback.errors import InvalidInput
-from stackback.ports import Clock
+from stackback.ports import Clock, Store
 from stackback.services.backups import BackupService
+from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
+from stackback.services.runs import RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
-from stackback.store.database import create_db_engine, upgrade
-from stackback.store.sql import SqlStore
-
-
-def missing_sqlite_directory(db_url: str) -> Path | None:
-    """The directory a SQLite database URL names, if it does not exist."""
-    url = make_url(db_url)
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    if url.query.get("uri"):  # sqlite3 reads the name as a file: URI
-        return None
-    directory = Path(str(url.database)).expanduser().parent
-    return None if directory.exists() else directory
-
-
-def sqlite_file_missing(db_url: str) -> bool:
-    """True for a SQLite database file that does not exist yet (nothing has created it)."""
-    url = make_url(db_url)
-    return (
-        url.get_backend_name() == "sqlite"
-        and url.database not in (None, "", ":memory:")
-        and not Path(str(url.database)).expanduser().exists()
-    )
 
 
 @dataclass
@@ -49,7 +24,7 @@ class AppContext:
     load_settings: Callable[[], Settings]
     clock: Clock = field(default_factory=SystemClock)
     _settings: Settings | None = None
-    _store: SqlStore | None = None
+    _store: Store | None = None
     _clouds: CloudProvider | None = None
 
     @property
@@ -60,20 +35,11 @@ class AppContext:
         return self._settings
 
     @property
-    def store(self) -> SqlStore:
+    def store(self) -> Store:
         if self._store is None:
-            missing = missing_sqlite_directory(self.settings.db_url)
-            if missing is not None and self.settings.db_given:  # a typo must not start afresh
-                raise InvalidInput(
-                    f"--db: directory {missing} does not exist (create it, or run "
-                    "`stackback db upgrade` to create the database there)",
-                    field="db",
-                )
-            fresh = sqlite_file_missing(self.settings.db_url)
-            engine = create_db_engine(self.settings.db_url)
-            if fresh:  # a database that did not exist yet is created at the current schema
-                upgrade(engine)
-            self._store = SqlStore(engine)
+            self._store = open_store(
+                self.settings.db_url, create_directory=not self.settings.db_given
+            )
         return self._store
 
     @property
@@ -93,6 +59,10 @@ class AppContext:
     @property
     def backups(self) -> BackupService:
         return BackupService(self.store, self.clouds, self.clock)
+
+    @property
+    def runs(self) -> RunService:
+        return RunService(self.store, self.clouds, self.clock)
 
     def close(self) -> None:
         if self._store is not None:

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy.engine import make_url
 
-from stackback.cli.context import AppContext, sqlite_file_missing
+from stackback.cli.context import AppContext
 from stackback.cli.output import emit_object, format_option
 from stackback.cli.policy import pass_app
-from stackback.store.database import (
-    create_db_engine,
-    current_revision,
-    head_revision,
-    refuse_unknown_revision,
-    upgrade,
-)
+from stackback.services.factory import schema_status, upgrade_database
 
 
 @click.group("db")
@@ -27,43 +20,36 @@ def db_group() -> None:
 @pass_app
 def upgrade_(app: AppContext, /, fmt: str) -> None:
     """Migrate the database to this version's schema (safe to run again)."""
-    engine = create_db_engine(app.settings.db_url)
-    try:
-        before, after = upgrade(engine)
-    finally:
-        engine.dispose()
-    emit_object(
-        {"database": engine.url.render_as_string(hide_password=True), "from": before, "to": after},
-        fmt,
-    )
+    after, before = upgrade_database(app.settings.db_url)
+    emit_object({"database": after.database, "from": before, "to": after.current}, fmt)
 
 
 @db_group.command("status")
 @format_option
 @pass_app
 def status(app: AppContext, /, fmt: str) -> None:
-    """Show the schema revision of the database and the one this code needs."""
-    url = app.settings.db_url
-    current = None
-    # Only look: connecting would create an empty SQLite file (and its directory), which every
-    # other command would then refuse as unmigrated instead of creating it at the schema.
-    if not sqlite_file_missing(url):
-        engine = create_db_engine(url)
-        try:
-            current = current_revision(engine)
-            refuse_unknown_revision(engine, current)
-        finally:
-            engine.dispose()
-    head = head_revision()
+    """Show the schema revision of the database and the one this code needs.
+
+    Exits 1 when they differ (the database needs `stackback db upgrade`).
+    """
+    found = schema_status(app.settings.db_url)
+    current, head = found.current, found.required
     emit_object(
         {
-            "database": make_url(url).render_as_string(hide_password=True),
+            "database": found.database,
             "current": current,
             "required": head,
-            "up_to_date": current == head,
+            "up_to_date": found.up_to_date,
         },
         fmt,
     )
+    if current != head:
+        click.echo(
+            f"stackback: error: the database schema is at {current or 'no revision'}, this "
+            f"stackback needs {head}: run `stackback db upgrade`",
+            err=True,
+        )
+        click.get_current_context().exit(1)
 
 
 COMMANDS = [db_group]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -17,51 +17,17 @@ from stackback.cli.options import (
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cloud import check_cloud_name
 from stackback.errors import InvalidInput
-from stackback.policy import BackupKind, Policy
+from stackback.policy import BackupKind
 from stackback.services.policies import PolicySpec, PolicyView
+from stackback.views import policy_detail, policy_summary
 
 pass_app = click.make_pass_decorator(AppContext)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def policy_summary(policy: Policy) -> dict[str, Any]:
-    return {
-        "id": policy.id,
-        "name": policy.name,
-        "kind": policy.kind.value,
-        "targets": list(policy.targets),
-        "selector": str(policy.selector) if policy.selector else None,
-        "schedules": list(policy.schedules),
-        "timezone": policy.timezone,
-        "window_minutes": policy.window_minutes,
-        "retention": dict(policy.retention.to_dict()),
-        "retention_description": policy.retention.describe(),
-        "enabled": policy.enabled,
-        "cloud": policy.cloud,
-        "label": policy.label,
-        "created_at": policy.created_at,
-        "updated_at": policy.updated_at,
-    }
-
-
-def policy_detail(view: PolicyView) -> dict[str, Any]:
-    data = policy_summary(view.policy)
-    data["schedules"] = [
-        {
-            "cron": s.cron,
-            "next_run": s.next_local,
-            "next_run_utc": s.next_utc,
-            "last_fired_at": s.last_fired_at,
-            "deferred_occurrence": s.deferred_occurrence,
-            "retry_at": s.retry_at,
-        }
-        for s in view.schedules
-    ]
-    return data
-
-
-def _show_detail(view: PolicyView, fmt: str) -> None:
-    data = policy_detail(view)
+def show_detail(view: PolicyView, fmt: str, extra: Mapping[str, Any] | None = None) -> None:
+    """One policy, its schedules with their next run times (and ``extra`` keys after)."""
+    data = {**policy_detail(view), **(extra or {})}
     if fmt == "table":
         data["schedules"] = [
             f"{s['cron']}  next: "
@@ -82,6 +48,11 @@ def _show_detail(view: PolicyView, fmt: str) -> None:
         ]
         data["retention"] = data.pop("retention_description")
     emit_object(data, fmt)
+
+
+def cron_lines(row: dict[str, Any]) -> list[str]:
+    """A policy row's schedules as their cron expressions, for a table cell."""
+    return [schedule["cron"] for schedule in row["schedules"]]
 
 
 def policy_options(*, create: bool) -> Callable[[F], F]:
@@ -187,7 +158,7 @@ def create(
         keep_all=keep.pop("keep_all"),
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
-    _show_detail(app.policies.view(policy.id), fmt)
+    show_detail(app.policies.view(policy.id), fmt)
 
 
 @policy_group.command("list")
@@ -195,15 +166,17 @@ def create(
 @pass_app
 def list_(app: AppContext, /, fmt: str) -> None:
     """List policies."""
-    rows = [policy_summary(p) for p in app.policies.list_policies()]
+    rows = [policy_summary(v) for v in app.policies.views()]
     if fmt == "table":
         for row in rows:
+            row["schedules"] = cron_lines(row)
             row["targets"] = (row["selector"] and f"selector {row['selector']}") or row["targets"]
             row["retention"] = row["retention_description"]
-    emit_list(
+    emit_list(  # the kind is in `policy show` (server-image is the only one so far)
         rows,
-        ["name", "kind", "targets", "schedules", "timezone", "retention", "enabled"],
+        ["name", "targets", "schedules", "timezone", "retention", "enabled"],
         fmt,
+        whole=("name", "targets", "schedules", "timezone", "enabled"),
     )
 
 
@@ -213,7 +186,7 @@ def list_(app: AppContext, /, fmt: str) -> None:
 @pass_app
 def show(app: AppContext, /, policy: str, fmt: str) -> None:
     """Show a policy and the next run time of each schedule."""
-    _show_detail(app.policies.view(policy), fmt)
+    show_detail(app.policies.view(policy), fmt)
 
 
 @policy_group.command("set")
@@ -255,7 +228,7 @@ def set_(
         keep_all=keep_all,
     )
     updated = app.policies.update(current.id, spec, offline=offline)
-    _show_detail(app.policies.view(updated.id), fmt)
+    show_detail(app.policies.view(updated.id), fmt)
 
 
 @policy_group.command("delete")
@@ -274,7 +247,7 @@ def _toggle(enabled: bool) -> Any:
     @pass_app
     def command(app: AppContext, policy: str, fmt: str) -> None:
         updated = app.policies.set_enabled(policy, enabled)
-        _show_detail(app.policies.view(updated.id), fmt)
+        show_detail(app.policies.view(updated.id), fmt)
 
     return command
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from stackback.cli.options import build_retention, given_retention, retention_options
-from stackback.cli.output import emit_list, format_option
+from stackback.cli.output import emit_list, format_option, minute, short_id
 from stackback.errors import InvalidInput
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
@@ -101,7 +101,16 @@ def preview(
             }
             for r in ctx.obj.backups.preview(policy)
         ]
-        emit_list(rows, ["target", "created_at", "action", "reasons", "backup"], fmt)
+        if fmt == "table":
+            for row in rows:
+                row["backup"] = short_id(row["backup"])
+                row["created"] = minute(row["created_at"])
+        emit_list(
+            rows,
+            ["target", "created", "action", "reasons", "backup"],
+            fmt,
+            whole=("target", "created", "action", "backup"),
+        )
         return
     rules = build_retention(keep)
     if rules is None:
@@ -111,7 +120,13 @@ def preview(
     instants = parse_instants(sys.stdin.read().splitlines(), timezone)
     now = ctx.obj.clock.now()
     rows = preview_rows(instants, rules, now=now, zone_name=timezone)
-    emit_list(rows, ["time", "action", "reasons"], fmt, title=f"Policy: {rules.describe()}")
+    emit_list(
+        rows,
+        ["time", "action", "reasons"],
+        fmt,
+        title=f"Policy: {rules.describe()}",
+        whole=("time", "action"),
+    )
 
 
 COMMANDS = [retention_group]

@@ -7,50 +7,10 @@ from typing import Any
 import click
 
 from stackback.cli.context import AppContext
-from stackback.cli.output import emit_list, emit_object, format_option
+from stackback.cli.output import emit_list, emit_object, format_option, minute, short_id
 from stackback.cli.policy import pass_app
-from stackback.errors import Conflict
-from stackback.policy import Run, RunState, check_given
-from stackback.store.sql import RunFilter
-
-
-def run_summary(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "policy": run.policy_name,
-        "policy_id": run.policy_id,
-        "target": run.target,
-        "target_name": run.target_name,
-        "trigger": run.trigger,
-        "label": run.label,
-        "state": run.state.value,
-        "scheduled_for": run.scheduled_for,
-        "due_at": run.due_at,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "attempt": run.attempt,
-        "backup_id": run.backup_id,
-        "error": run.error,
-        "error_id": run.error_id,
-    }
-
-
-def run_detail(run: Run) -> dict[str, Any]:
-    data = run_summary(run)
-    data["lease_owner"] = run.lease_owner
-    data["lease_expires_at"] = run.lease_expires_at
-    data["steps"] = [
-        {
-            "name": s.name,
-            "attempt": s.attempt,
-            "started_at": s.started_at,
-            "finished_at": s.finished_at,
-            "outcome": s.outcome,
-            "detail": s.detail,
-        }
-        for s in run.steps
-    ]
-    return data
+from stackback.policy import RunState
+from stackback.views import run_detail, run_summary
 
 
 @click.group("run")
@@ -76,22 +36,21 @@ def list_(
     limit: int,
     fmt: str,
 ) -> None:
-    """List runs, newest first."""
-    check_given(target, "--target")
-    check_given(policy, "--policy")
-    policy_id = app.store.get_policy(policy).id if policy else None
-    runs = app.store.list_runs(
-        RunFilter(
-            policy_id=policy_id,
-            target=target,
-            state=RunState(state) if state else None,
-            limit=limit,
-        )
+    """List runs, newest first (ids shortened in the table: any 6+ characters find a run)."""
+    runs = app.runs.list_runs(
+        policy=policy, target=target, state=RunState(state) if state else None, limit=limit
     )
+    rows = [run_summary(r) for r in runs]
+    if fmt == "table":
+        for row in rows:
+            row["id"] = short_id(row["id"])
+            row["target"] = row["target_name"] or row["target"]  # a pending run: as named
+            row["due"] = minute(row["due_at"])
     emit_list(
-        [run_summary(r) for r in runs],
-        ["id", "policy", "target_name", "state", "scheduled_for", "finished_at", "error"],
+        rows,
+        ["id", "policy", "target", "state", "due", "error"],
         fmt,
+        whole=("id", "policy", "target", "state", "due"),
     )
 
 
@@ -100,9 +59,19 @@ def list_(
 @format_option
 @pass_app
 def show(app: AppContext, /, run_id: str, fmt: str) -> None:
-    """Show a run with its steps."""
-    data = run_detail(app.store.get_run(run_id))
+    """Show a run with its lease (who holds it, until when) and its steps."""
+    _show_run(app.runs.get(run_id), fmt)
+
+
+def _show_run(run: Any, fmt: str) -> None:
+    data = run_detail(run)
     if fmt == "table":
+        data["lease"] = (
+            f"held by {data['lease_owner']} until "
+            f"{data['lease_expires_at'].isoformat(timespec='seconds')}"
+            if data["lease_owner"] and data["lease_expires_at"]
+            else "not held"
+        )
         data["steps"] = [
             f"{s['started_at']:%Y-%m-%d %H:%M:%S} {s['name']} #{s['attempt']} "
             f"{s['outcome']}: {s['detail']}"
@@ -111,17 +80,22 @@ def show(app: AppContext, /, run_id: str, fmt: str) -> None:
     emit_object(data, fmt)
 
 
+@run_group.command("cancel")
+@click.argument("run_id")
+@format_option
+@pass_app
+def cancel(app: AppContext, /, run_id: str, fmt: str) -> None:
+    """Cancel a pending or active run; its server and cloud images are left as they are."""
+    _show_run(app.runs.cancel(run_id), fmt)
+
+
 @run_group.command("delete")
 @click.argument("run_ids", nargs=-1, required=True)
 @format_option
 @pass_app
 def delete(app: AppContext, /, run_ids: tuple[str, ...], fmt: str) -> None:
     """Delete the records of finished runs (their backups are not touched)."""
-    runs = [app.store.get_run(r) for r in run_ids]
-    busy = [r.id for r in runs if not r.state.is_terminal]
-    if busy:
-        raise Conflict(f"runs still in progress cannot be deleted: {', '.join(busy)}")
-    deleted = [app.store.delete_run(r.id) for r in runs]
+    deleted = app.runs.delete(run_ids)
     emit_list([{"id": r.id, "deleted": True} for r in deleted], ["id", "deleted"], fmt)
 
 

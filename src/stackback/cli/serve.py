@@ -15,11 +15,9 @@ from stackback.cli.policy import pass_app
 from stackback.clock import ScaledClock
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
-from stackback.errors import InvalidInput, NotFound
-from stackback.policy import Run
+from stackback.errors import InvalidInput
 from stackback.ports import Clock
 
-WAIT_POLL_SECONDS = 2.0
 LONGEST_DURATION = timedelta(days=365)
 FASTEST_TIME_SCALE = 10_000.0
 LATEST_TIME_ORIGIN = datetime(3000, 1, 1, tzinfo=UTC)
@@ -167,20 +165,6 @@ def scheduler(app: AppContext, /, **options: Any) -> None:
 def worker(app: AppContext, /, **options: Any) -> None:
     """Only a worker: claims runs and takes the backups (run as many as needed)."""
     _run_engine(app, options, scheduler=False, worker=True)
-
-
-def wait_for_run(app: AppContext, /, run_id: str, *, timeout: float = 3600.0) -> Run:
-    """Drive a worker in this process until the run is finished (polling every 2 s)."""
-    settings = EngineSettings(poll_interval=timedelta(seconds=WAIT_POLL_SECONDS))
-    engine = Engine(app.store, app.clouds, app.clock, settings, run_scheduler=False)
-    deadline = app.clock.now() + timedelta(seconds=timeout)
-    while app.clock.now() < deadline:
-        run = app.store.get_run(run_id)
-        if run.state.is_terminal:
-            return run
-        if not engine.step():
-            app.clock.sleep(WAIT_POLL_SECONDS / 4)
-    raise NotFound(f"run {run_id} did not finish within {timeout:.0f} s")
 
 
 COMMANDS = [serve, scheduler, worker]

@@ -6,10 +6,11 @@ import click
 
 from stackback.cli.context import AppContext
 from stackback.cli.options import offline_option
-from stackback.cli.output import emit_list, emit_object, format_option
-from stackback.cli.policy import pass_app, policy_summary
+from stackback.cli.output import emit_list, format_option
+from stackback.cli.policy import cron_lines, pass_app, show_detail
 from stackback.cloud import check_cloud_name
 from stackback.services.servers import describe_server
+from stackback.views import policy_summary
 
 
 @click.group("server")
@@ -46,7 +47,7 @@ def enable(
         cloud=app.settings.cloud,
         offline=offline,
     )
-    emit_object(policy_summary(policy), fmt)
+    show_detail(app.policies.view_of(policy), fmt)
 
 
 @server_group.command("disable")
@@ -60,12 +61,11 @@ def disable(app: AppContext, /, server: str, fmt: str) -> None:
     still = [
         p.name for p in (*covered.explicit, *covered.by_selector) if p.enabled and p.id != policy.id
     ]
-    data = {
-        **policy_summary(policy),
+    done = {
         "done": f"disabled policy {policy.name!r}; the backups it made stay",
         "still_backed_up_by": still,
     }
-    emit_object(data, fmt)
+    show_detail(app.policies.view_of(policy), fmt, done)
 
 
 @server_group.command("show")
@@ -82,8 +82,9 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
         if found
         else "if its metadata has {} (resolved at run time)"
     )
-    rows = [{**policy_summary(p), "covers": "explicitly"} for p in covered.explicit] + [
-        {**policy_summary(p), "covers": selector_covers.format(p.selector)}
+    view = app.policies.view_of
+    rows = [{**policy_summary(view(p)), "covers": "explicitly"} for p in covered.explicit] + [
+        {**policy_summary(view(p)), "covers": selector_covers.format(p.selector)}
         for p in covered.by_selector
     ]
     where = {"server_exists": exists, "server_id": found.id if found else None}
@@ -92,6 +93,7 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
         return
     for row in rows:
         row["retention"] = row["retention_description"]
+        row["schedules"] = cron_lines(row)
     if exists is None:
         state = "not checked: no cloud selected (--os-cloud)"
     elif found is not None:
@@ -103,6 +105,7 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
         ["name", "covers", "schedules", "timezone", "retention", "enabled"],
         fmt,
         title=f"Policies covering {server} ({state})",
+        whole=("name", "schedules", "timezone", "enabled"),
     )
 
 

@@ -33,6 +33,7 @@ from stackback.engine.settings import EngineSettings
 from stackback.errors import (
     CloudError,
     CloudNotFound,
+    CloudUnreachable,
     Conflict,
     LeaseLost,
     NotFound,
@@ -48,6 +49,7 @@ from stackback.policy import (
     Run,
     RunState,
     Step,
+    server_label,
 )
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -319,8 +321,9 @@ class Runner:
         try:
             return self.clouds(run.cloud).get_server(key)
         except CloudNotFound:
+            label = server_label(run.server_id or key, run.target_name or run.target)
             raise RunFailed(
-                f"server {key!r} no longer exists; its existing backups are kept"
+                f"server {label} no longer exists; its existing backups are kept"
             ) from None
 
     def _snapshot(self, run: Run, *, resumed: bool, server: ServerInfo | None = None) -> None:
@@ -552,6 +555,14 @@ class Runner:
             self._retry_or_fail(run, run.state.value, unexpected)
 
     def _retry_or_fail(self, run: Run, step: str, error: StackbackError) -> None:
+        if isinstance(error, CloudUnreachable) and _first_call_on_demand(run):
+            self._fail(
+                run,
+                f"{error.code}: {error.message} (an on-demand backup is not retried when "
+                "its first call cannot reach the cloud: check the cloud's address)",
+                error_id=error.error_id,
+            )
+            return
         now = self.clock.now()
         retryable = getattr(error, "retryable", False) or isinstance(error, Conflict)
         deadline = self._retry_deadline(run)
@@ -621,6 +632,11 @@ class Runner:
 
     def _release(self, run: Run, not_before: datetime | None, note: StepNote | None = None) -> None:
         self.store.release_run(run.id, run.attempt, not_before=not_before, step=note)
+
+
+def _first_call_on_demand(run: Run) -> bool:
+    """An on-demand run that has not got past its start: the cloud has never answered it."""
+    return run.trigger == "manual" and run.state is RunState.PENDING
 
 
 def _still_failing(why: str, deadline: datetime) -> str:

@@ -54,8 +54,9 @@ class Worker:
         self.settings = settings or EngineSettings()
         self.name = name or worker_name()
 
-    def work_once(self, stop: threading.Event | None = None) -> int:
-        """Claim and advance one batch; returns how many runs were advanced.
+    def work_once(self, stop: threading.Event | None = None, *, run_id: str | None = None) -> int:
+        """Claim and advance one batch (only the run ``run_id``, if given); returns how many
+        runs were advanced.
 
         While the batch is worked on, a heartbeat keeps its leases (a slow cloud
         call must not let another worker take a run over and snapshot it again).
@@ -66,6 +67,7 @@ class Worker:
             self.name,
             lease_seconds=self.settings.lease.total_seconds(),
             limit=self.settings.claim_batch,
+            run_id=run_id,
         )
         if not runs:
             return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stackback.engine.collector import Collector
 from stackback.errors import CloudError, Conflict, InvalidInput
@@ -16,11 +16,13 @@ from stackback.policy import (
     Run,
     check_given,
     check_length,
+    server_label,
 )
 from stackback.ports import ArtifactRef, Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
+from stackback.services.policies import current_policy_names
 from stackback.services.servers import ServerDirectory
 
 MANUAL_LABEL = "manual"
@@ -55,17 +57,31 @@ class BackupService:
         check_given(server, "--server")
         check_given(policy, "--policy")
         policy_id = self.store.get_policy(policy).id if policy else None
-        return self.store.list_backups(
-            BackupFilter(
-                target=server, policy_id=policy_id, include_deleted=include_deleted, limit=limit
+        return self._current_names(
+            self.store.list_backups(
+                BackupFilter(
+                    target=server, policy_id=policy_id, include_deleted=include_deleted, limit=limit
+                )
             )
         )
 
     def get(self, ref: str) -> Backup:
-        return self.store.get_backup(ref)
+        return self._current_names([self.store.get_backup(ref)])[0]
 
     def protect(self, ref: str, protected: bool = True) -> Backup:
-        return self.store.set_protected(ref, protected)
+        return self._current_names([self.store.set_protected(ref, protected)])[0]
+
+    def _current_names(self, backups: list[Backup]) -> list[Backup]:
+        """Backups name their policy as it was called then; a renamed policy's new name shows."""
+        if not any(b.policy_id for b in backups):
+            return backups
+        names = current_policy_names(self.store)
+        return [
+            replace(b, policy_name=names[b.policy_id])
+            if b.policy_id in names and b.policy_name != names[b.policy_id]
+            else b
+            for b in backups
+        ]
 
     def delete(self, ref: str, *, force: bool = False) -> Backup:
         """Delete a backup's cloud artifacts (a recorded request, finished now if possible).
@@ -122,7 +138,8 @@ class BackupService:
                 infos = cloud.artifact_statuses(list(refs))
             except CloudError as error:
                 raise Conflict(
-                    f"cannot check that {backup.target} keeps another good backup "
+                    f"cannot check that {server_label(backup.target, backup.target_name)} keeps "
+                    "another good backup "
                     f"({error.code}: {error.message}): try again, or use --force"
                 ) from error
             for ref, other in refs.items():

@@ -82,6 +82,11 @@ def _parse_kind(value: str) -> BackupKind:
     return kind
 
 
+def current_policy_names(store: Store) -> dict[str, str]:
+    """Each policy's name now, by id: runs and backups record the name it had then."""
+    return {policy.id: policy.name for policy in store.list_policies()}
+
+
 UPDATE_ATTEMPTS = 5
 """Times a policy change is recomputed when another change lands between its read and write."""
 
@@ -272,7 +277,15 @@ class PolicyService:
         return [self.store.delete_policy(policy_id, now=now) for policy_id in policies]
 
     def view(self, ref: str) -> PolicyView:
-        policy = self.store.get_policy(ref)
+        """A policy with its schedules' next run times."""
+        return self.view_of(self.store.get_policy(ref))
+
+    def views(self) -> list[PolicyView]:
+        """Every policy with its schedules' next run times."""
+        return [self.view_of(policy) for policy in self.store.list_policies()]
+
+    def view_of(self, policy: Policy) -> PolicyView:
+        """``policy`` (as just read or written) with its schedules' next run times."""
         zone = parse_timezone(policy.timezone)
         views = []
         for state in self.store.schedules(policy.id):

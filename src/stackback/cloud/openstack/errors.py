@@ -18,6 +18,7 @@ from stackback.errors import (
     CloudNotFound,
     CloudRejected,
     CloudUnavailable,
+    CloudUnreachable,
     InvalidInput,
     QuotaExceeded,
     StackbackError,
@@ -33,6 +34,14 @@ IMPLIED_STATUS: tuple[tuple[type[sdk_exc.HttpException], int], ...] = (
     (sdk_exc.ConflictException, 409),
     (sdk_exc.PreconditionFailedException, 412),
 )
+
+UNREACHABLE: tuple[type[Exception], ...] = (
+    ksa_exc.ConnectFailure,
+    ksa_exc.SSLError,
+    ksa_exc.DiscoveryFailure,
+)
+"""keystoneauth's ways of saying that nothing answered where the cloud should be (a wrong
+auth URL, a refused connection, a bad certificate); a timeout is not one of them."""
 
 
 def error_for_status(status: int | None, message: str) -> CloudError:
@@ -71,8 +80,12 @@ def translate(exc: BaseException, what: str) -> StackbackError:
         return CloudRejected(f"{what}: ambiguous name: {exc}")
     if isinstance(exc, sdk_exc.EndpointNotFound | ksa_exc.EndpointNotFound):
         return CloudRejected(f"{what}: service not in the catalog: {exc}")
+    if isinstance(exc, UNREACHABLE):
+        return CloudUnreachable(f"{what}: cannot reach the cloud: {type(exc).__name__}: {exc}")
     if isinstance(exc, sdk_exc.SDKException | ksa_exc.ClientException):
         return CloudUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ConnectionRefusedError):
+        return CloudUnreachable(f"{what}: cannot reach the cloud: {type(exc).__name__}: {exc}")
     if isinstance(exc, ConnectionError | TimeoutError):
         return CloudUnavailable(f"{what}: {type(exc).__name__}: {exc}")
     raise exc

@@ -67,6 +67,7 @@ from stackback.errors import (
     CloudNotFound,
     CloudRejected,
     CloudUnavailable,
+    CloudUnreachable,
     InvalidInput,
     QuotaExceeded,
 )
@@ -97,7 +98,14 @@ OPERATIONS = frozenset(
 )
 INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
     cls.__name__: cls
-    for cls in (CloudBusy, CloudUnavailable, CloudNotFound, CloudRejected, QuotaExceeded)
+    for cls in (
+        CloudBusy,
+        CloudUnavailable,
+        CloudUnreachable,
+        CloudNotFound,
+        CloudRejected,
+        QuotaExceeded,
+    )
 }
 
 

@@ -10,7 +10,14 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from stackback.errors import Conflict, NotFound
-from stackback.policy import Artifact, ArtifactKind, ArtifactStatus, Backup, BackupStatus
+from stackback.policy import (
+    Artifact,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupStatus,
+    server_label,
+)
 from stackback.records import BackupFilter
 from stackback.store.convert import artifact_from_row, backup_from_row
 from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
@@ -192,7 +199,8 @@ class BackupStore(SqlBase):
             guarded = row.status == BackupStatus.AVAILABLE.value and not force
             if guarded and not self._another_good(group, row):
                 raise Conflict(
-                    f"backup {row.id} is the last good backup of {row.target}: use --force"
+                    f"backup {row.id} is the last good backup of "
+                    f"{server_label(row.target, row.target_name)}: use --force"
                 )
             row.protected = False
             row.status = BackupStatus.DELETING.value
@@ -292,7 +300,8 @@ class BackupStore(SqlBase):
                 why = "deletion refused: the backup is protected"
             elif row.deletion_guarded and not self._another_good(group, row):
                 why = (
-                    f"deletion refused: it is the last good backup of {row.target} "
+                    "deletion refused: it is the last good backup of "
+                    f"{server_label(row.target, row.target_name)} "
                     "(`backup delete --force` deletes it anyway)"
                 )
                 row.reasons = ["last good backup of its target"]

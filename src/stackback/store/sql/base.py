@@ -88,6 +88,8 @@ def by_id_or_prefix(session: Session, model: type[_Row], ref: str, what: str) ->
             raise InvalidInput(f"{ref!r} is the start of several {what} ids: give more of it")
         if rows:
             return rows[0]
+    elif _ID_PREFIX.fullmatch(ref):
+        raise NotFound(f"no {what} {ref!r}: an id prefix needs at least {MIN_ID_PREFIX} characters")
     raise NotFound(f"no {what} {ref!r}")
 
 

@@ -6,14 +6,14 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, type_coerce
+from sqlalchemy import case, delete, func, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
 
 from stackback.errors import Conflict, LeaseLost
-from stackback.policy import Policy, Run, RunState
+from stackback.policy import BackupStatus, Policy, Run, RunState
 from stackback.records import RunFilter, StepNote
 from stackback.store.convert import run_from_row
-from stackback.store.models import RunRow, RunStepRow
+from stackback.store.models import BackupRow, RunRow, RunStepRow
 from stackback.store.sql.base import WORKABLE_STATES, SqlBase, by_id_or_prefix, new_id, target_busy
 from stackback.store.types import UTCDateTime
 
@@ -53,9 +53,15 @@ class RunStore(SqlBase):
             return run_from_row(row)
 
     def claim_runs(
-        self, now: datetime, owner: str, *, lease_seconds: float, limit: int = 1
+        self,
+        now: datetime,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int = 1,
+        run_id: str | None = None,
     ) -> list[Run]:
-        """Lease up to ``limit`` runs that can make progress now.
+        """Lease up to ``limit`` runs that can make progress now (only ``run_id``, if given).
 
         A run is claimable when it is not terminal, due, past its
         ``not_before``, and unleased or its lease has expired (the reaper's
@@ -75,6 +81,8 @@ class RunStore(SqlBase):
                 .order_by(RunRow.due_at, RunRow.id)
                 .limit(limit)
             )
+            if run_id is not None:
+                query = query.where(RunRow.id == run_id)
             if self.is_postgres:
                 query = query.with_for_update(skip_locked=True, of=RunRow)
             rows = session.scalars(query).all()
@@ -159,6 +167,43 @@ class RunStore(SqlBase):
             not_before=not_before,
         )
 
+    def cancel_run(self, run_id: str, *, now: datetime, reason: str) -> Run:
+        """End a pending or active run ``cancelled``; ``Conflict`` if it has already ended.
+
+        The attempt is increased as a claim would: the worker that holds the run
+        (if any) is fenced off, and its next write raises ``LeaseLost``. A backup
+        the run was taking is recorded failed; nothing in the cloud is touched.
+        """
+        with self._session() as session:
+            found = by_id_or_prefix(session, RunRow, run_id, "run")
+            row = session.get(RunRow, found.id, with_for_update=True)
+            assert row is not None  # found in this transaction
+            if RunState(row.state).is_terminal:
+                raise Conflict(f"run {row.id} has already ended ({row.state}): nothing to cancel")
+            row.attempt += 1
+            row.state = RunState.CANCELLED.value
+            row.error = reason
+            row.finished_at = now
+            row.lease_owner = None
+            row.lease_expires_at = None
+            row.not_before = None
+            session.add(
+                _step_row(StepNote("cancel", now, now, "cancelled", reason), row.id, row.attempt)
+            )
+            session.execute(
+                update(BackupRow)
+                .where(
+                    BackupRow.run_id == row.id,
+                    BackupRow.status == BackupStatus.CREATING.value,
+                )
+                .values(status=BackupStatus.FAILED.value, error=reason)
+            )
+            session.flush()
+            steps = session.scalars(
+                select(RunStepRow).where(RunStepRow.run_id == row.id).order_by(RunStepRow.id)
+            ).all()
+            return run_from_row(row, list(steps))
+
     def get_run(self, run_id: str) -> Run:
         with self._session() as session:
             row = by_id_or_prefix(session, RunRow, run_id, "run")
@@ -168,6 +213,7 @@ class RunStore(SqlBase):
             return run_from_row(row, list(steps))
 
     def list_runs(self, criteria: RunFilter | None = None) -> list[Run]:
+        """Runs newest first, each with its step journal (its tries and retries show)."""
         filter = criteria or RunFilter()
         with self._session() as session:
             query = select(RunRow)
@@ -180,7 +226,14 @@ class RunStore(SqlBase):
             if filter.state:
                 query = query.where(RunRow.state == filter.state.value)
             query = query.order_by(RunRow.scheduled_for.desc(), RunRow.id).limit(filter.limit)
-            return [run_from_row(r) for r in session.scalars(query)]
+            rows = session.scalars(query).all()
+            steps: dict[str, list[RunStepRow]] = {row.id: [] for row in rows}
+            for chunk in _chunks(list(steps), 500):  # each run's journal, in one query per 500
+                for step in session.scalars(
+                    select(RunStepRow).where(RunStepRow.run_id.in_(chunk)).order_by(RunStepRow.id)
+                ):
+                    steps[step.run_id].append(step)
+            return [run_from_row(r, steps[r.id]) for r in rows]
 
     def count_runs_by_state(self) -> dict[str, int]:
         with self._session() as session:
@@ -195,6 +248,10 @@ class RunStore(SqlBase):
         with self._session() as session:
             session.execute(delete(RunRow).where(RunRow.id == run.id))
         return run
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _step_row(note: StepNote, run_id: str, attempt: int) -> RunStepRow:

@@ -1,0 +1,161 @@
+"""The stable shapes of policies, schedules, runs, backups and artifacts for every face.
+
+Pure functions from records to plain dicts (datetimes and enums left as they are:
+each face encodes them). ``-f json`` prints them and an HTTP API returns them;
+a field has one shape wherever it appears. Keys are a contract: add keys, never
+rename one or change its meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stackback.policy import Artifact, Backup, Run, Step
+from stackback.services.policies import PolicyView, ScheduleView
+
+PROTECTED_REASON = "protected"
+"""Why retention keeps a protected backup (it never counts or deletes one)."""
+
+
+def schedule_view(schedule: ScheduleView) -> dict[str, Any]:
+    """A cron schedule and when it fires next (in the policy's zone and in UTC)."""
+    return {
+        "cron": schedule.cron,
+        "next_run": schedule.next_local,
+        "next_run_utc": schedule.next_utc,
+        "last_fired_at": schedule.last_fired_at,
+        "deferred_occurrence": schedule.deferred_occurrence,
+        "retry_at": schedule.retry_at,
+    }
+
+
+def policy_summary(view: PolicyView) -> dict[str, Any]:
+    """A policy in a list; its schedules are objects, as in ``policy_detail``."""
+    policy = view.policy
+    return {
+        "id": policy.id,
+        "name": policy.name,
+        "kind": policy.kind.value,
+        "targets": list(policy.targets),
+        "selector": str(policy.selector) if policy.selector else None,
+        "schedules": [schedule_view(s) for s in view.schedules],
+        "timezone": policy.timezone,
+        "window_minutes": policy.window_minutes,
+        "retention": dict(policy.retention.to_dict()),
+        "retention_description": policy.retention.describe(),
+        "enabled": policy.enabled,
+        "cloud": policy.cloud,
+        "label": policy.label,
+        "created_at": policy.created_at,
+        "updated_at": policy.updated_at,
+    }
+
+
+def policy_detail(view: PolicyView) -> dict[str, Any]:
+    """One policy: the summary's keys (a policy has nothing more to show yet)."""
+    return policy_summary(view)
+
+
+def artifact_view(artifact: Artifact) -> dict[str, Any]:
+    """A cloud object of a backup; ``id`` is its id in the cloud service."""
+    return {
+        "kind": artifact.kind.value,
+        "id": artifact.cloud_id,
+        "status": artifact.status.value,
+        "size": artifact.size,
+        "error": artifact.error,
+        "delete_attempts": artifact.delete_attempts,
+    }
+
+
+def backup_reasons(backup: Backup) -> list[str]:
+    """Why the backup is kept: a protected one is kept for that, as retention preview says."""
+    if backup.protected:
+        return [PROTECTED_REASON]
+    return list(backup.reasons)
+
+
+def backup_summary(backup: Backup) -> dict[str, Any]:
+    """A backup with its artifacts (the same shape in lists, ``show`` and ``delete``)."""
+    return {
+        "id": backup.id,
+        "target": backup.target,
+        "target_name": backup.target_name,
+        "policy": backup.policy_name,
+        "policy_id": backup.policy_id,
+        "label": backup.label,
+        "kind": backup.kind.value,
+        "status": backup.status.value,
+        "protected": backup.protected,
+        "created_at": backup.created_at,
+        "completed_at": backup.completed_at,
+        "deleted_at": backup.deleted_at,
+        "reasons": backup_reasons(backup),
+        "run_id": backup.run_id,
+        "error": backup.error,
+        "deletion_run_id": backup.deletion_run_id,
+        "deletion_guarded": backup.deletion_guarded,
+        "artifacts": [artifact_view(a) for a in backup.artifacts],
+    }
+
+
+def backup_detail(backup: Backup) -> dict[str, Any]:
+    """One backup: the summary's keys."""
+    return backup_summary(backup)
+
+
+def run_tries(run: Run) -> int:
+    """How many times the run has tried (0 before it started): 1 plus its recorded retries.
+
+    Not the lease's fencing token (``Run.attempt``), which counts every claim: a
+    run that succeeded at its first try is claimed once to start and again to
+    check its image.
+    """
+    if run.started_at is None and not run.steps:
+        return 0
+    return 1 + sum(1 for step in run.steps if step.outcome == "retry")
+
+
+def step_view(step: Step) -> dict[str, Any]:
+    """One journal entry of a run; ``attempt`` is the lease it was written under."""
+    return {
+        "name": step.name,
+        "attempt": step.attempt,
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "outcome": step.outcome,
+        "detail": step.detail,
+    }
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """A run in a list; ``target_name`` is known once the run has started."""
+    return {
+        "id": run.id,
+        "policy": run.policy_name,
+        "policy_id": run.policy_id,
+        "target": run.target,
+        "target_name": run.target_name,
+        "trigger": run.trigger,
+        "label": run.label,
+        "state": run.state.value,
+        "scheduled_for": run.scheduled_for,
+        "due_at": run.due_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "attempt": run_tries(run),
+        "backup_id": run.backup_id,
+        "error": run.error,
+        "error_id": run.error_id,
+        "next_try_at": run.not_before if not run.state.is_terminal else None,
+    }
+
+
+def run_detail(run: Run) -> dict[str, Any]:
+    """One run with its lease (who holds it, until when) and its step journal."""
+    data = run_summary(run)
+    data["lease_owner"] = run.lease_owner
+    data["lease_expires_at"] = run.lease_expires_at
+    data["lease_attempt"] = run.attempt
+    data["steps"] = [step_view(s) for s in run.steps]
+    return data
