@@ -35,7 +35,9 @@ from stackback.errors import (
     Conflict,
     LeaseLost,
     NotFound,
+    RunFailed,
     StackbackError,
+    Unexpected,
 )
 from stackback.policy import (
     ArtifactKind,
@@ -69,19 +71,6 @@ from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
 
 log = logging.getLogger(__name__)
-
-
-class RunFailed(StackbackError):
-    """The run cannot succeed; the message says why."""
-
-    code = "run-failed"
-
-
-class Unexpected(StackbackError):
-    """An error stackback did not foresee (a bug); retried like a transient cloud error."""
-
-    code = "internal-error"
-    retryable = True
 
 
 def _fence_of(run: Run) -> tuple[str, int]:
