@@ -172,12 +172,6 @@ class TargetBackups:
         """The backup with this id, if the decision sees it."""
         return next((b for b in self.backups if b.id == backup_id), None)
 
-    def own(self) -> Backup | None:
-        """The backup of the run the decision is for."""
-        if self.run_id is None:
-            return None
-        return next((b for b in self.backups if b.run_id == self.run_id), None)
-
     def with_changes(self, changes: Sequence[BackupChange]) -> TargetBackups:
         """These backups as they are once ``changes`` are written (what the store would read)."""
         by_id = {change.backup_id: change for change in changes}
@@ -187,13 +181,16 @@ class TargetBackups:
             replace(b, **by_id[b.id].values()) if b.id in by_id else b  # type: ignore[arg-type]
             for b in self.backups
         )
-        marked = {b.id for b in self.forgotten_by_run}
-        forgotten = [
-            next((n for n in backups if n.id == b.id), b) for b in self.forgotten_by_run
-        ] + [
+        current = {b.id: b for b in backups}
+        earlier = [current.get(b.id, b) for b in self.forgotten_by_run]
+        known = {b.id for b in earlier}
+        newly = [
             b
             for b in backups
-            if self.run_id is not None and b.deletion_run_id == self.run_id and b.id not in marked
+            if self.run_id is not None
+            and b.id in by_id
+            and b.id not in known
+            and b.deletion_run_id == self.run_id
         ]
-        forgotten.sort(key=lambda b: (b.created_at, b.id))
+        forgotten = sorted([*earlier, *newly], key=lambda b: (b.created_at, b.id))
         return replace(self, backups=backups, forgotten_by_run=tuple(forgotten))

@@ -21,7 +21,7 @@ last check before a cloud call, and ``retention preview`` (which writes nothing)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from enum import Enum
 
@@ -216,20 +216,22 @@ class RotationPlan:
     held: tuple[tuple[Backup, str], ...] = ()
     protected: tuple[Backup, ...] = ()
     forgotten: tuple[Backup, ...] = ()
-    changes: tuple[BackupChange, ...] = field(default=())
+    changes: tuple[BackupChange, ...] = ()
     note: str | None = None
 
 
 def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationPlan:
     """Apply ``request.rules`` to the target's good backups in scope, within the safety rules.
 
-    ``backups.run_id`` must be ``request.run_id`` (the store reads the run's own
-    backup and what it forgot before by it).
+    ``backups.run_id`` must be ``request.run_id``: the store reads the run's own
+    backup and what the run forgot in earlier attempts by it.
     """
-    own = backups.own() if request.run_id is not None else None
-    if request.run_id is not None and (own is None or own.status is not BackupStatus.AVAILABLE):
-        status = own.status.value if own is not None else "missing"
-        return RotationPlan(note=f"its own backup is {status}")
+    own = None
+    if request.run_id is not None:
+        own = next((b for b in backups.backups if b.run_id == request.run_id), None)
+        if own is None or own.status is not BackupStatus.AVAILABLE:
+            status = own.status.value if own is not None else "missing"
+            return RotationPlan(note=f"its own backup is {status}")
     if request.scope is None:
         return RotationPlan()
     in_scope = [
@@ -246,11 +248,34 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             keep.append((spared, (why,)))
     changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
     forget.sort(key=lambda b: b.created_at)
+    forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
+    gone = (BackupStatus.DELETING, BackupStatus.DELETED)
+    forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
+    forgotten.sort(key=lambda b: (b.created_at, b.id))
+    return RotationPlan(
+        keep=tuple(keep),
+        forget=tuple(forgotten_now),
+        held=tuple(held),
+        protected=tuple(b for b in in_scope if b.protected),
+        forgotten=tuple(forgotten),
+        changes=(*changes, *marks),
+    )
+
+
+def _forget_within_budget(
+    request: RotationRequest, backups: TargetBackups, forget: list[Backup]
+) -> tuple[list[Backup], list[tuple[Backup, str]], list[BackupChange]]:
+    """Mark ``forget`` in order while the budget lasts and each deletion is allowed.
+
+    Returns what is forgotten (as marked), what is held back and why, and the marks.
+    The budget counts what the run forgot in earlier attempts.
+    """
     left = None if request.budget is None else request.budget - len(backups.forgotten_by_run)
-    seen = backups
-    forgotten_now: list[Backup] = []
-    held: list[tuple[Backup, str]] = []
     why_forgotten = (f"forgotten by retention: {request.rules.describe()}",)
+    seen = backups
+    forgotten: list[Backup] = []
+    held: list[tuple[Backup, str]] = []
+    marks: list[BackupChange] = []
     for backup in forget:
         if left is not None and left <= 0:
             held.append((backup, OVER_BUDGET))
@@ -262,19 +287,8 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             held.append((backup, verdict.refusal))
             continue
         seen = seen.with_changes(verdict.changes)
-        changes.extend(verdict.changes)
-        forgotten_now.append(seen.find(backup.id) or backup)
+        marks.extend(verdict.changes)
+        forgotten.append(seen.find(backup.id) or backup)
         if left is not None:
             left -= 1
-    gone = (BackupStatus.DELETING, BackupStatus.DELETED)
-    forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
-    forgotten.sort(key=lambda b: (b.created_at, b.id))
-    return RotationPlan(
-        keep=tuple(keep),
-        forget=tuple(forgotten_now),
-        held=tuple(held),
-        protected=tuple(b for b in in_scope if b.protected),
-        forgotten=tuple(forgotten),
-        changes=tuple(changes),
-        note=None,
-    )
+    return forgotten, held, marks
