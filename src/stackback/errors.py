@@ -138,3 +138,16 @@ class QuotaExceeded(CloudRejected):
     """The project's quota does not allow the request."""
 
     code = "quota-exceeded"
+
+
+class RunFailed(StackbackError):
+    """A backup run cannot succeed; the message says why (recorded on the run)."""
+
+    code = "run-failed"
+
+
+class Unexpected(StackbackError):
+    """An error stackback did not foresee (a bug); retried like a transient cloud error."""
+
+    code = "internal-error"
+    retryable = True

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from stackback.policy import (
     Artifact,
@@ -24,11 +24,13 @@ from stackback.policy import (
 )
 from stackback.records import (
     BackupFilter,
+    Decision,
     DuePolicy,
     DueSchedule,
     RunFilter,
     ScheduleState,
     StepNote,
+    TargetBackups,
     TickPlan,
 )
 
@@ -49,6 +51,9 @@ NOVA_INSTANCE_UUID = "instance_uuid"
 """Image property Nova sets on a server's snapshot: the server it was taken of."""
 NOVA_BASE_IMAGE_REF = "base_image_ref"
 """Image property Nova sets on a server's snapshot: the image the server was booted from."""
+
+
+D = TypeVar("D", bound=Decision)
 
 
 @runtime_checkable
@@ -268,23 +273,21 @@ class Store(Protocol):
     def backup_for_run(self, run_id: str) -> Backup | None: ...
     def list_backups(self, criteria: BackupFilter | None = None) -> list[Backup]: ...
     def set_protected(self, ref: str, protected: bool) -> Backup: ...
-    def request_deletion(self, ref: str, *, reasons: Sequence[str], force: bool = False) -> Backup:
-        """Mark a backup deleting for the operator; refuses the last good one unless forced."""
-        ...
-
-    def forget_backups(
+    def decide_for_target(
         self,
-        backup_ids: Sequence[str],
+        target: str,
+        decide: Callable[[TargetBackups], D],
         *,
-        reasons: Sequence[str],
-        fence: tuple[str, int],
-        budget: int,
-    ) -> list[Backup]:
-        """Mark what a run's retention forgets deleting, within the run's deletion budget."""
-        ...
+        include: Sequence[str] = (),
+        fence: tuple[str, int] | None = None,
+    ) -> D:
+        """Run a safety decision with the target's backups locked; write its changes.
 
-    def check_deletion(self, backup_id: str) -> str | None:
-        """Last check before the collector deletes: None to go ahead, else why not."""
+        ``decide`` (``stackback.safety.plan_rotation`` or ``judge_deletion``) sees the
+        target's live backups, those in ``include`` and the fenced run's own backup,
+        and what that run asked to delete before; ``fence=(run id, attempt)`` fences
+        the whole decision like any write of a worker.
+        """
         ...
 
     def finish_deletion(self, backup_id: str, *, now: datetime) -> bool:

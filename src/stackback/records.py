@@ -6,10 +6,13 @@ implementation accepts and returns them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
+from enum import Enum
+from typing import Protocol
 
-from stackback.policy import BackupStatus, RunState, Selector
+from stackback.policy import Backup, BackupStatus, RunState, Selector
 
 
 @dataclass(frozen=True)
@@ -111,3 +114,83 @@ class BackupFilter:
     include_deleted: bool = False
     limit: int | None = 1000
     """At most this many (None: all of them, as retention needs)."""
+
+
+class Unchanged(Enum):
+    """A field a :class:`BackupChange` leaves as it is."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
+@dataclass(frozen=True)
+class BackupChange:
+    """A write a safety decision asks for on one backup; other fields stay as they are."""
+
+    backup_id: str
+    status: BackupStatus | Unchanged = UNCHANGED
+    protected: bool | Unchanged = UNCHANGED
+    reasons: tuple[str, ...] | Unchanged = UNCHANGED
+    error: str | Unchanged | None = UNCHANGED
+    deletion_guarded: bool | Unchanged = UNCHANGED
+    deletion_run_id: str | Unchanged | None = UNCHANGED
+
+    def values(self) -> dict[str, object]:
+        """The fields to write, by ``Backup`` field name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name != "backup_id" and getattr(self, f.name) is not UNCHANGED
+        }
+
+
+class Decision(Protocol):
+    """What a decision taken with a target's backups locked asks the store to write."""
+
+    @property
+    def changes(self) -> tuple[BackupChange, ...]: ...
+
+
+@dataclass(frozen=True)
+class TargetBackups:
+    """A target's backups as a safety decision sees them (read with them locked, newest first).
+
+    ``backups`` holds the target's live backups (available or being deleted), the
+    backups the decision asked for by id, and the own backup of ``run_id`` (the
+    run the decision is for, if any). ``forgotten_by_run`` are the backups that run
+    asked to delete, in any attempt and whatever their status now, oldest first.
+    """
+
+    target: str
+    backups: tuple[Backup, ...]
+    run_id: str | None = None
+    forgotten_by_run: tuple[Backup, ...] = ()
+
+    def find(self, backup_id: str) -> Backup | None:
+        """The backup with this id, if the decision sees it."""
+        return next((b for b in self.backups if b.id == backup_id), None)
+
+    def with_changes(self, changes: Sequence[BackupChange]) -> TargetBackups:
+        """These backups as they are once ``changes`` are written (what the store would read)."""
+        by_id = {change.backup_id: change for change in changes}
+        if not by_id:
+            return self
+        backups = tuple(
+            replace(b, **by_id[b.id].values()) if b.id in by_id else b  # type: ignore[arg-type]
+            for b in self.backups
+        )
+        current = {b.id: b for b in backups}
+        earlier = [current.get(b.id, b) for b in self.forgotten_by_run]
+        known = {b.id for b in earlier}
+        newly = [
+            b
+            for b in backups
+            if self.run_id is not None
+            and b.id in by_id
+            and b.id not in known
+            and b.deletion_run_id == self.run_id
+        ]
+        forgotten = sorted([*earlier, *newly], key=lambda b: (b.created_at, b.id))
+        return replace(self, backups=backups, forgotten_by_run=tuple(forgotten))

@@ -19,9 +19,12 @@ from sqlalchemy import Table, select, update
 
 from stackback.errors import Conflict
 from stackback.policy import Backup, BackupStatus
+from stackback.records import TargetBackups
+from stackback.retention import RetentionPolicy
+from stackback.safety import DeletionRequest, DeletionVerdict, judge_deletion
 from stackback.store.models import BackupRow
 from stackback.store.sql import SqlStore
-from tests.engine.test_safety_gaps import image_backup
+from tests.engine.test_safety_gaps import image_backup, rotation
 
 BACKUPS = cast(Table, BackupRow.__table__)
 
@@ -111,25 +114,22 @@ def test_protect_waits_for_a_concurrent_deletion_and_then_refuses(
 
 
 def test_protect_waits_for_a_concurrent_deletion_request_and_then_refuses(
-    store: SqlStore, clock: Any, monkeypatch: pytest.MonkeyPatch
+    store: SqlStore, clock: Any
 ) -> None:
-    """The same race through the store's own ``request_deletion`` (the operator's delete)."""
+    """The same race through a deletion request (the operator's delete, judged locked)."""
     now = clock.now()
     store.ensure_backup(image_backup("b-old", BackupStatus.AVAILABLE, now - timedelta(days=1)))
     store.ensure_backup(image_backup("b-new", BackupStatus.AVAILABLE, now))
     checked, go_on = threading.Event(), threading.Event()
-    check = SqlStore._another_good
 
-    def slow_check(group: Any, row: Any) -> bool:
-        found = check(group, row)
-        if threading.current_thread().name == "delete":
-            checked.set()  # the target's backups are locked, nothing committed yet
-            assert go_on.wait(15)
-        return found
+    def slow_judge(backups: TargetBackups) -> DeletionVerdict:
+        verdict = judge_deletion(DeletionRequest("b-old", reasons=("by hand",)), backups)
+        checked.set()  # the target's backups are locked, nothing committed yet
+        assert go_on.wait(15)
+        return verdict
 
-    monkeypatch.setattr(SqlStore, "_another_good", staticmethod(slow_check))
     deleting, deleted = in_thread(
-        "delete", lambda: store.request_deletion("b-old", reasons=("by hand",))
+        "delete", lambda: store.decide_for_target("srv", slow_judge, include=("b-old",))
     )
     assert checked.wait(15)
     protecting, outcome = in_thread("protect", lambda: store.set_protected("b-old", True))
@@ -139,7 +139,7 @@ def test_protect_waits_for_a_concurrent_deletion_request_and_then_refuses(
         go_on.set()
     deleting.join(15)
     protecting.join(15)
-    assert deleted["result"].status is BackupStatus.DELETING
+    assert deleted["result"].allowed
     assert isinstance(outcome.get("error"), Conflict), outcome
     assert "being deleted" in outcome["error"].message
     final = store.get_backup("b-old")
@@ -149,7 +149,7 @@ def test_protect_waits_for_a_concurrent_deletion_request_and_then_refuses(
 def test_a_rotation_does_not_forget_a_backup_protected_meanwhile(
     store: SqlStore, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``forget_backups`` re-checks ``protected`` with the row locked, after protect commits."""
+    """A rotation decides with the row locked, after protect commits: it forgets nothing."""
     now = clock.now()
     run = store.create_manual_run(target="srv", now=now, label="manual", retention=None)
     [claimed] = store.claim_runs(now, "w1", lease_seconds=60)
@@ -169,9 +169,11 @@ def test_a_rotation_does_not_forget_a_backup_protected_meanwhile(
     monkeypatch.setattr(SqlStore, "_backup", slow_backup)
     protecting, protected = in_thread("protect", lambda: store.set_protected("b-old", True))
     assert decided.wait(15)
-    rotating, forgotten = in_thread(
+    rotating, rotated = in_thread(
         "rotate",
-        lambda: store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10),
+        lambda: store.decide_for_target(
+            "srv", rotation(RetentionPolicy(last=1), run.id, now), fence=fence
+        ),
     )
     try:
         wait_until_blocked(store, rotating)
@@ -180,6 +182,6 @@ def test_a_rotation_does_not_forget_a_backup_protected_meanwhile(
     protecting.join(15)
     rotating.join(15)
     assert protected["result"].protected is True
-    assert forgotten == {"result": []}
+    assert rotated["result"].forgotten == ()
     final = store.get_backup("b-old")
     assert (final.status, final.protected) == (BackupStatus.AVAILABLE, True)

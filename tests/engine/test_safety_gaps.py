@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import create_engine
@@ -37,7 +38,17 @@ from stackback.policy import (
     RunState,
 )
 from stackback.ports import ArtifactRef
+from stackback.records import Decision, TargetBackups
 from stackback.retention import RetentionPolicy
+from stackback.safety import (
+    DeletionRequest,
+    DeletionVerdict,
+    RotationPlan,
+    RotationRequest,
+    RotationScope,
+    judge_deletion,
+    plan_rotation,
+)
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicySpec
 from stackback.store.database import create_db_engine, upgrade
@@ -46,6 +57,7 @@ from tests.engine.conftest import Rig
 from tests.engine.test_runs import DAY, daily, live_images, runs
 
 LEASE = EngineSettings().lease
+D = TypeVar("D", bound=Decision)
 
 
 def good(rig: Rig, target: str) -> list[Backup]:
@@ -66,6 +78,16 @@ def image_backup(
     )
 
 
+def rotation(
+    rules: RetentionPolicy, run_id: str, now: datetime
+) -> Callable[[TargetBackups], RotationPlan]:
+    """A manual run's rotation of target ``srv``'s manual backups, as the runner decides it."""
+    request = RotationRequest(
+        rules=rules, scope=RotationScope(label=None), now=now, run_id=run_id, budget=10
+    )
+    return partial(plan_rotation, request)
+
+
 def image_of(backup: Backup) -> str:
     (image,) = [a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.IMAGE]
     return image
@@ -76,7 +98,7 @@ def image_of(backup: Backup) -> str:
 
 class _RotationRacesTheOperator:
     """A store through which an operator's whole ``backup delete`` runs inside a rotation's
-    window: after the rotation has read its candidates, before it marks what it forgets."""
+    window: after the runner has read its own backup, before the rotation is decided."""
 
     def __init__(self, store: SqlStore, operator: BackupService, victim: str) -> None:
         self._store = store
@@ -88,15 +110,16 @@ class _RotationRacesTheOperator:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
-    def list_backups(self, criteria: BackupFilter | None = None) -> list[Backup]:
-        found = self._store.list_backups(criteria)
-        if self.armed and criteria is not None and criteria.policy_id is not None:
-            self.armed = False  # the rotation's read of its candidates
+    def decide_for_target(
+        self, target: str, decide: Callable[[TargetBackups], D], **options: Any
+    ) -> D:
+        if self.armed and options.get("fence") is not None:
+            self.armed = False  # the rotation's decision
             try:
                 self.operator_result = self._operator.delete(self._victim)
             except Conflict as refused:
                 self.operator_result = refused
-        return found
+        return self._store.decide_for_target(target, decide, **options)
 
 
 def test_a_manual_delete_inside_a_rotation_never_leaves_the_target_without_a_good_backup(
@@ -200,7 +223,7 @@ def test_a_delete_that_cannot_ask_the_cloud_about_the_other_backups_is_refused(
 
 
 def test_two_concurrent_deletion_requests_cannot_both_pass_the_last_good_check(
-    store: SqlStore, clock: Any, monkeypatch: pytest.MonkeyPatch
+    store: SqlStore, clock: Any
 ) -> None:
     ids = []
     for n in range(2):
@@ -215,24 +238,21 @@ def test_two_concurrent_deletion_requests_cannot_both_pass_the_last_good_check(
         )
         ids.append(backup.id)
     checked, go_on = threading.Event(), threading.Event()
-    check = SqlStore._another_good
 
-    def slow_check(group: Any, row: Any) -> bool:
-        found = check(group, row)
+    def slow_judge(backups: TargetBackups, backup_id: str) -> DeletionVerdict:
+        verdict = judge_deletion(DeletionRequest(backup_id), backups)
         if threading.current_thread().name == "first":
             checked.set()  # decided, not committed yet
             go_on.wait(10)
-        return found
+        return verdict
 
-    monkeypatch.setattr(SqlStore, "_another_good", staticmethod(slow_check))
     outcomes: dict[str, str] = {}
 
     def request(backup_id: str) -> None:
-        try:
-            store.request_deletion(backup_id, reasons=("deleted by the operator",))
-            outcomes[backup_id] = "deleting"
-        except Conflict:
-            outcomes[backup_id] = "refused"
+        verdict = store.decide_for_target(
+            "srv", partial(slow_judge, backup_id=backup_id), include=(backup_id,)
+        )
+        outcomes[backup_id] = "deleting" if verdict.allowed else "refused"
 
     first = threading.Thread(target=request, args=(ids[0],), name="first")
     second = threading.Thread(target=request, args=(ids[1],), name="second")
@@ -323,7 +343,7 @@ class _WriteLog:
     """The store, noting the fence each backup or artifact write names."""
 
     WRITES = frozenset(
-        {"ensure_backup", "add_artifact", "update_artifact", "update_backup", "forget_backups"}
+        {"ensure_backup", "add_artifact", "update_artifact", "update_backup", "decide_for_target"}
     )
 
     def __init__(self, store: SqlStore) -> None:
@@ -398,7 +418,9 @@ def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
     with pytest.raises(LeaseLost):
         store.update_backup("b-1", status=BackupStatus.AVAILABLE, fence=stale)
     with pytest.raises(LeaseLost):
-        store.forget_backups(["b-1"], reasons=("x",), fence=stale, budget=10)
+        store.decide_for_target(
+            "srv", rotation(RetentionPolicy(last=1), run.id, clock.now()), fence=stale
+        )
     unchanged = store.get_backup("b-1")
     assert unchanged.status is BackupStatus.CREATING
     assert [a.status for a in unchanged.artifacts] == [ArtifactStatus.PENDING]
@@ -407,7 +429,8 @@ def test_fenced_backup_and_artifact_writes_raise_lease_lost_and_write_nothing(
 def test_the_store_forgets_nothing_before_the_runs_own_backup_is_good(
     store: SqlStore, clock: Any
 ) -> None:
-    """Defence in depth: the runner's order of steps is not the only guard."""
+    """Defence in depth: the runner's order of steps is not the only guard; the rule
+    holds in the decision the store runs with the target's backups locked."""
     run = store.create_manual_run(target="srv", now=clock.now(), label="manual", retention=None)
     [claimed] = store.claim_runs(clock.now(), "w1", lease_seconds=60)
     fence = (run.id, claimed.attempt)
@@ -415,14 +438,16 @@ def test_the_store_forgets_nothing_before_the_runs_own_backup_is_good(
     other = image_backup("b-other", BackupStatus.AVAILABLE, clock.now() - timedelta(days=1))
     store.ensure_backup(older)
     store.ensure_backup(other)
-    assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
+    keep_two = rotation(RetentionPolicy(last=2), run.id, clock.now())
+    assert store.decide_for_target("srv", keep_two, fence=fence).forgotten == ()
     new = image_backup("b-new", BackupStatus.CREATING, clock.now(), run.id)
     store.ensure_backup(new, fence=fence)
-    assert store.forget_backups(["b-old"], reasons=("x",), fence=fence, budget=10) == []
+    assert store.decide_for_target("srv", keep_two, fence=fence).forgotten == ()
     assert store.get_backup("b-old").status is BackupStatus.AVAILABLE
     store.update_backup("b-new", status=BackupStatus.AVAILABLE, fence=fence)
-    [forgotten] = store.forget_backups(["b-new", "b-old"], reasons=("x",), fence=fence, budget=10)
-    assert forgotten.id == "b-old" and forgotten.status is BackupStatus.DELETING
+    [forgotten] = store.decide_for_target("srv", keep_two, fence=fence).forgotten
+    assert forgotten.id == "b-old"
+    assert store.get_backup("b-old").status is BackupStatus.DELETING
     assert store.get_backup("b-new").status is BackupStatus.AVAILABLE  # never its own
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 import warnings
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from stackback.policy import (
     Policy,
     RunState,
 )
+from stackback.records import BackupChange, TargetBackups
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.store.sql import (
@@ -270,6 +272,72 @@ def test_finish_deletion_only_records_a_backup_still_being_deleted(store: SqlSto
     assert store.finish_deletion(backup.id, now=T0) is True
     done = store.get_backup(backup.id)
     assert (done.status, done.deleted_at) == (BackupStatus.DELETED, T0)
+
+
+def _recorded(
+    store: SqlStore, status: BackupStatus, at: datetime, target: str = "srv-1", **values: object
+) -> str:
+    backup = store.ensure_backup(replace(_backup(None, target, at), status=status))
+    if values:
+        store.update_backup(backup.id, **values)
+    return backup.id
+
+
+@dataclass(frozen=True)
+class _Writes:
+    """A decision that asks for the given writes, whatever it sees."""
+
+    changes: tuple[BackupChange, ...]
+
+
+def test_a_decision_sees_its_targets_backups_locked_and_its_changes_are_written(
+    store: SqlStore,
+) -> None:
+    run_id = _one_run(store)
+    [run] = store.claim_runs(T0, "w1", lease_seconds=60)
+    fence = (run_id, run.attempt)
+    good = _recorded(store, BackupStatus.AVAILABLE, T0)
+    failed = _recorded(store, BackupStatus.FAILED, T0 + timedelta(minutes=30))
+    deleting = _recorded(store, BackupStatus.DELETING, T0 + timedelta(hours=1))
+    own = store.ensure_backup(_backup(run_id, at=T0 + timedelta(hours=2)), fence=fence).id
+    earlier = _recorded(store, BackupStatus.DELETED, T0 - timedelta(days=1), deletion_run_id=run_id)
+    elsewhere = _recorded(store, BackupStatus.AVAILABLE, T0, target="srv-2")
+    seen: list[TargetBackups] = []
+    mark = BackupChange(
+        good,
+        status=BackupStatus.DELETING,
+        reasons=("forgotten",),
+        deletion_guarded=True,
+        deletion_run_id=run_id,
+    )
+
+    def decide(backups: TargetBackups) -> _Writes:
+        seen.append(backups)
+        return _Writes((mark,))
+
+    assert store.decide_for_target("srv-1", decide, include=(failed,), fence=fence).changes
+    [snapshot] = seen
+    # live backups, the one asked for and the run's own, newest first; not another target's
+    assert [b.id for b in snapshot.backups] == [own, deleting, failed, good]
+    assert (snapshot.target, snapshot.run_id) == ("srv-1", run_id)
+    assert [b.id for b in snapshot.forgotten_by_run] == [earlier]
+    written = store.get_backup(good)
+    assert (written.status, written.reasons) == (BackupStatus.DELETING, ("forgotten",))
+    assert (written.deletion_run_id, written.deletion_guarded) == (run_id, True)
+
+    # a decision may change only what it was given: nothing at all is written otherwise
+    restore = BackupChange(deleting, status=BackupStatus.AVAILABLE, error="restored")
+    stray = BackupChange(elsewhere, status=BackupStatus.DELETING)
+    with pytest.raises(ValueError, match=elsewhere):
+        store.decide_for_target("srv-1", lambda _b: _Writes((restore, stray)))
+    assert store.get_backup(deleting).status is BackupStatus.DELETING
+    assert store.get_backup(elsewhere).status is BackupStatus.AVAILABLE
+
+    # a worker whose run was taken over decides nothing
+    store.claim_runs(T0 + timedelta(seconds=61), "w2", lease_seconds=60)
+    with pytest.raises(LeaseLost):
+        store.decide_for_target("srv-1", decide, fence=fence)
+    assert len(seen) == 1
 
 
 def test_backup_listing_filters_and_protection(store: SqlStore) -> None:

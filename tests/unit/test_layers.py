@@ -19,6 +19,7 @@ import stackback
 
 CORE = [
     "stackback.retention",
+    "stackback.safety",
     "stackback.schedule",
     "stackback.policy",
     "stackback.records",

@@ -8,7 +8,8 @@ artifacts that carry stackback's created-by marker for that very backup, and
 never those of a protected backup.
 
 Just before deleting anything (the point of no return) it checks again, with
-the target's backups locked in the store, that the backup is not protected and,
+the target's backups locked in the store (``stackback.safety.judge_deletion``'s
+final check), that the backup is not protected and,
 unless the operator forced the deletion, that another good (available) backup
 of the same target remains: a manual ``backup delete`` racing a rotation must
 not leave the target without a good backup. A refused deletion restores the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError, StackbackError
@@ -33,6 +35,7 @@ from stackback.ports import (
     CloudResolver,
     Store,
 )
+from stackback.safety import DeletionRequest, DeletionStage, judge_deletion
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +88,12 @@ class Collector:
     def _collect_one(self, backup: Backup) -> bool:
         if backup.status is not BackupStatus.DELETING:
             return False
-        refused = self.store.check_deletion(backup.id)
-        if refused is not None:
-            log.warning("not deleting backup %s: %s", backup.id, refused)
+        final_check = DeletionRequest(backup.id, stage=DeletionStage.FINAL_CHECK)
+        verdict = self.store.decide_for_target(
+            backup.target, partial(judge_deletion, final_check), include=(backup.id,)
+        )
+        if verdict.refusal is not None:
+            log.warning("not deleting backup %s: %s", backup.id, verdict.refusal)
             return False
         cloud = self.clouds(backup.cloud)
         remaining = [a for a in backup.artifacts if a.status is not ArtifactStatus.DELETED]

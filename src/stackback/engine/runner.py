@@ -9,7 +9,8 @@ artifacts carry the run id in their metadata, and a run resumed in
 Retention runs only once the new backup is available, over the target's
 successful, unprotected backups of the same policy (or label), never forgets
 the newest good one and deletes at most ``deletion_budget`` backups per run,
-counting what the run forgot before a crash and a resume.
+counting what the run forgot before a crash and a resume: the rules are
+``stackback.safety.plan_rotation``'s, run by the store with the target's backups locked.
 A failed run deletes nothing; its partial artifacts stay recorded for the operator.
 
 Every store write of a step is fenced by the run's attempt (its lease): the run
@@ -37,7 +38,9 @@ from stackback.errors import (
     Conflict,
     LeaseLost,
     NotFound,
+    RunFailed,
     StackbackError,
+    Unexpected,
 )
 from stackback.policy import (
     ArtifactKind,
@@ -68,24 +71,12 @@ from stackback.ports import (
     ServerInfo,
     Store,
 )
-from stackback.records import BackupFilter, StepNote
-from stackback.retention import RetentionPolicy, apply_policy
+from stackback.records import StepNote
+from stackback.retention import RetentionPolicy
+from stackback.safety import RotationRequest, RotationScope, plan_rotation
 from stackback.schedule import parse_timezone
 
 log = logging.getLogger(__name__)
-
-
-class RunFailed(StackbackError):
-    """The run cannot succeed; the message says why."""
-
-    code = "run-failed"
-
-
-class Unexpected(StackbackError):
-    """An error stackback did not foresee (a bug); retried like a transient cloud error."""
-
-    code = "internal-error"
-    retryable = True
 
 
 _START_DETAIL = re.compile(r"server (?P<id>\S+) \(")
@@ -470,55 +461,34 @@ class Runner:
         policy = self._policy(run)
         own = self.store.backup_for_run(run.id)
         target = own.target if own is not None else run.target  # the server's id
-        good = (BackupStatus.AVAILABLE,)
+        scope: RotationScope | None = None
         if policy is not None:
             rules, zone = policy.retention, parse_timezone(policy.timezone)
-            scope = BackupFilter(target=target, policy_id=policy.id, statuses=good, limit=None)
+            scope = RotationScope(policy_id=policy.id)
         elif run.policy_id is None and run.retention is not None:
             rules, zone = RetentionPolicy.from_dict(run.retention), parse_timezone("UTC")
-            scope = BackupFilter(target=target, label=run.label, statuses=good, limit=None)
+            scope = RotationScope(label=run.label)
         else:
-            rules, zone, scope = RetentionPolicy(), parse_timezone("UTC"), None
-        forgotten: list[Backup] = []
-        kept = 0
-        fence = _fence_of(run)
-        own_is_good = own is not None and own.status is BackupStatus.AVAILABLE
-        if scope is not None and not rules.is_empty() and own_is_good:
-            candidates = [
-                b
-                for b in self.store.list_backups(scope)
-                if b.target == target and not b.protected and (policy is not None or b.is_manual)
-            ]
-            decision = apply_policy(candidates, rules, now=now, tz=zone)
-            keep = list(decision.items_with_reasons())
-            forget = list(decision.forget)
-            newest = max(candidates, key=lambda b: b.created_at, default=None)
-            # Never forgotten: the newest good backup, and the one this run has just taken
-            # (the newest recovery point, whatever its clock-stamped time says).
-            for spared, why in ((newest, "newest good backup"), (own, "this run's new backup")):
-                if spared is not None and any(b.id == spared.id for b in forget):
-                    forget = [b for b in forget if b.id != spared.id]
-                    keep.append((spared, (why,)))
-            for backup, reasons in keep:
-                if backup.reasons != reasons:
-                    self.store.update_backup(backup.id, reasons=reasons, fence=fence)
-            kept = len(keep)
-            forget.sort(key=lambda b: b.created_at)
-            # The budget is the store's: what this run marked before a crash counts.
-            forgotten = self.store.forget_backups(
-                [b.id for b in forget],
-                reasons=(f"forgotten by retention: {rules.describe()}",),
-                fence=fence,
-                budget=self.settings.deletion_budget,
-            )
+            rules, zone = RetentionPolicy(), parse_timezone("UTC")
+        request = RotationRequest(
+            rules=rules,
+            scope=None if rules.is_empty() else scope,
+            now=now,
+            tz=zone,
+            run_id=run.id,
+            budget=self.settings.deletion_budget,
+        )
+        # Decided and marked with the target's backups locked, fenced by the run's attempt.
+        plan = self.store.decide_for_target(
+            target, partial(plan_rotation, request), fence=_fence_of(run)
+        )
         failpoint("after-rotation-decided")
-        detail = f"kept {kept}, forgetting {len(forgotten)}"
-        if forgotten:
-            detail += ": " + ", ".join(b.id for b in forgotten)
-        elif not own_is_good:
-            state = own.status.value if own is not None else "missing"
-            detail += f" (its own backup is {state}: nothing forgotten)"
-        self.collector.collect(forgotten)
+        detail = f"kept {len(plan.keep)}, forgetting {len(plan.forgotten)}"
+        if plan.forgotten:
+            detail += ": " + ", ".join(b.id for b in plan.forgotten)
+        elif plan.note is not None:
+            detail += f" ({plan.note}: nothing forgotten)"
+        self.collector.collect(plan.forgotten)
         self.store.update_run(
             run.id,
             run.attempt,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import partial
 
 from stackback.engine.collector import Collector
 from stackback.errors import CloudError, Conflict, InvalidInput
@@ -19,8 +20,15 @@ from stackback.policy import (
     server_label,
 )
 from stackback.ports import ArtifactRef, Clock, CloudResolver, Store
-from stackback.records import BackupFilter
-from stackback.retention import RetentionPolicy, apply_policy
+from stackback.records import BackupFilter, TargetBackups
+from stackback.retention import RetentionPolicy
+from stackback.safety import (
+    DeletionRequest,
+    RotationRequest,
+    RotationScope,
+    judge_deletion,
+    plan_rotation,
+)
 from stackback.schedule import parse_timezone
 from stackback.services.policies import current_policy_names
 from stackback.services.servers import ServerDirectory
@@ -87,8 +95,8 @@ class BackupService:
         """Delete a backup's cloud artifacts (a recorded request, finished now if possible).
 
         Refused without ``force`` for a protected backup and for the last good
-        (available) backup of its target. The store checks that atomically when
-        it records the request, and the collector checks it again just before
+        (available) backup of its target (``stackback.safety.judge_deletion``, with
+        the target's backups locked), and the collector checks it again just before
         deleting anything, so a concurrent rotation or a second ``delete`` cannot
         both pass and leave the target without a good backup. ``force``
         (``backup delete --force``) is the operator's explicit override: it
@@ -98,15 +106,20 @@ class BackupService:
         backup = self.store.get_backup(ref)
         if backup.status is BackupStatus.DELETED:
             return backup
+        taken_by = None
         if backup.status is BackupStatus.CREATING and backup.run_id:
             run = self.store.get_run(backup.run_id)
-            if not run.state.is_terminal:
-                raise Conflict(f"backup {backup.id} is still being taken by run {run.id}")
+            taken_by = None if run.state.is_terminal else run.id
         if not force and backup.status is BackupStatus.AVAILABLE:
             self._recheck_the_others(backup)
-        backup = self.store.request_deletion(
-            backup.id, reasons=("deleted by the operator",), force=force
+        request = DeletionRequest(
+            backup.id, force=force, reasons=("deleted by the operator",), taken_by_run=taken_by
         )
+        verdict = self.store.decide_for_target(
+            backup.target, partial(judge_deletion, request), include=(backup.id,)
+        )
+        if verdict.refusal is not None:
+            raise Conflict(verdict.refusal)
         Collector(self.store, self.clouds, self.clock).collect([backup], strict=True)
         return self.store.get_backup(backup.id)
 
@@ -184,7 +197,11 @@ class BackupService:
         )
 
     def preview(self, policy_ref: str) -> list[PreviewRow]:
-        """What the policy's retention would keep of its real backups now (deletes nothing)."""
+        """What the policy's rotation would keep of its real backups now (deletes nothing).
+
+        Planned as a run's rotation is (``stackback.safety.plan_rotation``), without
+        a run's own backup or deletion budget.
+        """
         policy = self.store.get_policy(policy_ref)
         backups = self.store.list_backups(
             BackupFilter(policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,), limit=None)
@@ -192,21 +209,18 @@ class BackupService:
         by_target: dict[str, list[Backup]] = defaultdict(list)
         for backup in backups:
             by_target[backup.target].append(backup)
+        request = RotationRequest(
+            rules=policy.retention,
+            scope=RotationScope(policy_id=policy.id),
+            now=self.clock.now(),
+            tz=parse_timezone(policy.timezone),
+        )
         rows: list[PreviewRow] = []
-        now = self.clock.now()
-        zone = parse_timezone(policy.timezone)
         for target in sorted(by_target):
-            candidates = [b for b in by_target[target] if not b.protected]
-            protected = [b for b in by_target[target] if b.protected]
-            decision = apply_policy(candidates, policy.retention, now=now, tz=zone)
-            newest = max(candidates, key=lambda b: b.created_at, default=None)
-            for backup, reasons in decision.items_with_reasons():
-                rows.append(PreviewRow(backup, "keep", reasons))
-            for backup in decision.forget:
-                if backup is newest:
-                    rows.append(PreviewRow(backup, "keep", ("newest good backup",)))
-                else:
-                    rows.append(PreviewRow(backup, "forget", ()))
-            rows.extend(PreviewRow(b, "keep", ("protected",)) for b in protected)
+            plan = plan_rotation(request, TargetBackups(target, tuple(by_target[target])))
+            rows.extend(PreviewRow(backup, "keep", reasons) for backup, reasons in plan.keep)
+            rows.extend(PreviewRow(backup, "forget", ()) for backup in plan.forget)
+            rows.extend(PreviewRow(backup, "keep", (why,)) for backup, why in plan.held)
+            rows.extend(PreviewRow(b, "keep", ("protected",)) for b in plan.protected)
         rows.sort(key=lambda r: (r.backup.target, -r.backup.created_at.timestamp()))
         return rows

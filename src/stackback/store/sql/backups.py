@@ -1,10 +1,11 @@
-"""Backups and artifacts, and the deletion rules (protection, the last good backup)."""
+"""Backups and artifacts, and the locked decisions of the deletion rules (``stackback.safety``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -16,15 +17,25 @@ from stackback.policy import (
     ArtifactStatus,
     Backup,
     BackupStatus,
-    server_label,
 )
-from stackback.records import BackupFilter
+from stackback.records import BackupFilter, Decision, TargetBackups
 from stackback.store.convert import artifact_from_row, backup_from_row
 from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
 from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, new_id
 
 _IN_CHUNK = 10_000
 """Values bound in one ``IN (...)``: PostgreSQL takes at most 65,535 parameters a query."""
+
+D = TypeVar("D", bound=Decision)
+
+
+def _column_value(value: object) -> object:
+    """A ``BackupChange`` value as its column holds it (enums by value, tuples as lists)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 class BackupStore(SqlBase):
@@ -146,127 +157,68 @@ class BackupStore(SqlBase):
             for key, value in values.items():
                 setattr(row, key, value)
 
-    def _target_backups(self, session: Session, row: BackupRow) -> list[BackupRow]:
-        """The live backups of ``row``'s target (and ``row``), locked in id order and re-read.
-
-        Deletion requests and the collector's last check take these locks before
-        deciding whether another good backup remains, so two of them cannot each
-        count on the other's backup (on SQLite, ``BEGIN IMMEDIATE`` serialises them).
-        The target is matched by its key only: Nova names are not unique, so a
-        backup of another server with the same name must not count as good.
-        """
-        live = (BackupStatus.AVAILABLE.value, BackupStatus.DELETING.value)
-        query = (
-            select(BackupRow)
-            .where(
-                BackupRow.target == row.target,
-                or_(BackupRow.status.in_(live), BackupRow.id == row.id),
-            )
-            .order_by(BackupRow.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-        return list(session.scalars(query))
-
-    @staticmethod
-    def _another_good(group: Sequence[BackupRow], row: BackupRow) -> bool:
-        """Whether a backup of ``group`` other than ``row`` is good (available, not deleting)."""
-        return any(r.id != row.id and r.status == BackupStatus.AVAILABLE.value for r in group)
-
-    def request_deletion(self, ref: str, *, reasons: Sequence[str], force: bool = False) -> Backup:
-        """Mark a backup ``deleting`` for the operator, atomically with the safety rules.
-
-        Without ``force`` a protected backup is refused, and so is the last good
-        (available) backup of its target: another one must remain, checked with the
-        target's backups locked, so that a concurrent request or a run's rotation
-        cannot pass the same check at the same time. Such a deletion is *guarded*:
-        the collector checks again, just before deleting anything, that another good
-        backup remains. ``force`` unprotects the backup and waives both rules. A
-        backup already deleted, or being deleted, is returned as it is (``force``
-        then still waives the guard).
-        """
-        with self._session() as session:
-            row = self._backup_row(session, ref)
-            group = self._target_backups(session, row)
-            if row.status == BackupStatus.DELETED.value:
-                return self._backup(session, row)
-            if row.status == BackupStatus.DELETING.value:
-                if force:
-                    row.deletion_guarded = False
-                return self._backup(session, row)
-            if row.protected and not force:
-                raise Conflict(f"backup {row.id} is protected: unprotect it or use --force")
-            guarded = row.status == BackupStatus.AVAILABLE.value and not force
-            if guarded and not self._another_good(group, row):
-                raise Conflict(
-                    f"backup {row.id} is the last good backup of "
-                    f"{server_label(row.target, row.target_name)}: use --force"
-                )
-            row.protected = False
-            row.status = BackupStatus.DELETING.value
-            row.reasons = list(reasons)
-            row.deletion_guarded = guarded
-            row.deletion_run_id = None
-            return self._backup(session, row)
-
-    def forget_backups(
+    def decide_for_target(
         self,
-        backup_ids: Sequence[str],
+        target: str,
+        decide: Callable[[TargetBackups], D],
         *,
-        reasons: Sequence[str],
-        fence: tuple[str, int],
-        budget: int,
-    ) -> list[Backup]:
-        """Mark the backups a run's retention forgets ``deleting``: one transaction, fenced.
+        include: Sequence[str] = (),
+        fence: tuple[str, int] | None = None,
+    ) -> D:
+        """Run ``decide`` with the target's backups locked, and write the changes it returns.
 
-        Each is recorded as forgotten by the run (``deletion_run_id``), and the
-        budget holds across the run's attempts: what an earlier attempt marked
-        counts against it, so a run resumed after a crash between its decision and
-        its journal entry forgets at most ``budget`` backups in all. In the given
-        order, a backup is marked only if it is still available and unprotected, is not
-        the run's own, and another good backup of its target remains; each deletion is
-        guarded.
-        Marks nothing unless the run's own backup is available (the operator may
-        have deleted it meanwhile): nothing is forgotten before the new backup is good.
-        Returns the backups the run has marked in all its attempts that are still
-        being deleted or deleted (not those the collector refused), oldest first.
+        The store holds no rule: it locks the target's live backups (available or
+        being deleted), those named in ``include`` and the own backup of the fenced
+        run, in id order (``FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE`` serialises
+        the transactions), re-reads them, and hands them to ``decide`` (one of the
+        pure functions of ``stackback.safety``) with what the fenced run asked to
+        delete before. Two decisions on one target therefore never both count on
+        each other's backup. The target is matched by its key only: Nova names are
+        not unique, so a backup of another server with the same name never counts.
+        ``fence=(run id, attempt)`` makes the whole decision a worker's fenced
+        write (``LeaseLost``, nothing written, when the run was taken over).
         """
-        run_id = fence[0]
-        mine = (
-            select(BackupRow)
-            .where(BackupRow.deletion_run_id == run_id)
-            .order_by(BackupRow.created_at, BackupRow.id)
-        )
         with self._session() as session:
-            self._fenced_run(session, *fence)
-            own = session.scalar(select(BackupRow.status).where(BackupRow.run_id == run_id))
-            left = budget - len(session.scalars(mine).all())
-            if own != BackupStatus.AVAILABLE.value:
-                left = 0
-            groups: dict[str, list[BackupRow]] = {}
-            for backup_id in backup_ids:
-                if left <= 0:
-                    break
-                row = session.get(BackupRow, backup_id)
+            run_id = fence[0] if fence is not None else None
+            if fence is not None:
+                self._fenced_run(session, *fence)
+            live = (BackupStatus.AVAILABLE.value, BackupStatus.DELETING.value)
+            seen = or_(BackupRow.status.in_(live), BackupRow.id.in_(list(include)))
+            if run_id is not None:
+                seen = or_(seen, BackupRow.run_id == run_id)
+            rows = session.scalars(
+                select(BackupRow)
+                .where(BackupRow.target == target, seen)
+                .order_by(BackupRow.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).all()
+            forgotten: Sequence[BackupRow] = ()
+            if run_id is not None:
+                forgotten = session.scalars(
+                    select(BackupRow)
+                    .where(BackupRow.deletion_run_id == run_id)
+                    .order_by(BackupRow.created_at, BackupRow.id)
+                ).all()
+            backups = sorted(
+                self._with_artifacts(session, rows), key=lambda b: b.created_at, reverse=True
+            )
+            decision = decide(
+                TargetBackups(
+                    target=target,
+                    backups=tuple(backups),
+                    run_id=run_id,
+                    forgotten_by_run=tuple(backup_from_row(r) for r in forgotten),
+                )
+            )
+            locked = {row.id: row for row in rows}
+            for change in decision.changes:
+                row = locked.get(change.backup_id)
                 if row is None:
-                    continue
-                if row.target not in groups:
-                    groups[row.target] = self._target_backups(session, row)
-                if (
-                    row.status != BackupStatus.AVAILABLE.value
-                    or row.run_id == run_id
-                    or row.protected
-                    or not self._another_good(groups[row.target], row)
-                ):
-                    continue
-                row.status = BackupStatus.DELETING.value
-                row.reasons = list(reasons)
-                row.deletion_guarded = True
-                row.deletion_run_id = run_id
-                left -= 1
-            session.flush()
-            gone = (BackupStatus.DELETING.value, BackupStatus.DELETED.value)
-            return [self._backup(session, r) for r in session.scalars(mine) if r.status in gone]
+                    raise ValueError(f"the decision changes {change.backup_id}, not locked for it")
+                for key, value in change.values().items():
+                    setattr(row, key, _column_value(value))
+            return decision
 
     def finish_deletion(self, backup_id: str, *, now: datetime) -> bool:
         """Record a backup ``deleted`` once its artifacts are gone, if it is still ``deleting``.
@@ -281,40 +233,6 @@ class BackupStore(SqlBase):
                 .values(status=BackupStatus.DELETED.value, deleted_at=now)
             )
             return done.rowcount == 1
-
-    def check_deletion(self, backup_id: str) -> str | None:
-        """The collector's last check before it deletes a backup's artifacts.
-
-        Returns None when the backup is ``deleting`` and may go. Otherwise returns
-        why not; when the deletion is refused — the backup is protected, or its
-        deletion is guarded and no other good backup of its target remains — the
-        backup is restored (available if its artifacts are intact, else failed)
-        with the reason as its error. Decided with the target's backups locked.
-        """
-        with self._session() as session:
-            row = self._backup_row(session, backup_id)
-            group = self._target_backups(session, row)
-            if row.status != BackupStatus.DELETING.value:
-                return f"backup {row.id} is {row.status}, not being deleted"
-            if row.protected:
-                why = "deletion refused: the backup is protected"
-            elif row.deletion_guarded and not self._another_good(group, row):
-                why = (
-                    "deletion refused: it is the last good backup of "
-                    f"{server_label(row.target, row.target_name)} "
-                    "(`backup delete --force` deletes it anyway)"
-                )
-                row.reasons = ["last good backup of its target"]
-            else:
-                return None
-            artifacts = session.scalars(
-                select(ArtifactRow.status).where(ArtifactRow.backup_id == row.id)
-            ).all()
-            intact = all(status == ArtifactStatus.AVAILABLE.value for status in artifacts)
-            row.status = (BackupStatus.AVAILABLE if intact else BackupStatus.FAILED).value
-            row.error = why
-            row.deletion_guarded = False
-            return why
 
     def _backup_row(self, session: Session, ref: str) -> BackupRow:
         return by_id_or_prefix(session, BackupRow, ref, "backup")
@@ -353,23 +271,26 @@ class BackupStore(SqlBase):
             elif not filter.include_deleted:
                 query = query.where(BackupRow.status != BackupStatus.DELETED.value)
             query = query.order_by(BackupRow.created_at.desc(), BackupRow.id).limit(filter.limit)
-            rows = session.scalars(query).all()
-            by_backup: dict[str, list[ArtifactRow]] = {r.id: [] for r in rows}
-            ids = list(by_backup)
-            for first in range(0, len(ids), _IN_CHUNK):  # PostgreSQL binds at most 65,535
-                for a in session.scalars(
-                    select(ArtifactRow)
-                    .where(ArtifactRow.backup_id.in_(ids[first : first + _IN_CHUNK]))
-                    .order_by(ArtifactRow.created_at, ArtifactRow.id)
-                ):
-                    by_backup[a.backup_id].append(a)
-            return [backup_from_row(r, by_backup[r.id]) for r in rows]
+            return self._with_artifacts(session, session.scalars(query).all())
+
+    def _with_artifacts(self, session: Session, rows: Sequence[BackupRow]) -> list[Backup]:
+        """``rows`` as backups with their artifacts, read in a few queries."""
+        by_backup: dict[str, list[ArtifactRow]] = {r.id: [] for r in rows}
+        ids = list(by_backup)
+        for first in range(0, len(ids), _IN_CHUNK):  # PostgreSQL binds at most 65,535
+            for a in session.scalars(
+                select(ArtifactRow)
+                .where(ArtifactRow.backup_id.in_(ids[first : first + _IN_CHUNK]))
+                .order_by(ArtifactRow.created_at, ArtifactRow.id)
+            ):
+                by_backup[a.backup_id].append(a)
+        return [backup_from_row(r, by_backup[r.id]) for r in rows]
 
     def set_protected(self, ref: str, protected: bool) -> Backup:
         """Protect or unprotect a backup, decided with its row locked and re-read.
 
-        The lock orders this against a rotation's ``forget_backups``, a deletion
-        request and the collector (they lock the row too; on SQLite ``BEGIN
+        The lock orders this against a rotation, a deletion request and the
+        collector (their ``decide_for_target`` locks the row too; on SQLite ``BEGIN
         IMMEDIATE`` serialises them): protecting a backup that is being deleted, or
         was, is refused with ``Conflict`` instead of reporting a protection that
         nothing honours. Unprotecting always succeeds: a backup being deleted or

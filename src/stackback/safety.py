@@ -1,0 +1,296 @@
+"""The safety rules: what a rotation may forget, and whether a backup may be deleted.
+
+Pure core, as restic keeps ``ApplyPolicy``: two functions over plain values,
+no I/O, no clock. The store runs them with the target's backups locked
+(``Store.decide_for_target``) and writes the changes they return; every path that
+deletes goes through them: a run's rotation, ``backup delete``, the collector's
+last check before a cloud call, and ``retention preview`` (which writes nothing).
+
+- :func:`plan_rotation` applies a retention policy to one target: protected
+  backups are outside retention (never counted, never forgotten); the newest good
+  backup in scope and the run's own new one are never forgotten; nothing is
+  forgotten unless the run's own backup is available; at most ``budget`` backups
+  are forgotten per run, counting what it forgot in earlier attempts; a label's
+  keep-last counts only manual backups, never a policy's (even a deleted
+  policy's); and each backup it forgets must pass :func:`judge_deletion`.
+- :func:`judge_deletion` decides one deletion: a protected backup is refused
+  without force, and so is the last good (available) backup of its target, when
+  the request is made and again at the collector's final check; ``force`` is the
+  operator's explicit override.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from enum import Enum
+
+from stackback.policy import ArtifactStatus, Backup, BackupStatus, server_label
+from stackback.records import UNCHANGED, BackupChange, TargetBackups, Unchanged
+from stackback.retention import RetentionPolicy, apply_policy
+
+__all__ = [
+    "NEWEST_REASON",
+    "OWN_REASON",
+    "DeletionRequest",
+    "DeletionStage",
+    "DeletionVerdict",
+    "RotationPlan",
+    "RotationRequest",
+    "RotationScope",
+    "judge_deletion",
+    "plan_rotation",
+]
+
+NEWEST_REASON = "newest good backup"
+OWN_REASON = "this run's new backup"
+OVER_BUDGET = "over this run's deletion budget"
+LAST_GOOD_REASON = "last good backup of its target"
+
+
+class DeletionStage(Enum):
+    """When a deletion is judged."""
+
+    REQUEST = "request"
+    """Asked for (``backup delete``, a rotation): the backup is then marked ``deleting``."""
+    FINAL_CHECK = "final check"
+    """The collector's check just before its first cloud call; a refusal restores the backup."""
+
+
+@dataclass(frozen=True)
+class DeletionRequest:
+    """One deletion to judge."""
+
+    backup_id: str
+    stage: DeletionStage = DeletionStage.REQUEST
+    force: bool = False
+    """The operator's override: unprotects the backup and lets the last good one go."""
+    reasons: tuple[str, ...] = ("deleted by the operator",)
+    by_run: str | None = None
+    """The run whose rotation asks (None: the operator)."""
+    taken_by_run: str | None = None
+    """An unfinished run still taking this backup (the caller knows the runs)."""
+
+
+@dataclass(frozen=True)
+class DeletionVerdict:
+    """Allowed (``refusal`` is None) or refused with the reason, and what to write either way."""
+
+    backup_id: str
+    refusal: str | None = None
+    changes: tuple[BackupChange, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.refusal is None
+
+
+def _another_good(backups: TargetBackups, subject: Backup) -> bool:
+    """Whether a backup of the target other than ``subject`` is good (available)."""
+    return any(b.id != subject.id and b.status is BackupStatus.AVAILABLE for b in backups.backups)
+
+
+def judge_deletion(request: DeletionRequest, backups: TargetBackups) -> DeletionVerdict:
+    """Whether ``request.backup_id`` may be deleted, seen with ``backups`` (its target's).
+
+    At the request: a backup already deleted, or being deleted, needs nothing
+    (``force`` then waives the final check's guard); one an unfinished run is still
+    taking is refused; without ``force`` a protected backup is refused, and so is
+    the last good backup of its target, whose deletion is then *guarded* (checked
+    again at the final check). Allowed, the backup is marked ``deleting``,
+    unprotected, with the request's reasons.
+
+    At the final check: only a backup being deleted may go; a protected one, or one
+    whose guarded deletion would leave its target no other good backup, is refused
+    and restored (available if its artifacts are intact, else failed), the reason
+    as its error.
+    """
+    subject = backups.find(request.backup_id)
+    if subject is None:
+        return DeletionVerdict(
+            request.backup_id, f"backup {request.backup_id} is not a backup of {backups.target}"
+        )
+    if request.stage is DeletionStage.FINAL_CHECK:
+        return _final_check(subject, backups)
+    if subject.status is BackupStatus.DELETED:
+        return DeletionVerdict(subject.id)
+    if subject.status is BackupStatus.DELETING:
+        if request.force and subject.deletion_guarded:
+            return DeletionVerdict(
+                subject.id, changes=(BackupChange(subject.id, deletion_guarded=False),)
+            )
+        return DeletionVerdict(subject.id)
+    if request.taken_by_run is not None and subject.status is BackupStatus.CREATING:
+        return DeletionVerdict(
+            subject.id, f"backup {subject.id} is still being taken by run {request.taken_by_run}"
+        )
+    if subject.protected and not request.force:
+        return DeletionVerdict(
+            subject.id, f"backup {subject.id} is protected: unprotect it or use --force"
+        )
+    guarded = subject.status is BackupStatus.AVAILABLE and not request.force
+    if guarded and not _another_good(backups, subject):
+        return DeletionVerdict(
+            subject.id,
+            f"backup {subject.id} is the last good backup of "
+            f"{server_label(subject.target, subject.target_name)}: use --force",
+        )
+    mark = BackupChange(
+        subject.id,
+        status=BackupStatus.DELETING,
+        protected=False,
+        reasons=request.reasons,
+        deletion_guarded=guarded,
+        deletion_run_id=request.by_run,
+    )
+    return DeletionVerdict(subject.id, changes=(mark,))
+
+
+def _final_check(subject: Backup, backups: TargetBackups) -> DeletionVerdict:
+    if subject.status is not BackupStatus.DELETING:
+        return DeletionVerdict(
+            subject.id, f"backup {subject.id} is {subject.status.value}, not being deleted"
+        )
+    reasons: tuple[str, ...] | Unchanged = UNCHANGED
+    if subject.protected:
+        why = "deletion refused: the backup is protected"
+    elif subject.deletion_guarded and not _another_good(backups, subject):
+        why = (
+            f"deletion refused: it is the last good backup of "
+            f"{server_label(subject.target, subject.target_name)} "
+            "(`backup delete --force` deletes it anyway)"
+        )
+        reasons = (LAST_GOOD_REASON,)
+    else:
+        return DeletionVerdict(subject.id)
+    intact = all(a.status is ArtifactStatus.AVAILABLE for a in subject.artifacts)
+    restore = BackupChange(
+        subject.id,
+        status=BackupStatus.AVAILABLE if intact else BackupStatus.FAILED,
+        reasons=reasons,
+        error=why,
+        deletion_guarded=False,
+    )
+    return DeletionVerdict(subject.id, why, (restore,))
+
+
+@dataclass(frozen=True)
+class RotationScope:
+    """Which of a target's backups a rotation counts: a policy's, or a label's manual ones."""
+
+    policy_id: str | None = None
+    label: str | None = None
+
+    def covers(self, backup: Backup) -> bool:
+        if self.policy_id is not None:
+            return backup.policy_id == self.policy_id
+        return backup.is_manual and backup.label == self.label
+
+
+@dataclass(frozen=True)
+class RotationRequest:
+    """A rotation to plan: a run's (``run_id``), or a preview's (no run, no budget)."""
+
+    rules: RetentionPolicy
+    scope: RotationScope | None
+    """None: the run has no retention; nothing is counted or forgotten."""
+    now: datetime
+    tz: tzinfo = UTC
+    run_id: str | None = None
+    """The run that rotates; its own backup must be available, and is never forgotten."""
+    budget: int | None = None
+    """At most this many forgotten by the run in all its attempts (None: no limit)."""
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """What a rotation keeps and forgets, and why.
+
+    ``keep`` pairs each kept backup with its reasons, newest first; ``forget`` is
+    what it forgets now, oldest first; ``held`` are backups the rules would
+    forget that a safety rule keeps (with the rule); ``forgotten`` is everything the
+    run has forgotten in all its attempts that is being deleted or deleted, oldest
+    first (what its collector finishes); ``note`` says why nothing was considered.
+    """
+
+    keep: tuple[tuple[Backup, tuple[str, ...]], ...] = ()
+    forget: tuple[Backup, ...] = ()
+    held: tuple[tuple[Backup, str], ...] = ()
+    protected: tuple[Backup, ...] = ()
+    forgotten: tuple[Backup, ...] = ()
+    changes: tuple[BackupChange, ...] = ()
+    note: str | None = None
+
+
+def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationPlan:
+    """Apply ``request.rules`` to the target's good backups in scope, within the safety rules.
+
+    ``backups.run_id`` must be ``request.run_id``: the store reads the run's own
+    backup and what the run forgot in earlier attempts by it.
+    """
+    own = None
+    if request.run_id is not None:
+        own = next((b for b in backups.backups if b.run_id == request.run_id), None)
+        if own is None or own.status is not BackupStatus.AVAILABLE:
+            status = own.status.value if own is not None else "missing"
+            return RotationPlan(note=f"its own backup is {status}")
+    if request.scope is None:
+        return RotationPlan()
+    in_scope = [
+        b for b in backups.backups if b.status is BackupStatus.AVAILABLE and request.scope.covers(b)
+    ]
+    candidates = [b for b in in_scope if not b.protected]
+    decision = apply_policy(candidates, request.rules, now=request.now, tz=request.tz)
+    keep = list(decision.items_with_reasons())
+    forget = list(decision.forget)
+    newest = max(candidates, key=lambda b: b.created_at, default=None)
+    for spared, why in ((newest, NEWEST_REASON), (own, OWN_REASON)):
+        if spared is not None and any(b.id == spared.id for b in forget):
+            forget = [b for b in forget if b.id != spared.id]
+            keep.append((spared, (why,)))
+    changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
+    forget.sort(key=lambda b: b.created_at)
+    forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
+    gone = (BackupStatus.DELETING, BackupStatus.DELETED)
+    forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
+    forgotten.sort(key=lambda b: (b.created_at, b.id))
+    return RotationPlan(
+        keep=tuple(keep),
+        forget=tuple(forgotten_now),
+        held=tuple(held),
+        protected=tuple(b for b in in_scope if b.protected),
+        forgotten=tuple(forgotten),
+        changes=(*changes, *marks),
+    )
+
+
+def _forget_within_budget(
+    request: RotationRequest, backups: TargetBackups, forget: list[Backup]
+) -> tuple[list[Backup], list[tuple[Backup, str]], list[BackupChange]]:
+    """Mark ``forget`` in order while the budget lasts and each deletion is allowed.
+
+    Returns what is forgotten (as marked), what is held back and why, and the marks.
+    The budget counts what the run forgot in earlier attempts.
+    """
+    left = None if request.budget is None else request.budget - len(backups.forgotten_by_run)
+    why_forgotten = (f"forgotten by retention: {request.rules.describe()}",)
+    seen = backups
+    forgotten: list[Backup] = []
+    held: list[tuple[Backup, str]] = []
+    marks: list[BackupChange] = []
+    for backup in forget:
+        if left is not None and left <= 0:
+            held.append((backup, OVER_BUDGET))
+            continue
+        verdict = judge_deletion(
+            DeletionRequest(backup.id, reasons=why_forgotten, by_run=request.run_id), seen
+        )
+        if verdict.refusal is not None:
+            held.append((backup, verdict.refusal))
+            continue
+        seen = seen.with_changes(verdict.changes)
+        marks.extend(verdict.changes)
+        forgotten.append(seen.find(backup.id) or backup)
+        if left is not None:
+            left -= 1
+    return forgotten, held, marks
