@@ -26,8 +26,10 @@ from stackback.records import (
     BackupFilter,
     DuePolicy,
     DueSchedule,
+    NetworkSpec,
     RunFilter,
     ScheduleState,
+    ServerSpec,
     StepNote,
     TickPlan,
 )
@@ -45,6 +47,10 @@ MARKER_LABEL = "stackback_label"
 MARKER_IMAGE_ID = "stackback_image_id"
 """On images only: empty at creation, the image's own id once it is available. Nova copies an
 image's properties into snapshots of servers booted from it: a copy names another image here."""
+MARKER_RESTORE = "stackback_restore"
+"""On servers and volumes a restore creates: the restore job's id (found again, cleaned up)."""
+MARKER_RESTORE_ITEM = "stackback_restore_item"
+"""Which part of its restore a resource is: ``server``, or ``volume:<device name>``."""
 NOVA_INSTANCE_UUID = "instance_uuid"
 """Image property Nova sets on a server's snapshot: the server it was taken of."""
 NOVA_BASE_IMAGE_REF = "base_image_ref"
@@ -74,6 +80,8 @@ class ServerInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     volume_backed: bool = False
     project_id: str | None = None
+    spec: ServerSpec | None = None
+    """What a restore needs (flavor, networks, volumes...); None where the adapter cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,112 @@ class Cloud(Protocol):
 
     def list_marked_artifacts(self) -> list[ArtifactInfo]:
         """Every artifact of the project carrying stackback's created-by marker."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    """One entry of a boot's block device mapping (v2); the destination is always a volume."""
+
+    source_type: str
+    """``volume`` (an existing volume), ``snapshot`` (Nova makes the volume) or ``image``."""
+    uuid: str
+    boot_index: int | None = None
+    device_name: str | None = None
+    volume_size: int | None = None
+    volume_type: str | None = None
+    delete_on_termination: bool = False
+
+
+@dataclass(frozen=True)
+class BootRequest:
+    """A new server: from ``image_id``, or from ``block_devices`` (one with boot index 0)."""
+
+    name: str
+    flavor: str
+    networks: tuple[NetworkSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    key_name: str | None = None
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    image_id: str | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
+
+
+RESOURCE_SERVER = "server"
+RESOURCE_VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class CloudResource:
+    """A server or volume a restore made, with its raw status (``deleted`` once gone)."""
+
+    kind: str
+    id: str
+    status: str
+    name: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    detail: str = ""
+
+
+@runtime_checkable
+class RestoreCloud(Protocol):
+    """What a restore needs from a cloud, beyond :class:`Cloud`.
+
+    Everything a restore creates carries ``MARKER_RESTORE`` in its metadata:
+    :meth:`find_restored` finds it again (a resumed job creates nothing twice) and
+    cleanup deletes only that.
+    """
+
+    def validate_boot(self, request: BootRequest) -> None:
+        """Refuse what Nova would refuse before anything is created: an unknown flavor,
+        network or key pair, an image that is not active (``CloudNotFound`` /
+        ``CloudRejected``)."""
+        ...
+
+    def boot_server(self, request: BootRequest) -> str:
+        """``POST /servers``; returns the new server's id (it then goes BUILD → ACTIVE)."""
+        ...
+
+    def create_volume(
+        self,
+        snapshot_id: str,
+        *,
+        name: str,
+        size_gb: int,
+        volume_type: str | None,
+        availability_zone: str | None,
+        metadata: Mapping[str, str],
+    ) -> str:
+        """A new Cinder volume from a snapshot; returns its id (creating → available)."""
+        ...
+
+    def attach_volume(self, server_id: str, volume_id: str, device: str | None) -> None:
+        """Attach a volume to a server (Nova ``os-volume_attachments``)."""
+        ...
+
+    def rebuild_server(self, server_id: str, image_id: str) -> None:
+        """Nova ``rebuild`` with another image (the root disk only)."""
+        ...
+
+    def resource_status(self, kind: str, resource_id: str) -> CloudResource:
+        """A server's or volume's status now; ``deleted`` when it is gone."""
+        ...
+
+    def find_restored(self, restore_id: str) -> list[CloudResource]:
+        """Servers and volumes carrying ``MARKER_RESTORE = restore_id``."""
+        ...
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete a server; already gone is not an error."""
+        ...
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; already gone is not an error (in use: ``CloudBusy``)."""
+        ...
+
+    def console_output(self, server_id: str) -> str:
+        """The server's console log."""
         ...
 
 
