@@ -312,6 +312,10 @@ class Runner:
                 ),
                 fence=_fence_of(run),
             )
+            if server.spec is not None:  # what a restore needs once the server is gone
+                self.store.update_backup(
+                    backup.id, restore_source=server.spec.to_dict(), fence=_fence_of(run)
+                )
         failpoint("after-backup-record")
         stamp = markers(run, backup)
         found: list[ArtifactInfo] = []

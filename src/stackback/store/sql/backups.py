@@ -15,6 +15,7 @@ from stackback.records import BackupFilter
 from stackback.store.convert import artifact_from_row, backup_from_row
 from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
 from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, new_id
+from stackback.store.sql.restores import restore_in_progress
 
 _IN_CHUNK = 10_000
 """Values bound in one ``IN (...)``: PostgreSQL takes at most 65,535 parameters a query."""
@@ -189,6 +190,8 @@ class BackupStore(SqlBase):
                 return self._backup(session, row)
             if row.protected and not force:
                 raise Conflict(f"backup {row.id} is protected: unprotect it or use --force")
+            if restore_in_progress(session, row.id):
+                raise Conflict(f"backup {row.id} is being restored: `restore cancel` it first")
             guarded = row.status == BackupStatus.AVAILABLE.value and not force
             if guarded and not self._another_good(group, row):
                 raise Conflict(
@@ -249,6 +252,7 @@ class BackupStore(SqlBase):
                     or row.run_id == run_id
                     or row.protected
                     or not self._another_good(groups[row.target], row)
+                    or restore_in_progress(session, row.id)
                 ):
                     continue
                 row.status = BackupStatus.DELETING.value
