@@ -33,6 +33,13 @@ from stackback.records import (
     StepNote,
     TickPlan,
 )
+from stackback.restoreplan import (
+    CreatedResource,
+    RestoreJob,
+    RestorePlan,
+    RestoreState,
+    RestoreStep,
+)
 
 #: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
 #: carrying ``MARKER_CREATED_BY = CREATED_BY_VALUE`` are ever deleted by stackback.
@@ -396,3 +403,51 @@ class Store(Protocol):
 
     def backups_to_collect(self, *, limit: int = 100) -> list[Backup]: ...
     def dispose(self) -> None: ...
+
+
+@runtime_checkable
+class RestoreJobStore(Protocol):
+    """Where restore jobs are recorded; ``stackback.store.SqlStore`` implements it.
+
+    Worker writes name the job's ``attempt`` and raise ``LeaseLost`` once another
+    worker has taken the job over. While a job is active its backup is held:
+    retention skips it and a deletion request is refused.
+    """
+
+    def restore_source(self, backup_id: str) -> ServerSpec | None: ...
+    def create_restore(
+        self,
+        *,
+        backup_id: str,
+        plan: RestorePlan,
+        cloud: str | None,
+        now: datetime,
+        deadline_at: datetime,
+    ) -> RestoreJob:
+        """Record a job of an available backup; anything else is refused (``InvalidInput``)."""
+        ...
+
+    def claim_restores(
+        self,
+        now: datetime,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int = 1,
+        job_id: str | None = None,
+    ) -> list[RestoreJob]: ...
+    def update_restore(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        step: RestoreStep | None = None,
+        created: CreatedResource | None = None,
+        **values: Any,
+    ) -> RestoreJob: ...
+    def next_restore_wakeup(self) -> datetime | None: ...
+    def get_restore(self, ref: str) -> RestoreJob: ...
+    def list_restores(
+        self, *, state: RestoreState | None = None, limit: int = 200
+    ) -> list[RestoreJob]: ...
+    def request_restore_cancel(self, ref: str) -> RestoreJob: ...

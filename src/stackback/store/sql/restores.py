@@ -35,9 +35,7 @@ _ACTIVE = tuple(state.value for state in ACTIVE_RESTORE_STATES)
 
 def restore_in_progress(session: Session, backup_id: str) -> bool:
     """Whether an active restore job reads this backup (retention must leave it alone)."""
-    query = select(
-        exists().where(RestoreRow.backup_id == backup_id, RestoreRow.state.in_(_ACTIVE))
-    )
+    query = select(exists().where(RestoreRow.backup_id == backup_id, RestoreRow.state.in_(_ACTIVE)))
     return bool(session.scalar(query))
 
 
@@ -206,6 +204,17 @@ class RestoreStore(SqlBase):
                 ]
             session.flush()
             return restore_from_row(row)
+
+    def next_restore_wakeup(self) -> datetime | None:
+        """When the earliest active job can next be claimed."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    RestoreRow.not_before, RestoreRow.lease_expires_at, RestoreRow.created_at
+                ).where(RestoreRow.state.in_(_ACTIVE))
+            ).all()
+        times = [max(t for t in row if t is not None) for row in rows]
+        return min(times) if times else None
 
     def get_restore(self, ref: str) -> RestoreJob:
         with self._session() as session:
