@@ -93,13 +93,14 @@ def _register() -> None:
         demo,
         policy,
         reconcile,
+        restore,
         retention,
         runs,
         serve,
         server,
     )
 
-    for module in (db, policy, server, retention, runs, backups, reconcile, serve, demo):
+    for module in (db, policy, server, retention, runs, backups, restore, reconcile, serve, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 
