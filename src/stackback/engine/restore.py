@@ -174,6 +174,8 @@ class RestoreRunner:
                 job, REBUILD_ITEM, now, "ok", f"server {server_id} from image "
                 f"{job.plan.image_id}", server_id=server_id,
             )  # fmt: skip
+            # Nova may still say ACTIVE right after accepting a rebuild: look again later.
+            return self._later(job, "wait", now, f"server {server_id} is rebuilding")
         return self._await_server(job, cloud.resource_status(RESOURCE_SERVER, server_id), now)
 
     def _await_server(self, job: RestoreJob, server: CloudResource, now: datetime) -> RestoreJob:
