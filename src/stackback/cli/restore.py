@@ -48,7 +48,11 @@ def _fail_unless(job: RestoreJob, wanted: RestoreState) -> None:
 
 @click.group("restore", cls=_RestoreGroup, invoke_without_command=False)
 def restore_group() -> None:
-    """Restore a backup as a new server (or in place); list, show and cancel restores."""
+    """Restore a backup: `restore BACKUP [OPTIONS]` (options: `restore start --help`).
+
+    A new server by default (or the server rebuilt in place); list, show and
+    cancel restores.
+    """
 
 
 @restore_group.command("start")
