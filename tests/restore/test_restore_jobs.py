@@ -12,7 +12,7 @@ import pytest
 
 from stackback.errors import CloudNotFound, Conflict, InvalidInput
 from stackback.ports import MARKER_RESTORE, MARKER_RESTORE_ITEM, BootRequest
-from stackback.restoreplan import RestoreMode, RestoreOverrides, RestoreState
+from stackback.restoreplan import CreatedResource, RestoreMode, RestoreOverrides, RestoreState
 from tests.restore.conftest import RestoreRig
 
 
@@ -326,3 +326,31 @@ def test_the_simulator_refuses_a_boot_from_an_image_not_yet_active(rig: RestoreR
         rig.sim.validate_boot(BootRequest("x", "m1.small", image_id=image.id))
     with pytest.raises(CloudNotFound):
         rig.sim.validate_boot(BootRequest("x", "m1.small", image_id="nope"))
+
+
+def test_a_boot_over_quota_fails_and_removes_the_volumes_it_made(rig: RestoreRig) -> None:
+    source = rig.sim.create_server("db", volume_backed=True, volumes=1)
+    backup = rig.backup(source.id)
+    before = rig.inventory()
+    rig.sim.configure(replace(rig.sim.config(), max_servers=before[0]))
+
+    job = rig.runner().drive(rig.restores.start(backup.id).id)
+
+    assert job.state is RestoreState.FAILED
+    assert job.error and "quota" in job.error
+    assert [s.name for s in job.steps].count("volume") == 2
+    assert rig.inventory() == before
+
+
+def test_cleanup_never_deletes_what_lacks_the_restore_marker(rig: RestoreRig) -> None:
+    source = rig.sim.create_server("web")
+    backup = rig.backup(source.id)
+    job = rig.restores.start(backup.id)
+    # a record naming a server the job did not make (a bug, or a hand-edited row)
+    rig.store.update_restore(job.id, 0, created=CreatedResource("server", source.id, "server"))
+    rig.sim.fail_next_boot()
+
+    job = rig.runner().drive(job.id)
+
+    assert job.state is RestoreState.FAILED
+    assert rig.sim.get_server(source.id).status == "ACTIVE"
