@@ -116,3 +116,13 @@ def test_unknown_flavor_and_in_place_of_a_volume_backed_server(cli: CliRunner, s
     assert in_place.code == 2
     assert_one_line_error(in_place.err, "--as-new")
     assert _count(sim) == before
+
+
+def test_in_place_rebuilds_an_image_backed_server(cli: CliRunner, sim: Sim) -> None:
+    server = sim.cloud.create_server("web")
+    backup = _backup(cli, sim, "web")
+    before = _count(sim)
+    job = ok_json(cli, "--os-cloud", sim.spec, "restore", backup, "--in-place", "--wait")
+    assert (job["state"], job["mode"], job["server_id"]) == ("succeeded", "in-place", server.id)
+    assert job["created"] == []
+    assert _count(sim) == before
