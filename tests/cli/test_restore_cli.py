@@ -126,3 +126,14 @@ def test_in_place_rebuilds_an_image_backed_server(cli: CliRunner, sim: Sim) -> N
     assert (job["state"], job["mode"], job["server_id"]) == ("succeeded", "in-place", server.id)
     assert job["created"] == []
     assert _count(sim) == before
+
+
+def test_a_name_nova_refuses_is_one_line_and_creates_nothing(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web")
+    backup = _backup(cli, sim, "web")
+    before = _count(sim)
+    result = cli("--os-cloud", sim.spec, "restore", backup, "--as-new", "x" * 256, "--wait")
+    assert result.code == 2
+    assert_one_line_error(result.err, "name")
+    assert _count(sim) == before
+    assert ok_json(cli, "restore", "list") == []
