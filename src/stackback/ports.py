@@ -356,7 +356,17 @@ class Store(Protocol):
     def delete_run(self, run_id: str) -> Run: ...
 
     # backups and artifacts; a worker's writes pass ``fence=(run id, attempt)``
-    def ensure_backup(self, backup: Backup, *, fence: tuple[str, int] | None = None) -> Backup: ...
+    def ensure_backup(
+        self,
+        backup: Backup,
+        *,
+        fence: tuple[str, int] | None = None,
+        restore_source: Mapping[str, Any] | None = None,
+    ) -> Backup:
+        """Create a run's backup record (with what a restore needs of its server), or return
+        the one it already has."""
+        ...
+
     def add_artifact(
         self,
         backup_id: str,

@@ -311,11 +311,8 @@ class Runner:
                     project=policy.project if policy else None,
                 ),
                 fence=_fence_of(run),
+                restore_source=server.spec.to_dict() if server.spec else None,
             )
-            if server.spec is not None:  # what a restore needs once the server is gone
-                self.store.update_backup(
-                    backup.id, restore_source=server.spec.to_dict(), fence=_fence_of(run)
-                )
         failpoint("after-backup-record")
         stamp = markers(run, backup)
         found: list[ArtifactInfo] = []

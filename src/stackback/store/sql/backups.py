@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +34,17 @@ class BackupStore(SqlBase):
         if fence is not None:
             self._fenced_run(session, *fence)
 
-    def ensure_backup(self, backup: Backup, *, fence: tuple[str, int] | None = None) -> Backup:
-        """Create the backup record of a run, or return the one it already has."""
+    def ensure_backup(
+        self,
+        backup: Backup,
+        *,
+        fence: tuple[str, int] | None = None,
+        restore_source: Mapping[str, Any] | None = None,
+    ) -> Backup:
+        """Create the backup record of a run, or return the one it already has.
+
+        ``restore_source``: what a restore needs of the server, recorded with the new record.
+        """
         with self._session() as session:
             self._fence(session, fence)
             if backup.run_id:
@@ -63,6 +72,7 @@ class BackupStore(SqlBase):
                 reasons=list(backup.reasons),
                 error=backup.error,
                 created_at=backup.created_at,
+                restore_source=dict(restore_source) if restore_source is not None else None,
             )
             session.add(row)
             session.flush()
