@@ -383,7 +383,12 @@ class RestoreHarness(CloudHarness, Protocol):
 
     restore_cloud: RestoreCloud
     flavor: str
-    network: str
+    network: str | None
+    """A network servers can boot on (None: the cloud has none, boot with no network)."""
+
+
+def _networks(harness: RestoreHarness) -> tuple[NetworkSpec, ...]:
+    return (NetworkSpec(harness.network),) if harness.network else ()
 
 
 class RestoreContract:
@@ -453,7 +458,6 @@ class RestoreContract:
         spec = harness.cloud.get_server(server.id).spec
         assert spec is not None
         assert spec.flavor
-        assert spec.networks
         assert [v.boot_index for v in spec.volumes][:1] == [0]
         assert all(v.size_gb >= 1 and v.device_name for v in spec.volumes)
 
@@ -465,7 +469,7 @@ class RestoreContract:
         request = BootRequest(
             unique("contract-restored"),
             harness.flavor,
-            networks=(NetworkSpec(harness.network),),
+            networks=_networks(harness),
             metadata=self._marks(restore_id, "server"),
             image_id=image.ref.id,
         )
@@ -506,7 +510,7 @@ class RestoreContract:
             BootRequest(
                 unique("contract-bfv-restored"),
                 harness.flavor,
-                networks=(NetworkSpec(harness.network),),
+                networks=_networks(harness),
                 metadata=self._marks(restore_id, "server"),
                 block_devices=(BlockDevice("volume", volume_id, boot_index=0),),
             )

@@ -181,3 +181,22 @@ def test_a_gone_server_is_deleted_and_a_busy_volume_is_busy(
     conn.block_storage.refuse_delete = True
     with pytest.raises(CloudBusy):
         cloud.delete_volume("v-ours")
+
+
+def test_without_the_admin_only_root_device_the_first_bootable_volume_is_the_root() -> None:
+    volumes = {
+        "v-data": SimpleNamespace(
+            id="v-data", size=5, volume_type=None, is_bootable=False,
+            attachments=[{"server_id": "srv-2", "device": "/dev/vda"}],
+        ),
+        "v-root": SimpleNamespace(
+            id="v-root", size=10, volume_type=None, is_bootable=True,
+            attachments=[{"server_id": "srv-2", "device": "/dev/vdb"}],
+        ),
+    }  # fmt: skip
+    conn = SimpleNamespace(block_storage=SimpleNamespace(get_volume=volumes.__getitem__))
+    server = Server.existing(
+        id="srv-2", image="", attached_volumes=[{"id": "v-data"}, {"id": "v-root"}]
+    )
+    specs = attached_volume_specs(conn, server)  # type: ignore[arg-type]
+    assert [(v.volume_id, v.boot_index) for v in specs] == [("v-data", None), ("v-root", 0)]

@@ -15,7 +15,7 @@ from openstack.compute.v2.server import Server
 from openstack.connection import Connection
 
 from stackback.cloud.common import contains
-from stackback.cloud.openstack.convert import volume_spec
+from stackback.cloud.openstack.convert import boots_from_volume, volume_spec
 from stackback.cloud.openstack.errors import cloud_errors
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
 from stackback.ports import (
@@ -30,16 +30,39 @@ from stackback.records import VolumeSpec
 
 
 def attached_volume_specs(conn: Connection, server: Server) -> tuple[VolumeSpec, ...]:
-    """Each volume attached to ``server`` with its size, type, device and boot index."""
-    specs: list[VolumeSpec] = []
+    """Each volume attached to ``server`` with its size, type, device and boot index.
+
+    ``root_device_name`` is an admin-only attribute; a project user does not see it, so
+    the root of a volume-backed server is then its first bootable volume by device name.
+    """
+    found: list[tuple[Any, bool]] = []
     for attached in server.attached_volumes or ():
         volume_id = attached.get("id") if isinstance(attached, Mapping) else None
-        if not volume_id:
-            continue
-        volume = conn.block_storage.get_volume(volume_id)
-        delete = bool(attached.get("delete_on_termination", False))
-        specs.append(volume_spec(volume, str(server.id), server.root_device_name, delete))
-    return tuple(specs)
+        if volume_id:
+            volume = conn.block_storage.get_volume(volume_id)
+            found.append((volume, bool(attached.get("delete_on_termination", False))))
+    root = server.root_device_name
+    if root is None and boots_from_volume(server):
+        devices = sorted(
+            (not _bootable(volume), _device(volume, str(server.id)) or "~") for volume, _ in found
+        )
+        root = devices[0][1] if devices else None
+    return tuple(volume_spec(v, str(server.id), root, delete) for v, delete in found)
+
+
+def _bootable(volume: Any) -> bool:
+    return str(getattr(volume, "is_bootable", None) or getattr(volume, "bootable", "")).lower() in (
+        "true",
+        "1",
+    )
+
+
+def _device(volume: Any, server_id: str) -> str | None:
+    for attachment in volume.attachments or ():
+        if isinstance(attachment, Mapping) and attachment.get("server_id") == server_id:
+            device = attachment.get("device")
+            return str(device) if device else None
+    return None
 
 
 def _mapping(device: BlockDevice) -> dict[str, Any]:
