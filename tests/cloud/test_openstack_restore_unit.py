@@ -71,6 +71,9 @@ class FakeNetwork:
     def find_network(self, name: str, ignore_missing: bool = True) -> Any:
         return SimpleNamespace(id=f"net-{name}") if name == "private" else None
 
+    def find_security_group(self, name: str, ignore_missing: bool = True) -> Any:
+        return SimpleNamespace(id=f"sg-{name}") if name == "default" else None
+
 
 class FakeBlockStorage:
     def __init__(self) -> None:
@@ -167,6 +170,8 @@ def test_unknown_flavor_or_network_is_not_found(cloud: OpenStackCloud) -> None:
         cloud.validate_boot(BootRequest("x", "m9.huge"))
     with pytest.raises(CloudNotFound, match="network"):
         cloud.validate_boot(BootRequest("x", "m1.small", networks=(NetworkSpec("nowhere"),)))
+    with pytest.raises(CloudNotFound, match="security group"):
+        cloud.validate_boot(BootRequest("x", "m1.small", security_groups=("default", "open")))
 
 
 def test_find_restored_keeps_only_what_carries_the_marker(cloud: OpenStackCloud) -> None:

@@ -250,6 +250,7 @@ def test_a_protected_backup_is_restorable(rig: RestoreRig) -> None:
     [
         (RestoreOverrides(flavor="m9.huge"), "Flavor m9.huge"),
         (RestoreOverrides(network="nowhere"), "Network nowhere"),
+        (RestoreOverrides(security_groups=("web", "open")), "Security group open"),
     ],
 )
 def test_what_the_cloud_does_not_have_is_refused_before_anything_is_created(
@@ -354,3 +355,16 @@ def test_cleanup_never_deletes_what_lacks_the_restore_marker(rig: RestoreRig) ->
 
     assert job.state is RestoreState.FAILED
     assert rig.sim.get_server(source.id).status == "ACTIVE"
+
+
+def test_a_transient_cloud_error_is_retried_and_creates_one_server(rig: RestoreRig) -> None:
+    source = rig.sim.create_server("web")
+    backup = rig.backup(source.id)
+    servers, volumes = rig.inventory()
+    rig.sim.fail_next("boot_server", count=2)
+
+    job = rig.runner().drive(rig.restores.start(backup.id).id)
+
+    assert job.state is RestoreState.SUCCEEDED, job.error
+    assert [s.outcome for s in job.steps if s.name == "retry"] == ["waiting"]
+    assert rig.inventory() == (servers + 1, volumes)

@@ -100,6 +100,9 @@ class OpenStackRestoreOperations:
             self._network_ids(request)
             if request.key_name:
                 self.conn.compute.find_keypair(request.key_name, ignore_missing=False)
+            for group in request.security_groups:
+                if self.conn.network.find_security_group(group, ignore_missing=True) is None:
+                    raise CloudNotFound(f"security group {group!r} does not exist on {self._where}")
             if request.image_id:
                 image = self.conn.image.get_image(request.image_id)
                 if image.status != "active":

@@ -60,6 +60,7 @@ class SimConfig:
     flavors: tuple[str, ...] = ("m1.tiny", "m1.small", "m1.medium")
     networks: tuple[str, ...] = ("private", "isolated")
     volume_types: tuple[str, ...] = ("standard",)
+    security_groups: tuple[str, ...] = ("default", "web", "ssh")
     max_servers: int | None = None
     max_volumes: int | None = None
     faults: SimFaults = field(default_factory=SimFaults)
@@ -94,7 +95,7 @@ class SimConfig:
     def from_json(cls, text: str) -> SimConfig:
         data: dict[str, Any] = json.loads(text)
         faults = SimFaults(**data.pop("faults", {}))
-        for name in ("flavors", "networks", "volume_types"):
+        for name in ("flavors", "networks", "volume_types", "security_groups"):
             if name in data:
                 data[name] = tuple(data[name])
         return cls(**data, faults=faults)

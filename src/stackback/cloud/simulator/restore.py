@@ -107,6 +107,9 @@ def check_boot(call: SimCall, request: BootRequest) -> None:
             raise CloudNotFound(f"Network {net.network} could not be found.")
         if net.fixed_ip and (net.network, net.fixed_ip) in used:
             raise CloudRejected(f"Fixed IP address {net.fixed_ip} is already in use.")
+    for group in request.security_groups:
+        if group not in config.security_groups:
+            raise CloudNotFound(f"Security group {group} not found for project {call.project}.")
     if request.image_id is None and not any(d.boot_index == 0 for d in request.block_devices):
         raise CloudRejected("Block Device Mapping is Invalid: no boot device and no image")
     if request.image_id is not None:
