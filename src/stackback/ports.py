@@ -27,11 +27,20 @@ from stackback.records import (
     Decision,
     DuePolicy,
     DueSchedule,
+    NetworkSpec,
     RunFilter,
     ScheduleState,
+    ServerSpec,
     StepNote,
     TargetBackups,
     TickPlan,
+)
+from stackback.restoreplan import (
+    CreatedResource,
+    RestoreJob,
+    RestorePlan,
+    RestoreState,
+    RestoreStep,
 )
 
 #: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
@@ -47,6 +56,10 @@ MARKER_LABEL = "stackback_label"
 MARKER_IMAGE_ID = "stackback_image_id"
 """On images only: empty at creation, the image's own id once it is available. Nova copies an
 image's properties into snapshots of servers booted from it: a copy names another image here."""
+MARKER_RESTORE = "stackback_restore"
+"""On servers and volumes a restore creates: the restore job's id (found again, cleaned up)."""
+MARKER_RESTORE_ITEM = "stackback_restore_item"
+"""Which part of its restore a resource is: ``server``, or ``volume:<device name>``."""
 NOVA_INSTANCE_UUID = "instance_uuid"
 """Image property Nova sets on a server's snapshot: the server it was taken of."""
 NOVA_BASE_IMAGE_REF = "base_image_ref"
@@ -79,6 +92,8 @@ class ServerInfo:
     metadata: Mapping[str, str] = field(default_factory=dict)
     volume_backed: bool = False
     project_id: str | None = None
+    spec: ServerSpec | None = None
+    """What a restore needs (flavor, networks, volumes...); None where the adapter cannot tell."""
 
 
 @dataclass(frozen=True)
@@ -158,12 +173,166 @@ class Cloud(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class BlockDevice:
+    """One entry of a boot's block device mapping (v2); the destination is always a volume."""
+
+    source_type: str
+    """``volume`` (an existing volume), ``snapshot`` (Nova makes the volume) or ``image``."""
+    uuid: str
+    boot_index: int | None = None
+    device_name: str | None = None
+    volume_size: int | None = None
+    volume_type: str | None = None
+    delete_on_termination: bool = False
+
+
+@dataclass(frozen=True)
+class BootRequest:
+    """A new server: from ``image_id``, or from ``block_devices`` (one with boot index 0)."""
+
+    name: str
+    flavor: str
+    networks: tuple[NetworkSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    key_name: str | None = None
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    image_id: str | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
+
+
+RESOURCE_SERVER = "server"
+RESOURCE_VOLUME = "volume"
+
+
+@dataclass(frozen=True)
+class CloudResource:
+    """A server or volume a restore made, with its raw status (``deleted`` once gone)."""
+
+    kind: str
+    id: str
+    status: str
+    name: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    detail: str = ""
+
+
+@runtime_checkable
+class RestoreCloud(Protocol):
+    """What a restore needs from a cloud, beyond :class:`Cloud`.
+
+    Everything a restore creates carries ``MARKER_RESTORE`` in its metadata:
+    :meth:`find_restored` finds it again (a resumed job creates nothing twice) and
+    cleanup deletes only that.
+    """
+
+    def validate_boot(self, request: BootRequest) -> None:
+        """Refuse what Nova would refuse before anything is created: an unknown flavor,
+        network or key pair, an image that is not active (``CloudNotFound`` /
+        ``CloudRejected``)."""
+        ...
+
+    def boot_server(self, request: BootRequest) -> str:
+        """``POST /servers``; returns the new server's id (it then goes BUILD → ACTIVE)."""
+        ...
+
+    def create_volume(
+        self,
+        snapshot_id: str,
+        *,
+        name: str,
+        size_gb: int,
+        volume_type: str | None,
+        availability_zone: str | None,
+        metadata: Mapping[str, str],
+    ) -> str:
+        """A new Cinder volume from a snapshot; returns its id (creating → available)."""
+        ...
+
+    def attach_volume(self, server_id: str, volume_id: str, device: str | None) -> None:
+        """Attach a volume to a server (Nova ``os-volume_attachments``)."""
+        ...
+
+    def rebuild_server(self, server_id: str, image_id: str) -> None:
+        """Nova ``rebuild`` with another image (the root disk only)."""
+        ...
+
+    def resource_status(self, kind: str, resource_id: str) -> CloudResource:
+        """A server's or volume's status now; ``deleted`` when it is gone."""
+        ...
+
+    def find_restored(self, restore_id: str) -> list[CloudResource]:
+        """Servers and volumes carrying ``MARKER_RESTORE = restore_id``."""
+        ...
+
+    def delete_server(self, server_id: str) -> None:
+        """Delete a server; already gone is not an error."""
+        ...
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume; already gone is not an error (in use: ``CloudBusy``)."""
+        ...
+
+    def console_output(self, server_id: str) -> str:
+        """The server's console log."""
+        ...
+
+
 #: Finds the Cloud a policy or run names (``None``: the default cloud of this process).
 CloudResolver = Callable[[str | None], Cloud]
 
 
 @runtime_checkable
-class Store(Protocol):
+class RestoreJobStore(Protocol):
+    """Where restore jobs are recorded; ``stackback.store.SqlStore`` implements it.
+
+    Worker writes name the job's ``attempt`` and raise ``LeaseLost`` once another
+    worker has taken the job over. While a job is active its backup is held:
+    retention skips it and a deletion request is refused.
+    """
+
+    def restore_source(self, backup_id: str) -> ServerSpec | None: ...
+    def create_restore(
+        self,
+        *,
+        backup_id: str,
+        plan: RestorePlan,
+        cloud: str | None,
+        now: datetime,
+        deadline_at: datetime,
+    ) -> RestoreJob:
+        """Record a job of an available backup; anything else is refused (``InvalidInput``)."""
+        ...
+
+    def claim_restores(
+        self,
+        now: datetime,
+        owner: str,
+        *,
+        lease_seconds: float,
+        limit: int = 1,
+        job_id: str | None = None,
+    ) -> list[RestoreJob]: ...
+    def update_restore(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        step: RestoreStep | None = None,
+        created: CreatedResource | None = None,
+        **values: Any,
+    ) -> RestoreJob: ...
+    def next_restore_wakeup(self) -> datetime | None: ...
+    def get_restore(self, ref: str) -> RestoreJob: ...
+    def list_restores(
+        self, *, state: RestoreState | None = None, limit: int = 200
+    ) -> list[RestoreJob]: ...
+    def request_restore_cancel(self, ref: str) -> RestoreJob: ...
+
+
+@runtime_checkable
+class Store(RestoreJobStore, Protocol):
     """Durable state: policies, schedules, runs with their step journal, backups, artifacts.
 
     ``stackback.store.SqlStore`` implements it for SQLite and PostgreSQL. Writes by a
@@ -251,7 +420,17 @@ class Store(Protocol):
     def delete_run(self, run_id: str) -> Run: ...
 
     # backups and artifacts; a worker's writes pass ``fence=(run id, attempt)``
-    def ensure_backup(self, backup: Backup, *, fence: tuple[str, int] | None = None) -> Backup: ...
+    def ensure_backup(
+        self,
+        backup: Backup,
+        *,
+        fence: tuple[str, int] | None = None,
+        restore_source: Mapping[str, Any] | None = None,
+    ) -> Backup:
+        """Create a run's backup record (with what a restore needs of its server), or return
+        the one it already has."""
+        ...
+
     def add_artifact(
         self,
         backup_id: str,

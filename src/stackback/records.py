@@ -6,11 +6,11 @@ implementation accepts and returns them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from stackback.policy import Backup, BackupStatus, RunState, Selector
 
@@ -167,6 +167,8 @@ class TargetBackups:
     backups: tuple[Backup, ...]
     run_id: str | None = None
     forgotten_by_run: tuple[Backup, ...] = ()
+    being_restored: frozenset[str] = frozenset()
+    """Backups an unfinished restore job reads: never deleted while it does."""
 
     def find(self, backup_id: str) -> Backup | None:
         """The backup with this id, if the decision sees it."""
@@ -194,3 +196,91 @@ class TargetBackups:
         ]
         forgotten = sorted([*earlier, *newly], key=lambda b: (b.created_at, b.id))
         return replace(self, backups=backups, forgotten_by_run=tuple(forgotten))
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One network a server is on, and the fixed IP it had there (None: any)."""
+
+    network: str
+    fixed_ip: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """One volume of a server as a restore must recreate it."""
+
+    size_gb: int
+    device_name: str | None = None
+    boot_index: int | None = None
+    volume_type: str | None = None
+    delete_on_termination: bool = False
+    volume_id: str | None = None
+    """The source volume (a snapshot names it)."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a restore needs of a server, recorded at backup time (the server may be gone later).
+
+    ``volumes`` lists every attached volume, the root volume of a volume-backed
+    server (boot index 0) first.
+    """
+
+    flavor: str | None = None
+    networks: tuple[NetworkSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    key_name: str | None = None
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[VolumeSpec, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the store's column, the CLI's output)."""
+        return {
+            "flavor": self.flavor,
+            "networks": [
+                {"network": net.network, "fixed_ip": net.fixed_ip} for net in self.networks
+            ],
+            "security_groups": list(self.security_groups),
+            "key_name": self.key_name,
+            "availability_zone": self.availability_zone,
+            "metadata": dict(self.metadata),
+            "volumes": [
+                {
+                    "size_gb": vol.size_gb,
+                    "device_name": vol.device_name,
+                    "boot_index": vol.boot_index,
+                    "volume_type": vol.volume_type,
+                    "delete_on_termination": vol.delete_on_termination,
+                    "volume_id": vol.volume_id,
+                }
+                for vol in self.volumes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerSpec:
+        """The inverse of :meth:`to_dict`; unknown keys are ignored, absent ones default."""
+        return cls(
+            flavor=data.get("flavor"),
+            networks=tuple(
+                NetworkSpec(str(net["network"]), net.get("fixed_ip"))
+                for net in data.get("networks") or ()
+            ),
+            security_groups=tuple(str(name) for name in data.get("security_groups") or ()),
+            key_name=data.get("key_name"),
+            availability_zone=data.get("availability_zone"),
+            metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+            volumes=tuple(
+                VolumeSpec(
+                    size_gb=int(vol["size_gb"]),
+                    device_name=vol.get("device_name"),
+                    boot_index=vol.get("boot_index"),
+                    volume_type=vol.get("volume_type"),
+                    delete_on_termination=bool(vol.get("delete_on_termination")),
+                    volume_id=vol.get("volume_id"),
+                )
+                for vol in data.get("volumes") or ()
+            ),
+        )

@@ -95,7 +95,8 @@ def judge_deletion(request: DeletionRequest, backups: TargetBackups) -> Deletion
 
     At the request: a backup already deleted, or being deleted, needs nothing
     (``force`` then waives the final check's guard); one an unfinished run is still
-    taking is refused; without ``force`` a protected backup is refused, and so is
+    taking is refused, and so is one a restore is reading (even with ``force``);
+    without ``force`` a protected backup is refused, and so is
     the last good backup of its target, whose deletion is then *guarded* (checked
     again at the final check). Allowed, the backup is marked ``deleting``,
     unprotected, with the request's reasons.
@@ -123,6 +124,12 @@ def judge_deletion(request: DeletionRequest, backups: TargetBackups) -> Deletion
     if request.taken_by_run is not None and subject.status is BackupStatus.CREATING:
         return DeletionVerdict(
             subject.id, f"backup {subject.id} is still being taken by run {request.taken_by_run}"
+        )
+    if subject.id in backups.being_restored:  # even with force: the restore reads it now
+        return DeletionVerdict(
+            subject.id,
+            f"backup {subject.id} is being restored: `stackback restore cancel` the restore, "
+            "or let it finish, first",
         )
     if subject.protected and not request.force:
         return DeletionVerdict(

@@ -31,13 +31,21 @@ from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_CREATED_BY,
     MARKER_LABEL,
+    MARKER_RESTORE,
+    MARKER_RESTORE_ITEM,
     MARKER_RUN,
     MARKER_TARGET,
+    RESOURCE_SERVER,
+    RESOURCE_VOLUME,
     ArtifactInfo,
     ArtifactRef,
+    BlockDevice,
+    BootRequest,
     Cloud,
+    RestoreCloud,
     ServerInfo,
 )
+from stackback.records import NetworkSpec
 
 #: Longest wait for any state change, in the harness's seconds (virtual or real).
 TIMEOUT_S = 600.0
@@ -396,3 +404,172 @@ class CloudContract:
         assert marked in listed
         assert unmarked not in listed
         assert all(i.metadata.get(MARKER_CREATED_BY) == CREATED_BY_VALUE for i in listed.values())
+
+
+class RestoreHarness(CloudHarness, Protocol):
+    """A harness whose cloud can also restore, with a flavor and network it has."""
+
+    restore_cloud: RestoreCloud
+    flavor: str
+    network: str | None
+    """A network servers can boot on (None: the cloud has none, boot with no network)."""
+
+
+def _networks(harness: RestoreHarness) -> tuple[NetworkSpec, ...]:
+    return (NetworkSpec(harness.network),) if harness.network else ()
+
+
+class RestoreContract:
+    """What restores need of a cloud (:class:`~stackback.ports.RestoreCloud`).
+
+    Mixed into a :class:`CloudContract` subclass (it uses its ``created`` fixture)
+    whose ``harness`` fixture gives a :class:`RestoreHarness`.
+    Every test removes what it made, found by its restore marker.
+    """
+
+    @pytest.fixture
+    def restore_id(self, harness: RestoreHarness) -> Iterator[str]:
+        """A fresh restore id; whatever carries it is deleted afterwards."""
+        restore_id = unique("restore")
+        yield restore_id
+        cloud = harness.restore_cloud
+        for item in cloud.find_restored(restore_id):
+            if item.kind == RESOURCE_SERVER:
+                cloud.delete_server(item.id)
+
+        def servers_gone() -> bool:
+            return all(r.kind != RESOURCE_SERVER for r in cloud.find_restored(restore_id))
+
+        harness.wait_until(servers_gone, TIMEOUT_S)
+        for item in cloud.find_restored(restore_id):
+            harness.wait_until(
+                lambda item=item: (
+                    cloud.resource_status(RESOURCE_VOLUME, item.id).status
+                    in ("available", "error", "deleted")
+                ),
+                TIMEOUT_S,
+            )
+            cloud.delete_volume(item.id)
+
+    def _image(
+        self, harness: RestoreHarness, created: list[ArtifactRef], **kw: bool
+    ) -> ArtifactInfo:
+        server = harness.create_server(unique("contract-src"), **kw)
+        ref = harness.cloud.start_server_image(
+            server.id, unique("contract-image"), markers(unique("run"), server)
+        )
+        created.append(ref)
+        info = wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+        created.extend(info.children)
+        for child in info.children:
+            wait_for(harness, child, ArtifactStatus.AVAILABLE)
+        return info
+
+    @staticmethod
+    def _marks(restore_id: str, item: str) -> dict[str, str]:
+        return {
+            MARKER_CREATED_BY: CREATED_BY_VALUE,
+            MARKER_RESTORE: restore_id,
+            MARKER_RESTORE_ITEM: item,
+        }
+
+    def _wait_active(self, harness: RestoreHarness, server_id: str) -> None:
+        cloud = harness.restore_cloud
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_SERVER, server_id).status in ("ACTIVE", "ERROR"),
+            TIMEOUT_S,
+        )
+        assert cloud.resource_status(RESOURCE_SERVER, server_id).status == "ACTIVE"
+
+    def test_a_server_spec_names_flavor_network_and_volumes(self, harness: RestoreHarness) -> None:
+        server = harness.create_server(unique("contract-spec"), volume_backed=True)
+        spec = harness.cloud.get_server(server.id).spec
+        assert spec is not None
+        assert spec.flavor
+        assert [v.boot_index for v in spec.volumes][:1] == [0]
+        assert all(v.size_gb >= 1 and v.device_name for v in spec.volumes)
+
+    def test_boot_from_the_backup_image_is_found_by_its_marker_and_answers_console(
+        self, harness: RestoreHarness, created: list[ArtifactRef], restore_id: str
+    ) -> None:
+        image = self._image(harness, created)
+        cloud = harness.restore_cloud
+        request = BootRequest(
+            unique("contract-restored"),
+            harness.flavor,
+            networks=_networks(harness),
+            metadata=self._marks(restore_id, "server"),
+            image_id=image.ref.id,
+        )
+        cloud.validate_boot(request)
+        server_id = cloud.boot_server(request)
+        self._wait_active(harness, server_id)
+        assert [(r.kind, r.id) for r in cloud.find_restored(restore_id)] == [
+            (RESOURCE_SERVER, server_id)
+        ]
+        assert cloud.console_output(server_id)
+        cloud.delete_server(server_id)
+        cloud.delete_server(server_id)  # idempotent
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_SERVER, server_id).status == "deleted",
+            TIMEOUT_S,
+        )
+
+    def test_volumes_from_snapshots_boot_as_a_block_device_mapping(
+        self, harness: RestoreHarness, created: list[ArtifactRef], restore_id: str
+    ) -> None:
+        image = self._image(harness, created, volume_backed=True)
+        cloud = harness.restore_cloud
+        mapping = json.loads(image.metadata["block_device_mapping"])
+        root = next(entry for entry in mapping if entry["boot_index"] == 0)
+        volume_id = cloud.create_volume(
+            root["snapshot_id"],
+            name=unique("contract-root"),
+            size_gb=int(root["volume_size"]),
+            volume_type=None,
+            availability_zone=None,
+            metadata=self._marks(restore_id, "volume:root"),
+        )
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_VOLUME, volume_id).status == "available",
+            TIMEOUT_S,
+        )
+        server_id = cloud.boot_server(
+            BootRequest(
+                unique("contract-bfv-restored"),
+                harness.flavor,
+                networks=_networks(harness),
+                metadata=self._marks(restore_id, "server"),
+                block_devices=(BlockDevice("volume", volume_id, boot_index=0),),
+            )
+        )
+        self._wait_active(harness, server_id)
+        assert cloud.resource_status(RESOURCE_VOLUME, volume_id).status == "in-use"
+        assert {r.kind for r in cloud.find_restored(restore_id)} == {
+            RESOURCE_SERVER,
+            RESOURCE_VOLUME,
+        }
+
+    def test_an_unknown_flavor_or_network_is_refused(
+        self, harness: RestoreHarness, created: list[ArtifactRef]
+    ) -> None:
+        image = self._image(harness, created)
+        cloud = harness.restore_cloud
+        with pytest.raises(CloudNotFound):
+            cloud.validate_boot(BootRequest("x", unique("flavor"), image_id=image.ref.id))
+        with pytest.raises(CloudNotFound):
+            cloud.validate_boot(
+                BootRequest(
+                    "x",
+                    harness.flavor,
+                    networks=(NetworkSpec(unique("net")),),
+                    image_id=image.ref.id,
+                )
+            )
+
+    def test_deleting_what_is_gone_is_not_an_error(self, harness: RestoreHarness) -> None:
+        cloud = harness.restore_cloud
+        cloud.delete_server(str(uuid.uuid4()))
+        cloud.delete_volume(str(uuid.uuid4()))
+        gone = cloud.resource_status(RESOURCE_VOLUME, str(uuid.uuid4()))
+        assert gone.status == "deleted"

@@ -12,8 +12,8 @@ import pytest
 
 from stackback.clock import VirtualClock
 from stackback.cloud.simulator import SimulatedCloud
-from stackback.ports import Cloud, ServerInfo
-from tests.cloud.contract import CloudContract, CloudHarness
+from stackback.ports import Cloud, RestoreCloud, ServerInfo
+from tests.cloud.contract import CloudContract, CloudHarness, RestoreContract
 
 STEP_S = 5.0
 
@@ -25,6 +25,9 @@ class SimHarness:
         self.clock = clock
         self.sim = SimulatedCloud(path, clock, project="alpha")
         self.cloud: Cloud = self.sim
+        self.restore_cloud: RestoreCloud = self.sim
+        self.flavor = "m1.small"
+        self.network = "private"
         self.other_project_cloud: Cloud = SimulatedCloud(path, clock, project="beta")
 
     def create_server(
@@ -77,5 +80,5 @@ def harness(tmp_path: Path) -> CloudHarness:
     return SimHarness(tmp_path / "cloud.sqlite", clock)
 
 
-class TestSimulatedCloudContract(CloudContract):
+class TestSimulatedCloudContract(CloudContract, RestoreContract):
     pass

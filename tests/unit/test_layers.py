@@ -24,6 +24,7 @@ CORE = [
     "stackback.policy",
     "stackback.records",
     "stackback.rpo",
+    "stackback.restoreplan",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -8,13 +8,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from stackback.engine.collector import Collector
+from stackback.engine.restore import RestoreRunner
 from stackback.engine.runner import Runner
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker
-from stackback.ports import Clock, CloudResolver, Store
+from stackback.ports import Clock, CloudResolver, RestoreJobStore, Store
 
 log = logging.getLogger(__name__)
+
+RESTORE_POLL = timedelta(seconds=5)
 
 
 @dataclass
@@ -36,6 +39,18 @@ class Engine:
             self.store, self.runner, self.clock, self.settings, name=self.worker_name
         )
         self.collector = Collector(self.store, self.clouds, self.clock, self.settings)
+        self.restores = (
+            RestoreRunner(
+                self.store,
+                self.clouds,
+                self.clock,
+                owner=self.worker.name,
+                lease=self.settings.lease,
+                poll=min(self.settings.poll_interval, RESTORE_POLL),
+            )
+            if isinstance(self.store, RestoreJobStore)
+            else None
+        )
         self._last_collect: datetime | None = None
         self._last_tick: datetime | None = None
         self._next_fire: datetime | None = None
@@ -57,6 +72,8 @@ class Engine:
             self._next_fire = self.store.next_fire_time()
         if self.run_worker:
             done += self.worker.work_once(stop)
+            if self.restores is not None:
+                done += self.restores.work_once()
             now = self.clock.now()
             if (
                 self._last_collect is None
@@ -74,6 +91,8 @@ class Engine:
             times.append(self._next_fire)
         if self.run_worker:
             times.append(self.store.next_wakeup())
+            if self.restores is not None:
+                times.append(self.restores.store.next_restore_wakeup())
             if self.store.backups_to_collect(limit=1):
                 times.append(self.clock.now() + self.settings.poll_interval)
         known = [t for t in times if t is not None]

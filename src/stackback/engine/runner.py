@@ -344,6 +344,7 @@ class Runner:
                     project=policy.project if policy else None,
                 ),
                 fence=_fence_of(run),
+                restore_source=server.spec.to_dict() if server.spec else None,
             )
         failpoint("after-backup-record")
         stamp = markers(run, backup)

@@ -176,6 +176,8 @@ class BackupRow(Base):
     deletion_run_id: Mapped[str | None] = mapped_column(String(36), index=True)
     # the deletion must leave the target another good backup (re-checked by the collector)
     deletion_guarded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # what a restore needs of the source server (flavor, networks, volumes...), at backup time
+    restore_source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class ArtifactRow(Base):
@@ -194,3 +196,43 @@ class ArtifactRow(Base):
     delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+ACTIVE_RESTORES_SQL = "state IN ('pending', 'running', 'cleaning')"
+
+
+class RestoreRow(Base):
+    __tablename__ = "restores"
+    __table_args__ = (
+        Index("ix_restores_claimable", "state", "not_before"),
+        # Retention asks whether a restore in progress reads a backup before forgetting it.
+        Index(
+            "ix_restores_active_backup",
+            "backup_id",
+            sqlite_where=text(ACTIVE_RESTORES_SQL),
+            postgresql_where=text(ACTIVE_RESTORES_SQL),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    backup_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("backups.id", ondelete="CASCADE"), index=True
+    )
+    mode: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    cloud: Mapped[str | None] = mapped_column(String(255))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    server_id: Mapped[str | None] = mapped_column(String(255))
+    created: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_id: Mapped[str | None] = mapped_column(String(32))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

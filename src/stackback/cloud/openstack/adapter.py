@@ -22,6 +22,7 @@ from stackback.cloud.common import chunks, contains, missing_info
 from stackback.cloud.openstack.convert import image_info, server_info, snapshot_info
 from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
+from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
 from stackback.ports import (
@@ -36,7 +37,7 @@ from stackback.ports import (
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud:
+class OpenStackCloud(OpenStackRestoreOperations):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(
@@ -86,7 +87,11 @@ class OpenStackCloud:
     def get_server(self, server: str) -> ServerInfo:
         """Find one server of the project by id or (unique) name."""
         with cloud_errors(f"looking up server {server!r} on {self._where}"):
-            return server_info(self.conn.compute.find_server(server, ignore_missing=False))
+            found = self.conn.compute.find_server(server, ignore_missing=False)
+            if not found.attached_volumes:
+                return server_info(found)
+            found = self.conn.compute.get_server(found.id)  # find may give a summary only
+            return server_info(found, attached_volume_specs(self.conn, found))
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector`` (one listing)."""

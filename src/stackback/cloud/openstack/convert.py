@@ -16,6 +16,7 @@ from stackback.cloud.bdm import snapshot_children
 from stackback.cloud.states import CINDER_SNAPSHOT_STATES, GLANCE_STATES
 from stackback.policy import ArtifactKind, ArtifactStatus
 from stackback.ports import ArtifactInfo, ArtifactRef, ServerInfo
+from stackback.records import NetworkSpec, ServerSpec, VolumeSpec
 
 Image = image_v1.Image | image_v2.Image
 Snapshot = snapshot_v2.Snapshot | snapshot_v3.Snapshot
@@ -103,7 +104,7 @@ def boots_from_volume(server: Server) -> bool:
     return not image
 
 
-def server_info(server: Server) -> ServerInfo:
+def server_info(server: Server, volumes: tuple[VolumeSpec, ...] = ()) -> ServerInfo:
     metadata: Mapping[str, Any] = server.metadata or {}
     return ServerInfo(
         id=str(server.id),
@@ -112,4 +113,70 @@ def server_info(server: Server) -> ServerInfo:
         metadata={key: text(value) for key, value in metadata.items()},
         volume_backed=boots_from_volume(server),
         project_id=server.project_id,
+        spec=server_spec(server, volumes),
+    )
+
+
+def _flavor_name(server: Server) -> str | None:
+    """Nova ≥ 2.47 embeds the flavor (``original_name``); older ones give its id."""
+    flavor: object = server.flavor
+    if isinstance(flavor, Mapping):
+        name = flavor.get("original_name") or flavor.get("name") or flavor.get("id")
+        return str(name) if name else None
+    for attribute in ("original_name", "name", "id"):
+        value = getattr(flavor, attribute, None)
+        if value:
+            return str(value)
+    return None
+
+
+def _networks(server: Server) -> tuple[NetworkSpec, ...]:
+    """Each network with its fixed (not floating) address, as ``addresses`` reports them."""
+    addresses: Mapping[str, Any] = server.addresses or {}
+    found: list[NetworkSpec] = []
+    for network, entries in addresses.items():
+        fixed = [
+            entry.get("addr")
+            for entry in entries or ()
+            if isinstance(entry, Mapping) and entry.get("OS-EXT-IPS:type", "fixed") == "fixed"
+        ]
+        found.append(NetworkSpec(str(network), str(fixed[0]) if fixed and fixed[0] else None))
+    return tuple(found)
+
+
+def _security_groups(server: Server) -> tuple[str, ...]:
+    groups: list[Any] = server.security_groups or []
+    names = [g.get("name") if isinstance(g, Mapping) else getattr(g, "name", None) for g in groups]
+    return tuple(dict.fromkeys(str(name) for name in names if name))
+
+
+def volume_spec(
+    volume: Any, server_id: str, root_device: str | None, delete_on_termination: bool
+) -> VolumeSpec:
+    """One attached Cinder volume (as ``block_storage.get_volume`` gives it) of ``server_id``."""
+    device = None
+    for attachment in volume.attachments or ():
+        if isinstance(attachment, Mapping) and attachment.get("server_id") == server_id:
+            device = attachment.get("device")
+    return VolumeSpec(
+        size_gb=int(volume.size or 0),
+        device_name=device,
+        boot_index=0 if device is not None and device == root_device else None,
+        volume_type=volume.volume_type,
+        delete_on_termination=delete_on_termination,
+        volume_id=str(volume.id),
+    )
+
+
+def server_spec(server: Server, volumes: tuple[VolumeSpec, ...] = ()) -> ServerSpec:
+    """What a restore needs of a server, from its Nova body (and its volumes, if read)."""
+    metadata: Mapping[str, Any] = server.metadata or {}
+    return ServerSpec(
+        flavor=_flavor_name(server),
+        networks=_networks(server),
+        security_groups=_security_groups(server),
+        key_name=server.key_name,
+        availability_zone=server.availability_zone,
+        metadata={key: text(value) for key, value in metadata.items()},
+        volumes=tuple(sorted(volumes, key=lambda v: (v.boot_index is None, v.device_name or ""))),
     )

@@ -61,6 +61,11 @@ from stackback.cloud.simulator.model import (
     to_sim_image,
     to_sim_snapshot,
 )
+from stackback.cloud.simulator.restore import (
+    RESTORE_OPERATIONS,
+    SimRestoreOperations,
+    advance_boots,
+)
 from stackback.errors import (
     CloudBusy,
     CloudError,
@@ -95,6 +100,7 @@ OPERATIONS = frozenset(
         "delete_artifact",
         "list_marked_artifacts",
     }
+    | RESTORE_OPERATIONS
 )
 INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
     cls.__name__: cls
@@ -109,7 +115,7 @@ INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
 }
 
 
-class SimulatedCloud:
+class SimulatedCloud(SimRestoreOperations):
     """A :class:`~stackback.ports.Cloud` bound to ``project`` of the cloud stored at ``path``."""
 
     def __init__(self, path: str | Path, clock: Clock, *, project: str = "demo", seed: int = 0):
@@ -128,13 +134,14 @@ class SimulatedCloud:
     def get_server(self, server: str) -> ServerInfo:
         """Find one server of the project by id or by (unique) name."""
         with self._call("get_server", server_id=server) as call:
-            return server_of_row(find_server_row(call.conn, self.project, server, by_name=True))
+            row = find_server_row(call.conn, self.project, server, by_name=True)
+            return server_of_row(row, call.conn)
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector``."""
         with self._call("find_servers") as call:
             rows = self._rows(call.conn, "servers")
-        servers = [server_of_row(row) for row in rows]
+            servers = [server_of_row(row, call.conn) for row in rows]
         return [server for server in servers if selector.matches(dict(server.metadata))]
 
     def start_server_image(
@@ -216,6 +223,7 @@ class SimulatedCloud:
         status: str = "ACTIVE",
         disk_gb: float | None = None,
         image: str | None = None,
+        key_name: str | None = None,
     ) -> ServerInfo:
         """Create a server; a volume-backed one gets a root volume plus ``volumes`` more.
 
@@ -236,15 +244,9 @@ class SimulatedCloud:
                 status=status,
                 disk_gb=disk_gb,
                 image=image,
+                key_name=key_name,
             )
-            return server_of_row(find_server_row(conn, self.project, server_id))
-
-    def delete_server(self, server_id: str) -> None:
-        """Delete a server and its volumes; its images and snapshots stay."""
-        with self._db.transaction() as conn:
-            find_server_row(conn, self.project, server_id)
-            conn.execute("DELETE FROM servers WHERE id = ?", (server_id,))
-            conn.execute("DELETE FROM volumes WHERE server_id = ?", (server_id,))
+            return server_of_row(find_server_row(conn, self.project, server_id), conn)
 
     def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
         """Merge ``metadata`` into the server's metadata."""
@@ -266,7 +268,7 @@ class SimulatedCloud:
         """The project's servers, oldest first."""
         with self._db.transaction() as conn:
             rows = self._rows(conn, "servers", all_projects=False)
-            return [server_of_row(row) for row in rows]
+            return [server_of_row(row, conn) for row in rows]
 
     def images(self, *, all_projects: bool = False) -> list[SimImage]:
         """Images with their raw Glance status, oldest first."""
@@ -341,6 +343,7 @@ class SimulatedCloud:
                 )
                 self._raise_injected_error(call, operation, server_id)
                 self._purge_gone(conn, call.now)
+                advance_boots(conn, call.now)
                 yield call
         finally:
             if latency > 0:

@@ -9,10 +9,11 @@ import uuid
 from collections.abc import Mapping
 
 from stackback.cloud.simulator.config import SimConfig
-from stackback.cloud.simulator.db import SimCall, consume_fault
+from stackback.cloud.simulator.db import SimCall, consume_fault, next_counter
 from stackback.cloud.simulator.model import earliest_slot, image_state
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected, QuotaExceeded
 from stackback.ports import ServerInfo
+from stackback.records import NetworkSpec, ServerSpec, VolumeSpec
 
 GIB = 1024**3
 SNAPSHOTTABLE_STATES = frozenset({"ACTIVE", "SHUTOFF", "PAUSED", "SUSPENDED"})
@@ -60,7 +61,33 @@ def find_server_row(
     return rows[0]
 
 
-def server_of_row(row: sqlite3.Row) -> ServerInfo:
+def server_of_row(row: sqlite3.Row, conn: sqlite3.Connection) -> ServerInfo:
+    """A server with the spec a restore needs (placement, and its attached volumes)."""
+    volumes = conn.execute(
+        "SELECT * FROM volumes WHERE server_id = ? ORDER BY boot_index IS NULL, device_name",
+        (row["id"],),
+    ).fetchall()
+    spec = ServerSpec(
+        flavor=row["flavor"],
+        networks=tuple(
+            NetworkSpec(net["network"], net.get("fixed_ip")) for net in json.loads(row["networks"])
+        ),
+        security_groups=tuple(json.loads(row["security_groups"])),
+        key_name=row["key_name"],
+        availability_zone=row["availability_zone"],
+        metadata=json.loads(row["metadata"]),
+        volumes=tuple(
+            VolumeSpec(
+                size_gb=volume["size"],
+                device_name=volume["device_name"],
+                boot_index=volume["boot_index"],
+                volume_type=volume["volume_type"],
+                delete_on_termination=bool(volume["delete_on_termination"]),
+                volume_id=volume["id"],
+            )
+            for volume in volumes
+        ),
+    )
     return ServerInfo(
         id=row["id"],
         name=row["name"],
@@ -68,7 +95,13 @@ def server_of_row(row: sqlite3.Row) -> ServerInfo:
         metadata=json.loads(row["metadata"]),
         volume_backed=bool(row["volume_backed"]),
         project_id=row["project"],
+        spec=spec,
     )
+
+
+def next_fixed_ip(conn: sqlite3.Connection) -> str:
+    number = next_counter(conn, "fixed_ips")
+    return f"10.0.{number // 250}.{number % 250 + 2}"
 
 
 def insert_server(
@@ -85,6 +118,7 @@ def insert_server(
     status: str,
     disk_gb: float | None,
     image: str | None = None,
+    key_name: str | None = None,
 ) -> str:
     """Add a server; a volume-backed one gets a root volume (boot index 0) first.
 
@@ -107,10 +141,11 @@ def insert_server(
             if key not in NOVA_SNAPSHOT_PROPERTIES
         }
     server_id = str(uuid.uuid4())
+    networks = [{"network": config.networks[0], "fixed_ip": next_fixed_ip(conn)}]
     conn.execute(
         "INSERT INTO servers (id, project, name, status, metadata, volume_backed, host,"
-        " disk_gb, base_image_ref, created_at, image_properties)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " disk_gb, base_image_ref, created_at, image_properties, flavor, networks, key_name)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             server_id,
             project,
@@ -123,6 +158,9 @@ def insert_server(
             "" if volume_backed else (image or _BASE_IMAGE_REF),
             now,
             json.dumps(inherited),
+            config.flavors[1] if len(config.flavors) > 1 else config.flavors[0],
+            json.dumps(networks),
+            key_name,
         ),
     )
     boot_indexes: list[int | None] = [0] if volume_backed else []
@@ -130,8 +168,8 @@ def insert_server(
     first_letter = 0 if volume_backed else 1
     for position, boot_index in enumerate(boot_indexes):
         conn.execute(
-            "INSERT INTO volumes (id, project, server_id, size, device_name, boot_index)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO volumes (id, project, server_id, size, device_name, boot_index,"
+            " volume_type, created_at, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 str(uuid.uuid4()),
                 project,
@@ -139,6 +177,9 @@ def insert_server(
                 config.default_volume_gb,
                 f"/dev/vd{_DEVICE_LETTERS[first_letter + position]}",
                 boot_index,
+                config.volume_types[0] if config.volume_types else None,
+                now,
+                now,
             ),
         )
     return server_id

@@ -56,6 +56,14 @@ class SimConfig:
     default_volume_gb: int = 1
     max_images: int | None = None
     max_volume_snapshots: int | None = None
+    server_boot_seconds: float = 5.0
+    volume_create_seconds: float = 2.0
+    flavors: tuple[str, ...] = ("m1.tiny", "m1.small", "m1.medium")
+    networks: tuple[str, ...] = ("private", "isolated")
+    volume_types: tuple[str, ...] = ("standard",)
+    security_groups: tuple[str, ...] = ("default", "web", "ssh")
+    max_servers: int | None = None
+    max_volumes: int | None = None
     faults: SimFaults = field(default_factory=SimFaults)
 
     def __post_init__(self) -> None:
@@ -66,6 +74,8 @@ class SimConfig:
             "volume_snapshot_seconds",
             "snapshot_delete_seconds",
             "latency_seconds",
+            "server_boot_seconds",
+            "volume_create_seconds",
         )
         for name in durations:
             if getattr(self, name) < 0:
@@ -86,4 +96,7 @@ class SimConfig:
     def from_json(cls, text: str) -> SimConfig:
         data: dict[str, Any] = json.loads(text)
         faults = SimFaults(**data.pop("faults", {}))
+        for name in ("flavors", "networks", "volume_types", "security_groups"):
+            if name in data:
+                data[name] = tuple(data[name])
         return cls(**data, faults=faults)

@@ -59,6 +59,21 @@ CREATE INDEX IF NOT EXISTS snapshots_by_project ON snapshots (project);
 _ADDED_COLUMNS = (
     ("servers", "image_properties", "TEXT NOT NULL DEFAULT '{}'"),
     ("servers", "task_until", "REAL"),
+    ("servers", "flavor", "TEXT NOT NULL DEFAULT 'm1.small'"),
+    ("servers", "networks", "TEXT NOT NULL DEFAULT '[]'"),
+    ("servers", "security_groups", "TEXT NOT NULL DEFAULT '[\"default\"]'"),
+    ("servers", "key_name", "TEXT"),
+    ("servers", "availability_zone", "TEXT NOT NULL DEFAULT 'nova'"),
+    ("servers", "active_at", "REAL"),
+    ("servers", "boot_fails", "INTEGER NOT NULL DEFAULT 0"),
+    ("volumes", "name", "TEXT NOT NULL DEFAULT ''"),
+    ("volumes", "volume_type", "TEXT"),
+    ("volumes", "delete_on_termination", "INTEGER NOT NULL DEFAULT 1"),
+    ("volumes", "metadata", "TEXT NOT NULL DEFAULT '{}'"),
+    ("volumes", "snapshot_id", "TEXT"),
+    ("volumes", "availability_zone", "TEXT NOT NULL DEFAULT 'nova'"),
+    ("volumes", "created_at", "REAL NOT NULL DEFAULT 0"),
+    ("volumes", "ready_at", "REAL NOT NULL DEFAULT 0"),
 )
 """Columns added after the first release of the file format (older files get them)."""
 

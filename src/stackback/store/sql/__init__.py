@@ -27,11 +27,12 @@ from stackback.records import (
 from stackback.store.database import create_db_engine
 from stackback.store.sql.backups import BackupStore
 from stackback.store.sql.policies import PolicyStore
+from stackback.store.sql.restores import RestoreStore
 from stackback.store.sql.runs import RunStore
 from stackback.store.sql.tick import TickStore
 
 
-class SqlStore(PolicyStore, TickStore, RunStore, BackupStore):
+class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore):
     """Durable state of stackback: policies, schedules, runs, backups, artifacts.
 
     Each part lives in its own module (``policies``, ``tick``, ``runs``,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from stackback.records import BackupFilter, Decision, TargetBackups
 from stackback.store.convert import artifact_from_row, backup_from_row
 from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
 from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, new_id
+from stackback.store.sql.restores import restore_in_progress
 
 _IN_CHUNK = 10_000
 """Values bound in one ``IN (...)``: PostgreSQL takes at most 65,535 parameters a query."""
@@ -51,8 +52,17 @@ class BackupStore(SqlBase):
         if fence is not None:
             self._fenced_run(session, *fence)
 
-    def ensure_backup(self, backup: Backup, *, fence: tuple[str, int] | None = None) -> Backup:
-        """Create the backup record of a run, or return the one it already has."""
+    def ensure_backup(
+        self,
+        backup: Backup,
+        *,
+        fence: tuple[str, int] | None = None,
+        restore_source: Mapping[str, Any] | None = None,
+    ) -> Backup:
+        """Create the backup record of a run, or return the one it already has.
+
+        ``restore_source``: what a restore needs of the server, recorded with the new record.
+        """
         with self._session() as session:
             self._fence(session, fence)
             if backup.run_id:
@@ -80,6 +90,7 @@ class BackupStore(SqlBase):
                 reasons=list(backup.reasons),
                 error=backup.error,
                 created_at=backup.created_at,
+                restore_source=dict(restore_source) if restore_source is not None else None,
             )
             session.add(row)
             session.flush()
@@ -209,6 +220,9 @@ class BackupStore(SqlBase):
                     backups=tuple(backups),
                     run_id=run_id,
                     forgotten_by_run=tuple(backup_from_row(r) for r in forgotten),
+                    being_restored=frozenset(
+                        row.id for row in rows if restore_in_progress(session, row.id)
+                    ),
                 )
             )
             locked = {row.id: row for row in rows}

@@ -1,0 +1,327 @@
+"""Restore jobs: leased like runs and moved one idempotent pass at a time.
+
+Each pass (:meth:`RestoreRunner.advance`) looks at what the job's marker finds in
+the cloud, creates only what is missing (volumes from the backup's snapshots,
+then the server), and gives the lease back until the cloud has moved on. A worker
+killed mid-pass is taken over when its lease expires: the next pass finds what
+the first made by its marker and creates nothing twice. On failure, cancel or
+the hard deadline, the job goes ``cleaning`` and removes what carries its marker
+(servers first, then volumes), and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from stackback.errors import CloudError, LeaseLost, StackbackError
+from stackback.ports import (
+    CREATED_BY_VALUE,
+    MARKER_BACKUP,
+    MARKER_CREATED_BY,
+    MARKER_RESTORE,
+    MARKER_RESTORE_ITEM,
+    RESOURCE_SERVER,
+    RESOURCE_VOLUME,
+    BlockDevice,
+    BootRequest,
+    Clock,
+    CloudResolver,
+    CloudResource,
+    RestoreCloud,
+    RestoreJobStore,
+)
+from stackback.restoreplan import (
+    CreatedResource,
+    PlannedVolume,
+    RestoreJob,
+    RestoreMode,
+    RestoreState,
+    RestoreStep,
+)
+
+log = logging.getLogger(__name__)
+
+SERVER_ITEM = "server"
+REBUILD_ITEM = "rebuild"
+BOOTED = "ACTIVE"
+
+
+class _Abort(Exception):
+    """The job cannot succeed: clean up what it made, then end ``failed`` or ``cancelled``."""
+
+
+class RestoreRunner:
+    """Claims restore jobs and advances each by one pass."""
+
+    def __init__(
+        self,
+        store: RestoreJobStore,
+        clouds: CloudResolver,
+        clock: Clock,
+        *,
+        owner: str,
+        lease: timedelta = timedelta(minutes=5),
+        poll: timedelta = timedelta(seconds=5),
+    ) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.clock = clock
+        self.owner = owner
+        self.lease = lease
+        self.poll = poll
+
+    def work_once(self, limit: int = 5) -> int:
+        """Claim up to ``limit`` jobs and advance each once; how many were advanced."""
+        jobs = self.store.claim_restores(
+            self.clock.now(), self.owner, lease_seconds=self.lease.total_seconds(), limit=limit
+        )
+        for job in jobs:
+            try:
+                self.advance(job)
+            except LeaseLost:
+                log.info("restore %s was taken over by another worker", job.id)
+        return len(jobs)
+
+    def drive(self, job_id: str) -> RestoreJob:
+        """Advance one job until it ends (``--wait``), sleeping on the clock in between."""
+        while True:
+            job = self.store.get_restore(job_id)
+            if job.state.is_terminal:
+                return job
+            claimed = self.store.claim_restores(
+                self.clock.now(),
+                self.owner,
+                lease_seconds=self.lease.total_seconds(),
+                job_id=job.id,
+            )
+            if claimed:
+                try:
+                    job = self.advance(claimed[0])
+                except LeaseLost:
+                    job = self.store.get_restore(job_id)
+                if job.state.is_terminal:
+                    return job
+            wake = job.not_before or job.lease_expires_at or self.clock.now()
+            self.clock.sleep(max(0.0, (wake - self.clock.now()).total_seconds()) or 0.01)
+
+    def advance(self, job: RestoreJob) -> RestoreJob:
+        """One pass over a claimed job; returns it as recorded afterwards."""
+        now = self.clock.now()
+        cloud = self._cloud(job)
+        if job.state is RestoreState.PENDING:
+            job = self._write(job, "start", now, "ok", state=RestoreState.RUNNING)
+        if job.state is RestoreState.RUNNING:
+            try:
+                if job.cancel_requested:
+                    raise _Abort("cancelled by the operator")
+                if now >= job.deadline_at:
+                    raise _Abort(f"timed out: not done by {job.deadline_at.isoformat()}")
+                if cloud is None:
+                    raise _Abort(f"cloud {job.cloud or '(default)'} cannot restore servers")
+                return self._restore(job, cloud, now)
+            except _Abort as abort:
+                job = self._write(
+                    job, "abort", now, "failed", str(abort),
+                    state=RestoreState.CLEANING, error=str(abort),
+                )  # fmt: skip
+            except CloudError as error:
+                if error.retryable:
+                    return self._later(job, "retry", now, error.message)
+                job = self._write(
+                    job, "abort", now, "failed", error.message,
+                    state=RestoreState.CLEANING, error=error.message, error_id=error.error_id,
+                )  # fmt: skip
+        if job.state is RestoreState.CLEANING:
+            return self._clean(job, cloud, now)
+        return job
+
+    # -- restoring ------------------------------------------------------------------------
+
+    def _restore(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
+        if job.plan.mode is RestoreMode.IN_PLACE:
+            return self._rebuild(job, cloud, now)
+        found = {r.metadata.get(MARKER_RESTORE_ITEM, ""): r for r in cloud.find_restored(job.id)}
+        volumes: dict[str, CloudResource] = {}
+        for planned in job.plan.volumes:
+            volume = found.get(planned.item)
+            if volume is None or volume.status == "deleted":
+                volume = self._create_volume(job, cloud, planned)
+                job = self._write(job, "volume", now, "created", f"{planned.item}: {volume.id}")
+            job = self._remember(job, volume, planned.item)
+            volumes[planned.item] = volume
+        server = found.get(SERVER_ITEM)
+        if server is None or server.status == "deleted":
+            waiting = [i for i, v in volumes.items() if v.status not in ("available", "in-use")]
+            if any(volumes[i].status == "error" for i in waiting):
+                raise _Abort(f"a volume could not be created: {', '.join(waiting)}")
+            if waiting:
+                return self._later(job, "volumes", now, "waiting for " + ", ".join(waiting))
+            server_id = cloud.boot_server(self._boot_request(job, volumes))
+            server = cloud.resource_status(RESOURCE_SERVER, server_id)
+            job = self._write(job, "boot", now, "created", f"server {server_id}")
+        job = self._remember(job, server, SERVER_ITEM, server_id=server.id)
+        return self._await_server(job, server, now)
+
+    def _rebuild(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
+        server_id = job.plan.server_id or ""
+        if job.plan.image_id is None:
+            raise _Abort("in-place restore needs the backup's image")
+        if not any(step.name == REBUILD_ITEM for step in job.steps):
+            cloud.rebuild_server(server_id, job.plan.image_id)
+            job = self._write(
+                job, REBUILD_ITEM, now, "ok", f"server {server_id} from image "
+                f"{job.plan.image_id}", server_id=server_id,
+            )  # fmt: skip
+            # Nova may still say ACTIVE right after accepting a rebuild: look again later.
+            return self._later(job, "wait", now, f"server {server_id} is rebuilding")
+        return self._await_server(job, cloud.resource_status(RESOURCE_SERVER, server_id), now)
+
+    def _await_server(self, job: RestoreJob, server: CloudResource, now: datetime) -> RestoreJob:
+        if server.status == BOOTED:
+            took = (now - (job.started_at or job.created_at)).total_seconds()
+            return self._write(
+                job, "active", now, "ok", f"server {server.id} ACTIVE after {took:.0f} s",
+                state=RestoreState.SUCCEEDED, finished_at=now,
+                lease_owner=None, lease_expires_at=None,
+            )  # fmt: skip
+        if server.status in ("ERROR", "deleted"):
+            raise _Abort(f"server {server.id} is {server.status}")
+        return self._later(job, "wait", now, f"server {server.id} is {server.status}")
+
+    def _create_volume(
+        self, job: RestoreJob, cloud: RestoreCloud, planned: PlannedVolume
+    ) -> CloudResource:
+        device = (planned.device_name or planned.snapshot_id).rsplit("/", 1)[-1]
+        volume_id = cloud.create_volume(
+            planned.snapshot_id,
+            name=f"{job.plan.name}-{device}"[:255],
+            size_gb=planned.size_gb,
+            volume_type=planned.volume_type,
+            availability_zone=job.plan.availability_zone,
+            metadata=self._markers(job, planned.item),
+        )
+        return cloud.resource_status(RESOURCE_VOLUME, volume_id)
+
+    def _boot_request(self, job: RestoreJob, volumes: dict[str, CloudResource]) -> BootRequest:
+        plan = job.plan
+        devices = tuple(
+            BlockDevice(
+                source_type="volume",
+                uuid=volumes[planned.item].id,
+                boot_index=planned.boot_index,
+                device_name=planned.device_name,
+                delete_on_termination=planned.delete_on_termination,
+            )
+            for planned in plan.volumes
+        )
+        return BootRequest(
+            name=plan.name,
+            flavor=plan.flavor,
+            networks=plan.networks,
+            security_groups=plan.security_groups,
+            key_name=plan.key_name,
+            availability_zone=plan.availability_zone,
+            metadata={**plan.metadata, **self._markers(job, SERVER_ITEM)},
+            image_id=plan.image_id,
+            block_devices=devices,
+        )
+
+    @staticmethod
+    def _markers(job: RestoreJob, item: str) -> dict[str, str]:
+        return {
+            MARKER_CREATED_BY: CREATED_BY_VALUE,
+            MARKER_RESTORE: job.id,
+            MARKER_RESTORE_ITEM: item,
+            MARKER_BACKUP: job.backup_id,
+        }
+
+    # -- cleaning up ----------------------------------------------------------------------
+
+    def _clean(self, job: RestoreJob, cloud: RestoreCloud | None, now: datetime) -> RestoreJob:
+        """Delete what carries the job's marker: servers, then (once they are gone) volumes."""
+        if cloud is None:
+            return self._finish_cleanup(job, now, "nothing to clean: the cloud cannot restore")
+        try:
+            left = self._ours(job, cloud)
+            servers = [r for r in left if r.kind == RESOURCE_SERVER]
+            for server in servers:
+                cloud.delete_server(server.id)
+            if servers:
+                left = self._ours(job, cloud)
+            if any(r.kind == RESOURCE_SERVER for r in left):
+                return self._later(job, "cleanup", now, "waiting for servers to go")
+            for volume in left:
+                if volume.status in ("creating", "in-use", "attaching", "detaching"):
+                    continue
+                cloud.delete_volume(volume.id)
+            left = self._ours(job, cloud)
+        except CloudError as error:
+            return self._later(job, "cleanup", now, f"retrying: {error.message}")
+        if left:
+            names = ", ".join(f"{r.kind} {r.id}" for r in left)
+            return self._later(job, "cleanup", now, f"still there: {names}")
+        return self._finish_cleanup(job, now, f"removed {len(job.created)} created resource(s)")
+
+    def _ours(self, job: RestoreJob, cloud: RestoreCloud) -> list[CloudResource]:
+        """What the job made and is still there: by marker, and by id from its record
+        (each checked to carry the marker: nothing else is ever deleted)."""
+        found = {r.id: r for r in cloud.find_restored(job.id)}
+        for created in job.created:
+            if created.id not in found:
+                status = cloud.resource_status(created.kind, created.id)
+                if status.metadata.get(MARKER_RESTORE) == job.id:
+                    found[status.id] = status
+        return [r for r in found.values() if r.status != "deleted"]
+
+    def _finish_cleanup(self, job: RestoreJob, now: datetime, detail: str) -> RestoreJob:
+        final = RestoreState.CANCELLED if job.cancel_requested else RestoreState.FAILED
+        return self._write(
+            job, "cleanup", now, "ok", detail,
+            state=final, finished_at=now, lease_owner=None, lease_expires_at=None,
+        )  # fmt: skip
+
+    # -- the record -----------------------------------------------------------------------
+
+    def _cloud(self, job: RestoreJob) -> RestoreCloud | None:
+        try:
+            cloud = self.clouds(job.cloud)
+        except StackbackError:
+            return None
+        return cloud if isinstance(cloud, RestoreCloud) else None
+
+    def _remember(
+        self, job: RestoreJob, resource: CloudResource, item: str, **values: Any
+    ) -> RestoreJob:
+        created = CreatedResource(resource.kind, resource.id, item)
+        if created in job.created and not values:
+            return job
+        return self.store.update_restore(job.id, job.attempt, created=created, **values)
+
+    def _write(
+        self,
+        job: RestoreJob,
+        name: str,
+        started: datetime,
+        outcome: str,
+        detail: str = "",
+        **values: Any,
+    ) -> RestoreJob:
+        step = RestoreStep(name, started, self.clock.now(), outcome, detail)
+        return self.store.update_restore(job.id, job.attempt, step=step, **values)
+
+    def _later(self, job: RestoreJob, name: str, now: datetime, detail: str) -> RestoreJob:
+        """Give the lease back until the next poll (a waiting step is journalled once)."""
+        last = job.steps[-1] if job.steps else None
+        step = None
+        if last is None or (last.name, last.detail) != (name, detail):
+            step = RestoreStep(name, now, None, "waiting", detail)
+        return self.store.update_restore(
+            job.id,
+            job.attempt,
+            step=step,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=now + self.poll,
+        )

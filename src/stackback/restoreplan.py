@@ -1,0 +1,316 @@
+"""Restore jobs and their plans: pure data and the planning rules (no I/O, no clock).
+
+A plan says what a restore will create, from which artifact, with which flavor,
+networks and volumes. It is made from what was recorded at backup time
+(:class:`~stackback.records.ServerSpec`), what the cloud still knows (the image's
+block device mapping, the source server if it still exists) and the operator's
+overrides, and it says which of those it had to use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from stackback.errors import InvalidInput
+from stackback.records import NetworkSpec, ServerSpec
+
+NAME_MAX = 255
+
+
+class RestoreState(StrEnum):
+    """pending → running → succeeded; failed/cancelled after ``cleaning`` removed what it made."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    CLEANING = "cleaning"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (RestoreState.SUCCEEDED, RestoreState.FAILED, RestoreState.CANCELLED)
+
+
+ACTIVE_RESTORE_STATES = (RestoreState.PENDING, RestoreState.RUNNING, RestoreState.CLEANING)
+
+
+class RestoreMode(StrEnum):
+    AS_NEW = "as-new"
+    IN_PLACE = "in-place"
+
+
+@dataclass(frozen=True)
+class PlannedVolume:
+    """A volume the restore makes from one Cinder snapshot of the backup."""
+
+    snapshot_id: str
+    size_gb: int
+    device_name: str | None = None
+    boot_index: int | None = None
+    volume_type: str | None = None
+    delete_on_termination: bool = False
+
+    @property
+    def item(self) -> str:
+        """Its restore-item marker: unique within one restore."""
+        return f"volume:{self.device_name or self.snapshot_id}"
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What a restore job will do; recorded with the job, printed by ``--dry-run``."""
+
+    mode: RestoreMode
+    name: str
+    flavor: str
+    image_id: str | None = None
+    """Image-backed: boot (or rebuild) from this image. None: boot from ``volumes``."""
+    server_id: str | None = None
+    """In place: the server rebuilt."""
+    networks: tuple[NetworkSpec, ...] = ()
+    security_groups: tuple[str, ...] = ()
+    key_name: str | None = None
+    availability_zone: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    volumes: tuple[PlannedVolume, ...] = ()
+    notes: tuple[str, ...] = ()
+    """What the plan had to take from the cloud or the command line, and what it leaves out."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "name": self.name,
+            "flavor": self.flavor,
+            "image_id": self.image_id,
+            "server_id": self.server_id,
+            "networks": [{"network": n.network, "fixed_ip": n.fixed_ip} for n in self.networks],
+            "security_groups": list(self.security_groups),
+            "key_name": self.key_name,
+            "availability_zone": self.availability_zone,
+            "metadata": dict(self.metadata),
+            "volumes": [
+                {
+                    "snapshot_id": v.snapshot_id,
+                    "size_gb": v.size_gb,
+                    "device_name": v.device_name,
+                    "boot_index": v.boot_index,
+                    "volume_type": v.volume_type,
+                    "delete_on_termination": v.delete_on_termination,
+                }
+                for v in self.volumes
+            ],
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RestorePlan:
+        return cls(
+            mode=RestoreMode(data["mode"]),
+            name=str(data["name"]),
+            flavor=str(data["flavor"]),
+            image_id=data.get("image_id"),
+            server_id=data.get("server_id"),
+            networks=tuple(
+                NetworkSpec(str(n["network"]), n.get("fixed_ip")) for n in data.get("networks", ())
+            ),
+            security_groups=tuple(data.get("security_groups", ())),
+            key_name=data.get("key_name"),
+            availability_zone=data.get("availability_zone"),
+            metadata=dict(data.get("metadata") or {}),
+            volumes=tuple(
+                PlannedVolume(
+                    snapshot_id=str(v["snapshot_id"]),
+                    size_gb=int(v["size_gb"]),
+                    device_name=v.get("device_name"),
+                    boot_index=v.get("boot_index"),
+                    volume_type=v.get("volume_type"),
+                    delete_on_termination=bool(v.get("delete_on_termination")),
+                )
+                for v in data.get("volumes", ())
+            ),
+            notes=tuple(data.get("notes", ())),
+        )
+
+
+@dataclass(frozen=True)
+class RestoreOverrides:
+    """Placement given on the command line; each replaces what was recorded."""
+
+    name: str | None = None
+    flavor: str | None = None
+    network: str | None = None
+    key_name: str | None = None
+    security_groups: tuple[str, ...] = ()
+    availability_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class RestoreStep:
+    """One entry of a restore job's journal."""
+
+    name: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    detail: str = ""
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class CreatedResource:
+    """Something a restore job created (also found again by its marker)."""
+
+    kind: str
+    id: str
+    item: str
+
+
+@dataclass(frozen=True)
+class RestoreJob:
+    """A recorded restore: like a run, leased by attempt and resumable after a crash."""
+
+    id: str
+    backup_id: str
+    mode: RestoreMode
+    state: RestoreState
+    plan: RestorePlan
+    created_at: datetime
+    deadline_at: datetime
+    cloud: str | None = None
+    server_id: str | None = None
+    created: tuple[CreatedResource, ...] = ()
+    steps: tuple[RestoreStep, ...] = ()
+    error: str | None = None
+    error_id: str | None = None
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    not_before: datetime | None = None
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def default_name(target_name: str | None, target: str, backup_id: str) -> str:
+    return f"{target_name or target}-restore-{backup_id[:8]}"[:NAME_MAX]
+
+
+def volumes_from_mapping(
+    mapping: Sequence[Mapping[str, Any]], recorded: ServerSpec | None
+) -> tuple[PlannedVolume, ...]:
+    """The volumes of a volume-backed backup, from its image's ``block_device_mapping``.
+
+    Types come from the record (matched by device name) where the mapping has none.
+    """
+    known = recorded.volumes if recorded else ()
+    types = {v.device_name: v.volume_type for v in known if v.device_name}
+    planned: list[PlannedVolume] = []
+    for entry in mapping:
+        if entry.get("source_type") != "snapshot" or not entry.get("snapshot_id"):
+            continue
+        device = entry.get("device_name")
+        boot_index = entry.get("boot_index")
+        planned.append(
+            PlannedVolume(
+                snapshot_id=str(entry["snapshot_id"]),
+                size_gb=int(entry.get("volume_size") or 1),
+                device_name=str(device) if device else None,
+                boot_index=int(boot_index) if boot_index not in (None, -1, "-1") else None,
+                volume_type=entry.get("volume_type") or types.get(str(device)),
+                delete_on_termination=bool(entry.get("delete_on_termination")),
+            )
+        )
+    return tuple(sorted(planned, key=lambda v: (v.boot_index is None, v.device_name or "")))
+
+
+def build_plan(
+    *,
+    mode: RestoreMode,
+    name: str,
+    overrides: RestoreOverrides,
+    recorded: ServerSpec | None,
+    live: ServerSpec | None,
+    image_id: str,
+    volume_backed: bool,
+    mapping: Sequence[Mapping[str, Any]] = (),
+    server_id: str | None = None,
+) -> RestorePlan:
+    """The plan of a restore. ``recorded``: the spec stored with the backup (None for
+    backups taken before specs were recorded); ``live``: the source server's spec now
+    (None: it is gone). Refuses (``InvalidInput``) what cannot be restored that way."""
+    notes: list[str] = []
+    spec = recorded
+    if spec is None and live is not None:
+        spec = live
+        notes.append("no placement recorded with this backup: took it from the source server")
+    elif spec is None:
+        notes.append("no placement recorded with this backup and its server is gone")
+    if mode is RestoreMode.IN_PLACE and volume_backed:
+        raise InvalidInput(
+            "in-place restore of a volume-backed server is not possible: Nova cannot rewrite "
+            "a root volume from a snapshot; use --as-new",
+            field="in-place",
+        )
+    flavor = overrides.flavor or (spec.flavor if spec else None)
+    if not flavor and mode is RestoreMode.AS_NEW:
+        raise InvalidInput(
+            "the flavor of this backup's server is not known: give --flavor", field="flavor"
+        )
+    networks = _networks(spec, overrides, source_gone=live is None, notes=notes)
+    volumes: tuple[PlannedVolume, ...] = ()
+    if volume_backed:
+        volumes = volumes_from_mapping(mapping, recorded)
+        if not any(v.boot_index == 0 for v in volumes):
+            raise InvalidInput(
+                f"image {image_id} names no root volume snapshot: this backup cannot boot",
+                field="backup",
+            )
+    elif spec is not None and spec.volumes:
+        devices = ", ".join(v.device_name or "?" for v in spec.volumes)
+        notes.append(f"data volumes of the source ({devices}) are not part of this backup")
+    for label, value in (
+        ("flavor", overrides.flavor),
+        ("network", overrides.network),
+        ("key pair", overrides.key_name),
+        ("availability zone", overrides.availability_zone),
+    ):
+        if value:
+            notes.append(f"{label} {value} from the command line")
+    if overrides.security_groups:
+        notes.append("security groups from the command line")
+    return RestorePlan(
+        mode=mode,
+        name=name,
+        flavor=flavor or "",
+        image_id=None if volume_backed else image_id,
+        server_id=server_id,
+        networks=networks,
+        security_groups=overrides.security_groups or (spec.security_groups if spec else ()),
+        key_name=overrides.key_name or (spec.key_name if spec else None),
+        availability_zone=overrides.availability_zone or (spec.availability_zone if spec else None),
+        metadata=dict(spec.metadata) if spec else {},
+        volumes=volumes,
+        notes=tuple(notes),
+    )
+
+
+def _networks(
+    spec: ServerSpec | None, overrides: RestoreOverrides, *, source_gone: bool, notes: list[str]
+) -> tuple[NetworkSpec, ...]:
+    """The recorded networks; their fixed IPs only when the source server is gone."""
+    if overrides.network:
+        return (NetworkSpec(overrides.network),)
+    if spec is None:
+        return ()
+    if source_gone:
+        if any(n.fixed_ip for n in spec.networks):
+            notes.append("the source server is gone: its fixed IPs are asked for again")
+        return spec.networks
+    if any(n.fixed_ip for n in spec.networks):
+        notes.append("the source server still exists: new fixed IPs are assigned")
+    return tuple(NetworkSpec(n.network) for n in spec.networks)

@@ -1,0 +1,214 @@
+"""Restores as the operator asks for them: plan (``--dry-run``), start, list, show, cancel.
+
+Every refusal happens before anything is created: an unknown, failed, deleting or
+deleted backup, an artifact gone from the cloud, a flavor, network or key pair the
+cloud does not have, an in-place restore of a volume-backed server. Each is
+``InvalidInput`` (exit 2 at the CLI).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from stackback.cloud.bdm import BDM_PROPERTY
+from stackback.errors import CloudError, CloudNotFound, InvalidInput
+from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupStatus, check_given
+from stackback.ports import (
+    ArtifactRef,
+    BlockDevice,
+    BootRequest,
+    Clock,
+    CloudResolver,
+    RestoreCloud,
+    RestoreJobStore,
+    Store,
+)
+from stackback.records import ServerSpec
+from stackback.restoreplan import (
+    RestoreJob,
+    RestoreMode,
+    RestoreOverrides,
+    RestorePlan,
+    RestoreState,
+    build_plan,
+    default_name,
+)
+
+DEFAULT_TIMEOUT = timedelta(hours=1)
+
+
+class RestoreStoreLike(Store, RestoreJobStore, Protocol):
+    """The store a restore service needs: backups and restore jobs (``SqlStore``)."""
+
+
+@dataclass(frozen=True)
+class PlannedRestore:
+    """A plan and the backup it reads."""
+
+    backup: Backup
+    plan: RestorePlan
+
+
+class RestoreService:
+    """Plans and records restore jobs; the engine's ``RestoreRunner`` carries them out."""
+
+    def __init__(self, store: RestoreStoreLike, clouds: CloudResolver, clock: Clock) -> None:
+        self.store = store
+        self.clouds = clouds
+        self.clock = clock
+
+    def plan(
+        self,
+        backup_ref: str,
+        *,
+        mode: RestoreMode = RestoreMode.AS_NEW,
+        overrides: RestoreOverrides | None = None,
+    ) -> PlannedRestore:
+        """What a restore of this backup would create; refuses before creating anything."""
+        overrides = overrides or RestoreOverrides()
+        for value, option in (
+            (overrides.name, "--as-new"),
+            (overrides.flavor, "--flavor"),
+            (overrides.network, "--network"),
+            (overrides.key_name, "--key-name"),
+            (overrides.availability_zone, "--availability-zone"),
+        ):
+            check_given(value, option)
+        backup = self.store.get_backup(backup_ref)
+        if backup.status is not BackupStatus.AVAILABLE:
+            why = {
+                BackupStatus.DELETING: "is being deleted",
+                BackupStatus.DELETED: "is deleted",
+                BackupStatus.FAILED: "failed",
+            }.get(backup.status, f"is {backup.status.value}")
+            raise InvalidInput(f"backup {backup.id} {why}: it cannot be restored", field="backup")
+        cloud = self._cloud(backup)
+        image_id, properties = self._image(backup, cloud)
+        volume_backed = bool(properties.get(BDM_PROPERTY))
+        live = self._live_spec(cloud, backup.target)
+        name = overrides.name or default_name(backup.target_name, backup.target, backup.id)
+        plan = build_plan(
+            mode=mode,
+            name=name,
+            overrides=overrides,
+            recorded=self.store.restore_source(backup.id),
+            live=live,
+            image_id=image_id,
+            volume_backed=volume_backed,
+            mapping=_mapping(properties.get(BDM_PROPERTY)),
+            server_id=backup.target if mode is RestoreMode.IN_PLACE else None,
+        )
+        if mode is RestoreMode.IN_PLACE and live is None:
+            raise InvalidInput(
+                f"server {backup.target} no longer exists: restore it with --as-new",
+                field="in-place",
+            )
+        if mode is RestoreMode.AS_NEW:
+            self._validate(cloud, plan)
+        return PlannedRestore(backup, plan)
+
+    def start(
+        self,
+        backup_ref: str,
+        *,
+        mode: RestoreMode = RestoreMode.AS_NEW,
+        overrides: RestoreOverrides | None = None,
+        timeout: timedelta = DEFAULT_TIMEOUT,
+    ) -> RestoreJob:
+        """Plan, then record the job (the backup is held from now until it ends)."""
+        if timeout <= timedelta(0):
+            raise InvalidInput("--timeout must be positive", field="timeout")
+        planned = self.plan(backup_ref, mode=mode, overrides=overrides)
+        now = self.clock.now()
+        return self.store.create_restore(
+            backup_id=planned.backup.id,
+            plan=planned.plan,
+            cloud=planned.backup.cloud,
+            now=now,
+            deadline_at=now + timeout,
+        )
+
+    def get(self, ref: str) -> RestoreJob:
+        return self.store.get_restore(ref)
+
+    def list(self, *, state: RestoreState | None = None, limit: int = 200) -> list[RestoreJob]:
+        return self.store.list_restores(state=state, limit=limit)
+
+    def cancel(self, ref: str) -> RestoreJob:
+        return self.store.request_restore_cancel(ref)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _cloud(self, backup: Backup) -> RestoreCloud:
+        cloud = self.clouds(backup.cloud)
+        if not isinstance(cloud, RestoreCloud):
+            raise InvalidInput(f"cloud {backup.cloud or '(default)'} cannot restore servers")
+        return cloud
+
+    def _image(self, backup: Backup, cloud: Any) -> tuple[str, Mapping[str, str]]:
+        """The backup's image and its properties as the cloud has them now."""
+        images = [a for a in backup.artifacts if a.kind is ArtifactKind.IMAGE]
+        if not images:
+            raise InvalidInput(f"backup {backup.id} has no image to restore from", field="backup")
+        ref = ArtifactRef(ArtifactKind.IMAGE, images[0].cloud_id)
+        try:
+            info = cloud.artifact_statuses([ref])[ref]
+        except CloudError as error:
+            raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
+        if info.status is not ArtifactStatus.AVAILABLE:
+            raise InvalidInput(
+                f"backup {backup.id}: image {ref.id} is {info.status.value} in the cloud",
+                field="backup",
+            )
+        return ref.id, info.metadata
+
+    @staticmethod
+    def _live_spec(cloud: Any, server_id: str) -> ServerSpec | None:
+        """The source server's spec now (None: gone, or the adapter cannot tell)."""
+        try:
+            server = cloud.get_server(server_id)
+        except CloudNotFound:
+            return None
+        spec: ServerSpec | None = server.spec
+        return spec if spec is not None else ServerSpec()
+
+    @staticmethod
+    def _validate(cloud: RestoreCloud, plan: RestorePlan) -> None:
+        """Ask the cloud whether it would accept the boot, with the snapshots as sources."""
+        request = BootRequest(
+            name=plan.name,
+            flavor=plan.flavor,
+            networks=plan.networks,
+            security_groups=plan.security_groups,
+            key_name=plan.key_name,
+            availability_zone=plan.availability_zone,
+            image_id=plan.image_id,
+            block_devices=tuple(
+                BlockDevice("snapshot", v.snapshot_id, v.boot_index, v.device_name, v.size_gb)
+                for v in plan.volumes
+            ),
+        )
+        try:
+            cloud.validate_boot(request)
+        except CloudError as error:
+            if error.retryable:
+                raise
+            raise InvalidInput(f"the cloud would refuse this restore: {error.message}") from None
+
+
+def _mapping(raw: object) -> list[Mapping[str, Any]]:
+    if not raw:
+        return []
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return []
+    return (
+        [entry for entry in parsed if isinstance(entry, Mapping)]
+        if isinstance(parsed, list)
+        else []
+    )
