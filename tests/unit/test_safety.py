@@ -397,3 +397,15 @@ def test_a_backup_an_unfinished_run_is_still_taking_is_refused() -> None:
     verdict = judge_deletion(DeletionRequest("subject", force=True, taken_by_run="r-9"), backups)
     assert verdict.refusal == "backup subject is still being taken by run r-9"
     assert judge_deletion(DeletionRequest("subject"), backups).allowed
+
+
+def test_a_backup_a_restore_reads_is_never_deleted_even_with_force() -> None:
+    """Retention holds it back and a deletion request is refused while a restore reads it."""
+    older, newer = backup("older", 1), backup("newer", 2)
+    reading = TargetBackups(TARGET, (newer, older), being_restored=frozenset({older.id}))
+    for force in (False, True):
+        verdict = judge_deletion(DeletionRequest(older.id, force=force), reading)
+        assert verdict.refusal is not None and "being restored" in verdict.refusal
+        assert verdict.changes == ()
+    free = TargetBackups(TARGET, (newer, older))
+    assert judge_deletion(DeletionRequest(older.id), free).allowed

@@ -81,7 +81,7 @@ def cli(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    app = AppContext(lambda: load_settings(db=db, cloud=cloud or os_cloud))
+    app = AppContext(lambda: load_settings(db=db, cloud=cloud or os_cloud), verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
 

@@ -23,6 +23,8 @@ class AppContext:
 
     load_settings: Callable[[], Settings]
     clock: Clock = field(default_factory=SystemClock)
+    verbose: int = 0
+    """How many -v were given (more log output)."""
     _settings: Settings | None = None
     _store: Store | None = None
     _clouds: CloudProvider | None = None

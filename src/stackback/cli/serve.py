@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import signal
 import threading
@@ -125,6 +126,8 @@ def _run_engine(
         run_worker=worker,
         worker_name=options.get("worker_name"),
     )
+    # One INFO line per finished run; -v adds every step (DEBUG).
+    logging.getLogger("stackback").setLevel(logging.DEBUG if app.verbose else logging.INFO)
     if options.get("once"):
         engine.step()
         return

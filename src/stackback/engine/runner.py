@@ -25,6 +25,7 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -81,6 +82,16 @@ log = logging.getLogger(__name__)
 
 _START_DETAIL = re.compile(r"server (?P<id>\S+) \(")
 """What the start step records (``server <id> (<name>)``), since the first version."""
+
+
+_current_run: ContextVar[str | None] = ContextVar("stackback_current_run", default=None)
+"""The run whose step is being taken (for log lines that do not name it)."""
+
+
+def _duration(run: Run, now: datetime) -> str:
+    """How long a run has taken, from its start (or its scheduled time), as ``1m05s``."""
+    seconds = max(0, int((now - (run.started_at or run.scheduled_for)).total_seconds()))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def _start_detail(server: ServerInfo) -> str:
@@ -499,15 +510,27 @@ class Runner:
             lease_expires_at=None,
             step=self._note("rotate", now, "ok", detail),
         )
+        log.info(
+            "run %s finished: policy %s, target %s, succeeded in %s; kept %d, forgot %d",
+            run.id,
+            run.policy_name or (policy.name if policy else "-"),
+            server_label(target, run.target_name),
+            _duration(run, self.clock.now()),
+            len(plan.keep),
+            len(plan.forgotten),
+        )
 
     # -- bookkeeping -----------------------------------------------------------------
 
     def _guarded(self, run: Run, step: Callable[[Run], None]) -> None:
         """Run one step; turn its outcome into a recorded retry, failure or nothing."""
+        token = _current_run.set(run.id)
         try:
             self._outcome(run, step)
         except LeaseLost:
             log.info("run %s: lease lost, another worker has it", run.id)
+        finally:
+            _current_run.reset(token)
 
     def _outcome(self, run: Run, step: Callable[[Run], None]) -> None:
         try:
@@ -596,9 +619,24 @@ class Runner:
             )
         except LeaseLost:
             return
-        log.warning("run %s (%s) %s: %s", run.id, run.target, state.value, why)
+        log.warning(
+            "run %s finished: policy %s, target %s, %s in %s: %s",
+            run.id,
+            run.policy_name or "-",
+            server_label(run.server_id or run.target, run.target_name),
+            state.value,
+            _duration(run, now),
+            why,
+        )
 
     def _note(self, name: str, started: datetime, outcome: str, detail: str) -> StepNote:
+        log.debug(
+            "run %s: step %s %s%s",
+            _current_run.get(),
+            name,
+            outcome,
+            f": {detail}" if detail else "",
+        )
         return StepNote(name, started, self.clock.now(), outcome, detail)
 
     def _release(self, run: Run, not_before: datetime | None, note: StepNote | None = None) -> None:
