@@ -110,7 +110,8 @@ def create(
 def list_servers(app: AppContext, /, fmt: str) -> None:
     """The simulated cloud's servers."""
     rows = [_server_row(server) for server in _simulator(app).servers()]
-    emit_list(rows, ["id", "name", "status", "volume_backed", "metadata"], fmt, title="Servers")
+    columns = ["id", "name", "status", "volume_backed", "metadata"]
+    emit_list(rows, columns, fmt, title="Servers", whole=("id", "name", "status"))
 
 
 @server_group.command("delete")
