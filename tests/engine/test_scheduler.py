@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from stackback import schedule as schedule_module
 from stackback.engine import scheduler as scheduler_module
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
@@ -205,6 +206,9 @@ def test_runs_carry_policy_fields_and_spread(store: SqlStore) -> None:
         )
         assert run.scheduled_for == NOW and NOW <= run.due_at < NOW + timedelta(minutes=30)
         assert run.state is RunState.PENDING and run.finished_at is None
+    ids = [uuid.UUID(run.id) for run in runs]
+    assert len(set(ids)) == 2 and all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(str(i) == run.id for i, run in zip(ids, runs, strict=True))
 
 
 def test_selector_policies_resolve_through_the_cloud(store: SqlStore) -> None:
@@ -578,6 +582,28 @@ def test_next_fire_is_computed_once_per_expression_zone_and_instant(
         NOW + timedelta(days=1),
         CronSchedule("0 10 * * *", "Europe/Amsterdam").next_after(NOW),
     }
+
+
+def test_each_expression_and_zone_is_parsed_once_not_on_every_tick(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(3):
+        _add(store, _policy("0 9 * * *", targets=(f"srv-{index}",)))
+    _add(store, _policy("0 9 * * *", timezone="Europe/Amsterdam"))
+    _add(store, _policy("0 9 * * MON-FRI"))
+    parsed: list[str] = []
+    original = schedule_module._parse_cron
+
+    def counting(expr: str) -> Any:
+        parsed.append(expr)
+        return original(expr)
+
+    monkeypatch.setattr(schedule_module, "_parse_cron", counting)
+    schedule_module.cron_schedule.cache_clear()
+    scheduler = Scheduler(store, _no_cloud)
+    for day in range(3):  # the same schedules fire on three days: parsed on the first only
+        assert scheduler.tick(NOW + timedelta(days=day)).runs == 5
+    assert sorted(parsed) == ["0 9 * * *", "0 9 * * *", "0 9 * * MON-FRI"]
 
 
 def test_memo_gives_the_same_plan_as_no_memo() -> None:

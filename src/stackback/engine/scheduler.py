@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import StackbackError
 from stackback.policy import RunState, Selector
 from stackback.ports import CloudResolver, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
-from stackback.schedule import CronSchedule, spread_offset
+from stackback.schedule import cron_schedule, spread_offset
 
 log = logging.getLogger(__name__)
 
@@ -293,18 +292,16 @@ class Scheduler:
         return Resolution(policy.cloud, policy.selector, targets, None)
 
 
-@lru_cache(maxsize=8192)
-def _cron(expr: str, timezone: str) -> CronSchedule:
-    """Schedules are validated when stored; parse each (expression, zone) once per process."""
-    return CronSchedule(expr, timezone)
-
-
 def _next_after(memo: NextFires, expr: str, timezone: str, instant: datetime) -> datetime:
-    """``CronSchedule(expr, timezone).next_after(instant)``, computed once per key in ``memo``."""
+    """``CronSchedule(expr, timezone).next_after(instant)``, computed once per key in ``memo``.
+
+    The parsed schedule comes from ``cron_schedule``'s cache: parsed once per
+    (expression, zone), not once per tick.
+    """
     key = (expr, timezone, instant)
     fire = memo.get(key)
     if fire is None:
-        fire = memo[key] = _cron(expr, timezone).next_after(instant)
+        fire = memo[key] = cron_schedule(expr, timezone).next_after(instant)
     return fire
 
 
