@@ -31,6 +31,8 @@ from stackback.store.sql import (
 )
 
 NOW = datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+NO_JITTER = EngineSettings(retry_jitter=0.0)
+"""The retry strategy's plain backoff, for tests that check exact retry times."""
 
 
 def _policy(
@@ -299,7 +301,7 @@ def test_a_transient_selector_failure_defers_the_occurrence_until_the_cloud_answ
 ) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
 
     assert scheduler.tick(NOW).runs == 0
     [state] = store.schedules(policy.id)
@@ -307,10 +309,10 @@ def test_a_transient_selector_failure_defers_the_occurrence_until_the_cloud_answ
     assert scheduler.tick(NOW + timedelta(seconds=29)).schedules == 0  # nothing before the retry
 
     assert scheduler.tick(NOW + timedelta(seconds=30)).runs == 0  # still down: waits twice as long
-    assert store.schedules(policy.id)[0].next_fire_at == NOW + timedelta(seconds=60)
+    assert store.schedules(policy.id)[0].next_fire_at == NOW + timedelta(seconds=90)
 
     cloud.servers = [ServerInfo(id="id-1", name="web-1", status="ACTIVE")]
-    assert scheduler.tick(NOW + timedelta(seconds=60)).runs == 1
+    assert scheduler.tick(NOW + timedelta(seconds=90)).runs == 1
     [run] = store.list_runs(RunFilter(policy_id=policy.id))
     assert (run.target, run.target_name, run.state) == ("id-1", "web-1", RunState.PENDING)
     assert run.scheduled_for == NOW and run.error is None
@@ -325,7 +327,7 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
 ) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold"), window=30))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
     attempts: list[datetime] = []
     while not store.list_runs(RunFilter(policy_id=policy.id)):
         at = store.next_fire_time()
@@ -334,7 +336,7 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
         scheduler.tick(at)
 
     gaps = [later - earlier for earlier, later in pairwise(attempts)]
-    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 30, 60, 120)]  # the waits double...
+    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 60, 120, 240)]  # the waits double...
     assert max(gaps) == EngineSettings().retry_max  # ...up to retry_max
     assert attempts[-1] == NOW + timedelta(minutes=30, seconds=-1)  # the last moment not late
     assert len(cloud.calls) == len(attempts)
@@ -347,6 +349,17 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
     )
     [state] = store.schedules(policy.id)
     assert (state.deferred_fire_at, state.next_fire_at) == (None, NOW + timedelta(days=1))
+
+
+def test_selectors_failing_together_are_asked_again_at_jittered_times(store: SqlStore) -> None:
+    policies = [_add(store, _policy(selector=Selector("backup", "gold"))) for _ in range(5)]
+    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    retries = {store.schedules(p.id)[0].next_fire_at for p in policies}
+    assert len(retries) == 5  # spread out, not all at once
+    jitter = EngineSettings().retry_jitter
+    for retry in retries:
+        assert retry is not None
+        assert NOW + timedelta(seconds=30) * (1 - jitter) <= retry <= NOW + timedelta(seconds=30)
 
 
 def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlStore) -> None:
@@ -363,8 +376,8 @@ def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlSto
 def test_a_deferred_occurrence_is_never_later_than_the_next_cron_time(store: SqlStore) -> None:
     policy = _add(store, _policy("*/5 * * * *", selector=Selector("backup", "gold"), window=0))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
-    for _ in range(5):  # 09:00, 09:00:30, 09:01, 09:02, 09:04: the doubled wait reaches 09:08
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
+    for _ in range(4):  # 09:00, 09:00:30, 09:01:30, 09:03:30: the doubled wait reaches 09:07:30
         at = store.next_fire_time()
         assert at is not None
         scheduler.tick(at)
@@ -385,7 +398,7 @@ def test_a_deferred_occurrence_is_never_later_than_the_next_cron_time(store: Sql
 def _waiting(store: SqlStore, **changes: Any) -> tuple[Policy, Policy]:
     """A selector policy whose NOW occurrence waits for its targets, and a changed copy."""
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
-    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    Scheduler(store, lambda _name: _Selecting(None), NO_JITTER).tick(NOW)  # type: ignore[arg-type,return-value]
     assert store.schedules(policy.id)[0].deferred_fire_at == NOW
     return policy, replace(policy, **changes)
 

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import stackback
 
-CORE = ["stackback.retention", "stackback.schedule", "stackback.policy", "stackback.records"]
+CORE = [
+    "stackback.retention",
+    "stackback.schedule",
+    "stackback.policy",
+    "stackback.records",
+    "stackback.retry",
+]
 FORBIDDEN = ("sqlalchemy", "alembic", "openstack", "keystoneauth1", "requests", "httpx", "click")
 
 
