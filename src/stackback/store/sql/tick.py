@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Row, Select, bindparam, func, select
+from sqlalchemy import Engine, Select, bindparam, func, select
 
 from stackback.policy import Selector
 from stackback.records import DuePolicy, DueSchedule, ScheduleState, TickPlan
@@ -83,39 +83,41 @@ class TickStore(SqlBase):
             due = connection.execute(statements.due, {"now": now}).all()
             if not due:
                 return 0, 0
-            plans = [(row, planner(_due_schedule(row))) for row in due]
-            ids = iter(_run_ids(sum(len(plan.runs) for _, plan in plans)))
+            plans = [planner(_due_schedule(row)) for row in due]
+            ids = iter(_run_ids(sum(len(plan.runs) for plan in plans)))
             created = bind(now)
-            new_runs = [
-                (
-                    next(ids),
-                    row.policy_id,
-                    row.name,
-                    run.target,
-                    run.target_name,
-                    bind(run.scheduled_for),
-                    bind(run.due_at),
-                    run.state.value,
-                    0,
-                    "schedule",
-                    row.label,
-                    row.cloud,
-                    run.error,
-                    created if run.state.is_terminal else None,
-                    created,
+            new_runs: list[tuple[Any, ...]] = []
+            advances: list[tuple[Any, ...]] = []
+            for plan, row in zip(plans, due, strict=True):
+                schedule_id, policy_id, _, _, last_fired_at, _, name, *_, cloud, label = row
+                new_runs.extend(
+                    (
+                        next(ids),
+                        policy_id,
+                        name,
+                        run.target,
+                        run.target_name,
+                        bind(run.scheduled_for),
+                        bind(run.due_at),
+                        run.state.value,
+                        0,
+                        "schedule",
+                        label,
+                        cloud,
+                        run.error,
+                        created if run.state.is_terminal else None,
+                        created,
+                    )
+                    for run in plan.runs
                 )
-                for row, plan in plans
-                for run in plan.runs
-            ]
-            advances = [
-                (
-                    bind(plan.next_fire_at),
-                    bind(plan.fired_at or row.last_fired_at),
-                    bind(plan.deferred_fire_at),
-                    row.id,
+                advances.append(
+                    (
+                        bind(plan.next_fire_at),
+                        bind(plan.fired_at or last_fired_at),
+                        bind(plan.deferred_fire_at),
+                        schedule_id,
+                    )
                 )
-                for row, plan in plans
-            ]
             inserted = 0
             if new_runs:
                 inserted = connection.exec_driver_sql(statements.insert_runs, new_runs).rowcount
@@ -201,31 +203,38 @@ _TICK_RUN_COLUMNS = (
 )
 
 
-def _due_schedule(row: Row[Any]) -> DueSchedule:
+def _due_schedule(row: Sequence[Any]) -> DueSchedule:
     """A row of ``_TickStatements.due`` as the planner's input."""
-    selector = (
-        Selector(row.selector_key, row.selector_value or "")
-        if row.selector_key is not None
-        else None
-    )
+    (
+        schedule_id,
+        policy_id,
+        cron,
+        next_fire_at,
+        last_fired_at,
+        deferred_fire_at,
+        name,
+        timezone,
+        window_minutes,
+        targets,
+        selector_key,
+        selector_value,
+        enabled,
+        cloud,
+        label,
+    ) = row
     policy = DuePolicy(
-        id=row.policy_id,
-        name=row.name,
-        timezone=row.timezone,
-        window_minutes=row.window_minutes,
-        targets=tuple(row.targets),
-        selector=selector,
-        enabled=row.enabled,
-        cloud=row.cloud,
-        label=row.label,
+        id=policy_id,
+        name=name,
+        timezone=timezone,
+        window_minutes=window_minutes,
+        targets=tuple(targets),
+        selector=None if selector_key is None else Selector(selector_key, selector_value or ""),
+        enabled=enabled,
+        cloud=cloud,
+        label=label,
     )
     schedule = ScheduleState(
-        row.id,
-        row.policy_id,
-        row.cron,
-        row.next_fire_at,
-        row.last_fired_at,
-        row.deferred_fire_at,
+        schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at
     )
     return DueSchedule(schedule, policy)
 
