@@ -10,7 +10,10 @@ fresh interpreter so that RSS and CPU figures do not mix:
   runs inserted; PostgreSQL server CPU too), the idle tick (0 due), RSS;
 * APScheduler 3.11 with a MemoryJobStore and with a SQLAlchemyJobStore on
   SQLite: adding the same jobs (same expressions, same zones), one
-  ``_process_jobs()`` wakeup at 1% due and idle, RSS.
+  ``_process_jobs()`` wakeup at 1% due and idle, RSS;
+* the SQLite floor: the same reads and writes as the tick through bare
+  ``sqlite3`` in one transaction, and the ratio tick / floor at 0.1%, 1% and
+  10% due (``--sweep``), WAL checkpoints timed apart.
 
 Run ``python bench/scheduler.py --help``; the method is in ``bench/README.md``.
 """
