@@ -66,6 +66,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
@@ -74,6 +75,7 @@ from stackback.errors import InvalidInput
 
 __all__ = [
     "CronSchedule",
+    "cron_schedule",
     "parse_timezone",
     "spread_offset",
     "validate_cron",
@@ -213,6 +215,15 @@ _ONE_MINUTE = timedelta(minutes=1)
 _ONE_DAY = timedelta(days=1)
 
 
+_FieldValues = TypeVar("_FieldValues", tuple[int, ...], frozenset[int])
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(values: _FieldValues) -> _FieldValues:
+    """One instance per distinct field value: most parsed schedules share ``*`` fields."""
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class _WallFields:
     """An expression's fields as cronsim parsed them, for walking the wall-clock calendar."""
@@ -233,11 +244,11 @@ class _WallFields:
         if not all(isinstance(weekday, int) for weekday in sim.weekdays):
             return None
         return cls(
-            minutes=tuple(sorted(sim.minutes)),
-            hours=tuple(sorted(sim.hours)),
-            days=frozenset(sim.days),
-            months=frozenset(sim.months),
-            weekdays=frozenset((w - 1) % 7 for w in sim.weekdays if isinstance(w, int)),
+            minutes=_shared(tuple(sorted(sim.minutes))),
+            hours=_shared(tuple(sorted(sim.hours))),
+            days=_shared(frozenset(sim.days)),
+            months=_shared(frozenset(sim.months)),
+            weekdays=_shared(frozenset((w - 1) % 7 for w in sim.weekdays if isinstance(w, int))),
             day_and=sim.day_and,
         )
 
@@ -268,6 +279,16 @@ def _fixed_offset(local: datetime) -> timedelta | None:
     """The UTC offset of an aware local time if it is unambiguous (not skipped or repeated)."""
     offset = local.utcoffset()
     return offset if offset == local.replace(fold=1 - local.fold).utcoffset() else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _wall_offset(zone: ZoneInfo, wall: datetime) -> timedelta | None:
+    """``_fixed_offset`` of the naive wall time ``wall`` in ``zone`` (fold does not matter).
+
+    Cached: the schedules of one zone ask about the same few instants and local
+    midnights over and over (every schedule due at a tick starts from it).
+    """
+    return _fixed_offset(wall.replace(tzinfo=zone))
 
 
 _SEARCH_LIMIT = timedelta(days=50 * 366)
@@ -390,18 +411,19 @@ class CronSchedule:
         """The shortcut of the module docstring: a fire, or None to ask cronsim."""
         if self._wall is None:
             return None
-        local = instant.astimezone(self._zone)
-        offset = _fixed_offset(local)
+        zone = self._zone
+        local = instant.astimezone(zone).replace(tzinfo=None)
+        offset = _wall_offset(zone, local)
         if offset is None:
             return None
-        wall = local.replace(tzinfo=None, second=0, microsecond=0) + _ONE_MINUTE
+        wall = local.replace(second=0, microsecond=0) + _ONE_MINUTE
         try:
             fire = self._wall.first_at_or_after(wall)
-            if fire is None or _fixed_offset(fire.replace(tzinfo=self._zone)) != offset:
+            if fire is None or _wall_offset(zone, fire) != offset:
                 return None
-            midnight = datetime.combine(local.date(), time(), tzinfo=self._zone)
-            while midnight <= fire.replace(tzinfo=self._zone):
-                if _fixed_offset(midnight) != offset:
+            midnight = datetime.combine(local.date(), time())
+            while midnight <= fire:
+                if _wall_offset(zone, midnight) != offset:
                     return None
                 midnight += _ONE_DAY
             return (fire - offset).replace(tzinfo=UTC)
@@ -479,6 +501,17 @@ class CronSchedule:
             if len(pairs) >= count:
                 break
         return pairs
+
+
+@functools.lru_cache(maxsize=32768)
+def cron_schedule(expr: str, timezone: str = "UTC") -> CronSchedule:
+    """``CronSchedule(expr, timezone)``, parsed once per (expression, zone) and kept.
+
+    For callers that evaluate the same stored schedules again and again (the
+    scheduler tick): a bounded LRU of the parsed schedules, a few hundred bytes
+    each (field sets shared between schedules). Raises as ``CronSchedule`` does.
+    """
+    return CronSchedule(expr, timezone)
 
 
 def spread_offset(key: str, window_minutes: int) -> timedelta:

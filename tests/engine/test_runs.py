@@ -639,6 +639,31 @@ def _retried_once(rig: Rig) -> Run:
     return run
 
 
+def test_a_failing_step_backs_off_as_the_scheduler_does_with_jitter(rig: Rig) -> None:
+    run = _retried_once(rig)
+    first = rig.store.get_run(run.id)
+    failed_at = first.steps[-1].started_at
+    assert first.not_before is not None
+    base = EngineSettings().retry_base
+    assert failed_at + base * 0.9 <= first.not_before <= failed_at + base  # base, less jitter
+    rig.clock.advance_to(first.not_before)
+    rig.sim.fail_next("get_server", CloudUnavailable, count=1)
+    [again] = rig.store.claim_runs(rig.clock.now(), "w1", lease_seconds=60)
+    rig.engine.runner.advance(again)
+    second = rig.store.get_run(run.id)
+    assert second.not_before is not None and second.steps[-1].outcome == "retry"
+    failing_for = rig.clock.now() - failed_at  # the streak began with the first retry
+    expected = EngineSettings().retry_strategy.decide(
+        now=rig.clock.now(),
+        deadline=run.scheduled_for + EngineSettings().retry_window,
+        failing_for=failing_for,
+        key=run.id,
+    )
+    assert second.not_before == expected.retry_at
+    plain = base + failing_for  # the wait doubles: base plus as long as it has failed
+    assert rig.clock.now() + plain * 0.9 <= second.not_before <= rig.clock.now() + plain
+
+
 def test_a_retried_run_whose_next_worker_died_is_missed_after_its_window(rig: Rig) -> None:
     run = _retried_once(rig)
     rig.clock.advance(600)

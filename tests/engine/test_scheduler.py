@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
+from stackback import schedule as schedule_module
 from stackback.engine import scheduler as scheduler_module
 from stackback.engine.scheduler import Scheduler
 from stackback.engine.settings import EngineSettings
@@ -30,6 +31,8 @@ from stackback.store.sql import (
 )
 
 NOW = datetime(2025, 3, 4, 9, 0, tzinfo=UTC)
+NO_JITTER = EngineSettings(retry_jitter=0.0)
+"""The retry strategy's plain backoff, for tests that check exact retry times."""
 
 
 def _policy(
@@ -205,6 +208,9 @@ def test_runs_carry_policy_fields_and_spread(store: SqlStore) -> None:
         )
         assert run.scheduled_for == NOW and NOW <= run.due_at < NOW + timedelta(minutes=30)
         assert run.state is RunState.PENDING and run.finished_at is None
+    ids = [uuid.UUID(run.id) for run in runs]
+    assert len(set(ids)) == 2 and all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(str(i) == run.id for i, run in zip(ids, runs, strict=True))
 
 
 def test_selector_policies_resolve_through_the_cloud(store: SqlStore) -> None:
@@ -295,7 +301,7 @@ def test_a_transient_selector_failure_defers_the_occurrence_until_the_cloud_answ
 ) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
 
     assert scheduler.tick(NOW).runs == 0
     [state] = store.schedules(policy.id)
@@ -303,10 +309,10 @@ def test_a_transient_selector_failure_defers_the_occurrence_until_the_cloud_answ
     assert scheduler.tick(NOW + timedelta(seconds=29)).schedules == 0  # nothing before the retry
 
     assert scheduler.tick(NOW + timedelta(seconds=30)).runs == 0  # still down: waits twice as long
-    assert store.schedules(policy.id)[0].next_fire_at == NOW + timedelta(seconds=60)
+    assert store.schedules(policy.id)[0].next_fire_at == NOW + timedelta(seconds=90)
 
     cloud.servers = [ServerInfo(id="id-1", name="web-1", status="ACTIVE")]
-    assert scheduler.tick(NOW + timedelta(seconds=60)).runs == 1
+    assert scheduler.tick(NOW + timedelta(seconds=90)).runs == 1
     [run] = store.list_runs(RunFilter(policy_id=policy.id))
     assert (run.target, run.target_name, run.state) == ("id-1", "web-1", RunState.PENDING)
     assert run.scheduled_for == NOW and run.error is None
@@ -321,7 +327,7 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
 ) -> None:
     policy = _add(store, _policy(selector=Selector("backup", "gold"), window=30))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
     attempts: list[datetime] = []
     while not store.list_runs(RunFilter(policy_id=policy.id)):
         at = store.next_fire_time()
@@ -330,7 +336,7 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
         scheduler.tick(at)
 
     gaps = [later - earlier for earlier, later in pairwise(attempts)]
-    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 30, 60, 120)]  # the waits double...
+    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 60, 120, 240)]  # the waits double...
     assert max(gaps) == EngineSettings().retry_max  # ...up to retry_max
     assert attempts[-1] == NOW + timedelta(minutes=30, seconds=-1)  # the last moment not late
     assert len(cloud.calls) == len(attempts)
@@ -343,6 +349,17 @@ def test_a_selector_still_failing_when_the_window_closes_records_a_failed_run(
     )
     [state] = store.schedules(policy.id)
     assert (state.deferred_fire_at, state.next_fire_at) == (None, NOW + timedelta(days=1))
+
+
+def test_selectors_failing_together_are_asked_again_at_jittered_times(store: SqlStore) -> None:
+    policies = [_add(store, _policy(selector=Selector("backup", "gold"))) for _ in range(5)]
+    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    retries = {store.schedules(p.id)[0].next_fire_at for p in policies}
+    assert len(retries) == 5  # spread out, not all at once
+    jitter = EngineSettings().retry_jitter
+    for retry in retries:
+        assert retry is not None
+        assert NOW + timedelta(seconds=30) * (1 - jitter) <= retry <= NOW + timedelta(seconds=30)
 
 
 def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlStore) -> None:
@@ -359,8 +376,8 @@ def test_a_selector_the_cloud_refuses_fails_the_occurrence_at_once(store: SqlSto
 def test_a_deferred_occurrence_is_never_later_than_the_next_cron_time(store: SqlStore) -> None:
     policy = _add(store, _policy("*/5 * * * *", selector=Selector("backup", "gold"), window=0))
     cloud = _Selecting(None)
-    scheduler = Scheduler(store, lambda _name: cloud)  # type: ignore[arg-type,return-value]
-    for _ in range(5):  # 09:00, 09:00:30, 09:01, 09:02, 09:04: the doubled wait reaches 09:08
+    scheduler = Scheduler(store, lambda _name: cloud, NO_JITTER)  # type: ignore[arg-type,return-value]
+    for _ in range(4):  # 09:00, 09:00:30, 09:01:30, 09:03:30: the doubled wait reaches 09:07:30
         at = store.next_fire_time()
         assert at is not None
         scheduler.tick(at)
@@ -381,7 +398,7 @@ def test_a_deferred_occurrence_is_never_later_than_the_next_cron_time(store: Sql
 def _waiting(store: SqlStore, **changes: Any) -> tuple[Policy, Policy]:
     """A selector policy whose NOW occurrence waits for its targets, and a changed copy."""
     policy = _add(store, _policy(selector=Selector("backup", "gold")))
-    Scheduler(store, lambda _name: _Selecting(None)).tick(NOW)  # type: ignore[arg-type,return-value]
+    Scheduler(store, lambda _name: _Selecting(None), NO_JITTER).tick(NOW)  # type: ignore[arg-type,return-value]
     assert store.schedules(policy.id)[0].deferred_fire_at == NOW
     return policy, replace(policy, **changes)
 
@@ -578,6 +595,28 @@ def test_next_fire_is_computed_once_per_expression_zone_and_instant(
         NOW + timedelta(days=1),
         CronSchedule("0 10 * * *", "Europe/Amsterdam").next_after(NOW),
     }
+
+
+def test_each_expression_and_zone_is_parsed_once_not_on_every_tick(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in range(3):
+        _add(store, _policy("0 9 * * *", targets=(f"srv-{index}",)))
+    _add(store, _policy("0 9 * * *", timezone="Europe/Amsterdam"))
+    _add(store, _policy("0 9 * * MON-FRI"))
+    parsed: list[str] = []
+    original = schedule_module._parse_cron
+
+    def counting(expr: str) -> Any:
+        parsed.append(expr)
+        return original(expr)
+
+    monkeypatch.setattr(schedule_module, "_parse_cron", counting)
+    schedule_module.cron_schedule.cache_clear()
+    scheduler = Scheduler(store, _no_cloud)
+    for day in range(3):  # the same schedules fire on three days: parsed on the first only
+        assert scheduler.tick(NOW + timedelta(days=day)).runs == 5
+    assert sorted(parsed) == ["0 9 * * *", "0 9 * * *", "0 9 * * MON-FRI"]
 
 
 def test_memo_gives_the_same_plan_as_no_memo() -> None:

@@ -25,6 +25,7 @@ CORE = [
     "stackback.records",
     "stackback.rpo",
     "stackback.restoreplan",
+    "stackback.retry",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -14,7 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stackback.errors import InvalidInput
-from stackback.schedule import CronSchedule, parse_timezone, spread_offset, validate_cron
+from stackback.schedule import (
+    CronSchedule,
+    cron_schedule,
+    parse_timezone,
+    spread_offset,
+    validate_cron,
+)
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -641,3 +647,19 @@ def test_spread_offset_rejects_negative_window() -> None:
     with pytest.raises(InvalidInput) as caught:
         spread_offset("key", -1)
     assert caught.value.field == "window_minutes"
+
+
+def test_cron_schedule_keeps_one_parsed_schedule_per_expression_and_zone() -> None:
+    first = cron_schedule("0  2 * * *", "Europe/Amsterdam")
+    assert first == CronSchedule("0 2 * * *", "Europe/Amsterdam")
+    assert cron_schedule("0  2 * * *", "Europe/Amsterdam") is first
+    assert cron_schedule("0  2 * * *", "UTC") is not first
+    with pytest.raises(InvalidInput) as caught:
+        cron_schedule("61 2 * * *", "UTC")
+    assert caught.value.field == "cron"
+
+
+def test_parsed_schedules_share_their_field_values() -> None:
+    one, other = CronSchedule("5 1 * * *", "UTC"), CronSchedule("7 3 * * *", "Asia/Tokyo")
+    assert one._wall is not None and other._wall is not None
+    assert one._wall.days is other._wall.days and one._wall.months is other._wall.months

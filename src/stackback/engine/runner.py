@@ -560,15 +560,21 @@ class Runner:
         now = self.clock.now()
         retryable = getattr(error, "retryable", False) or isinstance(error, Conflict)
         deadline = self._retry_deadline(run)
-        if retryable and now < deadline:
-            retries = sum(1 for s in self.store.get_run(run.id).steps if s.outcome == "retry")
-            delay = min(self.settings.retry_base * (2**retries), self.settings.retry_max)
-            self._release(
-                run,
-                max(now + timedelta(seconds=1), min(now + delay, deadline - timedelta(seconds=1))),
-                self._note(step, now, "retry", f"{error.code}: {error.message}"),
+        if retryable:
+            since = _failing_since(self.store.get_run(run.id))
+            decision = self.settings.retry_strategy.decide(
+                now=now,
+                deadline=deadline,
+                failing_for=timedelta(0) if since is None else now - since,
+                key=run.id,
             )
-            return
+            if decision.retry_at is not None:
+                self._release(
+                    run,
+                    decision.retry_at,
+                    self._note(step, now, "retry", f"{error.code}: {error.message}"),
+                )
+                return
         why = f"{error.code}: {error.message}"
         self._fail(
             run, _still_failing(why, deadline) if retryable else why, error_id=error.error_id
@@ -646,6 +652,16 @@ class Runner:
 def _first_call_on_demand(run: Run) -> bool:
     """An on-demand run that has not got past its start: the cloud has never answered it."""
     return run.trigger == "manual" and run.state is RunState.PENDING
+
+
+def _failing_since(run: Run) -> datetime | None:
+    """When the run's current streak of retried failures began (None: no retry yet)."""
+    since = None
+    for note in reversed(run.steps):
+        if note.outcome != "retry":
+            break
+        since = note.started_at
+    return since
 
 
 def _still_failing(why: str, deadline: datetime) -> str:

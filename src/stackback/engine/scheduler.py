@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import lru_cache
 
 from stackback.engine.settings import EngineSettings
 from stackback.errors import StackbackError
 from stackback.policy import RunState, Selector
 from stackback.ports import CloudResolver, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
-from stackback.schedule import CronSchedule, spread_offset
+from stackback.schedule import cron_schedule, spread_offset
 
 log = logging.getLogger(__name__)
 
@@ -195,19 +194,25 @@ class Scheduler:
         """The plan when a selector could not be resolved: defer the latest fire, or fail.
 
         The latest occurrence is deferred while a transient error may still clear
-        before the occurrence would be late: the next attempt comes after as long
-        as it has waited so far (``retry_base`` to ``retry_max``: the delays
-        double), and no later than the next cron time or one second before the
-        occurrence would be late. Earlier occurrences, and the latest once no
-        attempt is left, are recorded as failed runs with the reason.
+        before the occurrence would be late: the next attempt comes when the
+        engine's ``RetryStrategy`` says (the worker's retries use the same rule:
+        ``retry_base`` plus as long as it has waited so far, at most ``retry_max``,
+        less jitter), no later than the next cron time and not after the
+        strategy's margin before the occurrence would be late. Earlier
+        occurrences, and the latest once no attempt is left, are recorded as
+        failed runs with the reason.
         """
         latest = fires[-1]
-        last_chance = latest + late_limit - _LAST_CHANCE
         reason = f"could not resolve targets: {resolution.error}"
         if resolution.retryable and next_fire > now:
-            wait = min(max(now - latest, self.settings.retry_base), self.settings.retry_max)
-            retry_at = min(now + wait, last_chance, next_fire)
-            if retry_at > now:
+            decision = self.settings.retry_strategy.decide(
+                now=now,
+                deadline=latest + late_limit,
+                failing_for=now - latest,
+                key=f"{policy.id}:{latest.isoformat()}",
+            )
+            if decision.retry_at is not None:
+                retry_at = min(decision.retry_at, next_fire)
                 log.info(
                     "policy %s: the %s occurrence asks for its targets again at %s",
                     policy.name,
@@ -293,23 +298,17 @@ class Scheduler:
         return Resolution(policy.cloud, policy.selector, targets, None)
 
 
-@lru_cache(maxsize=8192)
-def _cron(expr: str, timezone: str) -> CronSchedule:
-    """Schedules are validated when stored; parse each (expression, zone) once per process."""
-    return CronSchedule(expr, timezone)
-
-
 def _next_after(memo: NextFires, expr: str, timezone: str, instant: datetime) -> datetime:
-    """``CronSchedule(expr, timezone).next_after(instant)``, computed once per key in ``memo``."""
+    """``CronSchedule(expr, timezone).next_after(instant)``, computed once per key in ``memo``.
+
+    The parsed schedule comes from ``cron_schedule``'s cache: parsed once per
+    (expression, zone), not once per tick.
+    """
     key = (expr, timezone, instant)
     fire = memo.get(key)
     if fire is None:
-        fire = memo[key] = _cron(expr, timezone).next_after(instant)
+        fire = memo[key] = cron_schedule(expr, timezone).next_after(instant)
     return fire
-
-
-_LAST_CHANCE = timedelta(seconds=1)
-"""The last attempt to list a deferred occurrence's targets comes this long before it is late."""
 
 
 def _minutes(delta: timedelta) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from stackback.retry import RetryStrategy
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -14,6 +16,8 @@ class EngineSettings:
       longer) before it counts as missed.
     - ``retry_window``: how long after its due time a run keeps retrying a
       busy (409) or failing (5xx) cloud before it fails with the reason.
+    - ``retry_base``, ``retry_max``, ``retry_jitter``: the backoff of those
+      retries and of a selector the cloud cannot list (``retry_strategy``).
     - ``deletion_budget``: at most this many backups are forgotten per run.
     """
 
@@ -22,9 +26,15 @@ class EngineSettings:
     retry_window: timedelta = timedelta(minutes=30)
     retry_base: timedelta = timedelta(seconds=30)
     retry_max: timedelta = timedelta(minutes=5)
+    retry_jitter: float = 0.1
     poll_interval: timedelta = timedelta(seconds=15)
     wait_timeout: timedelta = timedelta(hours=6)
     deletion_budget: int = 10
     claim_batch: int = 20
     tick_batch: int = 500
     max_fires_per_tick: int = 500
+
+    @property
+    def retry_strategy(self) -> RetryStrategy:
+        """The one backoff rule of the worker's retries and the scheduler's selector retries."""
+        return RetryStrategy(base=self.retry_base, maximum=self.retry_max, jitter=self.retry_jitter)

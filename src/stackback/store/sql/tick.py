@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy import Engine, Select, bindparam, func, select
 from stackback.policy import Selector
 from stackback.records import DuePolicy, DueSchedule, ScheduleState, TickPlan
 from stackback.store.models import ScheduleRow
-from stackback.store.sql.base import POLICIES, SCHEDULES, SqlBase, new_id
+from stackback.store.sql.base import POLICIES, SCHEDULES, SqlBase
 from stackback.store.types import UTCDateTime
 
 
@@ -82,65 +83,33 @@ class TickStore(SqlBase):
             due = connection.execute(statements.due, {"now": now}).all()
             if not due:
                 return 0, 0
+            plans = [planner(_due_schedule(row)) for row in due]
+            ids = iter(_run_ids(sum(len(plan.runs) for plan in plans)))
+            created = bind(now)
             new_runs: list[tuple[Any, ...]] = []
             advances: list[tuple[Any, ...]] = []
-            created = bind(now)
-            for (
-                schedule_id,
-                policy_id,
-                cron,
-                next_fire_at,
-                last_fired_at,
-                deferred_fire_at,
-                name,
-                timezone,
-                window_minutes,
-                targets,
-                selector_key,
-                selector_value,
-                enabled,
-                cloud,
-                label,
-            ) in due:
-                policy = DuePolicy(
-                    id=policy_id,
-                    name=name,
-                    timezone=timezone,
-                    window_minutes=window_minutes,
-                    targets=tuple(targets),
-                    selector=(
-                        Selector(selector_key, selector_value or "")
-                        if selector_key is not None
-                        else None
-                    ),
-                    enabled=enabled,
-                    cloud=cloud,
-                    label=label,
-                )
-                schedule = ScheduleState(
-                    schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at
-                )
-                plan = planner(DueSchedule(schedule, policy))
-                for run in plan.runs:
-                    new_runs.append(
-                        (
-                            new_id(),
-                            policy_id,
-                            name,
-                            run.target,
-                            run.target_name,
-                            bind(run.scheduled_for),
-                            bind(run.due_at),
-                            run.state.value,
-                            0,
-                            "schedule",
-                            label,
-                            cloud,
-                            run.error,
-                            created if run.state.is_terminal else None,
-                            created,
-                        )
+            for plan, row in zip(plans, due, strict=True):
+                schedule_id, policy_id, _, _, last_fired_at, _, name, *_, cloud, label = row
+                new_runs.extend(
+                    (
+                        next(ids),
+                        policy_id,
+                        name,
+                        run.target,
+                        run.target_name,
+                        bind(run.scheduled_for),
+                        bind(run.due_at),
+                        run.state.value,
+                        0,
+                        "schedule",
+                        label,
+                        cloud,
+                        run.error,
+                        created if run.state.is_terminal else None,
+                        created,
                     )
+                    for run in plan.runs
+                )
                 advances.append(
                     (
                         bind(plan.next_fire_at),
@@ -234,6 +203,54 @@ _TICK_RUN_COLUMNS = (
 )
 
 
+def _due_schedule(row: Sequence[Any]) -> DueSchedule:
+    """A row of ``_TickStatements.due`` as the planner's input."""
+    (
+        schedule_id,
+        policy_id,
+        cron,
+        next_fire_at,
+        last_fired_at,
+        deferred_fire_at,
+        name,
+        timezone,
+        window_minutes,
+        targets,
+        selector_key,
+        selector_value,
+        enabled,
+        cloud,
+        label,
+    ) = row
+    policy = DuePolicy(
+        id=policy_id,
+        name=name,
+        timezone=timezone,
+        window_minutes=window_minutes,
+        targets=tuple(targets),
+        selector=None if selector_key is None else Selector(selector_key, selector_value or ""),
+        enabled=enabled,
+        cloud=cloud,
+        label=label,
+    )
+    schedule = ScheduleState(
+        schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at
+    )
+    return DueSchedule(schedule, policy)
+
+
+def _run_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as text, as ``new_id`` makes them, in one go."""
+    raw = bytearray(os.urandom(16 * count))
+    ids: list[str] = []
+    for first in range(0, 16 * count, 16):
+        raw[first + 6] = raw[first + 6] & 0x0F | 0x40  # version 4
+        raw[first + 8] = raw[first + 8] & 0x3F | 0x80  # RFC 4122 variant
+        digits = raw[first : first + 16].hex()
+        ids.append(f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}")
+    return ids
+
+
 class _TimeBinder:
     """Converts datetimes to driver values once per distinct value (None stays None)."""
 
@@ -246,7 +263,8 @@ class _TimeBinder:
             return None
         if value.tzinfo is None:  # as the ORM's UTCDateTime refuses it: never guess a zone
             raise ValueError(f"naive datetime {value!r} given to the store; use aware UTC")
-        key = value.astimezone(UTC)  # two instants of a repeated local hour compare equal
+        # two instants of a repeated local hour compare equal unless converted to UTC
+        key = value if value.tzinfo is UTC else value.astimezone(UTC)
         bound = self._seen.get(key)
         if bound is None:
             bound = self._seen[key] = self._convert(key)
