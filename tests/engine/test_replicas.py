@@ -82,8 +82,11 @@ def test_replicas_produce_each_occurrence_exactly_once(
         by_target[run.target].append(run.scheduled_for)
     cron = CronSchedule("* * * * *")
     first_fire = min(r.scheduled_for for r in runs)
+    # A scheduler stopped mid-way may not have ticked the last seconds before its stop (one
+    # simulated minute is one real second here, and a loaded machine ticks late): the
+    # occurrences of the last three simulated minutes may have no record; earlier ones must.
     expected = cron.fires_between(
-        first_fire - timedelta(seconds=1), stopped_at - timedelta(minutes=1)
+        first_fire - timedelta(seconds=1), stopped_at - timedelta(minutes=3)
     )
     assert len(expected) * SERVERS >= 1000, "too few occurrences to mean anything"
     for server in servers:
