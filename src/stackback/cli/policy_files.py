@@ -56,17 +56,22 @@ def _emit(changes: list[Change], fmt: str, *, dry_run: bool) -> None:
     emit_list(rows, ["action", "name", "changes"], fmt, title=title)
 
 
+def _format_option(*choices: str) -> Any:
+    """``-f/--format`` with these choices, the first the default."""
+    return click.option(
+        "-f",
+        "--format",
+        "fmt",
+        type=click.Choice(choices),
+        default=choices[0],
+        show_default=True,
+        help="Output format.",
+    )
+
+
 @policy_group.command("export")
 @click.argument("policies", nargs=-1, metavar="[POLICY]...")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["yaml", "json"]),
-    default="yaml",
-    show_default=True,
-    help="Output format.",
-)
+@_format_option("yaml", "json")
 @pass_app
 def export(app: AppContext, /, policies: tuple[str, ...], fmt: str) -> None:
     """Print every policy (or the named ones) as a file `policy apply` takes back."""
@@ -81,15 +86,7 @@ def export(app: AppContext, /, policies: tuple[str, ...], fmt: str) -> None:
 @click.argument("file", metavar="FILE")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--prune", is_flag=True, help="Also delete the policies the file does not name.")
-@click.option(
-    "-f",
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@_format_option("table", "json")
 @pass_app
 def apply(app: AppContext, /, file: str, dry_run: bool, prune: bool, fmt: str) -> None:
     """Create or update policies to match FILE (YAML or JSON; '-' reads stdin).

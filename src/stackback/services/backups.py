@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 
 from stackback.engine.collector import Collector
@@ -30,7 +30,7 @@ from stackback.safety import (
     plan_rotation,
 )
 from stackback.schedule import parse_timezone
-from stackback.services.policies import current_policy_names
+from stackback.services.policies import with_current_policy_names
 from stackback.services.servers import ServerDirectory
 
 MANUAL_LABEL = "manual"
@@ -65,31 +65,20 @@ class BackupService:
         check_given(server, "--server")
         check_given(policy, "--policy")
         policy_id = self.store.get_policy(policy).id if policy else None
-        return self._current_names(
+        return with_current_policy_names(
+            self.store,
             self.store.list_backups(
                 BackupFilter(
                     target=server, policy_id=policy_id, include_deleted=include_deleted, limit=limit
                 )
-            )
+            ),
         )
 
     def get(self, ref: str) -> Backup:
-        return self._current_names([self.store.get_backup(ref)])[0]
+        return with_current_policy_names(self.store, [self.store.get_backup(ref)])[0]
 
     def protect(self, ref: str, protected: bool = True) -> Backup:
-        return self._current_names([self.store.set_protected(ref, protected)])[0]
-
-    def _current_names(self, backups: list[Backup]) -> list[Backup]:
-        """Backups name their policy as it was called then; a renamed policy's new name shows."""
-        if not any(b.policy_id for b in backups):
-            return backups
-        names = current_policy_names(self.store)
-        return [
-            replace(b, policy_name=names[b.policy_id])
-            if b.policy_id in names and b.policy_name != names[b.policy_id]
-            else b
-            for b in backups
-        ]
+        return with_current_policy_names(self.store, [self.store.set_protected(ref, protected)])[0]
 
     def delete(self, ref: str, *, force: bool = False) -> Backup:
         """Delete a backup's cloud artifacts (a recorded request, finished now if possible).

@@ -6,14 +6,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import (
     IMPLEMENTED_KINDS,
     LABEL_MAX,
     NAME_MAX,
+    Backup,
     BackupKind,
     Policy,
+    Run,
     Selector,
     check_length,
 )
@@ -85,6 +88,23 @@ def _parse_kind(value: str) -> BackupKind:
 def current_policy_names(store: Store) -> dict[str, str]:
     """Each policy's name now, by id: runs and backups record the name it had then."""
     return {policy.id: policy.name for policy in store.list_policies()}
+
+
+Named = TypeVar("Named", Backup, Run)
+
+
+def with_current_policy_names(store: Store, items: list[Named]) -> list[Named]:
+    """Runs or backups, each naming its policy as it is called now (a renamed policy's new
+    name shows; a deleted policy's last name stays)."""
+    if not any(item.policy_id for item in items):
+        return items
+    names = current_policy_names(store)
+    return [
+        replace(item, policy_name=names[item.policy_id])
+        if item.policy_id in names and item.policy_name != names[item.policy_id]
+        else item
+        for item in items
+    ]
 
 
 UPDATE_ATTEMPTS = 5

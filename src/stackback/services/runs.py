@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import timedelta
 
 from stackback.engine.runner import Runner
@@ -13,7 +12,7 @@ from stackback.errors import Conflict, InvalidInput, WaitTimedOut
 from stackback.policy import Run, RunState, check_given
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import RunFilter
-from stackback.services.policies import current_policy_names
+from stackback.services.policies import with_current_policy_names
 
 WAIT_SETTINGS = EngineSettings(poll_interval=timedelta(seconds=2))
 """How a wait drives its run: its image is polled every 2 s, not at the engine's pace."""
@@ -50,11 +49,11 @@ class RunService:
         runs = self.store.list_runs(
             RunFilter(policy_id=policy_id, target=target, state=state, limit=limit)
         )
-        return self._current_names(runs)
+        return with_current_policy_names(self.store, runs)
 
     def get(self, ref: str) -> Run:
         """One run (by id or a unique prefix of it) with its steps."""
-        return self._current_names([self.store.get_run(ref)])[0]
+        return with_current_policy_names(self.store, [self.store.get_run(ref)])[0]
 
     def delete(self, refs: Sequence[str]) -> list[Run]:
         """Delete finished runs' records, all or nothing (their backups stay)."""
@@ -106,15 +105,3 @@ class RunService:
                 )
             if not worker.work_once(run_id=run.id):
                 self.clock.sleep(min(pause, (deadline - now).total_seconds()))
-
-    def _current_names(self, runs: list[Run]) -> list[Run]:
-        """Runs name their policy as it was called then; a renamed policy's new name shows."""
-        if not any(r.policy_id for r in runs):
-            return runs
-        names = current_policy_names(self.store)
-        return [
-            replace(r, policy_name=names[r.policy_id])
-            if r.policy_id in names and r.policy_name != names[r.policy_id]
-            else r
-            for r in runs
-        ]
