@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -13,6 +14,8 @@ from stackback.cli.output import emit_list, to_jsonable
 from stackback.cli.policy import pass_app, policy_group
 from stackback.errors import InvalidInput
 from stackback.services.policy_files import Change, PolicyFiles
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _files(app: AppContext) -> PolicyFiles:
@@ -56,7 +59,7 @@ def _emit(changes: list[Change], fmt: str, *, dry_run: bool) -> None:
     emit_list(rows, ["action", "name", "changes"], fmt, title=title)
 
 
-def _format_option(*choices: str) -> Any:
+def _format_option(*choices: str) -> Callable[[F], F]:
     """``-f/--format`` with these choices, the first the default."""
     return click.option(
         "-f",
