@@ -94,6 +94,23 @@ class ServerInfo:
     project_id: str | None = None
     spec: ServerSpec | None = None
     """What a restore needs (flavor, networks, volumes...); None where the adapter cannot tell."""
+    boot_properties: Mapping[str, str] = field(default_factory=dict)
+    """Properties of the image the server was booted from, as Nova copied them at boot
+    (``hw_qemu_guest_agent``, ``os_require_quiesce``...); empty where the adapter cannot tell."""
+
+    @property
+    def attached_volumes(self) -> tuple[str, ...]:
+        """Ids of the volumes attached now, the root volume of a volume-backed server first."""
+        if self.spec is None:
+            return ()
+        return tuple(v.volume_id for v in self.spec.volumes if v.volume_id)
+
+    @property
+    def data_volumes(self) -> tuple[str, ...]:
+        """Attached volumes that are not the root disk (boot index 0)."""
+        if self.spec is None:
+            return ()
+        return tuple(v.volume_id for v in self.spec.volumes if v.volume_id and v.boot_index != 0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +138,8 @@ class ArtifactInfo:
     created_at: datetime | None = None
     children: tuple[ArtifactRef, ...] = ()
     detail: str = ""
+    raw_status: str = ""
+    """The cloud service's own status (Glance ``queued``/``saving``..., Cinder ``creating``...)."""
 
 
 @runtime_checkable
@@ -170,6 +189,26 @@ class Cloud(Protocol):
 
     def list_marked_artifacts(self) -> list[ArtifactInfo]:
         """Every artifact of the project carrying stackback's created-by marker."""
+        ...
+
+    def snapshot_volume(
+        self, volume_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """A Cinder snapshot of a volume, forced (``force=True``: it may be in use), stamped
+        with ``metadata``. Returns at once; the snapshot then goes creating → available."""
+        ...
+
+    def server_status(self, server_id: str) -> str:
+        """The server's Nova status now (``ACTIVE``, ``PAUSED``, ``SHUTOFF``...)."""
+        ...
+
+    def pause_server(self, server_id: str) -> None:
+        """Nova ``pause``; a server that cannot be paused (its state, a policy) is refused
+        (``CloudBusy`` for a 409, ``CloudRejected`` for a 403)."""
+        ...
+
+    def unpause_server(self, server_id: str) -> None:
+        """Nova ``unpause`` of a paused server."""
         ...
 
 

@@ -47,6 +47,9 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "enabled": policy.enabled,
         "cloud": policy.cloud,
         "label": policy.label,
+        "consistency": policy.consistency.value,
+        "fallback": policy.fallback.value,
+        "max_pause_seconds": policy.max_pause_seconds,
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
     }
@@ -97,6 +100,8 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "deletion_run_id": backup.deletion_run_id,
         "deletion_guarded": backup.deletion_guarded,
         "artifacts": [artifact_view(a) for a in backup.artifacts],
+        "consistency": backup.consistency,
+        "consistency_detail": backup.consistency_detail,
     }
 
 
