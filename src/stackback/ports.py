@@ -56,6 +56,9 @@ MARKER_LABEL = "stackback_label"
 MARKER_IMAGE_ID = "stackback_image_id"
 """On images only: empty at creation, the image's own id once it is available. Nova copies an
 image's properties into snapshots of servers booted from it: a copy names another image here."""
+MARKER_VOLUME = "stackback_volume"
+"""On the volume snapshots of a whole-server backup stackback takes itself: the volume's id
+(a resumed run finds which volumes it has already snapshotted)."""
 MARKER_RESTORE = "stackback_restore"
 """On servers and volumes a restore creates: the restore job's id (found again, cleaned up)."""
 MARKER_RESTORE_ITEM = "stackback_restore_item"
