@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
 from tests.cli.test_run_cli import clock_at
@@ -84,3 +85,21 @@ def test_a_paused_whole_server_backup_shows_its_level_and_artifacts(
     assert ok_json(cli, "backup", "show", backup["id"]) == backup
     (server,) = sim.cloud.servers()
     assert server.status == "ACTIVE"
+
+
+def test_a_policy_file_keeps_the_consistency_settings(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    sim.cloud.create_server("db1", volumes=1)
+    created = _create(
+        cli, "--kind", "server-consistent", "--consistency", "paused", "--max-pause", "20",
+    )  # fmt: skip
+    exported = cli("policy", "export")
+    assert exported.code == 0, exported.err
+    path = tmp_path / "policies.yaml"
+    path.write_text(exported.out)
+    ok_json(cli, "policy", "delete", "whole")
+    ok_json(cli, "policy", "apply", str(path))
+    applied = ok_json(cli, "policy", "show", "whole")
+    for key in ("kind", "consistency", "fallback", "max_pause_seconds"):
+        assert applied[key] == created[key], key
