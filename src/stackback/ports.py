@@ -300,6 +300,11 @@ class RestoreCloud(Protocol):
         """Nova ``rebuild`` with another image (the root disk only)."""
         ...
 
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Detach a data volume from a server (Nova ``DELETE os-volume_attachments``); the
+        volume is kept. Not attached to that server: ``CloudNotFound``."""
+        ...
+
     def resource_status(self, kind: str, resource_id: str) -> CloudResource:
         """A server's or volume's status now; ``deleted`` when it is gone."""
         ...

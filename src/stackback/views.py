@@ -172,7 +172,8 @@ def plan_view(plan: RestorePlan, backup_id: str) -> dict[str, Any]:
     source = f"image {plan.image_id}" if plan.image_id else "volume snapshots"
     creates = [f"server {plan.name} ({plan.flavor}) from {source}"]
     if plan.mode.value == "in-place":
-        creates = [f"nothing: server {plan.server_id} rebuilt from image {plan.image_id}"]
+        rebuilt = f"server {plan.server_id} rebuilt from image {plan.image_id}"
+        creates = [rebuilt if plan.volumes else f"nothing: {rebuilt}"]
     creates += [
         f"volume {v.device_name or '?'} ({v.size_gb} GiB) from snapshot {v.snapshot_id}"
         for v in plan.volumes

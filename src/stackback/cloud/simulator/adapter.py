@@ -252,11 +252,6 @@ class SimulatedCloud(SimRestoreOperations):
             find_server_row(call.conn, self.project, server_id)
             return pausing.add_volume(call, server_id, size_gb)
 
-    def detach_volume(self, server_id: str, volume_id: str) -> None:
-        """Detach a data volume from the server; the volume stays (``available``)."""
-        with self._admin() as call:
-            pausing.detach_volume(call, server_id, volume_id)
-
     def create_server(
         self,
         name: str,
