@@ -11,6 +11,8 @@ import pytest
 
 from stackback.cloud.simulator.config import SimConfig
 from stackback.engine import consistent as consistent_module
+from stackback.engine.loop import Engine
+from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudBusy
 from stackback.policy import ArtifactKind, Backup, BackupStatus, Policy, Run, RunState
 from stackback.ports import (
@@ -293,3 +295,30 @@ def test_a_snapshot_request_failing_mid_pause_unpauses_before_the_retry(rig: Rig
     assert first.unpaused_at - first.paused_at < 5  # not left paused until the retry
     assert rig.sim.server_status(server.id) == "ACTIVE"
     assert len(rig.sim.images()) == 1
+
+
+class _NeverShownPaused:
+    """The simulator, except that Nova keeps reporting the server ACTIVE after a pause."""
+
+    def __init__(self, sim: object) -> None:
+        self.sim = sim
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.sim, name)
+
+    def server_status(self, server_id: str) -> str:
+        return "ACTIVE"
+
+
+def test_a_pause_nova_never_shows_is_undone_and_falls_back(rig: Rig) -> None:
+    server = data_server(rig)
+    policy(rig, server.id, consistency="paused", max_pause_seconds=5)
+    cloud = _NeverShownPaused(rig.sim)
+    engine = Engine(rig.store, lambda _name: cloud, rig.clock, EngineSettings(), worker_name="w2")  # type: ignore[arg-type,return-value]
+    engine.drain(rig.clock.now() + DAY)
+    run = runs(rig)[-1]
+    backup = rig.store.backup_for_run(run.id)
+    assert run.state is RunState.SUCCEEDED and backup is not None
+    assert backup.consistency == "crash"
+    assert "not shown PAUSED" in (backup.consistency_detail or "")
+    assert rig.sim.server_status(server.id) == "ACTIVE"

@@ -17,6 +17,7 @@ server first, so a server is never left paused by a worker that died.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -224,6 +225,8 @@ class WholeServer:
         deadline = asked + timedelta(seconds=policy.max_pause_seconds)
         while (status := self.cloud.server_status(server.id)) != "PAUSED":
             if self.clock.now() >= deadline:
+                with contextlib.suppress(CloudBusy):  # a pause still under way: undo it
+                    self.cloud.unpause_server(server.id)
                 self._end_pause(run, asked, f"never shown PAUSED (still {status})")
                 why = f"it was not shown PAUSED within {policy.max_pause_seconds}s"
                 return fall_back(policy.fallback, why), None
