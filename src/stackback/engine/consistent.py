@@ -141,7 +141,7 @@ class WholeServer:
         name: str,
     ) -> str:
         """Snapshot the server and its volumes at the policy's level; the step's detail."""
-        volumes = own_volumes(server)
+        volumes = self._volumes_at_backup(backup, server)
         approach = choose_approach(
             policy.consistency,
             policy.fallback,
