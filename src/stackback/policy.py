@@ -16,6 +16,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS, ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ class BackupKind(StrEnum):
     DATABASE_BACKUP = "database-backup"
 
 
-IMPLEMENTED_KINDS = frozenset({BackupKind.SERVER_IMAGE})
+IMPLEMENTED_KINDS = frozenset({BackupKind.SERVER_IMAGE, BackupKind.SERVER_CONSISTENT})
 
 
 class RunState(StrEnum):
@@ -170,8 +171,22 @@ class Policy:
     label: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    consistency: ConsistencyLevel = ConsistencyLevel.CRASH
+    """The level a whole-server backup (``server-consistent``) tries for."""
+    fallback: Fallback = Fallback.CRASH
+    """When that level cannot be had: take a crash-consistent backup, or fail the run."""
+    max_pause_seconds: int = DEFAULT_MAX_PAUSE_SECONDS
+    """The longest a ``paused`` backup keeps its server paused."""
 
     def __post_init__(self) -> None:
+        if self.kind is not BackupKind.SERVER_CONSISTENT and (
+            self.consistency is not ConsistencyLevel.CRASH or self.fallback is not Fallback.CRASH
+        ):
+            raise InvalidInput(
+                f"--consistency and --fallback apply to --kind server-consistent only, "
+                f"not {self.kind.value}",
+                field="consistency",
+            )
         if not self.targets and self.selector is None:
             raise InvalidInput(
                 f"policy {self.name!r} has no way to select targets: "
@@ -274,6 +289,10 @@ class Backup:
     """The run whose retention asked for this backup's deletion (None: asked by hand)."""
     deletion_guarded: bool = False
     """The deletion must leave the target another good backup (checked again just before)."""
+    consistency: str | None = None
+    """The level a whole-server backup obtained (crash, paused, quiesced); None for others."""
+    consistency_detail: str | None = None
+    """How it was obtained: the pause's duration, the snapshots' spread, why not higher."""
 
     @property
     def is_manual(self) -> bool:

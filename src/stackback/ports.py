@@ -56,6 +56,9 @@ MARKER_LABEL = "stackback_label"
 MARKER_IMAGE_ID = "stackback_image_id"
 """On images only: empty at creation, the image's own id once it is available. Nova copies an
 image's properties into snapshots of servers booted from it: a copy names another image here."""
+MARKER_VOLUME = "stackback_volume"
+"""On the volume snapshots of a whole-server backup stackback takes itself: the volume's id
+(a resumed run finds which volumes it has already snapshotted)."""
 MARKER_RESTORE = "stackback_restore"
 """On servers and volumes a restore creates: the restore job's id (found again, cleaned up)."""
 MARKER_RESTORE_ITEM = "stackback_restore_item"
@@ -94,6 +97,23 @@ class ServerInfo:
     project_id: str | None = None
     spec: ServerSpec | None = None
     """What a restore needs (flavor, networks, volumes...); None where the adapter cannot tell."""
+    boot_properties: Mapping[str, str] = field(default_factory=dict)
+    """Properties of the image the server was booted from, as Nova copied them at boot
+    (``hw_qemu_guest_agent``, ``os_require_quiesce``...); empty where the adapter cannot tell."""
+
+    @property
+    def attached_volumes(self) -> tuple[str, ...]:
+        """Ids of the volumes attached now, the root volume of a volume-backed server first."""
+        if self.spec is None:
+            return ()
+        return tuple(v.volume_id for v in self.spec.volumes if v.volume_id)
+
+    @property
+    def data_volumes(self) -> tuple[str, ...]:
+        """Attached volumes that are not the root disk (boot index 0)."""
+        if self.spec is None:
+            return ()
+        return tuple(v.volume_id for v in self.spec.volumes if v.volume_id and v.boot_index != 0)
 
 
 @dataclass(frozen=True)
@@ -121,6 +141,8 @@ class ArtifactInfo:
     created_at: datetime | None = None
     children: tuple[ArtifactRef, ...] = ()
     detail: str = ""
+    raw_status: str = ""
+    """The cloud service's own status (Glance ``queued``/``saving``..., Cinder ``creating``...)."""
 
 
 @runtime_checkable
@@ -170,6 +192,26 @@ class Cloud(Protocol):
 
     def list_marked_artifacts(self) -> list[ArtifactInfo]:
         """Every artifact of the project carrying stackback's created-by marker."""
+        ...
+
+    def snapshot_volume(
+        self, volume_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """A Cinder snapshot of a volume, forced (``force=True``: it may be in use), stamped
+        with ``metadata``. Returns at once; the snapshot then goes creating → available."""
+        ...
+
+    def server_status(self, server_id: str) -> str:
+        """The server's Nova status now (``ACTIVE``, ``PAUSED``, ``SHUTOFF``...)."""
+        ...
+
+    def pause_server(self, server_id: str) -> None:
+        """Nova ``pause``; a server that cannot be paused (its state, a policy) is refused
+        (``CloudBusy`` for a 409, ``CloudRejected`` for a 403)."""
+        ...
+
+    def unpause_server(self, server_id: str) -> None:
+        """Nova ``unpause`` of a paused server."""
         ...
 
 
@@ -256,6 +298,11 @@ class RestoreCloud(Protocol):
 
     def rebuild_server(self, server_id: str, image_id: str) -> None:
         """Nova ``rebuild`` with another image (the root disk only)."""
+        ...
+
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Detach a data volume from a server (Nova ``DELETE os-volume_attachments``); the
+        volume is kept. Not attached to that server: ``CloudNotFound``."""
         ...
 
     def resource_status(self, kind: str, resource_id: str) -> CloudResource:

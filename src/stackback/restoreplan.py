@@ -54,6 +54,8 @@ class PlannedVolume:
     boot_index: int | None = None
     volume_type: str | None = None
     delete_on_termination: bool = False
+    replaces: str | None = None
+    """In place: the attached volume this one replaces (detached and kept, never deleted)."""
 
     @property
     def item(self) -> str:
@@ -101,6 +103,7 @@ class RestorePlan:
                     "boot_index": v.boot_index,
                     "volume_type": v.volume_type,
                     "delete_on_termination": v.delete_on_termination,
+                    "replaces": v.replaces,
                 }
                 for v in self.volumes
             ],
@@ -130,6 +133,7 @@ class RestorePlan:
                     boot_index=v.get("boot_index"),
                     volume_type=v.get("volume_type"),
                     delete_on_termination=bool(v.get("delete_on_termination")),
+                    replaces=v.get("replaces"),
                 )
                 for v in data.get("volumes", ())
             ),
@@ -239,6 +243,8 @@ def build_plan(
     volume_backed: bool,
     mapping: Sequence[Mapping[str, Any]] = (),
     server_id: str | None = None,
+    data_snapshots: Sequence[tuple[str, str]] = (),
+    with_volumes: bool = False,
 ) -> RestorePlan:
     """The plan of a restore. ``recorded``: the spec stored with the backup (None for
     backups taken before specs were recorded); ``live``: the source server's spec now
@@ -270,6 +276,13 @@ def build_plan(
                 f"image {image_id} names no root volume snapshot: this backup cannot boot",
                 field="backup",
             )
+    elif with_volumes:
+        volumes = _replacing_volumes(mode, recorded, data_snapshots, notes)
+    elif data_snapshots:
+        notes.append(
+            f"{len(data_snapshots)} data volume snapshot(s) of this backup are not restored: "
+            "restore them with --in-place --volumes"
+        )
     elif spec is not None and spec.volumes:
         devices = ", ".join(v.device_name or "?" for v in spec.volumes)
         notes.append(f"data volumes of the source ({devices}) are not part of this backup")
@@ -297,6 +310,48 @@ def build_plan(
         volumes=volumes,
         notes=tuple(notes),
     )
+
+
+def _replacing_volumes(
+    mode: RestoreMode,
+    recorded: ServerSpec | None,
+    data_snapshots: Sequence[tuple[str, str]],
+    notes: list[str],
+) -> tuple[PlannedVolume, ...]:
+    """In place, each data volume snapshot becomes a new volume attached where the volume it
+    was taken of was; that volume is detached and kept."""
+    if mode is not RestoreMode.IN_PLACE:
+        raise InvalidInput("--volumes goes with --in-place", field="volumes")
+    if not data_snapshots:
+        raise InvalidInput(
+            "this backup has no data volume snapshots (only whole-server backups of "
+            "image-backed servers have them)",
+            field="volumes",
+        )
+    known = {v.volume_id: v for v in (recorded.volumes if recorded else ()) if v.volume_id}
+    planned: list[PlannedVolume] = []
+    for snapshot_id, volume_id in data_snapshots:
+        source = known.get(volume_id)
+        if source is None:
+            raise InvalidInput(
+                f"snapshot {snapshot_id} is of volume {volume_id}, which the backup's record "
+                "does not name: its size and device are not known",
+                field="volumes",
+            )
+        planned.append(
+            PlannedVolume(
+                snapshot_id=snapshot_id,
+                size_gb=source.size_gb,
+                device_name=source.device_name,
+                volume_type=source.volume_type,
+                replaces=volume_id,
+            )
+        )
+        notes.append(
+            f"volume {volume_id} ({source.device_name or '?'}) will be detached and kept; "
+            f"a new volume from snapshot {snapshot_id} is attached in its place"
+        )
+    return tuple(sorted(planned, key=lambda v: v.device_name or ""))
 
 
 def _networks(

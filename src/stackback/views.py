@@ -47,6 +47,9 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "enabled": policy.enabled,
         "cloud": policy.cloud,
         "label": policy.label,
+        "consistency": policy.consistency.value,
+        "fallback": policy.fallback.value,
+        "max_pause_seconds": policy.max_pause_seconds,
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
     }
@@ -97,6 +100,8 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "deletion_run_id": backup.deletion_run_id,
         "deletion_guarded": backup.deletion_guarded,
         "artifacts": [artifact_view(a) for a in backup.artifacts],
+        "consistency": backup.consistency,
+        "consistency_detail": backup.consistency_detail,
     }
 
 
@@ -167,7 +172,8 @@ def plan_view(plan: RestorePlan, backup_id: str) -> dict[str, Any]:
     source = f"image {plan.image_id}" if plan.image_id else "volume snapshots"
     creates = [f"server {plan.name} ({plan.flavor}) from {source}"]
     if plan.mode.value == "in-place":
-        creates = [f"nothing: server {plan.server_id} rebuilt from image {plan.image_id}"]
+        rebuilt = f"server {plan.server_id} rebuilt from image {plan.image_id}"
+        creates = [rebuilt if plan.volumes else f"nothing: {rebuilt}"]
     creates += [
         f"volume {v.device_name or '?'} ({v.size_gb} GiB) from snapshot {v.snapshot_id}"
         for v in plan.volumes

@@ -49,6 +49,8 @@ BACKUP_KEYS = {
     "artifacts",
     "deletion_run_id",
     "deletion_guarded",
+    "consistency",
+    "consistency_detail",
 }
 
 

@@ -28,6 +28,9 @@ POLICY_KEYS = {
     "label",
     "created_at",
     "updated_at",
+    "consistency",
+    "fallback",
+    "max_pause_seconds",
 }
 
 

@@ -573,3 +573,74 @@ class RestoreContract:
         cloud.delete_volume(str(uuid.uuid4()))
         gone = cloud.resource_status(RESOURCE_VOLUME, str(uuid.uuid4()))
         assert gone.status == "deleted"
+
+
+class ConsistencyHarness(CloudHarness, Protocol):
+    """What the whole-server contract needs beyond :class:`CloudHarness`."""
+
+    def attach_new_volume(self, server_id: str) -> str:
+        """Create a volume, attach it to the server (it is then ``in-use``); its id."""
+        ...
+
+
+class ConsistencyContract:
+    """Whole-server backups: attached volumes, forced snapshots, pause and unpause."""
+
+    def test_a_server_lists_its_attached_data_volumes(self, harness: ConsistencyHarness) -> None:
+        server = harness.create_server(unique("contract-data"))
+        volume_id = harness.attach_new_volume(server.id)
+        found = harness.cloud.get_server(server.id)
+        assert volume_id in found.attached_volumes
+        assert volume_id in found.data_volumes
+        assert isinstance(dict(found.boot_properties), dict)
+
+    def test_a_forced_snapshot_of_an_in_use_volume_carries_its_metadata(
+        self, harness: ConsistencyHarness
+    ) -> None:
+        server = harness.create_server(unique("contract-data"))
+        volume_id = harness.attach_new_volume(server.id)
+        run = unique("run")
+        ref = harness.cloud.snapshot_volume(
+            volume_id,
+            unique("contract-vol"),
+            {**markers(run, server), "stackback_volume": volume_id},
+        )
+        try:
+            assert ref.kind is ArtifactKind.VOLUME_SNAPSHOT
+            first = status(harness.cloud, ref)
+            assert first.status in (ArtifactStatus.PENDING, ArtifactStatus.AVAILABLE)
+            assert first.raw_status in ("creating", "available")
+            done = wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+            assert done.raw_status == "available"
+            assert done.metadata.get(MARKER_RUN) == run
+            (found,) = harness.cloud.find_artifacts({MARKER_RUN: run})
+            assert found.ref == ref and found.metadata.get("stackback_volume") == volume_id
+        finally:
+            wait_until_settled(harness, ref)
+            harness.cloud.delete_artifact(ref)
+
+    def test_pause_and_unpause_and_their_refusals(self, harness: ConsistencyHarness) -> None:
+        server = harness.create_server(unique("contract-pause"))
+        cloud = harness.cloud
+        assert cloud.server_status(server.id) == "ACTIVE"
+        with pytest.raises(CloudBusy):
+            cloud.unpause_server(server.id)  # not paused: 409
+        cloud.pause_server(server.id)
+        harness.wait_until(lambda: cloud.server_status(server.id) == "PAUSED", TIMEOUT_S)
+        with pytest.raises(CloudBusy):
+            cloud.pause_server(server.id)  # already paused: 409
+        cloud.unpause_server(server.id)
+        harness.wait_until(lambda: cloud.server_status(server.id) == "ACTIVE", TIMEOUT_S)
+
+    def test_an_image_of_a_paused_server_is_taken(self, harness: ConsistencyHarness) -> None:
+        server = harness.create_server(unique("contract-paused-image"))
+        cloud = harness.cloud
+        cloud.pause_server(server.id)
+        harness.wait_until(lambda: cloud.server_status(server.id) == "PAUSED", TIMEOUT_S)
+        ref = cloud.start_server_image(server.id, unique("contract-image"), markers("r", server))
+        try:
+            assert status(cloud, ref).raw_status in ("queued", "saving", "active")
+        finally:
+            cloud.unpause_server(server.id)
+            wait_until_settled(harness, ref)
+            cloud.delete_artifact(ref)

@@ -13,7 +13,12 @@ import pytest
 from stackback.clock import VirtualClock
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.ports import Cloud, RestoreCloud, ServerInfo
-from tests.cloud.contract import CloudContract, CloudHarness, RestoreContract
+from tests.cloud.contract import (
+    CloudContract,
+    CloudHarness,
+    ConsistencyContract,
+    RestoreContract,
+)
 
 STEP_S = 5.0
 
@@ -40,6 +45,9 @@ class SimHarness:
 
     def delete_server(self, server_id: str) -> None:
         self.sim.delete_server(server_id)
+
+    def attach_new_volume(self, server_id: str) -> str:
+        return self.sim.add_volume(server_id)
 
     def set_server_metadata(self, server_id: str, metadata: Mapping[str, str]) -> None:
         self.sim.set_server_metadata(server_id, metadata)
@@ -80,5 +88,5 @@ def harness(tmp_path: Path) -> CloudHarness:
     return SimHarness(tmp_path / "cloud.sqlite", clock)
 
 
-class TestSimulatedCloudContract(CloudContract, RestoreContract):
+class TestSimulatedCloudContract(CloudContract, RestoreContract, ConsistencyContract):
     pass

@@ -26,6 +26,7 @@ CORE = [
     "stackback.rpo",
     "stackback.restoreplan",
     "stackback.retry",
+    "stackback.consistency",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -16,6 +16,7 @@ from stackback.cli.options import (
 )
 from stackback.cli.output import emit_list, emit_object, format_option
 from stackback.cloud import check_cloud_name
+from stackback.consistency import ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
 from stackback.policy import BackupKind
 from stackback.services.policies import PolicySpec, PolicyView
@@ -91,6 +92,23 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 help="What kind of backup (default server-image).",
             ),
             click.option("--label", metavar="LABEL", help="Backup type label of this policy."),
+            click.option(
+                "--consistency",
+                type=click.Choice([level.value for level in ConsistencyLevel]),
+                help="Level a server-consistent backup tries for (default crash).",
+            ),
+            click.option(
+                "--fallback",
+                type=click.Choice([f.value for f in Fallback]),
+                help="When that level cannot be had: a crash-consistent backup, or fail.",
+            ),
+            click.option(
+                "--max-pause",
+                "max_pause",
+                type=int,
+                metavar="SECONDS",
+                help="Longest a paused backup keeps its server paused (default 60).",
+            ),
         ]
         options.append(
             click.option(
@@ -132,6 +150,9 @@ def create(
     window: int | None,
     kind: str | None,
     label: str | None,
+    consistency: str | None,
+    fallback: str | None,
+    max_pause: int | None,
     disabled: bool,
     fmt: str,
     **keep: Any,
@@ -156,6 +177,9 @@ def create(
         cloud=app.settings.cloud,
         label=label,
         keep_all=keep.pop("keep_all"),
+        consistency=consistency,
+        fallback=fallback,
+        max_pause_seconds=max_pause,
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
     show_detail(app.policies.view(policy.id), fmt)
@@ -205,6 +229,9 @@ def set_(
     window: int | None,
     kind: str | None,
     label: str | None,
+    consistency: str | None,
+    fallback: str | None,
+    max_pause: int | None,
     new_name: str | None,
     fmt: str,
     **keep: Any,
@@ -226,6 +253,9 @@ def set_(
         retention=build_retention(keep, current.retention) if given_retention(keep) else None,
         label=label,
         keep_all=keep_all,
+        consistency=consistency,
+        fallback=fallback,
+        max_pause_seconds=max_pause,
     )
     updated = app.policies.update(current.id, spec, offline=offline)
     show_detail(app.policies.view(updated.id), fmt)

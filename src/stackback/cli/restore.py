@@ -59,6 +59,13 @@ def restore_group() -> None:
 @click.argument("backup")
 @click.option("--as-new", "name", metavar="NAME", help="Name of the new server (the default mode).")
 @click.option("--in-place", is_flag=True, help="Rebuild the (image-backed) server itself.")
+@click.option(
+    "--volumes",
+    "with_volumes",
+    is_flag=True,
+    help="In place: also replace each data volume by one from the backup's snapshot "
+    "(the old volume is detached and kept).",
+)
 @click.option("--flavor", metavar="F", help="Flavor instead of the recorded one.")
 @click.option("--network", metavar="N", help="Network instead of the recorded ones.")
 @click.option("--key-name", metavar="K", help="Key pair instead of the recorded one.")
@@ -83,6 +90,7 @@ def start(
     backup: str,
     name: str | None,
     in_place: bool,
+    with_volumes: bool,
     flavor: str | None,
     network: str | None,
     key_name: str | None,
@@ -107,10 +115,16 @@ def start(
     )
     service = _service(app)
     if dry_run:
-        planned = service.plan(backup, mode=mode, overrides=overrides)
+        planned = service.plan(backup, mode=mode, overrides=overrides, with_volumes=with_volumes)
         emit_object({"dry_run": True, **plan_view(planned.plan, planned.backup.id)}, fmt)
         return
-    job = service.start(backup, mode=mode, overrides=overrides, timeout=timedelta(seconds=timeout))
+    job = service.start(
+        backup,
+        mode=mode,
+        overrides=overrides,
+        timeout=timedelta(seconds=timeout),
+        with_volumes=with_volumes,
+    )
     if wait:
         job = _runner(app).drive(job.id)
     emit_object(_table_ready(restore_view(job), fmt), fmt)

@@ -15,7 +15,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from stackback.errors import CloudError, LeaseLost, StackbackError
+from stackback.errors import CloudError, CloudNotFound, LeaseLost, StackbackError
 from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
@@ -176,7 +176,73 @@ class RestoreRunner:
             )  # fmt: skip
             # Nova may still say ACTIVE right after accepting a rebuild: look again later.
             return self._later(job, "wait", now, f"server {server_id} is rebuilding")
-        return self._await_server(job, cloud.resource_status(RESOURCE_SERVER, server_id), now)
+        server = cloud.resource_status(RESOURCE_SERVER, server_id)
+        if job.plan.volumes and server.status == BOOTED:
+            return self._swap_volumes(job, cloud, now, server)
+        return self._await_server(job, server, now)
+
+    def _swap_volumes(
+        self, job: RestoreJob, cloud: RestoreCloud, now: datetime, server: CloudResource
+    ) -> RestoreJob:
+        """In place with ``--volumes``: each data volume is replaced by a new one from the
+        backup's snapshot, attached where it was; the old one is detached and kept."""
+        found = {r.metadata.get(MARKER_RESTORE_ITEM, ""): r for r in cloud.find_restored(job.id)}
+        waiting: list[str] = []
+        for planned in job.plan.volumes:
+            new = found.get(planned.item)
+            if new is None or new.status == "deleted":
+                new = self._create_volume(job, cloud, planned)
+                job = self._write(job, "volume", now, "created", f"{planned.item}: {new.id}")
+            job = self._remember(job, new, planned.item)
+            if new.status == "error":
+                raise _Abort(f"volume {new.id} from snapshot {planned.snapshot_id} failed")
+            if new.status != "available":
+                if new.status != "in-use":
+                    waiting.append(f"{planned.item} ({new.status})")
+                continue
+            if planned.replaces and self._detaching(job, cloud, server.id, planned, now):
+                waiting.append(f"volume {planned.replaces} (detaching)")
+                continue
+            cloud.attach_volume(server.id, new.id, planned.device_name)
+            job = self._write(
+                job, "attach", now, "ok",
+                f"volume {new.id} attached at {planned.device_name or '?'} in place of "
+                f"{planned.replaces or 'nothing'}",
+            )  # fmt: skip
+            waiting.append(f"{planned.item} (attaching)")
+        if waiting:
+            return self._later(job, "volumes", now, "waiting for " + ", ".join(waiting))
+        return self._await_server(job, server, now)
+
+    def _detaching(
+        self,
+        job: RestoreJob,
+        cloud: RestoreCloud,
+        server_id: str,
+        planned: PlannedVolume,
+        now: datetime,
+    ) -> bool:
+        """Detach the volume a new one replaces (kept, never deleted); True while it goes."""
+        old = planned.replaces or ""
+        status = cloud.resource_status(RESOURCE_VOLUME, old).status
+        if status == "detaching":
+            return True
+        if status != "in-use":
+            return False
+        try:
+            cloud.detach_volume(server_id, old)
+        except CloudNotFound:  # attached, but not to this server: not ours to touch
+            self._write(
+                job, "detach", now, "skipped",
+                f"volume {old} is attached elsewhere, not to server {server_id}: left as it is",
+            )  # fmt: skip
+            return False
+        self._write(
+            job, "detach", now, "ok",
+            f"volume {old} ({planned.device_name or '?'}) detached from server {server_id} "
+            "and kept",
+        )  # fmt: skip
+        return True
 
     def _await_server(self, job: RestoreJob, server: CloudResource, now: datetime) -> RestoreJob:
         if server.status == BOOTED:

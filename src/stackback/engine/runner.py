@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from stackback.engine.collector import Collector
+from stackback.engine.consistent import Wanted, WholeServer
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
 from stackback.errors import (
@@ -330,7 +331,7 @@ class Runner:
 
     def _snapshot(self, run: Run, *, resumed: bool, server: ServerInfo | None = None) -> None:
         now = self.clock.now()
-        cloud = self.clouds(run.cloud)
+        self.clouds(run.cloud)  # a cloud that cannot be had fails before the backup record
         policy = self._policy(run)
         backup = self.store.backup_for_run(run.id)
         if backup is None:
@@ -358,30 +359,10 @@ class Runner:
                 restore_source=server.spec.to_dict() if server.spec else None,
             )
         failpoint("after-backup-record")
-        stamp = markers(run, backup)
-        found: list[ArtifactInfo] = []
-        if resumed or backup.artifacts:
-            found = cloud.find_artifacts({MARKER_RUN: run.id})
-        if found:
-            detail = "resumed: found " + ", ".join(i.ref.id for i in found)
-            for info in found:
-                self._record_artifact(run, backup, info.ref, info.status)
+        if backup.kind is BackupKind.SERVER_CONSISTENT:
+            detail = self._whole_server(run, backup, server, resumed=resumed, policy=policy)
         else:
-            if server is None or server.id != backup.target:
-                # By the id the backup is kept under: the name may have passed to another server.
-                server = self._server(run, backup.target)
-            name = image_name(run.target_name or run.target, run.scheduled_for)
-            # Still ours? A worker whose lease was taken over must not start a second image.
-            renewed_at = self.clock.now()
-            self.store.renew_lease(
-                run.id, run.attempt, now=renewed_at, until=renewed_at + self.settings.lease
-            )
-            # The id marker is stamped once the image is available; until then it must not
-            # keep what Nova copies from the image the server was booted from.
-            ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_ID: ""})
-            failpoint("after-create-image")
-            self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
-            detail = f"image {ref.id} requested"
+            detail = self._server_image(run, backup, server, resumed=resumed)
         failpoint("after-record-artifact")
         self.store.update_run(
             run.id,
@@ -393,6 +374,56 @@ class Runner:
             not_before=now,
             step=self._note("snapshot", now, "ok", detail),
         )
+
+    def _server_image(
+        self, run: Run, backup: Backup, server: ServerInfo | None, *, resumed: bool
+    ) -> str:
+        """The snapshot step of a ``server-image`` backup: one ``createImage``."""
+        cloud = self.clouds(run.cloud)
+        stamp = markers(run, backup)
+        found: list[ArtifactInfo] = []
+        if resumed or backup.artifacts:
+            found = cloud.find_artifacts({MARKER_RUN: run.id})
+        if found:
+            for info in found:
+                self._record_artifact(run, backup, info.ref, info.status)
+            return "resumed: found " + ", ".join(i.ref.id for i in found)
+        if server is None or server.id != backup.target:
+            # By the id the backup is kept under: the name may have passed to another server.
+            server = self._server(run, backup.target)
+        name = image_name(run.target_name or run.target, run.scheduled_for)
+        # Still ours? A worker whose lease was taken over must not start a second image.
+        renewed_at = self.clock.now()
+        self.store.renew_lease(
+            run.id, run.attempt, now=renewed_at, until=renewed_at + self.settings.lease
+        )
+        # The id marker is stamped once the image is available; until then it must not
+        # keep what Nova copies from the image the server was booted from.
+        ref = cloud.start_server_image(server.id, name, {**stamp, MARKER_IMAGE_ID: ""})
+        failpoint("after-create-image")
+        self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
+        return f"image {ref.id} requested"
+
+    def _whole_server(
+        self,
+        run: Run,
+        backup: Backup,
+        server: ServerInfo | None,
+        *,
+        resumed: bool,
+        policy: Policy | None,
+    ) -> str:
+        """The snapshot step of a ``server-consistent`` backup (``engine.consistent``)."""
+        if server is None or server.id != backup.target:
+            server = self._server(run, backup.target)
+        whole = WholeServer(
+            self.store, self.clouds(run.cloud), self.clock, self.settings, self._note
+        )
+        name = image_name(run.target_name or run.target, run.scheduled_for)
+        stamp = markers(run, backup)
+        if resumed or backup.artifacts:
+            return whole.resume(run, backup, server, Wanted.of(policy), stamp, name)
+        return whole.take(run, backup, server, Wanted.of(policy), stamp, name)
 
     def _record_artifact(
         self, run: Run, backup: Backup, ref: ArtifactRef, status: ArtifactStatus

@@ -28,6 +28,8 @@ class EngineSettings:
     retry_max: timedelta = timedelta(minutes=5)
     retry_jitter: float = 0.1
     poll_interval: timedelta = timedelta(seconds=15)
+    pause_poll_interval: timedelta = timedelta(seconds=1)
+    """How often a paused server's snapshots are checked, to unpause it as soon as possible."""
     wait_timeout: timedelta = timedelta(hours=6)
     deletion_budget: int = 10
     claim_batch: int = 20

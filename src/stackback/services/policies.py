@@ -8,6 +8,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from stackback.consistency import (
+    DEFAULT_MAX_PAUSE_SECONDS,
+    ConsistencyLevel,
+    Fallback,
+    check_max_pause,
+    parse_fallback,
+    parse_level,
+)
 from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import (
     IMPLEMENTED_KINDS,
@@ -50,6 +58,9 @@ class PolicySpec:
     """The id a new policy gets (a policy file re-applied after a database loss); else new."""
     keep_all: bool = False
     """Say so to mean a policy without keep rules (it never forgets a backup)."""
+    consistency: str | None = None
+    fallback: str | None = None
+    max_pause_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,15 @@ class PolicyService:
             label=(spec.label or None)
             if spec.label is not None
             else (base.label if base else None),
+            consistency=parse_level(spec.consistency)
+            if spec.consistency is not None
+            else (base.consistency if base else ConsistencyLevel.CRASH),
+            fallback=parse_fallback(spec.fallback)
+            if spec.fallback is not None
+            else (base.fallback if base else Fallback.CRASH),
+            max_pause_seconds=check_max_pause(spec.max_pause_seconds)
+            if spec.max_pause_seconds is not None
+            else (base.max_pause_seconds if base else DEFAULT_MAX_PAUSE_SECONDS),
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

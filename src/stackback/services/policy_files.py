@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS
 from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Policy
 from stackback.retention import RetentionPolicy
@@ -32,6 +33,9 @@ FIELDS = (
     "enabled",
     "label",
     "keep_all",
+    "consistency",
+    "fallback",
+    "max_pause_seconds",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -54,6 +58,9 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         "enabled": policy.enabled,
         "label": policy.label,
         "keep_all": policy.retention.is_empty(),
+        "consistency": policy.consistency.value,
+        "fallback": policy.fallback.value,
+        "max_pause_seconds": policy.max_pause_seconds,
     }
 
 
@@ -147,6 +154,9 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
     window = entry.get("window_minutes", 0)
     if isinstance(window, bool) or not isinstance(window, int):
         raise InvalidInput(f"{where}: window_minutes must be a whole number", field="file")
+    max_pause = entry.get("max_pause_seconds", DEFAULT_MAX_PAUSE_SECONDS)
+    if isinstance(max_pause, bool) or not isinstance(max_pause, int):
+        raise InvalidInput(f"{where}: max_pause_seconds must be a whole number", field="file")
     targets = _list(entry.get("targets"), where, "targets")
     selector = entry.get("selector")
     if targets and selector:
@@ -165,6 +175,9 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         enabled=enabled,
         cloud=str(entry.get("cloud") or ""),  # "" clears what the file no longer says
         label=str(entry.get("label") or ""),
+        consistency=str(entry.get("consistency") or "crash"),
+        fallback=str(entry.get("fallback") or "crash"),
+        max_pause_seconds=max_pause,
     )
 
 

@@ -18,6 +18,7 @@ from stackback.cloud.bdm import BDM_PROPERTY
 from stackback.errors import CloudError, CloudNotFound, InvalidInput
 from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupStatus, check_given
 from stackback.ports import (
+    MARKER_VOLUME,
     ArtifactRef,
     BlockDevice,
     BootRequest,
@@ -67,6 +68,7 @@ class RestoreService:
         *,
         mode: RestoreMode = RestoreMode.AS_NEW,
         overrides: RestoreOverrides | None = None,
+        with_volumes: bool = False,
     ) -> PlannedRestore:
         """What a restore of this backup would create; refuses before creating anything."""
         overrides = overrides or RestoreOverrides()
@@ -101,6 +103,8 @@ class RestoreService:
             volume_backed=volume_backed,
             mapping=_mapping(properties.get(BDM_PROPERTY)),
             server_id=backup.target if mode is RestoreMode.IN_PLACE else None,
+            data_snapshots=() if volume_backed else self._data_snapshots(backup, cloud),
+            with_volumes=with_volumes,
         )
         if mode is RestoreMode.IN_PLACE and live is None:
             raise InvalidInput(
@@ -118,11 +122,12 @@ class RestoreService:
         mode: RestoreMode = RestoreMode.AS_NEW,
         overrides: RestoreOverrides | None = None,
         timeout: timedelta = DEFAULT_TIMEOUT,
+        with_volumes: bool = False,
     ) -> RestoreJob:
         """Plan, then record the job (the backup is held from now until it ends)."""
         if timeout <= timedelta(0):
             raise InvalidInput("--timeout must be positive", field="timeout")
-        planned = self.plan(backup_ref, mode=mode, overrides=overrides)
+        planned = self.plan(backup_ref, mode=mode, overrides=overrides, with_volumes=with_volumes)
         now = self.clock.now()
         return self.store.create_restore(
             backup_id=planned.backup.id,
@@ -165,6 +170,35 @@ class RestoreService:
                 field="backup",
             )
         return ref.id, info.metadata
+
+    @staticmethod
+    def _data_snapshots(backup: Backup, cloud: Any) -> tuple[tuple[str, str], ...]:
+        """(snapshot, volume it was taken of) for each data volume snapshot stackback took
+        itself for a whole-server backup of an image-backed server (``MARKER_VOLUME``)."""
+        refs = [
+            ArtifactRef(a.kind, a.cloud_id)
+            for a in backup.artifacts
+            if a.kind is ArtifactKind.VOLUME_SNAPSHOT
+        ]
+        if not refs:
+            return ()
+        try:
+            infos = cloud.artifact_statuses(refs)
+        except CloudError as error:
+            raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
+        found: list[tuple[str, str]] = []
+        for ref in refs:
+            info = infos[ref]
+            volume_id = info.metadata.get(MARKER_VOLUME)
+            if not volume_id:
+                continue
+            if info.status is not ArtifactStatus.AVAILABLE:
+                raise InvalidInput(
+                    f"backup {backup.id}: snapshot {ref.id} is {info.status.value} in the cloud",
+                    field="backup",
+                )
+            found.append((ref.id, volume_id))
+        return tuple(found)
 
     @staticmethod
     def _live_spec(cloud: Any, server_id: str) -> ServerSpec | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS, ConsistencyLevel, Fallback
 from stackback.policy import (
     Artifact,
     ArtifactKind,
@@ -49,6 +50,9 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         label=row.label,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        consistency=ConsistencyLevel(row.consistency or "crash"),
+        fallback=Fallback(row.consistency_fallback or "crash"),
+        max_pause_seconds=row.max_pause_seconds or DEFAULT_MAX_PAUSE_SECONDS,
     )
 
 
@@ -65,6 +69,9 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.retention = dict(policy.retention.to_dict())
     row.enabled = policy.enabled
     row.label = policy.label
+    row.consistency = policy.consistency.value
+    row.consistency_fallback = policy.fallback.value
+    row.max_pause_seconds = policy.max_pause_seconds
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:
@@ -155,4 +162,6 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         artifacts=tuple(artifact_from_row(a) for a in artifacts or ()),
         deletion_run_id=row.deletion_run_id,
         deletion_guarded=row.deletion_guarded,
+        consistency=row.consistency,
+        consistency_detail=row.consistency_detail,
     )

@@ -69,6 +69,9 @@ class PolicyRow(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    consistency: Mapped[str] = mapped_column(String(16), server_default="crash")
+    consistency_fallback: Mapped[str] = mapped_column(String(16), server_default="crash")
+    max_pause_seconds: Mapped[int] = mapped_column(Integer, server_default="60")
 
 
 class ScheduleRow(Base):
@@ -178,6 +181,9 @@ class BackupRow(Base):
     deletion_guarded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # what a restore needs of the source server (flavor, networks, volumes...), at backup time
     restore_source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the consistency level a whole-server backup obtained, and how
+    consistency: Mapped[str | None] = mapped_column(String(16))
+    consistency_detail: Mapped[str | None] = mapped_column(Text)
 
 
 class ArtifactRow(Base):

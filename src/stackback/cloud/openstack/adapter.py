@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import openstack
 from openstack import exceptions as sdk_exc
@@ -19,7 +19,14 @@ from openstack.compute.v2.server import Server
 from openstack.connection import Connection
 
 from stackback.cloud.common import chunks, contains, missing_info
-from stackback.cloud.openstack.convert import image_info, server_info, snapshot_info
+from stackback.cloud.openstack.convert import (
+    boot_image_id,
+    image_info,
+    image_metadata,
+    server_info,
+    snapshot_info,
+    text,
+)
 from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
@@ -32,6 +39,7 @@ from stackback.ports import (
     ArtifactRef,
     ServerInfo,
 )
+from stackback.records import VolumeSpec
 
 #: Image ids per Glance listing (``id=in:...``), which keeps the URL well under 4 KiB.
 IMAGE_IDS_PER_LISTING = 60
@@ -89,9 +97,10 @@ class OpenStackCloud(OpenStackRestoreOperations):
         with cloud_errors(f"looking up server {server!r} on {self._where}"):
             found = self.conn.compute.find_server(server, ignore_missing=False)
             if not found.attached_volumes:
-                return server_info(found)
+                return server_info(found, boot_properties=self._boot_properties(found, ()))
             found = self.conn.compute.get_server(found.id)  # find may give a summary only
-            return server_info(found, attached_volume_specs(self.conn, found))
+            volumes = attached_volume_specs(self.conn, found)
+            return server_info(found, volumes, self._boot_properties(found, volumes))
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector`` (one listing)."""
@@ -168,7 +177,52 @@ class OpenStackCloud(OpenStackRestoreOperations):
         """Every artifact of the project carrying stackback's created-by marker."""
         return self.find_artifacts({MARKER_CREATED_BY: CREATED_BY_VALUE})
 
+    def snapshot_volume(
+        self, volume_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """Cinder ``POST /snapshots`` with ``force=True`` (the volume may be in use)."""
+        with cloud_errors(f"snapshot of volume {volume_id} on {self._where}"):
+            snapshot = self.conn.block_storage.create_snapshot(
+                volume_id=volume_id,
+                name=name,
+                force=True,
+                metadata={key: str(value) for key, value in metadata.items()},
+            )
+        return ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, str(snapshot.id))
+
+    def server_status(self, server_id: str) -> str:
+        """The server's Nova status now."""
+        with cloud_errors(f"looking up server {server_id} on {self._where}"):
+            return str(self.conn.compute.get_server(server_id).status or "")
+
+    def pause_server(self, server_id: str) -> None:
+        """Nova ``pause`` (409 → ``CloudBusy``, 403 by policy → ``CloudRejected``)."""
+        with cloud_errors(f"pausing server {server_id} on {self._where}"):
+            self.conn.compute.pause_server(server_id)
+
+    def unpause_server(self, server_id: str) -> None:
+        """Nova ``unpause``."""
+        with cloud_errors(f"unpausing server {server_id} on {self._where}"):
+            self.conn.compute.unpause_server(server_id)
+
     # -- internals ------------------------------------------------------------------------
+
+    def _boot_properties(self, server: Server, volumes: Sequence[VolumeSpec]) -> dict[str, str]:
+        """The boot image's properties: the root volume's ``volume_image_metadata`` (Cinder
+        copied them when it made the volume), else the image's properties now (Nova's own
+        copy, in the server's system metadata, is not shown to project users)."""
+        try:
+            image_id = boot_image_id(server)
+            if image_id is not None:
+                return image_metadata(self.conn.image.get_image(image_id))
+            root = next((v for v in volumes if v.boot_index == 0 and v.volume_id), None)
+            if root is None or root.volume_id is None:
+                return {}
+            volume = self.conn.block_storage.get_volume(root.volume_id)
+            found: Mapping[str, Any] = getattr(volume, "volume_image_metadata", None) or {}
+            return {str(k): text(v) for k, v in found.items() if v is not None}
+        except sdk_exc.SDKException:  # the image is gone or hidden: no agent to count on
+            return {}
 
     def _check_kinds(self, kinds: Iterable[ArtifactKind]) -> None:
         unsupported = set(kinds) - {ArtifactKind.IMAGE, ArtifactKind.VOLUME_SNAPSHOT}

@@ -78,6 +78,7 @@ def image_info(image: Image) -> ArtifactInfo:
         created_at=timestamp(image.created_at),
         children=snapshot_children(metadata),
         detail=f"glance status {image.status}",
+        raw_status=str(image.status or ""),
     )
 
 
@@ -91,7 +92,18 @@ def snapshot_info(snapshot: Snapshot) -> ArtifactInfo:
         metadata={key: text(value) for key, value in metadata.items()},
         created_at=timestamp(snapshot.created_at),
         detail=f"cinder status {snapshot.status}",
+        raw_status=str(snapshot.status or ""),
     )
+
+
+def boot_image_id(server: Server) -> str | None:
+    """The id of the image an image-backed server was booted from (None: from a volume)."""
+    image: object = server.image
+    if isinstance(image, image_v1.Image | image_v2.Image):
+        return str(image.id) if image.id else None
+    if isinstance(image, Mapping):
+        return str(image["id"]) if image.get("id") else None
+    return None
 
 
 def boots_from_volume(server: Server) -> bool:
@@ -104,7 +116,11 @@ def boots_from_volume(server: Server) -> bool:
     return not image
 
 
-def server_info(server: Server, volumes: tuple[VolumeSpec, ...] = ()) -> ServerInfo:
+def server_info(
+    server: Server,
+    volumes: tuple[VolumeSpec, ...] = (),
+    boot_properties: Mapping[str, str] | None = None,
+) -> ServerInfo:
     metadata: Mapping[str, Any] = server.metadata or {}
     return ServerInfo(
         id=str(server.id),
@@ -114,6 +130,7 @@ def server_info(server: Server, volumes: tuple[VolumeSpec, ...] = ()) -> ServerI
         volume_backed=boots_from_volume(server),
         project_id=server.project_id,
         spec=server_spec(server, volumes),
+        boot_properties=dict(boot_properties or {}),
     )
 
 

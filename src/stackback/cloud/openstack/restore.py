@@ -165,6 +165,11 @@ class OpenStackRestoreOperations:
         with cloud_errors(f"attaching volume {volume_id} to {server_id} on {self._where}"):
             self.conn.compute.create_volume_attachment(server_id, volume_id, **attrs)
 
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Nova ``DELETE os-volume_attachments/{volume}``; the volume stays."""
+        with cloud_errors(f"detaching volume {volume_id} from {server_id} on {self._where}"):
+            self.conn.compute.delete_volume_attachment(server_id, volume_id)
+
     def rebuild_server(self, server_id: str, image_id: str) -> None:
         """Nova ``rebuild`` with the backup image."""
         with cloud_errors(f"rebuilding server {server_id} on {self._where}"):

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackback.cloud.common import contains, missing_info
+from stackback.cloud.simulator import pausing
 from stackback.cloud.simulator.compute import (
     KILL_IMAGE,
     create_server_image,
@@ -61,6 +62,7 @@ from stackback.cloud.simulator.model import (
     to_sim_image,
     to_sim_snapshot,
 )
+from stackback.cloud.simulator.pausing import SimPause
 from stackback.cloud.simulator.restore import (
     RESTORE_OPERATIONS,
     SimRestoreOperations,
@@ -99,6 +101,10 @@ OPERATIONS = frozenset(
         "set_artifact_metadata",
         "delete_artifact",
         "list_marked_artifacts",
+        "snapshot_volume",
+        "server_status",
+        "pause_server",
+        "unpause_server",
     }
     | RESTORE_OPERATIONS
 )
@@ -210,7 +216,41 @@ class SimulatedCloud(SimRestoreOperations):
         with self._call("list_marked_artifacts") as call:
             return self._matching_artifacts(call, {MARKER_CREATED_BY: CREATED_BY_VALUE})
 
+    def snapshot_volume(
+        self, volume_id: str, name: str, metadata: Mapping[str, str]
+    ) -> ArtifactRef:
+        """A forced Cinder snapshot of a volume (in use or not), stamped with ``metadata``."""
+        with self._call("snapshot_volume") as call:
+            snapshot_id = pausing.snapshot_volume(call, volume_id, name, metadata)
+        return ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, snapshot_id)
+
+    def server_status(self, server_id: str) -> str:
+        """The server's Nova status now."""
+        with self._call("server_status", server_id=server_id) as call:
+            return pausing.status(call, server_id)
+
+    def pause_server(self, server_id: str) -> None:
+        """Nova ``pause``: an ACTIVE server with no task running, else 409 (``CloudBusy``)."""
+        with self._call("pause_server", server_id=server_id) as call:
+            pausing.pause(call, server_id)
+
+    def unpause_server(self, server_id: str) -> None:
+        """Nova ``unpause`` of a PAUSED server, else 409 (``CloudBusy``)."""
+        with self._call("unpause_server", server_id=server_id) as call:
+            pausing.unpause(call, server_id)
+
     # -- administration and test helpers (not part of the Cloud port) ---------------------
+
+    def pauses(self, server_id: str) -> list[SimPause]:
+        """Every pause of the server, oldest first (seconds since the epoch)."""
+        with self._db.transaction() as conn:
+            return pausing.pauses(conn, server_id)
+
+    def add_volume(self, server_id: str, size_gb: int | None = None) -> str:
+        """Create a volume and attach it to the server (the next free device); its id."""
+        with self._admin() as call:
+            find_server_row(call.conn, self.project, server_id)
+            return pausing.add_volume(call, server_id, size_gb)
 
     def create_server(
         self,
@@ -328,6 +368,13 @@ class SimulatedCloud(SimRestoreOperations):
         self._script(KILL_IMAGE, "killed", count, server_id)
 
     # -- internals ------------------------------------------------------------------------
+
+    @contextmanager
+    def _admin(self) -> Iterator[SimCall]:
+        """A transaction for a test helper: no fault injection, not counted as an API call."""
+        with self._db.transaction() as conn:
+            now = self._clock.now().timestamp()
+            yield SimCall(conn, self.project, self.seed, now, 0, read_config(conn))
 
     @contextmanager
     def _call(self, operation: str, *, server_id: str | None = None) -> Iterator[SimCall]:

@@ -96,6 +96,9 @@ def server_of_row(row: sqlite3.Row, conn: sqlite3.Connection) -> ServerInfo:
         volume_backed=bool(row["volume_backed"]),
         project_id=row["project"],
         spec=spec,
+        boot_properties={
+            str(k): str(v) for k, v in json.loads(row["image_properties"] or "{}").items()
+        },
     )
 
 

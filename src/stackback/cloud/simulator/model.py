@@ -115,6 +115,7 @@ def artifact_of_image(image: SimImage) -> ArtifactInfo:
         created_at=image.created_at,
         children=snapshot_children(image.properties),
         detail=f"glance status {image.status}",
+        raw_status=image.status,
     )
 
 
@@ -127,6 +128,7 @@ def artifact_of_snapshot(snapshot: SimSnapshot) -> ArtifactInfo:
         metadata=dict(snapshot.metadata),
         created_at=snapshot.created_at,
         detail=f"cinder status {snapshot.status}",
+        raw_status=snapshot.status,
     )
 
 

@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from stackback.cloud.common import contains
 from stackback.cloud.simulator.db import SimCall, SimDatabase, consume_fault, script_fault
 from stackback.cloud.simulator.model import image_state, snapshot_state
+from stackback.cloud.simulator.pausing import detach_volume as detach
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected, QuotaExceeded
 from stackback.ports import (
     MARKER_RESTORE,
@@ -42,6 +43,7 @@ RESTORE_OPERATIONS = frozenset(
         "delete_server",
         "delete_volume",
         "console_output",
+        "detach_volume",
     }
 )
 
@@ -433,6 +435,11 @@ class SimRestoreOperations:
         """Attach an available volume to an ACTIVE or SHUTOFF server."""
         with self._call("attach_volume", server_id=server_id) as call:
             attach(call, server_id, volume_id, device)
+
+    def detach_volume(self, server_id: str, volume_id: str) -> None:
+        """Detach a data volume (never the root one); it stays, ``available``."""
+        with self._call("detach_volume", server_id=server_id) as call:
+            detach(call, server_id, volume_id)
 
     def rebuild_server(self, server_id: str, image_id: str) -> None:
         """Rebuild an image-backed server with an active image (BUILD, then ACTIVE)."""

@@ -91,6 +91,8 @@ class BackupStore(SqlBase):
                 error=backup.error,
                 created_at=backup.created_at,
                 restore_source=dict(restore_source) if restore_source is not None else None,
+                consistency=backup.consistency,
+                consistency_detail=backup.consistency_detail,
             )
             session.add(row)
             session.flush()
