@@ -700,3 +700,34 @@ class RestoreContract:
         assert harness.cloud.get_server(server.id).metadata == server.metadata
         with pytest.raises(CloudNotFound):
             cloud.rebuild_server(str(uuid.uuid4()), image.ref.id)
+
+    def test_a_volume_with_snapshots_outlives_its_server_until_they_are_gone(
+        self, harness: RestoreHarness, created: list[ArtifactRef]
+    ) -> None:
+        """Nova deletes a delete-on-termination volume with its server, but Cinder refuses
+        while the volume has snapshots: a backup's snapshots keep the deleted server's
+        volume (``available``), which can be deleted once they are gone."""
+        server = harness.create_server(unique("contract-outlived"), volume_backed=True)
+        spec = harness.cloud.get_server(server.id).spec
+        assert spec is not None
+        (root,) = [v.volume_id for v in spec.volumes if v.boot_index == 0]
+        assert root is not None
+        image = self._image(harness, created, server=server)
+        cloud = harness.restore_cloud
+
+        harness.delete_server(server.id)
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_SERVER, server.id).status == "deleted",
+            TIMEOUT_S,
+        )
+        self._wait_volume(harness, root, "available")
+        with pytest.raises(CloudBusy):
+            cloud.delete_volume(root)
+
+        harness.cloud.delete_artifact(image.ref)
+        for snapshot in image.children:
+            harness.cloud.delete_artifact(snapshot)
+        for snapshot in image.children:
+            wait_for(harness, snapshot, ArtifactStatus.DELETED)
+        cloud.delete_volume(root)
+        self._wait_volume(harness, root, "deleted")
