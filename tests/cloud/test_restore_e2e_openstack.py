@@ -155,6 +155,14 @@ def test_backups_of_deleted_servers_restore_as_new_and_a_server_rebuilds_in_plac
     devices = sorted(_attached(conn, data.id))
     delete_and_wait(harness, web.id, data.id)
     before = counts(conn)
+    for wrong in (("--flavor", "m9.nowhere"), ("--network", "nowhere")):
+        capsys.readouterr()
+        code = main([*base, "restore", backups[web.name]["id"], *wrong, "--wait"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1 and wrong[1] in err, err
+    assert stackback(capsys, *base, "restore", "list") == []
+    assert counts(conn) == before
 
     web_job = stackback(capsys, *base, "restore", backups[web.name]["id"], "--wait")
     data_job = stackback(
