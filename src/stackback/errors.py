@@ -140,6 +140,13 @@ class QuotaExceeded(CloudRejected):
     code = "quota-exceeded"
 
 
+class IdentityUnknown(StackbackError):
+    """``--self``: this machine's server id could not be found (no metadata service
+    answered, no config drive is mounted)."""
+
+    code = "identity-unknown"
+
+
 class RunFailed(StackbackError):
     """A backup run cannot succeed; the message says why (recorded on the run)."""
 

@@ -414,6 +414,14 @@ class RestoreHarness(CloudHarness, Protocol):
     network: str | None
     """A network servers can boot on (None: the cloud has none, boot with no network)."""
 
+    def create_server_with_data_volume(self, name: str) -> ServerInfo:
+        """An ACTIVE volume-backed server with one more (data) volume attached."""
+        ...
+
+    def image_of(self, server_id: str) -> str | None:
+        """The image the server runs (as Nova reports it; None: it boots from a volume)."""
+        ...
+
 
 def _networks(harness: RestoreHarness) -> tuple[NetworkSpec, ...]:
     return (NetworkSpec(harness.network),) if harness.network else ()
@@ -452,9 +460,14 @@ class RestoreContract:
             cloud.delete_volume(item.id)
 
     def _image(
-        self, harness: RestoreHarness, created: list[ArtifactRef], **kw: bool
+        self,
+        harness: RestoreHarness,
+        created: list[ArtifactRef],
+        *,
+        server: ServerInfo | None = None,
+        **kw: bool,
     ) -> ArtifactInfo:
-        server = harness.create_server(unique("contract-src"), **kw)
+        server = server or harness.create_server(unique("contract-src"), **kw)
         ref = harness.cloud.start_server_image(
             server.id, unique("contract-image"), markers(unique("run"), server)
         )
@@ -573,6 +586,151 @@ class RestoreContract:
         cloud.delete_volume(str(uuid.uuid4()))
         gone = cloud.resource_status(RESOURCE_VOLUME, str(uuid.uuid4()))
         assert gone.status == "deleted"
+
+    def _wait_volume(self, harness: RestoreHarness, volume_id: str, wanted: str) -> None:
+        cloud = harness.restore_cloud
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_VOLUME, volume_id).status in (wanted, "error"),
+            TIMEOUT_S,
+        )
+        assert cloud.resource_status(RESOURCE_VOLUME, volume_id).status == wanted
+
+    def test_root_and_data_volumes_from_their_snapshots_boot_and_another_attaches(
+        self, harness: RestoreHarness, created: list[ArtifactRef], restore_id: str
+    ) -> None:
+        """As the restore engine does it: a volume from each snapshot of the backup (root and
+        data), then one boot naming them all; later (in place ``--volumes``) one more volume
+        from the data snapshot attached to the running server, busy while attached."""
+        source = harness.create_server_with_data_volume(unique("contract-data"))
+        spec = harness.cloud.get_server(source.id).spec
+        assert spec is not None
+        assert [v.boot_index for v in spec.volumes] == [0, None]
+        image = self._image(harness, created, server=source)
+        cloud = harness.restore_cloud
+        mapping = sorted(
+            json.loads(image.metadata["block_device_mapping"]),
+            key=lambda entry: entry["boot_index"] != 0,
+        )
+        assert [entry["boot_index"] == 0 for entry in mapping] == [True, False]
+        snapshot_boot = BootRequest(
+            unique("contract-bfv-data"),
+            harness.flavor,
+            networks=_networks(harness),
+            block_devices=tuple(
+                BlockDevice(
+                    "snapshot",
+                    entry["snapshot_id"],
+                    boot_index=0 if entry["boot_index"] == 0 else None,
+                    device_name=entry.get("device_name"),
+                    volume_size=int(entry["volume_size"]),
+                )
+                for entry in mapping
+            ),
+        )
+        cloud.validate_boot(snapshot_boot)  # what `restore` asks before recording the job
+        volumes = [
+            cloud.create_volume(
+                entry["snapshot_id"],
+                name=unique("contract-volume"),
+                size_gb=int(entry["volume_size"]),
+                volume_type=None,
+                availability_zone=None,
+                metadata=self._marks(restore_id, f"volume:{entry.get('device_name')}"),
+            )
+            for entry in mapping
+        ]
+        for volume_id in volumes:
+            self._wait_volume(harness, volume_id, "available")
+        server_id = cloud.boot_server(
+            BootRequest(
+                snapshot_boot.name,
+                harness.flavor,
+                networks=_networks(harness),
+                metadata=self._marks(restore_id, "server"),
+                block_devices=tuple(
+                    BlockDevice(
+                        "volume",
+                        volume_id,
+                        boot_index=device.boot_index,
+                        device_name=device.device_name,
+                    )
+                    for volume_id, device in zip(volumes, snapshot_boot.block_devices, strict=True)
+                ),
+            )
+        )
+        self._wait_active(harness, server_id)
+        for volume_id in volumes:
+            assert cloud.resource_status(RESOURCE_VOLUME, volume_id).status == "in-use"
+        restored = harness.cloud.get_server(server_id)
+        assert restored.volume_backed
+        assert restored.spec is not None
+        assert {v.volume_id for v in restored.spec.volumes} == set(volumes)
+        assert [v.boot_index for v in restored.spec.volumes] == [0, None]
+
+        extra = cloud.create_volume(
+            mapping[1]["snapshot_id"],
+            name=unique("contract-extra"),
+            size_gb=int(mapping[1]["volume_size"]),
+            volume_type=None,
+            availability_zone=None,
+            metadata=self._marks(restore_id, "volume:extra"),
+        )
+        self._wait_volume(harness, extra, "available")
+        cloud.attach_volume(server_id, extra, None)
+        self._wait_volume(harness, extra, "in-use")
+        with pytest.raises(CloudBusy):
+            cloud.delete_volume(extra)
+        found = {(r.kind, r.id) for r in cloud.find_restored(restore_id)}
+        assert found == {(RESOURCE_SERVER, server_id)} | {
+            (RESOURCE_VOLUME, v) for v in (*volumes, extra)
+        }
+
+    def test_rebuild_puts_the_backup_image_on_the_server(
+        self, harness: RestoreHarness, created: list[ArtifactRef]
+    ) -> None:
+        image = self._image(harness, created)
+        server = harness.create_server(unique("contract-rebuilt"))
+        assert harness.image_of(server.id) != image.ref.id
+        cloud = harness.restore_cloud
+
+        cloud.rebuild_server(server.id, image.ref.id)
+
+        harness.wait_until(lambda: harness.image_of(server.id) == image.ref.id, TIMEOUT_S)
+        self._wait_active(harness, server.id)
+        assert harness.cloud.get_server(server.id).metadata == server.metadata
+        with pytest.raises(CloudNotFound):
+            cloud.rebuild_server(str(uuid.uuid4()), image.ref.id)
+
+    def test_a_volume_with_snapshots_outlives_its_server_until_they_are_gone(
+        self, harness: RestoreHarness, created: list[ArtifactRef]
+    ) -> None:
+        """Nova deletes a delete-on-termination volume with its server, but Cinder refuses
+        while the volume has snapshots: a backup's snapshots keep the deleted server's
+        volume (``available``), which can be deleted once they are gone."""
+        server = harness.create_server(unique("contract-outlived"), volume_backed=True)
+        spec = harness.cloud.get_server(server.id).spec
+        assert spec is not None
+        (root,) = [v.volume_id for v in spec.volumes if v.boot_index == 0]
+        assert root is not None
+        image = self._image(harness, created, server=server)
+        cloud = harness.restore_cloud
+
+        harness.delete_server(server.id)
+        harness.wait_until(
+            lambda: cloud.resource_status(RESOURCE_SERVER, server.id).status == "deleted",
+            TIMEOUT_S,
+        )
+        self._wait_volume(harness, root, "available")
+        with pytest.raises(CloudBusy):
+            cloud.delete_volume(root)
+
+        harness.cloud.delete_artifact(image.ref)
+        for snapshot in image.children:
+            harness.cloud.delete_artifact(snapshot)
+        for snapshot in image.children:
+            wait_for(harness, snapshot, ArtifactStatus.DELETED)
+        cloud.delete_volume(root)
+        self._wait_volume(harness, root, "deleted")
 
 
 class ConsistencyHarness(CloudHarness, Protocol):

@@ -7,6 +7,7 @@ ones from a bootable Cinder volume made from the plane's public image).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,8 +18,13 @@ import pytest
 from openstack.connection import Connection
 
 from stackback.cloud.openstack import OpenStackCloud
-from stackback.ports import Cloud, ServerInfo
-from tests.cloud.contract import CloudContract, CloudHarness
+from stackback.ports import Cloud, RestoreCloud, ServerInfo
+from tests.cloud.contract import (
+    CloudContract,
+    CloudHarness,
+    ConsistencyContract,
+    RestoreContract,
+)
 
 pytestmark = pytest.mark.openstack
 
@@ -47,22 +53,33 @@ class PlaneHarness:
     def __init__(self, plane: Plane) -> None:
         self.plane = plane
         self.alpha = plane.connection("alpha")
-        self.cloud: Cloud = OpenStackCloud(plane.connection("alpha"), cloud_name="alpha")
+        alpha_cloud = OpenStackCloud(plane.connection("alpha"), cloud_name="alpha")
+        self.cloud: Cloud = alpha_cloud
+        self.restore_cloud: RestoreCloud = alpha_cloud
+        self.flavor = FLAVOR
+        self.network: str | None = None  # the Neutron stub has no networks
         self.other_project_cloud: Cloud = OpenStackCloud(
             plane.connection("beta"), cloud_name="beta"
         )
         self.servers: list[str] = []
+        self.volumes: list[str] = []
         compute = self.alpha.compute
         self.flavor_id = compute.find_flavor(FLAVOR, ignore_missing=False).id
         self.image_id = self.alpha.image.find_image(IMAGE, ignore_missing=False).id
 
     def boot(
-        self, name: str, metadata: Mapping[str, str] | None = None, volume_backed: bool = False
+        self,
+        name: str,
+        metadata: Mapping[str, str] | None = None,
+        volume_backed: bool = False,
+        data_volume: bool = False,
     ) -> Any:
-        """Start booting a server (without waiting for it); returns the sdk server."""
+        """Start booting a server (without waiting for it); returns the sdk server.
+
+        ``data_volume``: volume-backed, with a blank 1 GB volume Nova makes as ``/dev/vdb``."""
         conn = self.alpha
         boot: dict[str, Any] = {"image_id": self.image_id}
-        if volume_backed:
+        if volume_backed or data_volume:
             volume = conn.block_storage.create_volume(
                 size=1, image_id=self.image_id, name=f"{name}-root"
             )
@@ -78,6 +95,17 @@ class PlaneHarness:
                     }
                 ]
             }
+            if data_volume:
+                boot["block_device_mapping"].append(
+                    {
+                        "boot_index": -1,
+                        "source_type": "blank",
+                        "destination_type": "volume",
+                        "volume_size": 1,
+                        "device_name": "/dev/vdb",
+                        "delete_on_termination": True,
+                    }
+                )
         server = conn.compute.create_server(
             name=name,
             flavor_id=self.flavor_id,
@@ -106,6 +134,24 @@ class PlaneHarness:
         volume_backed: bool = False,
     ) -> ServerInfo:
         return self.wait_active(self.boot(name, metadata, volume_backed), volume_backed)
+
+    def create_server_with_data_volume(self, name: str) -> ServerInfo:
+        return self.wait_active(self.boot(name, data_volume=True), volume_backed=True)
+
+    def attach_new_volume(self, server_id: str) -> str:
+        """A blank 1 GB volume attached to the server (``in-use`` once Cinder says so)."""
+        conn = self.alpha
+        volume = conn.block_storage.create_volume(size=1, name=f"data-{server_id[:8]}")
+        conn.block_storage.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+        self.volumes.append(volume.id)
+        conn.compute.create_volume_attachment(server_id, volume_id=volume.id)
+        conn.block_storage.wait_for_status(volume, "in-use", interval=POLL_S, wait=120)
+        return str(volume.id)
+
+    def image_of(self, server_id: str) -> str | None:
+        image = self.alpha.compute.get_server(server_id).image
+        image_id = image.get("id") if isinstance(image, Mapping) else getattr(image, "id", None)
+        return str(image_id) if image_id else None
 
     def delete_server(self, server_id: str) -> None:
         self.alpha.compute.delete_server(server_id, ignore_missing=True)
@@ -140,6 +186,13 @@ class PlaneHarness:
     def close(self) -> None:
         for server_id in self.servers:
             self.delete_server(server_id)
+        for volume_id in self.volumes:  # detached once its server is gone
+            with contextlib.suppress(Exception):
+                volume = self.alpha.block_storage.get_volume(volume_id)
+                self.alpha.block_storage.wait_for_status(
+                    volume, "available", interval=POLL_S, wait=120
+                )
+                self.alpha.block_storage.delete_volume(volume_id, ignore_missing=True)
 
 
 @pytest.fixture
@@ -156,5 +209,5 @@ def harness(plane_harness: PlaneHarness) -> CloudHarness:
     return plane_harness
 
 
-class TestOpenStackCloudContract(CloudContract):
+class TestOpenStackCloudContract(CloudContract, RestoreContract, ConsistencyContract):
     pass

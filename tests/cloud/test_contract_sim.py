@@ -43,6 +43,12 @@ class SimHarness:
     ) -> ServerInfo:
         return self.sim.create_server(name, metadata=metadata, volume_backed=volume_backed)
 
+    def create_server_with_data_volume(self, name: str) -> ServerInfo:
+        return self.sim.create_server(name, volume_backed=True, volumes=1)
+
+    def image_of(self, server_id: str) -> str | None:
+        return self.sim.server_image(server_id)
+
     def delete_server(self, server_id: str) -> None:
         self.sim.delete_server(server_id)
 

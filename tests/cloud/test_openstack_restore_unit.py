@@ -108,6 +108,15 @@ class FakeConnection:
         self.compute = FakeCompute()
         self.network = FakeNetwork()
         self.block_storage = FakeBlockStorage()
+        self.services = {"compute", "network", "block-storage"}
+
+    def has_service(self, service_key: str) -> bool:
+        return service_key in self.services
+
+    def without_network_service(self) -> None:
+        """As a cloud whose catalog has no Neutron: any use of ``network`` fails."""
+        self.services.discard("network")
+        self.network = None  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -172,6 +181,19 @@ def test_unknown_flavor_or_network_is_not_found(cloud: OpenStackCloud) -> None:
         cloud.validate_boot(BootRequest("x", "m1.small", networks=(NetworkSpec("nowhere"),)))
     with pytest.raises(CloudNotFound, match="security group"):
         cloud.validate_boot(BootRequest("x", "m1.small", security_groups=("default", "open")))
+
+
+def test_without_a_network_service_a_named_network_is_not_found_and_groups_are_novas(
+    cloud: OpenStackCloud, conn: FakeConnection
+) -> None:
+    conn.without_network_service()
+    with pytest.raises(CloudNotFound, match="no network service"):
+        cloud.validate_boot(BootRequest("x", "m1.small", networks=(NetworkSpec("private"),)))
+    cloud.validate_boot(BootRequest("x", "m1.small", security_groups=("default",)))
+    assert cloud.boot_server(BootRequest("x", "m1.small", security_groups=("default",)))
+    (sent,) = conn.compute.created
+    assert sent["networks"] == "none"
+    assert sent["security_groups"] == [{"name": "default"}]
 
 
 def test_find_restored_keeps_only_what_carries_the_marker(cloud: OpenStackCloud) -> None:

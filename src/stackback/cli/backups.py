@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from pathlib import Path
+
 import click
+from click.core import ParameterSource
 
 from stackback.cli.context import AppContext
 from stackback.cli.options import offline_option
@@ -15,6 +20,7 @@ from stackback.cli.output import (
     short_id,
 )
 from stackback.cli.policy import pass_app
+from stackback.cloud.metadata import DEFAULT_METADATA_URL, identify
 from stackback.errors import InvalidInput
 from stackback.policy import Backup, Run, RunState
 from stackback.views import backup_detail, backup_summary, run_summary
@@ -132,8 +138,94 @@ def progress_line(run: Run) -> str:
     return line
 
 
+INTERVAL_UNITS = {"d": 86400, "h": 3600, "min": 60, "s": 1}
+INTERVAL_PART = re.compile(r"(\d{1,9})(d|h|min|s)")
+LONGEST_INTERVAL = timedelta(days=366)
+
+
+def parse_interval(text: str, option: str = "--min-interval") -> timedelta:
+    """``1h``, ``90min``, ``1h30min``, ``2d``, ``45s`` or plain seconds, as a timedelta.
+
+    ``m`` is refused: retention durations read it as months, so it says neither here."""
+    raw = text.strip()
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9:
+        seconds = int(raw)
+    else:
+        parts = INTERVAL_PART.findall(raw)
+        if not parts or "".join(n + u for n, u in parts) != raw:
+            hint = " ('m' is ambiguous: write 'min' for minutes)" if "m" in raw else ""
+            raise InvalidInput(
+                f"{option}: {text!r} is not a duration; use d, h, min, s (e.g. 1h30min) "
+                f"or seconds{hint}",
+                field=option,
+            )
+        seconds = sum(int(number) * INTERVAL_UNITS[unit] for number, unit in parts)
+    interval = timedelta(seconds=seconds)
+    if not timedelta(0) < interval <= LONGEST_INTERVAL:
+        raise InvalidInput(
+            f"{option} must be more than 0 and at most {LONGEST_INTERVAL.days} days, not {text!r}",
+            field=option,
+        )
+    return interval
+
+
+def _skipped(recent: Backup, server: str, interval: str, fmt: str) -> None:
+    """Say that ``--min-interval`` found a good backup recent enough (exit 0)."""
+    label = recent.target_name or server
+    reason = (
+        f"backup {recent.id} of {label} (type {recent.label}) was taken at "
+        f"{minute(recent.created_at)}, less than {interval} ago"
+    )
+    if fmt == "json":
+        emit_object({"skipped": True, "reason": reason, "backup": backup_summary(recent)}, fmt)
+    else:
+        click.echo(f"skipped: {reason}")
+
+
+def _on_command_line(*names: str) -> bool:
+    """Whether any of these options was typed (not taken from the environment)."""
+    ctx = click.get_current_context()
+    return any(ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE for n in names)
+
+
+def _own_server(metadata_url: str | None, config_drive: str | None) -> str:
+    """``--self``: this server's id, from the config drive or the metadata service."""
+    if config_drive is not None and not config_drive.strip():
+        raise InvalidInput("--config-drive must name a directory", field="config-drive")
+    identity = identify(
+        metadata_url=metadata_url,
+        config_drive=Path(config_drive) if config_drive is not None else None,
+    )
+    return identity.server_id
+
+
 @backup_group.command("now")
-@click.argument("server")
+@click.argument("server", required=False)
+@click.option(
+    "--self",
+    "self_",
+    is_flag=True,
+    help="Back up the server this runs on (its id from the config drive or metadata service).",
+)
+@click.option(
+    "--metadata-url",
+    metavar="URL",
+    envvar="STACKBACK_METADATA_URL",
+    help=f"With --self: where meta_data.json is (default {DEFAULT_METADATA_URL}). "
+    "Env: STACKBACK_METADATA_URL.",
+)
+@click.option(
+    "--config-drive",
+    metavar="PATH",
+    envvar="STACKBACK_CONFIG_DRIVE",
+    help="With --self: read meta_data.json from the config drive mounted at PATH "
+    "(default: a mounted config-2 filesystem, if any). Env: STACKBACK_CONFIG_DRIVE.",
+)
+@click.option(
+    "--min-interval",
+    metavar="DURATION",
+    help="Skip (exit 0) if a good backup of this type is newer than DURATION (e.g. 1h, 90min).",
+)
 @click.option("--type", "label", metavar="LABEL", help="Label of this backup (default manual).")
 @click.option("--keep-last", type=int, metavar="N", help="Keep the last N backups of this label.")
 @click.option("--wait", is_flag=True, help="Take the backup in this process and wait for it.")
@@ -150,7 +242,11 @@ def progress_line(run: Run) -> str:
 def now(
     app: AppContext,
     /,
-    server: str,
+    server: str | None,
+    self_: bool,
+    metadata_url: str | None,
+    config_drive: str | None,
+    min_interval: str | None,
     label: str | None,
     keep_last: int | None,
     wait: bool,
@@ -162,9 +258,26 @@ def now(
 
     With --wait, this process takes the backup (that run only) and shows on
     stderr what it waits for; a failure is one line on stderr and exit 1.
+    With --self (instead of SERVER), the server this runs on: the apt hook in
+    contrib/apt (docs/pre-upgrade-hook.md).
     """
     if timeout is not None and not wait:
         raise InvalidInput("--timeout applies only with --wait", field="timeout")
+    if self_ and server is not None:
+        raise InvalidInput("give SERVER or --self, not both", field="self")
+    if not self_ and _on_command_line("metadata_url", "config_drive"):
+        raise InvalidInput("--metadata-url and --config-drive apply only with --self")
+    if not self_ and server is None:
+        raise InvalidInput("missing SERVER (or --self for the server this runs on)")
+    interval = parse_interval(min_interval) if min_interval is not None else None
+    if self_:
+        server = _own_server(metadata_url, config_drive)
+    assert server is not None
+    if interval is not None:
+        recent = app.backups.recent_good_backup(server, label=label, within=interval)
+        if recent is not None:
+            _skipped(recent, server, str(min_interval), fmt)
+            return
     run = app.backups.backup_now(
         server, label=label, keep_last=keep_last, cloud=app.settings.cloud, offline=offline
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 from stackback.engine.collector import Collector
@@ -184,6 +185,27 @@ class BackupService:
         return self.store.create_manual_run(
             target=server, now=self.clock.now(), label=label, retention=retention, cloud=cloud
         )
+
+    def recent_good_backup(
+        self, server: str, *, label: str | None, within: timedelta
+    ) -> Backup | None:
+        """The newest available backup of ``server`` (id or name) with ``label`` (default
+        manual) taken less than ``within`` ago; None if there is none (``--min-interval``)."""
+        if within <= timedelta(0):
+            raise InvalidInput("--min-interval must be positive", field="min_interval")
+        check_given(server, "SERVER")
+        check_given(label, "--type")
+        newest = self.store.list_backups(
+            BackupFilter(
+                target=server,
+                label=label or MANUAL_LABEL,
+                statuses=(BackupStatus.AVAILABLE,),
+                limit=1,
+            )
+        )
+        if newest and newest[0].created_at >= self.clock.now() - within:
+            return newest[0]
+        return None
 
     def preview(self, policy_ref: str) -> list[PreviewRow]:
         """What the policy's rotation would keep of its real backups now (deletes nothing).

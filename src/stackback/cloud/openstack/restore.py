@@ -100,9 +100,13 @@ class OpenStackRestoreOperations:
             self._network_ids(request)
             if request.key_name:
                 self.conn.compute.find_keypair(request.key_name, ignore_missing=False)
-            for group in request.security_groups:
-                if self.conn.network.find_security_group(group, ignore_missing=True) is None:
-                    raise CloudNotFound(f"security group {group!r} does not exist on {self._where}")
+            # Without a network service Nova checks the groups itself (when it boots).
+            if request.security_groups and self._has_network_service():
+                for group in request.security_groups:
+                    if self.conn.network.find_security_group(group, ignore_missing=True) is None:
+                        raise CloudNotFound(
+                            f"security group {group!r} does not exist on {self._where}"
+                        )
             if request.image_id:
                 image = self.conn.image.get_image(request.image_id)
                 if image.status != "active":
@@ -229,8 +233,17 @@ class OpenStackRestoreOperations:
             raise CloudNotFound(f"flavor {flavor!r} does not exist on {self._where}")
         return str(found.id)
 
+    def _has_network_service(self) -> bool:
+        """Whether the catalog has a network service (Neutron)."""
+        return bool(self.conn.has_service("network"))
+
     def _network_ids(self, request: BootRequest) -> list[dict[str, str]]:
         networks: list[dict[str, str]] = []
+        if request.networks and not self._has_network_service():
+            names = ", ".join(repr(n.network) for n in request.networks)
+            raise CloudNotFound(
+                f"network {names} does not exist on {self._where}: it has no network service"
+            )
         for net in request.networks:
             found = self.conn.network.find_network(net.network, ignore_missing=True)
             if found is None:

@@ -304,6 +304,12 @@ class SimulatedCloud(SimRestoreOperations):
             find_server_row(conn, self.project, server_id)
             conn.execute("UPDATE servers SET status = ? WHERE id = ?", (status, server_id))
 
+    def server_image(self, server_id: str) -> str | None:
+        """The image the server runs, as Nova reports it (None: it boots from a volume)."""
+        with self._db.transaction() as conn:
+            row = find_server_row(conn, self.project, server_id)
+            return str(row["base_image_ref"]) if row["base_image_ref"] else None
+
     def servers(self) -> list[ServerInfo]:
         """The project's servers, oldest first."""
         with self._db.transaction() as conn:

@@ -356,12 +356,20 @@ def find_restored(call: SimCall, restore_id: str) -> list[CloudResource]:
     return found
 
 
-def remove_server(conn: sqlite3.Connection, project: str, server_id: str) -> None:
-    """Nova delete: volumes marked delete-on-termination go, the others are detached."""
+#: Volumes Cinder will not delete: those with a snapshot (even one being deleted).
+_HAS_SNAPSHOTS = "id IN (SELECT volume_id FROM snapshots WHERE gone_at IS NULL OR gone_at > ?)"
+
+
+def remove_server(conn: sqlite3.Connection, project: str, server_id: str, now: float) -> None:
+    """Nova delete: volumes marked delete-on-termination go, the others are detached.
+
+    Cinder refuses to delete a volume that has snapshots: Nova logs it and the volume
+    stays, detached (``available``), until its snapshots are gone and it is deleted."""
     conn.execute("DELETE FROM servers WHERE id = ? AND project = ?", (server_id, project))
     conn.execute(
-        "DELETE FROM volumes WHERE server_id = ? AND project = ? AND delete_on_termination",
-        (server_id, project),
+        "DELETE FROM volumes WHERE server_id = ? AND project = ? AND delete_on_termination"
+        f" AND NOT {_HAS_SNAPSHOTS}",
+        (server_id, project, now),
     )
     conn.execute(
         "UPDATE volumes SET server_id = '', boot_index = NULL WHERE server_id = ? AND project = ?",
@@ -376,6 +384,10 @@ def remove_volume(call: SimCall, volume_id: str) -> None:
     state = volume_state(row, call.now)
     if state != "available":
         raise CloudBusy(f"Invalid volume: Volume status must be available or error, is {state}")
+    if call.conn.execute(
+        f"SELECT 1 FROM volumes WHERE id = ? AND {_HAS_SNAPSHOTS}", (volume_id, call.now)
+    ).fetchone():
+        raise CloudBusy(f"Invalid volume: Volume {volume_id} must not have snapshots")
     call.conn.execute("DELETE FROM volumes WHERE id = ?", (volume_id,))
 
 
@@ -459,7 +471,7 @@ class SimRestoreOperations:
     def delete_server(self, server_id: str) -> None:
         """Delete a server (gone already: fine); delete-on-termination volumes go with it."""
         with self._call("delete_server", server_id=server_id) as call:
-            remove_server(call.conn, self.project, server_id)
+            remove_server(call.conn, self.project, server_id, call.now)
 
     def delete_volume(self, volume_id: str) -> None:
         """Delete an available volume (gone already: fine; in use: CloudBusy)."""
