@@ -235,7 +235,7 @@ def _monitoring(app: AppContext, options: dict[str, Any]) -> _Monitoring:
         metrics = Metrics()
         monitoring.store = cast(Store, ObservedStore(app.store, metrics))
         monitoring.clouds = CountingClouds(app.clouds, metrics)
-        logging.getLogger("stackback.store").addHandler(metrics.takeover_handler())
+        metrics.watch_takeovers()
         stats = cast(StatsSource, app.store)
         monitoring.periodic.append(CatalogueRefresh(stats, status, metrics))
         monitoring.server = MetricsServer(metrics, port, options["metrics_address"])

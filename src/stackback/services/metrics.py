@@ -35,6 +35,7 @@ DEFAULT_PORT = 9464
 """The port docs suggest for ``--metrics-port`` (the usual one of an OpenTelemetry exporter)."""
 
 RUN_DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, 43200)
+TAKEOVER_LOGGER = "stackback.store.sql.runs"
 TAKEOVER_RECORD = "stackback_takeover"
 """The log record attribute ``store.sql.runs`` sets on a lease taken over."""
 
@@ -104,9 +105,21 @@ class Metrics:
             seconds = max(0.0, (run.finished_at - run.started_at).total_seconds())
             self.run_duration.labels(policy, run.state.value).observe(seconds)
 
-    def takeover_handler(self) -> logging.Handler:
-        """A handler for ``stackback.store`` that counts the takeovers it sees."""
-        return _TakeoverCounter(self)
+    def watch_takeovers(self) -> Callable[[], None]:
+        """Count the takeovers the store logs (at INFO, which this makes sure is on);
+        returns what undoes it."""
+        logger = logging.getLogger(TAKEOVER_LOGGER)
+        handler = _TakeoverCounter(self)
+        level = logger.level
+        if not logger.isEnabledFor(logging.INFO):
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+
+        def unwatch() -> None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+        return unwatch
 
 
 class _TakeoverCounter(logging.Handler):
