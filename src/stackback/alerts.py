@@ -31,6 +31,8 @@ class Event(StrEnum):
     LATE = "target_late"
     DELETION_FAILING = "deletion_failing"
     RECOVERED = "recovered"
+    TEST = "test"
+    """Sent by ``stackback alert test`` to every channel, whatever its routes."""
 
 
 SEVERITY = {
@@ -39,6 +41,7 @@ SEVERITY = {
     Event.LATE: "critical",
     Event.DELETION_FAILING: "warning",
     Event.RECOVERED: "info",
+    Event.TEST: "info",
 }
 
 
@@ -195,6 +198,8 @@ def summary(alert: Alert) -> str:
     """One line: what happened to which target (the e-mail subject)."""
     who = alert.subject.target_name or alert.subject.target
     where = f"{alert.subject.policy}: " if alert.subject.policy else ""
+    if alert.event is Event.TEST:
+        return "[stackback] test alert: this channel works"
     if alert.event is Event.RECOVERED:
         return f"[stackback] recovered: {where}{who} ({alert.condition.value.replace('_', ' ')})"
     return f"[stackback] {alert.event.value.replace('_', ' ')}: {where}{who}"

@@ -158,3 +158,50 @@ def test_serve_refuses_a_bad_alerts_file_in_one_line(cli: CliRunner, tmp_path: P
     result = cli("--os-cloud", "sim", "serve", "--once", "--alerts", str(alerts))
     assert result.code == 2
     assert_one_line_error(result.err, "NO_SUCH_VARIABLE is not set")
+
+
+DELIVERY_KEYS = {
+    "channel", "event", "condition", "policy", "target", "target_name", "status", "attempts",
+    "detail", "at", "summary",
+}  # fmt: skip
+
+
+def test_alert_check_test_and_list(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STACKBACK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HOOK_SECRET", HOOK_SECRET)
+    missing = cli("alert", "check")
+    assert missing.code == 2
+    assert_one_line_error(missing.err, "no alerts file")
+    with webhook_receiver() as hook:
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "alerts.yaml").write_text(
+            "channels:\n"
+            f"  - {{name: hook, type: webhook, url: '{hook.url}', secret_env: HOOK_SECRET,"
+            " policies: [nightly], events: [run_failed]}\n"
+        )
+        checked = cli("alert", "check", "-f", "json")
+        assert checked.code == 0, checked.err
+        assert checked.json() == [
+            {
+                "channel": "hook",
+                "type": "webhook",
+                "policies": ["nightly"],
+                "events": ["run_failed"],
+            }
+        ]
+        sent = cli("alert", "test", "-f", "json")
+        assert sent.code == 0, sent.err
+        assert [b["event"] for b in hook.bodies()] == ["test"]  # whatever the routes
+        hook.answers = [404]
+        refused = cli("alert", "test", "--channel", "hook")
+        assert refused.code == 1
+    unknown = cli("alert", "test", "--channel", "nope")
+    assert unknown.code == 2
+    assert_one_line_error(unknown.err, "no alert channel 'nope'")
+    listed = cli("alert", "list", "-f", "json")
+    assert listed.code == 0, listed.err
+    rows = listed.json()
+    assert [r["status"] for r in rows] == ["failed", "delivered"]
+    assert all(set(r) == DELIVERY_KEYS for r in rows)

@@ -98,6 +98,7 @@ def cli(
 
 def _register() -> None:
     from stackback.cli import (
+        alerts,
         backups,
         db,
         demo,
@@ -127,6 +128,7 @@ def _register() -> None:
         demo,
         sim,
         status,
+        alerts,
     )
     for module in modules:
         for command in module.COMMANDS:

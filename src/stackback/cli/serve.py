@@ -20,7 +20,7 @@ from stackback.clock import ScaledClock
 from stackback.engine.loop import Engine, Periodic
 from stackback.engine.settings import EngineSettings
 from stackback.errors import InvalidInput
-from stackback.notify.config import load_alerts
+from stackback.notify.config import alerts_path, load_alerts
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.services.alerts import AlertingStore, AlertService
 from stackback.services.metrics import (
@@ -201,20 +201,12 @@ class _Monitoring:
     server: MetricsServer | None = None
 
 
-def _alerts_file(app: AppContext, options: dict[str, Any]) -> Path | None:
-    given: Path | None = options.get("alerts_file")
-    if given is not None:
-        return given
-    default = app.settings.state_dir / "alerts.yaml"
-    return default if default.is_file() else None
-
-
 def _monitoring(app: AppContext, options: dict[str, Any]) -> _Monitoring:
     """Alerts (from the alerts file) and metrics (with --metrics-port), as periodic tasks of
     the engine and decorators of its store and clouds."""
     monitoring = _Monitoring(app.store, app.clouds)
     status = StatusService(app.store, app.clock)
-    path = _alerts_file(app, options)
+    path = alerts_path(options.get("alerts_file"), app.settings.state_dir)
     if path is not None:
         alerts = load_alerts(path)
         for secret in alerts.secrets():

@@ -26,6 +26,15 @@ DEFAULT_INTERVAL = timedelta(seconds=60)
 DEFAULT_DELETION_ATTEMPTS = 3
 
 
+def alerts_path(given: Path | None, state_dir: Path) -> Path | None:
+    """The alerts file: the one given (option or ``STACKBACK_ALERTS``), else ``alerts.yaml``
+    in the state directory if it exists, else none (no alerts)."""
+    if given is not None:
+        return given
+    default = state_dir / "alerts.yaml"
+    return default if default.is_file() else None
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     channels: tuple[Channel, ...]

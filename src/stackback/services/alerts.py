@@ -20,6 +20,7 @@ from stackback.alerts import (
     Delivery,
     DeliveryStatus,
     Evaluation,
+    Event,
     Fact,
     StateKey,
     Subject,
@@ -28,6 +29,7 @@ from stackback.alerts import (
     routed,
     summary,
 )
+from stackback.errors import NotFound
 from stackback.notify import Channel
 from stackback.policy import Backup, BackupStatus, RunState
 from stackback.ports import Clock, Store
@@ -138,13 +140,28 @@ class AlertService:
         now = self.clock.now()
         return self.store.decide_alerts(lambda previous: evaluate(previous, facts, now)).alerts
 
-    def deliver(self, alerts: Iterable[Alert]) -> list[Delivery]:
+    def send_test(self, channel: str | None = None) -> list[Delivery]:
+        """A ``test`` alert to every channel (or the one named), whatever its routes."""
+        if channel is not None and channel not in self.channels:
+            known = ", ".join(sorted(self.channels)) or "none"
+            raise NotFound(f"no alert channel {channel!r} (channels: {known})")
+        now = self.clock.now()
+        alert = Alert(
+            Event.TEST, Condition.RUN_FAILED, Subject("-"), "a test of this channel", now, now
+        )
+        names = [channel] if channel is not None else list(self.channels)
+        return self.deliver([alert], only=names)
+
+    def deliver(
+        self, alerts: Iterable[Alert], *, only: Sequence[str] | None = None
+    ) -> list[Delivery]:
         routes = [channel.route for channel in self.channels.values()]
         deliveries = []
         for alert in alerts:
             body = payload(alert)
             line = summary(alert)
-            for name in routed(alert, routes):
+            names = list(only) if only is not None else routed(alert, routes)
+            for name in names:
                 result = self.channels[name].send(body, line)
                 delivery = Delivery(
                     channel=name,
