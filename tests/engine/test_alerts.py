@@ -99,3 +99,29 @@ def test_an_unreachable_channel_is_recorded_failed_and_not_retold(rig: Rig) -> N
     assert {a.event for a in first.alerts} == {Event.RUN_FAILED, Event.LATE}
     assert {(d.status, d.attempts) for d in first.deliveries} == {(DeliveryStatus.FAILED, 3)}
     assert service.cycle().alerts == ()
+
+
+def test_a_deletion_failing_repeatedly_alerts_then_recovers(rig: Rig) -> None:
+    web = rig.sim.create_server("web")
+    daily(rig, web.id, last=1)
+    with webhook_receiver() as hook:
+        channel = WebhookChannel(Route("hook"), hook.url, "s", backoff=NO_WAIT)
+        service = AlertService(
+            rig.store, rig.clock, [channel], interval=timedelta(0), deletion_failing_after=3
+        )
+        engine = Engine(
+            rig.store,
+            lambda _name: rig.sim,
+            rig.clock,
+            EngineSettings(),
+            worker_name="w-alerts",
+            periodic=[service],  # evaluated at every cycle of the drain
+        )
+        engine.drain(rig.clock.now() + DAY + timedelta(hours=3))
+        assert hook.bodies() == []
+        rig.sim.fail_next("delete_artifact", count=10)  # the next rotation's deletion fails
+        engine.drain(rig.clock.now() + DAY)
+        told = [(b["event"], b["condition"]) for b in hook.bodies()]
+        assert told == [("deletion_failing", "deletion_failing"), ("recovered", "deletion_failing")]
+        failing = hook.bodies()[0]
+        assert failing["target"] == web.id and "not deleted after 3 attempts" in failing["detail"]

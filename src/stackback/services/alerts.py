@@ -90,7 +90,8 @@ def deletion_facts(
     facts = []
     for subject, backups in failing.values():
         errors = [a.error for b in backups for a in b.artifacts if a.error]
-        detail = f"{len(backups)} backup(s) not deleted after {after} attempts"
+        tries = max(a.delete_attempts for b in backups for a in b.artifacts)
+        detail = f"{len(backups)} backup(s) not deleted after {tries} attempts"
         if errors:
             detail += f": {errors[0]}"
         facts.append(Fact(subject, Condition.DELETION_FAILING, True, detail, backups[0].id))
