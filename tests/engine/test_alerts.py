@@ -125,3 +125,21 @@ def test_a_deletion_failing_repeatedly_alerts_then_recovers(rig: Rig) -> None:
         assert told == [("deletion_failing", "deletion_failing"), ("recovered", "deletion_failing")]
         failing = hook.bodies()[0]
         assert failing["target"] == web.id and "not deleted after 3 attempts" in failing["detail"]
+
+
+def test_missed_occurrences_alert_once(rig: Rig) -> None:
+    web = rig.sim.create_server("web")
+    daily(rig, web.id, last=5)
+    with webhook_receiver() as hook:
+        channel = WebhookChannel(Route("hook"), hook.url, "s", backoff=NO_WAIT)
+        service = AlertService(rig.store, rig.clock, [channel])
+        rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=3))
+        service.cycle()
+        rig.clock.advance(3 * 86400)  # stackback was down: the occurrences are missed
+        rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+        service.cycle()
+        service.cycle()
+    told = sorted(b["event"] for b in hook.bodies())
+    assert told == ["occurrence_missed", "target_late"]
+    missed = next(b for b in hook.bodies() if b["event"] == "occurrence_missed")
+    assert "was missed" in missed["detail"] and missed["severity"] == "warning"
