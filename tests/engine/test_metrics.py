@@ -3,6 +3,7 @@ catalogue gauges, lease takeovers, and the /metrics endpoint."""
 
 from __future__ import annotations
 
+import inspect
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ import pytest
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.policy import RunState
+from stackback.ports import RestoreCloud, RestoreJobStore
 from stackback.records import RunFilter
 from stackback.services.metrics import (
     CatalogueRefresh,
@@ -123,3 +125,18 @@ def test_the_endpoint_serves_the_registry(metrics: Metrics) -> None:
         in text
     )
     assert "stackback_lease_takeovers_total 0.0" in text
+
+
+def test_the_decorators_keep_the_ports_they_wrap(rig: Rig, metrics: Metrics) -> None:
+    """Restores need ``isinstance(cloud, RestoreCloud)`` and the engine
+    ``isinstance(store, RestoreJobStore)``; from Python 3.12 those checks read attributes
+    statically, past any ``__getattr__``."""
+    cloud = CountingClouds(lambda _name: rig.sim, metrics)(None)
+    store = ObservedStore(rig.store, metrics)
+    assert isinstance(cloud, RestoreCloud) and isinstance(store, RestoreJobStore)
+    for name in ("boot_server", "start_server_image", "find_restored"):
+        assert callable(inspect.getattr_static(cloud, name))
+    for name in ("claim_restores", "update_restore", "claim_runs", "update_run"):
+        assert callable(inspect.getattr_static(store, name))
+    engine = observed_engine(rig, metrics)
+    assert engine.restores is not None

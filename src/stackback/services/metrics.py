@@ -152,36 +152,48 @@ class CatalogueGauges(Collector):
         return iter(())
 
 
+def _public_methods(inner: object) -> dict[str, Callable[..., Any]]:
+    """The public methods of ``inner``, to set on a decorator's instance: a runtime protocol
+    check (``isinstance(x, RestoreCloud)``) reads attributes statically from Python 3.12
+    on, and would not see through ``__getattr__``."""
+    methods = {}
+    for name in dir(type(inner)):
+        if not name.startswith("_") and callable(getattr(type(inner), name, None)):
+            methods[name] = getattr(inner, name)
+    return methods
+
+
 class CountingCloud:
     """A Cloud (and RestoreCloud) that counts each call by service, method and outcome.
 
-    Forwards every attribute: whatever the port grows, it is counted without edits here.
+    Every public method of the wrapped cloud is counted: whatever the port grows, no
+    edit here.
     """
 
     def __init__(self, inner: Cloud, metrics: Metrics) -> None:
         self._inner = inner
-        self._metrics = metrics
+        for name, method in _public_methods(inner).items():
+            setattr(self, name, _counted(name, method, metrics))
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self._inner, name)
-        if name.startswith("_") or not callable(value):
-            return value
-        metrics = self._metrics
+        return getattr(self._inner, name)
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            service = cloud_service(name, args)
-            try:
-                result = value(*args, **kwargs)
-            except StackbackError as error:
-                metrics.count_cloud_call(service, name, error.code)
-                raise
-            except Exception:
-                metrics.count_cloud_call(service, name, "unexpected")
-                raise
-            metrics.count_cloud_call(service, name, "ok")
-            return result
 
-        return counted
+def _counted(name: str, method: Callable[..., Any], metrics: Metrics) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        service = cloud_service(name, args)
+        try:
+            result = method(*args, **kwargs)
+        except StackbackError as error:
+            metrics.count_cloud_call(service, name, error.code)
+            raise
+        except Exception:
+            metrics.count_cloud_call(service, name, "unexpected")
+            raise
+        metrics.count_cloud_call(service, name, "ok")
+        return result
+
+    return counted
 
 
 @dataclass
@@ -204,6 +216,9 @@ class ObservedStore:
     """The engine's store, telling the metrics of every run that ends through it."""
 
     def __init__(self, inner: Store, metrics: Metrics) -> None:
+        for name, method in _public_methods(inner).items():
+            if name != "update_run":
+                setattr(self, name, method)
         self._inner = inner
         self._metrics = metrics
 
