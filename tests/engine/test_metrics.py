@@ -20,6 +20,7 @@ from stackback.services.metrics import (
     CountingClouds,
     Metrics,
     MetricsServer,
+    MetricsUnavailable,
     ObservedStore,
 )
 from stackback.services.status import StatusService
@@ -140,3 +141,13 @@ def test_the_decorators_keep_the_ports_they_wrap(rig: Rig, metrics: Metrics) -> 
         assert callable(inspect.getattr_static(store, name))
     engine = observed_engine(rig, metrics)
     assert engine.restores is not None
+
+
+def test_a_taken_port_is_one_clear_error(metrics: Metrics) -> None:
+    first = MetricsServer(metrics, 0)
+    port = first.start()
+    try:
+        with pytest.raises(MetricsUnavailable, match=f"127.0.0.1:{port}"):
+            MetricsServer(metrics, port).start()
+    finally:
+        first.stop()

@@ -302,6 +302,12 @@ class CatalogueRefresh:
         return [runs, backups, depth, lag, age, verdict]
 
 
+class MetricsUnavailable(StackbackError):
+    """The metrics endpoint cannot listen (the port is taken, the address is not local)."""
+
+    code = "metrics-unavailable"
+
+
 @dataclass
 class MetricsServer:
     """The ``/metrics`` endpoint (any path answers, as prometheus-client's server does)."""
@@ -313,7 +319,14 @@ class MetricsServer:
 
     def start(self) -> int:
         """Listen; returns the port (useful with port 0)."""
-        server, _thread = start_http_server(self.port, self.address, registry=self.metrics.registry)
+        try:
+            server, _thread = start_http_server(
+                self.port, self.address, registry=self.metrics.registry
+            )
+        except OSError as error:
+            raise MetricsUnavailable(
+                f"metrics: cannot listen on {self.address}:{self.port}: {error.strerror or error}"
+            ) from None
 
         def stop() -> None:
             server.shutdown()
