@@ -68,6 +68,8 @@ def test_a_failed_run_alerts_once_then_recovers(rig: Rig, tmp_path: Path) -> Non
         ]
         engine.drain(rig.clock.now() + timedelta(hours=5))  # still failing: nothing more
         assert service.cycle().alerts == ()
+        restarted = AlertService(rig.store, rig.clock, [webhook, mail])  # states are stored
+        assert restarted.cycle().alerts == ()
         assert len(events(service)) == 3
 
         engine.drain(rig.clock.now() + DAY)  # the next run is good

@@ -78,6 +78,8 @@ def test_runs_calls_and_the_catalogue_are_measured(rig: Rig, metrics: Metrics) -
     assert value(metrics, "stackback_runs", policy="p1", state="failed") == failed
     assert value(metrics, "stackback_backups", policy="p0", kind="kept") == good
     assert value(metrics, "stackback_queue_pending_runs") == 0
+    sizes = [a.size for b in rig.store.list_backups() for a in b.artifacts if a.size]
+    assert sizes and value(metrics, "stackback_backup_bytes", policy="p0") == sum(sizes)
     assert value(metrics, "stackback_queue_lag_seconds") == 0
     age = value(metrics, "stackback_rpo_age_seconds", policy="p0", target=web.id, target_name="web")
     assert age is not None and 0 < age < DAY.total_seconds()

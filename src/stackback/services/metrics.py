@@ -236,6 +236,7 @@ class ObservedStore:
 class StatsSource(Protocol):
     def run_counts(self) -> list[tuple[str | None, str, int]]: ...
     def backup_counts(self) -> list[tuple[str | None, bool, int]]: ...
+    def backup_bytes(self) -> list[tuple[str | None, int]]: ...
     def queue_depth(self, now: datetime) -> tuple[int, datetime | None]: ...
 
 
@@ -275,6 +276,13 @@ class CatalogueRefresh:
         )
         for policy, protected, count in self.stats.backup_counts():
             backups.add_metric([policy or "-", "protected" if protected else "kept"], count)
+        size = GaugeMetricFamily(
+            "stackback_backup_bytes",
+            "Bytes of good backups by policy, where the cloud reports sizes.",
+            labels=["policy"],
+        )
+        for policy, total in self.stats.backup_bytes():
+            size.add_metric([policy or "-"], total)
         pending, oldest = self.stats.queue_depth(now)
         depth = GaugeMetricFamily(
             "stackback_queue_pending_runs", "Pending runs already due.", value=pending
@@ -299,7 +307,7 @@ class CatalogueRefresh:
             if report.age is not None:
                 age.add_metric(names, report.age.total_seconds())
             verdict.add_metric([*names, Verdict(report.verdict).value], 1)
-        return [runs, backups, depth, lag, age, verdict]
+        return [runs, backups, size, depth, lag, age, verdict]
 
 
 class MetricsUnavailable(StackbackError):

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 
 from stackback.policy import BackupStatus, RunState
-from stackback.store.models import BackupRow, PolicyRow, RunRow
+from stackback.store.models import ArtifactRow, BackupRow, PolicyRow, RunRow
 from stackback.store.sql.base import SqlBase
 
 
@@ -35,6 +35,22 @@ class StatsStore(SqlBase):
                 .group_by(PolicyRow.name, BackupRow.protected)
             )
             return [(policy, bool(protected), int(count)) for policy, protected, count in rows]
+
+    def backup_bytes(self) -> list[tuple[str | None, int]]:
+        """(policy name, bytes of the good backups' artifacts whose size the cloud reports)."""
+        with self._session() as session:
+            rows = session.execute(
+                select(PolicyRow.name, func.sum(ArtifactRow.size))
+                .select_from(ArtifactRow)
+                .join(BackupRow, BackupRow.id == ArtifactRow.backup_id)
+                .outerjoin(PolicyRow, PolicyRow.id == BackupRow.policy_id)
+                .where(
+                    BackupRow.status == BackupStatus.AVAILABLE.value,
+                    ArtifactRow.size.is_not(None),
+                )
+                .group_by(PolicyRow.name)
+            )
+            return [(policy, int(total or 0)) for policy, total in rows]
 
     def queue_depth(self, now: datetime) -> tuple[int, datetime | None]:
         """Pending runs already due, and the oldest one's due time (the queue's lag)."""
