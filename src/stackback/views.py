@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stackback.alerts import Delivery
 from stackback.policy import Artifact, Backup, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
 from stackback.services.policies import PolicyView, ScheduleView
@@ -215,4 +216,22 @@ def restore_view(job: RestoreJob) -> dict[str, Any]:
             }
             for s in job.steps
         ],
+    }
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """One alert sent (or not) to one channel, as recorded."""
+    subject = delivery.subject
+    return {
+        "channel": delivery.channel,
+        "event": delivery.event.value,
+        "condition": delivery.condition.value,
+        "policy": subject.policy,
+        "target": subject.target,
+        "target_name": subject.target_name,
+        "status": delivery.status.value,
+        "attempts": delivery.attempts,
+        "detail": delivery.detail,
+        "at": delivery.at,
+        "summary": delivery.payload.get("summary"),
     }

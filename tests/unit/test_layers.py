@@ -27,6 +27,7 @@ CORE = [
     "stackback.restoreplan",
     "stackback.retry",
     "stackback.consistency",
+    "stackback.alerts",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, OperationalError
 
 from stackback import __version__
+from stackback.cli import logs
 from stackback.cli.context import AppContext
 from stackback.config import load_settings, state_dir
 from stackback.errors import DatabaseUnavailable, InvalidInput, NotFound, StackbackError
@@ -71,16 +72,25 @@ class _StackbackGroup(click.Group):
 )
 @click.option("--cloud", "cloud", metavar="NAME", hidden=True, help="Alias of --os-cloud.")
 @click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    envvar="STACKBACK_LOG_FORMAT",
+    help="Log lines as text, or one JSON object per line. Env: STACKBACK_LOG_FORMAT.",
+)
 @click.pass_context
 def cli(
-    ctx: click.Context, db: str | None, os_cloud: str | None, cloud: str | None, verbose: int
+    ctx: click.Context,
+    db: str | None,
+    os_cloud: str | None,
+    cloud: str | None,
+    verbose: int,
+    log_format: str,
 ) -> None:
     """stackback: scheduled, consistent, rotated and verified backups for OpenStack."""
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(logging.WARNING - 10 * min(verbose, 2), log_format)
     app = AppContext(lambda: load_settings(db=db, cloud=cloud or os_cloud), verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
@@ -88,6 +98,7 @@ def cli(
 
 def _register() -> None:
     from stackback.cli import (
+        alerts,
         backups,
         db,
         demo,
@@ -117,6 +128,7 @@ def _register() -> None:
         demo,
         sim,
         status,
+        alerts,
     )
     for module in modules:
         for command in module.COMMANDS:

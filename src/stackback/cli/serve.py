@@ -6,18 +6,33 @@ import logging
 import math
 import signal
 import threading
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import click
 
+from stackback.cli import logs
 from stackback.cli.context import AppContext
 from stackback.cli.policy import pass_app
 from stackback.clock import ScaledClock
-from stackback.engine.loop import Engine
+from stackback.engine.loop import Engine, Periodic
 from stackback.engine.settings import EngineSettings
 from stackback.errors import InvalidInput
-from stackback.ports import Clock
+from stackback.notify.config import alerts_path, load_alerts
+from stackback.ports import Clock, CloudResolver, Store
+from stackback.services.alerts import AlertingStore, AlertService
+from stackback.services.metrics import (
+    DEFAULT_PORT,
+    CatalogueRefresh,
+    CountingClouds,
+    Metrics,
+    MetricsServer,
+    ObservedStore,
+    StatsSource,
+)
+from stackback.services.status import StatusService
 
 LONGEST_DURATION = timedelta(days=365)
 FASTEST_TIME_SCALE = 10_000.0
@@ -38,6 +53,28 @@ def engine_options(func: Any) -> Any:
         ),
         click.option("--once", is_flag=True, help="One cycle, then exit."),
         click.option("--worker-name", metavar="NAME", help="Name of this worker in leases."),
+        click.option(
+            "--alerts",
+            "alerts_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="STACKBACK_ALERTS",
+            help="Alerts file (YAML, docs/alerts.md); default: alerts.yaml in the state "
+            "directory if it exists. Env: STACKBACK_ALERTS.",
+        ),
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            envvar="STACKBACK_METRICS_PORT",
+            help=f"Serve Prometheus metrics on this port (off by default; {DEFAULT_PORT} is "
+            "the usual one). Env: STACKBACK_METRICS_PORT.",
+        ),
+        click.option(
+            "--metrics-address",
+            default="127.0.0.1",
+            show_default=True,
+            metavar="ADDR",
+            help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+        ),
         click.option(
             "--time-scale",
             type=float,
@@ -117,20 +154,26 @@ def _run_engine(
     settings = _settings(options)
     if options.get("time_scale"):
         app.clock = _scaled_clock(options, app.clock)
+    monitoring = _monitoring(app, options)
     engine = Engine(
-        app.store,
-        app.clouds,
+        monitoring.store,
+        monitoring.clouds,
         app.clock,
         settings,
         run_scheduler=scheduler,
         run_worker=worker,
         worker_name=options.get("worker_name"),
+        periodic=monitoring.periodic,
     )
     # One INFO line per finished run; -v adds every step (DEBUG).
     logging.getLogger("stackback").setLevel(logging.DEBUG if app.verbose else logging.INFO)
     if options.get("once"):
         engine.step()
+        engine.run_periodic()
         return
+    if monitoring.server is not None:
+        port = monitoring.server.start()
+        click.echo(f"metrics on http://{options['metrics_address']}:{port}/metrics", err=True)
     stop = threading.Event()
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -143,7 +186,52 @@ def _run_engine(
     )
     click.echo(f"stackback {role} {engine.worker.name} running; Ctrl-C stops", err=True)
     rate = float(getattr(app.clock, "factor", 1.0))
-    engine.serve(stop, idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate))
+    try:
+        engine.serve(stop, idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate))
+    finally:
+        if monitoring.server is not None:
+            monitoring.server.stop()
+
+
+@dataclass
+class _Monitoring:
+    store: Store
+    clouds: CloudResolver
+    periodic: list[Periodic] = field(default_factory=list)
+    server: MetricsServer | None = None
+
+
+def _monitoring(app: AppContext, options: dict[str, Any]) -> _Monitoring:
+    """Alerts (from the alerts file) and metrics (with --metrics-port), as periodic tasks of
+    the engine and decorators of its store and clouds."""
+    monitoring = _Monitoring(app.store, app.clouds)
+    status = StatusService(app.store, app.clock)
+    path = alerts_path(options.get("alerts_file"), app.settings.state_dir)
+    if path is not None:
+        alerts = load_alerts(path)
+        for secret in alerts.secrets():
+            logs.register_secret(secret)
+        monitoring.periodic.append(
+            AlertService(
+                cast(AlertingStore, app.store),
+                app.clock,
+                alerts.channels,
+                interval=alerts.interval,
+                deletion_failing_after=alerts.deletion_failing_after,
+                status=status,
+            )
+        )
+        click.echo(f"alerts: {len(alerts.channels)} channel(s) from {path}", err=True)
+    port = options.get("metrics_port")
+    if port is not None:
+        metrics = Metrics()
+        monitoring.store = cast(Store, ObservedStore(app.store, metrics))
+        monitoring.clouds = CountingClouds(app.clouds, metrics)
+        metrics.watch_takeovers()
+        stats = cast(StatsSource, app.store)
+        monitoring.periodic.append(CatalogueRefresh(stats, status, metrics))
+        monitoring.server = MetricsServer(metrics, port, options["metrics_address"])
+    return monitoring
 
 
 @click.command("serve")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from stackback.engine.collector import Collector
 from stackback.engine.restore import RestoreRunner
@@ -18,6 +20,17 @@ from stackback.ports import Clock, CloudResolver, RestoreJobStore, Store
 log = logging.getLogger(__name__)
 
 RESTORE_POLL = timedelta(seconds=5)
+PERIODIC_CHECK_SECONDS = 1.0
+"""How often (real seconds) the periodic thread looks whether a task is due."""
+
+
+class Periodic(Protocol):
+    """Work done every ``interval`` beside the runs (alerts, metrics), never in their way."""
+
+    name: str
+    interval: timedelta
+
+    def run(self, now: datetime) -> None: ...
 
 
 @dataclass
@@ -31,6 +44,8 @@ class Engine:
     run_scheduler: bool = True
     run_worker: bool = True
     worker_name: str | None = None
+    periodic: Sequence[Periodic] = ()
+    """Run in a thread of their own by ``serve``; between steps by ``drain``."""
 
     def __post_init__(self) -> None:
         self.scheduler = Scheduler(self.store, self.clouds, self.settings)
@@ -54,6 +69,7 @@ class Engine:
         self._last_collect: datetime | None = None
         self._last_tick: datetime | None = None
         self._next_fire: datetime | None = None
+        self._periodic_last: dict[int, datetime] = {}
 
     def _tick_due(self, now: datetime) -> bool:
         """Tick when a fire time has come, and at least every poll interval (other
@@ -98,8 +114,45 @@ class Engine:
         known = [t for t in times if t is not None]
         return min(known) if known else None
 
+    def run_periodic(self, now: datetime | None = None) -> int:
+        """Run the periodic tasks that are due; one's failure is logged, never raised."""
+        now = now or self.clock.now()
+        ran = 0
+        for index, task in enumerate(self.periodic):
+            last = self._periodic_last.get(index)
+            if last is not None and now - last < task.interval:
+                continue
+            self._periodic_last[index] = now
+            ran += 1
+            try:
+                task.run(now)
+            except Exception:
+                log.exception("periodic %s failed; it runs again in %s", task.name, task.interval)
+        return ran
+
+    def _periodic_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.run_periodic()
+            stop.wait(PERIODIC_CHECK_SECONDS)
+
     def serve(self, stop: threading.Event, *, idle_max: float = 5.0) -> None:
-        """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds)."""
+        """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds).
+
+        Periodic tasks run in a thread of their own: a slow webhook never delays a run.
+        """
+        thread = None
+        if self.periodic:
+            thread = threading.Thread(
+                target=self._periodic_loop, args=(stop,), name="stackback-periodic", daemon=True
+            )
+            thread.start()
+        try:
+            self._serve(stop, idle_max)
+        finally:
+            if thread is not None:
+                thread.join(timeout=idle_max)
+
+    def _serve(self, stop: threading.Event, idle_max: float) -> None:
         while not stop.is_set():
             wake = None
             try:
@@ -123,9 +176,11 @@ class Engine:
         for _ in range(max_cycles):
             while self.step():
                 pass
+            self.run_periodic()
             wake = self.next_event()
             if wake is None or wake > until:
                 advance(until)
                 self.step()
+                self.run_periodic()
                 return
             advance(max(wake, self.clock.now() + timedelta(seconds=1)))

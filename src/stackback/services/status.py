@@ -30,6 +30,8 @@ class TargetReport:
     due_since: datetime | None
     age: timedelta | None
     """How old the newest good backup is."""
+    last_run: Run | None = None
+    """The target's newest finished scheduled run."""
 
 
 class StatusService:
@@ -74,7 +76,8 @@ class StatusService:
             if not any(named in (key, names.get(key)) for key in targets):
                 targets[named] = None
         for target in targets:
-            history = _history(by_target.get(target, []), newest.get(target))
+            target_runs = by_target.get(target, [])
+            history = _history(target_runs, newest.get(target))
             status = judge(history, due, enabled=policy.enabled)
             good = history.newest_good_at
             yield TargetReport(
@@ -86,12 +89,18 @@ class StatusService:
                 newest_good_at=good,
                 due_since=status.due_since,
                 age=now - good if good else None,
+                last_run=_last_finished(target_runs),
             )
+
+
+def _last_finished(runs: list[Run]) -> Run | None:
+    finished = (r for r in runs if r.state in FINISHED)
+    return max(finished, key=lambda r: r.scheduled_for, default=None)
 
 
 def _history(runs: list[Run], newest_good_at: datetime | None) -> TargetHistory:
     finished = [r for r in runs if r.state in FINISHED]
-    last = max(finished, key=lambda r: r.scheduled_for, default=None)
+    last = _last_finished(runs)
     missed = sum(
         1
         for r in finished

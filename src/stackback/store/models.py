@@ -242,3 +242,36 @@ class RestoreRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AlertStateRow(Base):
+    """What was last told about one subject (policy/target) and condition."""
+
+    __tablename__ = "alert_states"
+
+    subject: Mapped[str] = mapped_column(String(600), primary_key=True)
+    condition: Mapped[str] = mapped_column(String(32), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255))
+    target_name: Mapped[str | None] = mapped_column(String(255))
+    policy_id: Mapped[str | None] = mapped_column(String(36))
+    policy: Mapped[str | None] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class AlertDeliveryRow(Base):
+    """One alert sent (or not) to one channel."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(32))
+    condition: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(600))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

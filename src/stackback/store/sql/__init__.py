@@ -25,14 +25,16 @@ from stackback.records import (
     TickPlan,
 )
 from stackback.store.database import create_db_engine
+from stackback.store.sql.alerts import AlertStore
 from stackback.store.sql.backups import BackupStore
 from stackback.store.sql.policies import PolicyStore
 from stackback.store.sql.restores import RestoreStore
 from stackback.store.sql.runs import RunStore
+from stackback.store.sql.stats import StatsStore
 from stackback.store.sql.tick import TickStore
 
 
-class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore):
+class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore, AlertStore, StatsStore):
     """Durable state of stackback: policies, schedules, runs, backups, artifacts.
 
     Each part lives in its own module (``policies``, ``tick``, ``runs``,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +17,11 @@ from stackback.store.convert import run_from_row
 from stackback.store.models import BackupRow, RunRow, RunStepRow
 from stackback.store.sql.base import WORKABLE_STATES, SqlBase, by_id_or_prefix, new_id, target_busy
 from stackback.store.types import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+TAKEOVER = "stackback_takeover"
+"""Set on the log record of a lease taken over from another worker (metrics count them)."""
 
 
 class RunStore(SqlBase):
@@ -88,6 +94,14 @@ class RunStore(SqlBase):
             rows = session.scalars(query).all()
             expires = now + timedelta(seconds=lease_seconds)
             for row in rows:
+                if row.lease_owner is not None and row.lease_owner != owner:
+                    log.info(
+                        "run %s: lease of %s expired; taken over by %s",
+                        row.id,
+                        row.lease_owner,
+                        owner,
+                        extra={TAKEOVER: True},
+                    )
                 row.lease_owner = owner
                 row.lease_expires_at = expires
                 row.attempt += 1
