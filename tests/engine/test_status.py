@@ -39,3 +39,13 @@ def test_status_follows_what_the_runs_did(rig: Rig) -> None:
     rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
     now = verdicts(rig)
     assert now["web"][0] is Verdict.LATE and "missed" in now["web"][1]
+
+
+def test_a_target_named_by_the_policy_is_one_row_whatever_its_runs_knew(rig: Rig) -> None:
+    web = rig.sim.create_server("web")
+    daily(rig, "web", last=5)  # named, not by id: a missed run knows only the name
+    rig.engine.drain(rig.clock.now() + DAY + timedelta(hours=3))
+    rig.clock.advance(3 * 86400)
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=5))
+    rows = StatusService(rig.store, rig.clock).report()
+    assert [(r.target, r.verdict) for r in rows] == [(web.id, Verdict.LATE)]

@@ -67,8 +67,11 @@ class StatusService:
                 newest[backup.target] = backup.created_at
             names.setdefault(backup.target, backup.target_name)
         by_target: dict[str, list[Run]] = {}
+        # A run that never started (missed, cancelled) knows its target only as the policy
+        # names it; one that started also knows the server id: count both under the id.
+        server_of = {r.target: r.server_id for r in runs if r.server_id}
         for run in runs:
-            key = run.server_id or run.target
+            key = run.server_id or server_of.get(run.target, run.target)
             by_target.setdefault(key, []).append(run)
             names.setdefault(key, run.target_name)
         targets = dict.fromkeys([*by_target, *newest])
