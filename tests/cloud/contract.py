@@ -799,6 +799,16 @@ class ConsistencyContract:
         try:
             assert status(cloud, ref).raw_status in ("queued", "saving", "active")
         finally:
-            cloud.unpause_server(server.id)
+            # Nova refuses to unpause while its snapshot task runs (409): ask until it lets.
+            harness.wait_until(lambda: _unpaused(cloud, server.id), TIMEOUT_S)
             wait_until_settled(harness, ref)
             cloud.delete_artifact(ref)
+
+
+def _unpaused(cloud: Cloud, server_id: str) -> bool:
+    """Unpause if Nova lets (it refuses while a snapshot task of the server runs)."""
+    try:
+        cloud.unpause_server(server_id)
+    except CloudBusy:
+        return False
+    return True

@@ -121,7 +121,8 @@ def test_server_image_kind_keeps_todays_backup_of_the_root_disk_only(rig: Rig) -
 
 def _pause_covers_every_snapshot(rig: Rig, server: ServerInfo, backup: Backup) -> None:
     """Checked against the simulator's own record: paused before any snapshot was
-    started, unpaused only once the image left queued and every snapshot left creating."""
+    started, unpaused only once the image was taken (Nova refuses to unpause while its
+    snapshot task runs) and every snapshot left creating."""
     (pause,) = rig.sim.pauses(server.id)
     assert pause.unpaused_at is not None
     ids = {a.cloud_id for a in backup.artifacts}
@@ -130,7 +131,7 @@ def _pause_covers_every_snapshot(rig: Rig, server: ServerInfo, backup: Backup) -
     for image in images:
         assert image.created_at and image.upload_at
         assert pause.paused_at <= image.created_at.timestamp()
-        assert image.upload_at.timestamp() <= pause.unpaused_at
+        assert image.ready_at and image.ready_at.timestamp() <= pause.unpaused_at
     for snap in snapshots:
         assert snap.created_at and snap.ready_at
         assert pause.paused_at <= snap.created_at.timestamp()
@@ -155,12 +156,17 @@ def test_paused_pauses_the_server_while_every_snapshot_is_taken_then_unpauses(ri
     ]
     (pause,) = rig.sim.pauses(server.id)
     assert pause.unpaused_at is not None
-    held = pause.unpaused_at - pause.paused_at
-    assert held <= SimConfig().volume_snapshot_seconds + 1  # as soon as they are taken
+    [image] = [i for i in rig.sim.images() if i.id in {a.cloud_id for a in backup.artifacts}]
+    assert image.ready_at is not None
+    pause_poll = 1.0  # EngineSettings.pause_poll_interval: unpaused as soon as Nova lets it
+    assert pause.unpaused_at <= image.ready_at.timestamp() + pause_poll
+    unpause = next(s for s in rig.store.get_run(run.id).steps if s.name == "unpause")
+    assert "Nova refused to unpause until its snapshot task ended" in unpause.detail
 
 
 def test_the_pause_is_bounded_and_a_pause_cut_short_is_recorded_as_crash(rig: Rig) -> None:
-    rig.sim.configure(replace(SimConfig(), volume_snapshot_seconds=30))
+    fast_image = dict(image_snapshot_seconds=1.0, image_base_seconds=1.0, image_seconds_per_gb=0)
+    rig.sim.configure(replace(SimConfig(), volume_snapshot_seconds=30, **fast_image))
     server = data_server(rig)
     policy(rig, server.id, consistency="paused", max_pause_seconds=5)
     run, backup = one_day(rig)
@@ -169,6 +175,22 @@ def test_the_pause_is_bounded_and_a_pause_cut_short_is_recorded_as_crash(rig: Ri
     assert "--max-pause (5s)" in (backup.consistency_detail or "")
     (pause,) = rig.sim.pauses(server.id)
     assert pause.unpaused_at is not None and pause.unpaused_at - pause.paused_at <= 5
+    assert rig.sim.server_status(server.id) == "ACTIVE"
+
+
+def test_an_image_still_uploading_at_max_pause_keeps_the_pause_and_the_backup_paused(
+    rig: Rig,
+) -> None:
+    """Nova refuses to unpause while it takes the image: the pause outlasts --max-pause, every
+    snapshot is taken while paused, and the backup says both (never a level it did not get)."""
+    rig.sim.configure(replace(SimConfig(), volume_snapshot_seconds=1))
+    server = data_server(rig)
+    policy(rig, server.id, consistency="paused", max_pause_seconds=3)
+    run, backup = one_day(rig)
+    assert run.state is RunState.SUCCEEDED
+    assert backup.consistency == "paused"
+    assert "longer than --max-pause (3s)" in (backup.consistency_detail or "")
+    _pause_covers_every_snapshot(rig, server, backup)
     assert rig.sim.server_status(server.id) == "ACTIVE"
 
 

@@ -247,7 +247,12 @@ class WholeServer:
         paused_at: datetime,
         policy: Wanted,
     ) -> Obtained:
-        """Keep the server paused until no snapshot needs it, at most ``max_pause``."""
+        """Keep the server paused until no snapshot needs it, at most ``max_pause``.
+
+        Nova itself refuses to unpause while its snapshot task runs (409), so an image
+        still being taken at ``max_pause`` keeps the server paused until it is taken; only
+        a volume snapshot Cinder had not taken by then makes the backup crash-consistent.
+        """
         deadline = paused_at + timedelta(seconds=policy.max_pause_seconds)
         watched = list(refs)
         while True:
@@ -256,33 +261,59 @@ class WholeServer:
             if children:  # a volume-backed server's volumes, snapshotted by Nova
                 watched += children
                 continue
-            waiting = [r.id for r, info in infos.items() if still_needs_pause(info.raw_status)]
+            waiting = [r for r, info in infos.items() if still_needs_pause(info.raw_status)]
             if not waiting or self.clock.now() >= deadline:
                 break
             self._sleep(run, deadline)
         held = self._unpause(run, server_id, paused_at, "")
-        if waiting:
+        volumes = [r.id for r in waiting if r.kind is not ArtifactKind.IMAGE]  # Nova waits for
+        # its image before it unpauses; Cinder's snapshots do not hold the pause
+        if volumes:
             return Obtained(
                 ConsistencyLevel.CRASH,
                 f"unpaused at --max-pause ({policy.max_pause_seconds}s) before "
-                f"{', '.join(waiting)} was taken: crash-consistent (paused {held:.1f}s)",
+                f"{', '.join(volumes)} was taken: crash-consistent (paused {held:.1f}s)",
             )
+        longer = (
+            f", longer than --max-pause ({policy.max_pause_seconds}s): Nova keeps a server "
+            "paused until its image is taken"
+            if held > policy.max_pause_seconds
+            else ""
+        )
         return Obtained(
             ConsistencyLevel.PAUSED,
-            f"server paused {held:.1f}s while {len(watched)} snapshot(s) were taken",
+            f"server paused {held:.1f}s while {len(watched)} snapshot(s) were taken{longer}",
         )
 
     def _unpause(self, run: Run, server_id: str, paused_at: datetime, why: str) -> float:
         try:
-            self.cloud.unpause_server(server_id)
+            refused = self._unpause_when_nova_lets(run, server_id)
         except CloudError as error:  # journal keeps the pause pending: the next attempt unpauses
             log.warning("run %s: unpausing %s failed: %s", run.id, server_id, error.message)
             if why:
                 return 0.0
             raise
         held = (self.clock.now() - paused_at).total_seconds()
-        self._end_pause(run, paused_at, f"paused {held:.1f}s{' ' + why if why else ''}")
+        waited = " (Nova refused to unpause until its snapshot task ended)" if refused else ""
+        self._end_pause(run, paused_at, f"paused {held:.1f}s{' ' + why if why else ''}{waited}")
         return held
+
+    def _unpause_when_nova_lets(self, run: Run, server_id: str) -> bool:
+        """Unpause; while Nova refuses because a snapshot task of the server runs (409), wait
+        and ask again (up to ``wait_timeout``). Whether it refused at first."""
+        deadline = self.clock.now() + self.settings.wait_timeout
+        refused = False
+        while True:
+            try:
+                self.cloud.unpause_server(server_id)
+                return refused
+            except CloudBusy:
+                if self.cloud.server_status(server_id) != "PAUSED":
+                    return refused  # unpaused meanwhile (by hand): nothing left to do
+                if self.clock.now() >= deadline:
+                    raise
+                refused = True
+                self._sleep(run, deadline)
 
     def _end_pause(self, run: Run, started: datetime, detail: str) -> None:
         self.store.update_run(
@@ -294,7 +325,7 @@ class WholeServer:
     ) -> ServerInfo:
         status = self.cloud.server_status(server.id)
         if status == "PAUSED" and prior != "PAUSED":
-            self.cloud.unpause_server(server.id)
+            self._unpause_when_nova_lets(run, server.id)
             held = (self.clock.now() - asked_at).total_seconds()
             detail = (
                 f"unpaused by the takeover after {held:.1f}s: the worker that paused it stopped"

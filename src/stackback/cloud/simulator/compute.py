@@ -198,7 +198,7 @@ def create_server_image(
             f"Cannot 'createImage' instance {server['id']} while it is in "
             f"vm_state {server['status'].lower()}"
         )
-    busy = not server["volume_backed"] and _image_in_progress(call, server["id"])
+    busy = not server["volume_backed"] and image_in_progress(call, server["id"])
     if busy or call.draw("busy") < call.config.faults.busy_rate:
         raise CloudBusy(
             f"Cannot 'createImage' instance {server['id']} while it is in task_state image_snapshot"
@@ -230,7 +230,7 @@ _NOVA_METADATA_KEY = re.compile(r"[a-zA-Z0-9-_:. ]{1,255}")
 """Nova's schema for metadata keys (``api/validation/parameter_types.py``)."""
 
 
-def _image_in_progress(call: SimCall, server_id: str) -> bool:
+def image_in_progress(call: SimCall, server_id: str) -> bool:
     """The server's snapshot task is on: an image queued or saving, or one deleted meanwhile
     (Nova clears the task only when the upload finds its image gone)."""
     (task_until,) = call.conn.execute(

@@ -1,7 +1,9 @@
 """Simulated Nova pause/unpause and Cinder forced snapshots (whole-server backups).
 
 Nova's ``pause`` needs an ACTIVE server with no task running (else 409,
-``InstanceInvalidState``); ``unpause`` needs a PAUSED one. Every pause is kept in
+``InstanceInvalidState``); ``unpause`` needs a PAUSED one with no task running either, so a
+paused server cannot be unpaused while Nova uploads its snapshot (409 "task_state
+image_snapshot", seen on the plane). Every pause is kept in
 the ``pauses`` table with when it began and ended, so tests can check a backup recorded as
 ``paused`` against what really happened. Cinder snapshots a volume that is in use
 only with ``force=True``, which the port always passes.
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from stackback.cloud.simulator.compute import image_in_progress
 from stackback.cloud.simulator.db import SimCall
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected, QuotaExceeded
 
@@ -61,6 +64,10 @@ def unpause(call: SimCall, server_id: str) -> None:
         raise CloudBusy(
             f"Cannot 'unpause' instance {server_id} while it is in "
             f"vm_state {server['status'].lower()}"
+        )
+    if image_in_progress(call, server_id):
+        raise CloudBusy(
+            f"Cannot 'unpause' instance {server_id} while it is in task_state image_snapshot"
         )
     call.conn.execute("UPDATE servers SET status = 'ACTIVE' WHERE id = ?", (server_id,))
     call.conn.execute(
