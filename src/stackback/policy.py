@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from stackback.errors import InvalidInput
+from stackback.verification import Verification, VerifySettings
 
 if TYPE_CHECKING:
     from stackback.retention import RetentionPolicy
@@ -170,6 +171,8 @@ class Policy:
     label: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    verify: VerifySettings | None = None
+    """Its verify schedule (None: its backups are verified only on demand)."""
 
     def __post_init__(self) -> None:
         if not self.targets and self.selector is None:
@@ -274,6 +277,8 @@ class Backup:
     """The run whose retention asked for this backup's deletion (None: asked by hand)."""
     deletion_guarded: bool = False
     """The deletion must leave the target another good backup (checked again just before)."""
+    verification: Verification | None = None
+    """Its last verification (None: never verified)."""
 
     @property
     def is_manual(self) -> bool:

@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from stackback.engine.collector import Collector
 from stackback.engine.restore import RestoreRunner
@@ -20,6 +21,18 @@ log = logging.getLogger(__name__)
 RESTORE_POLL = timedelta(seconds=5)
 
 
+class Ticker(Protocol):
+    """Something else the scheduler fires on its tick (the policies' verify crons)."""
+
+    def tick(self, now: datetime) -> int:
+        """Fire what is due at ``now``; how much was done."""
+        ...
+
+    def next_time(self) -> datetime | None:
+        """When something is next due."""
+        ...
+
+
 @dataclass
 class Engine:
     """Scheduler, worker and collector over one store, cloud provider and clock."""
@@ -31,6 +44,8 @@ class Engine:
     run_scheduler: bool = True
     run_worker: bool = True
     worker_name: str | None = None
+    verifier: Ticker | None = None
+    """Fires verifications on the scheduler's tick (``services.verify.VerifyScheduler``)."""
 
     def __post_init__(self) -> None:
         self.scheduler = Scheduler(self.store, self.clouds, self.settings)
@@ -68,8 +83,10 @@ class Engine:
         now = self.clock.now()
         if self.run_scheduler and self._tick_due(now):
             done += self.scheduler.tick(now).runs
+            if self.verifier is not None:
+                done += self.verifier.tick(now)
             self._last_tick = now
-            self._next_fire = self.store.next_fire_time()
+            self._next_fire = self._next_fire_time()
         if self.run_worker:
             done += self.worker.work_once(stop)
             if self.restores is not None:
@@ -87,7 +104,7 @@ class Engine:
         """When there is next something to do (a fire time or a run's wake-up)."""
         times = []
         if self.run_scheduler:
-            self._next_fire = self.store.next_fire_time()
+            self._next_fire = self._next_fire_time()
             times.append(self._next_fire)
         if self.run_worker:
             times.append(self.store.next_wakeup())
@@ -95,6 +112,13 @@ class Engine:
                 times.append(self.restores.store.next_restore_wakeup())
             if self.store.backups_to_collect(limit=1):
                 times.append(self.clock.now() + self.settings.poll_interval)
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
+
+    def _next_fire_time(self) -> datetime | None:
+        times = [self.store.next_fire_time()]
+        if self.verifier is not None:
+            times.append(self.verifier.next_time())
         known = [t for t in times if t is not None]
         return min(known) if known else None
 

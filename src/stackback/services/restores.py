@@ -9,7 +9,7 @@ cloud does not have, an in-place restore of a volume-backed server. Each is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -67,8 +67,12 @@ class RestoreService:
         *,
         mode: RestoreMode = RestoreMode.AS_NEW,
         overrides: RestoreOverrides | None = None,
+        reshape: Callable[[RestorePlan], RestorePlan] | None = None,
     ) -> PlannedRestore:
-        """What a restore of this backup would create; refuses before creating anything."""
+        """What a restore of this backup would create; refuses before creating anything.
+
+        ``reshape`` turns the plan into another before the cloud is asked about it
+        (a verification's: :func:`~stackback.restoreplan.for_verification`)."""
         overrides = overrides or RestoreOverrides()
         for value, option in (
             (overrides.name, "--as-new"),
@@ -107,7 +111,9 @@ class RestoreService:
                 f"server {backup.target} no longer exists: restore it with --as-new",
                 field="in-place",
             )
-        if mode is RestoreMode.AS_NEW:
+        if reshape is not None:
+            plan = reshape(plan)
+        if plan.mode is not RestoreMode.IN_PLACE:
             self._validate(cloud, plan)
         return PlannedRestore(backup, plan)
 
@@ -118,11 +124,12 @@ class RestoreService:
         mode: RestoreMode = RestoreMode.AS_NEW,
         overrides: RestoreOverrides | None = None,
         timeout: timedelta = DEFAULT_TIMEOUT,
+        reshape: Callable[[RestorePlan], RestorePlan] | None = None,
     ) -> RestoreJob:
         """Plan, then record the job (the backup is held from now until it ends)."""
         if timeout <= timedelta(0):
             raise InvalidInput("--timeout must be positive", field="timeout")
-        planned = self.plan(backup_ref, mode=mode, overrides=overrides)
+        planned = self.plan(backup_ref, mode=mode, overrides=overrides, reshape=reshape)
         now = self.clock.now()
         return self.store.create_restore(
             backup_id=planned.backup.id,

@@ -25,6 +25,7 @@ from stackback.store.models import (
     RunStepRow,
     ScheduleRow,
 )
+from stackback.verification import PICK_NEWEST, Verification, VerifyResult, VerifySettings
 
 
 def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
@@ -49,6 +50,14 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         label=row.label,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        verify=VerifySettings(
+            cron=row.verify_cron,
+            flavor=row.verify_flavor,
+            network=row.verify_network,
+            pick=row.verify_pick or PICK_NEWEST,
+        )
+        if row.verify_cron
+        else None,
     )
 
 
@@ -65,6 +74,11 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.retention = dict(policy.retention.to_dict())
     row.enabled = policy.enabled
     row.label = policy.label
+    verify = policy.verify
+    row.verify_cron = verify.cron if verify else None
+    row.verify_flavor = verify.flavor if verify else None
+    row.verify_network = verify.network if verify else None
+    row.verify_pick = verify.pick if verify else None
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:
@@ -155,4 +169,17 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         artifacts=tuple(artifact_from_row(a) for a in artifacts or ()),
         deletion_run_id=row.deletion_run_id,
         deletion_guarded=row.deletion_guarded,
+        verification=verification_from_row(row),
+    )
+
+
+def verification_from_row(row: BackupRow) -> Verification | None:
+    if row.verify_result is None or row.verified_at is None:
+        return None
+    return Verification(
+        result=VerifyResult(row.verify_result),
+        at=row.verified_at,
+        reason=row.verify_reason,
+        active_seconds=row.verify_active_seconds,
+        restore_id=row.verify_restore_id,
     )

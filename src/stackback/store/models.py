@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -69,6 +70,12 @@ class PolicyRow(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the verify schedule: its cron, the throwaway server's flavor and network, the pick
+    verify_cron: Mapped[str | None] = mapped_column(String(255))
+    verify_flavor: Mapped[str | None] = mapped_column(String(255))
+    verify_network: Mapped[str | None] = mapped_column(String(255))
+    verify_pick: Mapped[str | None] = mapped_column(String(32))
+    verify_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class ScheduleRow(Base):
@@ -178,6 +185,12 @@ class BackupRow(Base):
     deletion_guarded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # what a restore needs of the source server (flavor, networks, volumes...), at backup time
     restore_source: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # the last verification: passed/failed, why, when, and the time its restore took to ACTIVE
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    verify_reason: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verify_active_seconds: Mapped[float | None] = mapped_column(Float)
+    verify_restore_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class ArtifactRow(Base):
@@ -236,3 +249,6 @@ class RestoreRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    verify_reason: Mapped[str | None] = mapped_column(Text)
+    active_seconds: Mapped[float | None] = mapped_column(Float)

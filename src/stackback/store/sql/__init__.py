@@ -30,9 +30,10 @@ from stackback.store.sql.policies import PolicyStore
 from stackback.store.sql.restores import RestoreStore
 from stackback.store.sql.runs import RunStore
 from stackback.store.sql.tick import TickStore
+from stackback.store.sql.verify import VerifyStore
 
 
-class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore):
+class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore, VerifyStore):
     """Durable state of stackback: policies, schedules, runs, backups, artifacts.
 
     Each part lives in its own module (``policies``, ``tick``, ``runs``,
