@@ -357,7 +357,7 @@ class RestoreJobStore(Protocol):
 
 
 @runtime_checkable
-class Store(RestoreJobStore, Protocol):
+class Store(RestoreJobStore, VerificationStore, Protocol):
     """Durable state: policies, schedules, runs with their step journal, backups, artifacts.
 
     ``stackback.store.SqlStore`` implements it for SQLite and PostgreSQL. Writes by a

@@ -49,6 +49,7 @@ BACKUP_KEYS = {
     "artifacts",
     "deletion_run_id",
     "deletion_guarded",
+    "verification",
 }
 
 

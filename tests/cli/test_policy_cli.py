@@ -28,6 +28,8 @@ POLICY_KEYS = {
     "label",
     "created_at",
     "updated_at",
+    "verify",
+    "last_verification",
 }
 
 

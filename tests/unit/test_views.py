@@ -86,7 +86,7 @@ def test_policy_summary_has_its_schedules_as_objects_as_the_detail_does() -> Non
     assert set(summary) == {
         "id", "name", "kind", "targets", "selector", "schedules", "timezone",
         "window_minutes", "retention", "retention_description", "enabled", "cloud",
-        "label", "created_at", "updated_at",
+        "label", "created_at", "updated_at", "verify", "last_verification",
     }  # fmt: skip
     assert summary["schedules"] == [schedule_view(SCHEDULE)]
     assert summary["selector"] == "role=db" and summary["retention"] == {"daily": 7}
@@ -109,7 +109,7 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
     assert set(summary) == {
         "id", "target", "target_name", "policy", "policy_id", "label", "kind", "status",
         "protected", "created_at", "completed_at", "deleted_at", "reasons", "run_id",
-        "error", "deletion_run_id", "deletion_guarded", "artifacts",
+        "error", "deletion_run_id", "deletion_guarded", "artifacts", "verification",
     }  # fmt: skip
     assert summary["artifacts"] == [artifact_view(ARTIFACT)]
     assert summary["reasons"] == ["daily within 7"]

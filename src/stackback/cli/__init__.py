@@ -101,6 +101,7 @@ def _register() -> None:
         server,
         sim,
         status,
+        verify,
     )
 
     modules = (
@@ -112,6 +113,7 @@ def _register() -> None:
         runs,
         backups,
         restore,
+        verify,
         reconcile,
         serve,
         demo,

@@ -17,6 +17,7 @@ from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.errors import InvalidInput
 from stackback.ports import Clock
+from stackback.services.verify import VerifyScheduler
 
 LONGEST_DURATION = timedelta(days=365)
 FASTEST_TIME_SCALE = 10_000.0
@@ -124,6 +125,7 @@ def _run_engine(
         run_scheduler=scheduler,
         run_worker=worker,
         worker_name=options.get("worker_name"),
+        verifier=VerifyScheduler(app.store, app.clouds, app.clock),
     )
     if options.get("once"):
         engine.step()

@@ -1,0 +1,163 @@
+"""``stackback verify`` and the verify schedule of ``policy set``: -f json, tables, the
+verdict in ``backup list``/``show`` and ``policy show``, and refusals (one line, exit 2)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
+
+
+@pytest.fixture(autouse=True)
+def _fast(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = sim.cloud.config()
+    sim.cloud.configure(replace(config, server_boot_seconds=0.1, volume_create_seconds=0.1))
+    monkeypatch.setattr("stackback.cli.restore.WAIT_POLL", timedelta(seconds=0.05))
+
+
+def _backup(cli: CliRunner, sim: Sim, server: str) -> str:
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", server, "--wait")
+    backup_id: str = run["backup_id"]
+    return backup_id
+
+
+def _count(sim: Sim) -> tuple[int, int]:
+    with sim.cloud._db.transaction() as conn:
+        servers = conn.execute("SELECT count(*) FROM servers").fetchone()[0]
+        volumes = conn.execute("SELECT count(*) FROM volumes").fetchone()[0]
+    return int(servers), int(volumes)
+
+
+def test_verify_wait_passes_records_the_verdict_and_leaves_nothing(
+    cli: CliRunner, sim: Sim
+) -> None:
+    sim.cloud.create_server("db", volume_backed=True, volumes=1)
+    backup = _backup(cli, sim, "db")
+    before = _count(sim)
+
+    job = ok_json(
+        cli, "--os-cloud", sim.spec, "verify", backup, "--flavor", "m1.tiny",
+        "--network", "isolated", "--console-contains", "LAST LINE", "--port", "22", "--wait",
+    )  # fmt: skip
+
+    assert (job["mode"], job["state"], job["verify_result"]) == ("verify", "succeeded", "passed")
+    assert job["name"].startswith(f"verify-{backup[:8]}-")
+    assert job["checks"] == {"console_contains": "LAST LINE", "port": 22}
+    assert job["active_seconds"] is not None
+    assert _count(sim) == before
+    (listed,) = ok_json(cli, "backup", "list")
+    assert listed["verification"]["result"] == "passed"
+    assert listed["verification"]["restore_id"] == job["id"]
+    assert ok_json(cli, "backup", "show", backup)["verification"] == listed["verification"]
+    table = cli("backup", "list")
+    assert table.code == 0 and "passed" in table.out
+
+
+def test_a_failed_check_exits_1_and_is_recorded(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web")
+    backup = _backup(cli, sim, "web")
+    before = _count(sim)
+
+    result = cli(
+        "--os-cloud", sim.spec, "verify", backup, "--console-contains", "login:",
+        "--timeout", "1", "--wait",
+    )  # fmt: skip
+
+    assert result.code == 1
+    assert_one_line_error(result.err, "login:")
+    verification = ok_json(cli, "backup", "show", backup)["verification"]
+    assert verification["result"] == "failed"
+    assert "does not contain 'login:'" in verification["reason"]
+    assert _count(sim) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--flavor", "m9.huge"], "m9.huge"),
+        (["--network", "nowhere"], "nowhere"),
+        (["--port", "22"], "--network"),
+        (["--network", "private", "--no-network"], "exclude"),
+        (["--port", "70000"], "70000"),
+        (["--console-contains", " "], "console-contains"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_creates_nothing(
+    cli: CliRunner, sim: Sim, args: list[str], words: str
+) -> None:
+    sim.cloud.create_server("web")
+    backup = _backup(cli, sim, "web")
+    before = _count(sim)
+    result = cli("--os-cloud", sim.spec, "verify", backup, *args, "--wait")
+    assert result.code == 2, result.err
+    assert_one_line_error(result.err, words)
+    assert _count(sim) == before
+    assert ok_json(cli, "restore", "list") == []
+
+
+def test_an_unknown_or_deleting_backup_is_refused(cli: CliRunner, sim: Sim) -> None:
+    unknown = cli("--os-cloud", sim.spec, "verify", "0000000000")
+    assert unknown.code == 2
+    assert_one_line_error(unknown.err, "no backup")
+    sim.cloud.create_server("web")
+    _backup(cli, sim, "web")
+    backup = _backup(cli, sim, "web")
+    assert cli("--os-cloud", sim.spec, "backup", "delete", backup).code == 0
+    deleting = cli("--os-cloud", sim.spec, "verify", backup)
+    assert deleting.code == 2
+    assert_one_line_error(deleting.err, "cannot be restored")
+    assert ok_json(cli, "restore", "list") == []
+
+
+def test_policy_set_verify_schedule_shows_in_policy_show(cli: CliRunner, sim: Sim) -> None:
+    sim.cloud.create_server("web")
+    ok_json(
+        cli, "--os-cloud", sim.spec, "policy", "create", "nightly", "--server", "web",
+        "--cron", "0 1 * * *", "--keep-last", "3",
+    )  # fmt: skip
+    assert ok_json(cli, "policy", "show", "nightly")["verify"] is None
+
+    shown = ok_json(
+        cli, "policy", "set", "nightly", "--verify-cron", "0 3 1 * *", "--verify-flavor",
+        "m1.tiny", "--verify-network", "isolated", "--verify-pick", "random-of-3",
+    )  # fmt: skip
+
+    verify = shown["verify"]
+    assert {k: verify[k] for k in ("cron", "flavor", "network", "pick")} == {
+        "cron": "0 3 1 * *",
+        "flavor": "m1.tiny",
+        "network": "isolated",
+        "pick": "random-of-3",
+    }
+    assert verify["next_run_utc"] is not None
+    assert shown["last_verification"] is None
+    assert "0 3 1 * *" in cli("policy", "show", "nightly").out
+    kept = ok_json(cli, "policy", "set", "nightly", "--verify-network", "")
+    assert (kept["verify"]["network"], kept["verify"]["flavor"]) == (None, "m1.tiny")
+    dropped = ok_json(cli, "policy", "set", "nightly", "--verify-cron", "")
+    assert dropped["verify"] is None
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--verify-cron", "61 * * * *"], "61"),
+        (["--verify-flavor", "m1.tiny"], "--verify-cron"),
+        (["--verify-cron", "0 3 * * *", "--verify-pick", "oldest"], "oldest"),
+    ],
+)
+def test_bad_verify_settings_are_one_line_exit_2(
+    cli: CliRunner, sim: Sim, args: list[str], words: str
+) -> None:
+    sim.cloud.create_server("web")
+    ok_json(
+        cli, "--os-cloud", sim.spec, "policy", "create", "nightly", "--server", "web",
+        "--cron", "0 1 * * *", "--keep-last", "3",
+    )  # fmt: skip
+    result = cli("policy", "set", "nightly", *args)
+    assert result.code == 2, result.err
+    assert_one_line_error(result.err, words)
+    assert ok_json(cli, "policy", "show", "nightly")["verify"] is None
