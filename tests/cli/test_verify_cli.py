@@ -3,8 +3,10 @@ verdict in ``backup list``/``show`` and ``policy show``, and refusals (one line,
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,26 @@ def test_bad_verify_settings_are_one_line_exit_2(
     assert result.code == 2, result.err
     assert_one_line_error(result.err, words)
     assert ok_json(cli, "policy", "show", "nightly")["verify"] is None
+
+
+def test_the_demo_ends_verifying_each_server_and_restoring_a_deleted_one(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    data = ok_json(cli, "demo", "--days", "3", "--dir", str(tmp_path / "demo"))
+
+    verified = data["verifications"]
+    assert sorted(v["server"] for v in verified) == ["app-1", "db-1", "web-1", "web-2"]
+    assert {v["result"] for v in verified} == {"passed"}
+    assert all(v["active_seconds"] is not None for v in verified)
+    restored = data["restored"]
+    assert (restored["server"], restored["state"]) == ("web-2", "succeeded")
+    with sqlite3.connect(tmp_path / "demo" / "sim.sqlite") as conn:
+        names = sorted(name for (name,) in conn.execute("SELECT name FROM servers"))
+    assert names == ["app-1", "db-1", "web-1", "web-2"]  # no verify- server left behind
+    (server_id,) = [
+        i
+        for (i,) in sqlite3.connect(tmp_path / "demo" / "sim.sqlite").execute(
+            "SELECT id FROM servers WHERE name = 'web-2'"
+        )
+    ]
+    assert server_id == restored["server_id"]

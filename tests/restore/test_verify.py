@@ -38,7 +38,9 @@ def _crash_then_take_over(rig: RestoreRig, job_id: str, operation: str) -> None:
 
 
 def test_a_passed_verification_is_recorded_and_leaves_nothing_behind(rig: RestoreRig) -> None:
-    source = rig.sim.create_server("db", volume_backed=True, volumes=1)
+    source = rig.sim.create_server(
+        "db", volume_backed=True, volumes=1, metadata={"backup": "nightly"}
+    )
     backup = rig.backup(source.id)
     before = rig.inventory()
 
@@ -47,7 +49,8 @@ def test_a_passed_verification_is_recorded_and_leaves_nothing_behind(rig: Restor
     )
     assert job.mode is RestoreMode.VERIFY
     assert job.plan.name.startswith(f"verify-{backup.id[:8]}-")
-    assert job.plan.networks == () and job.plan.metadata == {}
+    assert job.plan.networks == ()
+    assert job.plan.metadata == {}  # a selector (backup=nightly) must not pick it up
     job = rig.runner().drive(job.id)
 
     assert job.state is RestoreState.SUCCEEDED, job.error
