@@ -3,6 +3,7 @@ verdict in ``backup list``/``show`` and ``policy show``, and refusals (one line,
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -186,3 +187,32 @@ def test_the_demo_ends_verifying_each_server_and_restoring_a_deleted_one(
         )
     ]
     assert server_id == restored["server_id"]
+
+
+def test_a_policy_file_carries_the_verify_schedule(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    sim.cloud.create_server("web")
+    ok_json(
+        cli, "--os-cloud", sim.spec, "policy", "create", "nightly", "--server", "web",
+        "--cron", "0 1 * * *", "--keep-last", "3", "--verify-cron", "0 3 1 * *",
+        "--verify-network", "isolated",
+    )  # fmt: skip
+    exported = cli("policy", "export", "-f", "json")
+    assert exported.code == 0, exported.err
+    (entry,) = json.loads(exported.out)["policies"]
+    assert entry["verify"] == {
+        "cron": "0 3 1 * *", "flavor": None, "network": "isolated", "pick": "newest",
+    }  # fmt: skip
+    path = tmp_path / "policies.json"
+    path.write_text(exported.out)
+    assert cli("policy", "set", "nightly", "--verify-cron", "").code == 0
+
+    applied = cli("--os-cloud", sim.spec, "policy", "apply", str(path))
+
+    assert applied.code == 0, applied.err
+    assert ok_json(cli, "policy", "show", "nightly")["verify"]["network"] == "isolated"
+    entry.pop("verify")
+    path.write_text(json.dumps({"version": 1, "policies": [entry]}))
+    assert cli("--os-cloud", sim.spec, "policy", "apply", str(path)).code == 0
+    assert ok_json(cli, "policy", "show", "nightly")["verify"] is None

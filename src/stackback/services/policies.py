@@ -140,7 +140,7 @@ def _verify_settings(current: VerifySettings | None, spec: PolicySpec) -> Verify
             verify = replace(verify, cron=cron) if verify else VerifySettings(cron)
     others = (spec.verify_flavor, spec.verify_network, spec.verify_pick)
     if verify is None:
-        if any(value is not None for value in others):
+        if any(others):
             raise InvalidInput(
                 "--verify-flavor, --verify-network and --verify-pick need a --verify-cron",
                 field="verify-cron",

@@ -17,6 +17,7 @@ from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Policy
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
+from stackback.verification import PICK_NEWEST
 
 FORMAT_VERSION = 1
 FIELDS = (
@@ -32,10 +33,12 @@ FIELDS = (
     "enabled",
     "label",
     "keep_all",
+    "verify",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
 REQUIRED = ("name", "schedules")
+VERIFY_FIELDS = ("cron", "flavor", "network", "pick")
 
 
 def policy_entry(policy: Policy) -> dict[str, Any]:
@@ -54,6 +57,14 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         "enabled": policy.enabled,
         "label": policy.label,
         "keep_all": policy.retention.is_empty(),
+        "verify": {
+            "cron": policy.verify.cron,
+            "flavor": policy.verify.flavor,
+            "network": policy.verify.network,
+            "pick": policy.verify.pick,
+        }
+        if policy.verify
+        else None,
     }
 
 
@@ -151,6 +162,17 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
     selector = entry.get("selector")
     if targets and selector:
         raise InvalidInput(f"{where}: give targets or a selector, not both", field="file")
+    verify = entry.get("verify") or {}
+    if not isinstance(verify, Mapping) or (verify and not verify.get("cron")):
+        raise InvalidInput(
+            f"{where}: verify must be a mapping with a cron (and flavor, network, pick)",
+            field="file",
+        )
+    unknown = sorted(set(verify) - set(VERIFY_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown verify key(s) {', '.join(map(str, unknown))}", field="file"
+        )
     return PolicySpec(
         id=entry.get("id"),
         name=entry["name"],
@@ -165,6 +187,10 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         enabled=enabled,
         cloud=str(entry.get("cloud") or ""),  # "" clears what the file no longer says
         label=str(entry.get("label") or ""),
+        verify_cron=str(verify.get("cron") or ""),  # none in the file: no verify schedule
+        verify_flavor=str(verify.get("flavor") or ""),
+        verify_network=str(verify.get("network") or ""),
+        verify_pick=str(verify.get("pick") or PICK_NEWEST) if verify else None,
     )
 
 
