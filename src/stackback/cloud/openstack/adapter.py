@@ -22,6 +22,7 @@ from stackback.cloud.common import chunks, contains, missing_info
 from stackback.cloud.openstack.convert import image_info, server_info, snapshot_info
 from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
+from stackback.cloud.openstack.probe import OpenStackPortCheck
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
@@ -37,7 +38,7 @@ from stackback.ports import (
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud(OpenStackRestoreOperations):
+class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(
