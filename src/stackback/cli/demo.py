@@ -77,7 +77,7 @@ def _render_finale(result: DemoResult) -> None:
     if restored is not None:
         took = f" in {restored.seconds:.0f} s" if restored.seconds is not None else ""
         out.print(
-            f"[bold]Restored[/bold] {restored.server} (deleted) from backup "
+            f"Restored {restored.server} (deleted) from backup "
             f"{restored.backup_id[:8]}: {restored.state}{took}"
             + (f", new server {restored.server_id}" if restored.server_id else "")
             + (f" ({restored.error})" if restored.error else "")
