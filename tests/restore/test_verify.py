@@ -296,3 +296,17 @@ def test_an_unplannable_scheduled_verification_is_recorded_failed(rig: RestoreRi
     assert verification is not None and verification.result is VerifyResult.FAILED
     assert "gone" in (verification.reason or "")
     assert rig.store.list_restores() == []
+
+
+def test_a_disabled_policy_does_not_verify_until_enabled_again(rig: RestoreRig) -> None:
+    web = rig.sim.create_server("web")
+    policy_id = _policy(rig, [web.id])
+    policies = PolicyService(rig.store, rig.clock)
+    assert rig.store.verify_next_at(policy_id) is not None
+
+    policies.set_enabled(policy_id, False)
+    assert rig.store.verify_next_at(policy_id) is None
+    assert rig.store.next_verify_time() is None
+
+    policies.set_enabled(policy_id, True)
+    assert rig.store.verify_next_at(policy_id) is not None
