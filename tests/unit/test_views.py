@@ -158,3 +158,24 @@ def test_run_detail_adds_the_lease_and_the_steps() -> None:
         "outcome": "ok",
         "detail": "server srv-1 (web1)",
     }
+
+
+def test_a_policy_s_verify_schedule_and_last_verification() -> None:
+    from dataclasses import replace
+
+    from stackback.verification import Verification, VerifyResult, VerifySettings
+
+    verdict = Verification(VerifyResult.FAILED, T0, "no login prompt", 42.0, "r1")
+    policy = replace(POLICY, verify=VerifySettings("0 3 1 * *", network="isolated"))
+    data = policy_detail(PolicyView(policy, (SCHEDULE,), T0, ("b1", verdict)))
+    assert data["verify"] == {
+        "cron": "0 3 1 * *", "flavor": None, "network": "isolated", "pick": "newest",
+        "next_run_utc": T0,
+    }  # fmt: skip
+    assert data["last_verification"] == {
+        "backup_id": "b1", "result": "failed", "reason": "no login prompt", "verified_at": T0,
+        "active_seconds": 42.0, "restore_id": "r1",
+    }  # fmt: skip
+    assert backup_summary(replace(BACKUP, verification=verdict))["verification"] == {
+        k: v for k, v in data["last_verification"].items() if k != "backup_id"
+    }
