@@ -57,6 +57,10 @@ def test_verify_wait_passes_records_the_verdict_and_leaves_nothing(
     assert ok_json(cli, "backup", "show", backup)["verification"] == listed["verification"]
     table = cli("backup", "list")
     assert table.code == 0 and "passed" in table.out
+    shown = cli("restore", "show", job["id"])
+    assert shown.code == 0 and "LAST LINE" in shown.out and "passed" in shown.out
+    pending = cli("--os-cloud", sim.spec, "verify", backup)
+    assert pending.code == 0 and "verify-" in pending.out and "pending" in pending.out
 
 
 def test_a_failed_check_exits_1_and_is_recorded(cli: CliRunner, sim: Sim) -> None:
