@@ -12,22 +12,44 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from stackback.clock import VirtualClock
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.cloud.simulator.config import SimConfig, SimFaults
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudUnavailable, InvalidInput
+from stackback.errors import CloudError, CloudUnavailable, InvalidInput
 from stackback.policy import Backup, BackupStatus, Run, RunState
+from stackback.restoreplan import RestoreJob, RestoreOverrides
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
+from stackback.services.restores import RestoreService
+from stackback.services.verify import VerifyScheduler, VerifyService
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import BackupFilter, RunFilter, SqlStore
+from stackback.verification import VerifyChecks
+
+T = TypeVar("T")
+
+
+def _retrying(start: Callable[[], T], attempts: int = 5) -> T:
+    """``start``, asked again after a transient cloud error (the demo injects some)."""
+    for _ in range(attempts - 1):
+        try:
+            return start()
+        except CloudError as error:
+            if not error.retryable:
+                raise
+    return start()
+
 
 DEMO_START = datetime(2025, 11, 1, tzinfo=UTC)
 GFS = RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=2)
+VERIFY_CRON = "0 3 1 * *"
+VERIFY_NETWORK = "isolated"
 DEMO_MARK = ".stackback-demo"
 """Marks a directory the demo made: a later demo may replace its ``DEMO_FILES`` there."""
 DEMO_FILES = tuple(
@@ -42,6 +64,30 @@ class DemoEvent:
 
 
 @dataclass
+class DemoVerification:
+    """The finale's verification of one server's newest backup."""
+
+    server: str
+    backup_id: str
+    result: str
+    reason: str | None
+    active_seconds: float | None
+
+
+@dataclass
+class DemoRestore:
+    """The finale's restore of a deleted server from its newest backup."""
+
+    server: str
+    backup_id: str
+    restore_id: str
+    state: str
+    server_id: str | None
+    seconds: float | None
+    error: str | None = None
+
+
+@dataclass
 class DemoResult:
     """What the demo did, for the summary."""
 
@@ -53,6 +99,10 @@ class DemoResult:
     events: list[DemoEvent] = field(default_factory=list)
     db_path: Path | None = None
     simulated_days: int = 0
+    verifications: list[DemoVerification] = field(default_factory=list)
+    scheduled_verifications: dict[str, int] = field(default_factory=dict)
+    """Verdicts of the policy's monthly verifications, by result."""
+    restored: DemoRestore | None = None
 
 
 @dataclass
@@ -78,6 +128,7 @@ class Demo:
             self.clock,
             EngineSettings(poll_interval=timedelta(seconds=60)),
             worker_name="demo-worker",
+            verifier=VerifyScheduler(self.store, lambda _name: self.sim, self.clock),
         )
         self.events: list[DemoEvent] = []
 
@@ -115,6 +166,9 @@ class Demo:
                 timezone="Europe/Amsterdam",
                 window_minutes=30,
                 retention=GFS,
+                verify_cron=VERIFY_CRON,
+                verify_network=VERIFY_NETWORK,
+                verify_pick="random-of-7",
             )
         )
 
@@ -158,7 +212,84 @@ class Demo:
             self.engine.drain(until)
             if progress:
                 progress(day, Counter(self.store.count_runs_by_state()))
-        return self.summary()
+        scheduled = Counter(
+            job.verify_result or job.state.value for job in self.store.list_restores(limit=10_000)
+        )
+        verifications = self.verify_each_server()
+        restored = self.restore_a_deleted_server()
+        result = self.summary()
+        result.scheduled_verifications = dict(scheduled)
+        result.verifications = verifications
+        result.restored = restored
+        return result
+
+    def _newest(self) -> dict[str, Backup]:
+        newest: dict[str, Backup] = {}
+        for backup in self.store.list_backups(
+            BackupFilter(statuses=(BackupStatus.AVAILABLE,), limit=None)
+        ):
+            newest.setdefault(backup.target, backup)
+        return newest
+
+    def _until_done(self, job_ids: list[str]) -> list[RestoreJob]:
+        """Let the engine carry the jobs out (a few simulated minutes)."""
+        for _ in range(100):
+            jobs = [self.store.get_restore(job_id) for job_id in job_ids]
+            if all(job.state.is_terminal for job in jobs):
+                return jobs
+            self.engine.drain(self.clock.now() + timedelta(minutes=1))
+        return [self.store.get_restore(job_id) for job_id in job_ids]
+
+    def verify_each_server(self) -> list[DemoVerification]:
+        """Verify the newest backup of every server: booted on an isolated network, its
+        console log and its port 22 checked, then removed."""
+        service = VerifyService(self.store, lambda _name: self.sim, self.clock)
+        checks = VerifyChecks(console_contains="LAST LINE", port=22)
+        newest = self._newest()
+        started = [
+            _retrying(partial(service.start, b.id, network=VERIFY_NETWORK, checks=checks)).id
+            for b in newest.values()
+        ]
+        self._until_done(started)
+        results = []
+        for target, backup in sorted(newest.items()):
+            verification = self.store.get_backup(backup.id).verification
+            results.append(
+                DemoVerification(
+                    server=backup.target_name or target,
+                    backup_id=backup.id,
+                    result=verification.result.value if verification else "unknown",
+                    reason=verification.reason if verification else None,
+                    active_seconds=verification.active_seconds if verification else None,
+                )
+            )
+        self.events.append(
+            DemoEvent(
+                self.days,
+                f"the newest backup of each of {len(results)} servers verified: booted on "
+                "an isolated network, console and port 22 checked, then removed",
+            )
+        )
+        return results
+
+    def restore_a_deleted_server(self) -> DemoRestore | None:
+        """web-2 is deleted by mistake; it comes back, same name, from its newest backup."""
+        backup = self._newest().get(self.web2.id)
+        if backup is None:
+            return None
+        self.sim.delete_server(self.web2.id)
+        self.events.append(DemoEvent(self.days, "web-2 deleted by mistake: restored as new"))
+        service = RestoreService(self.store, lambda _name: self.sim, self.clock)
+        job = _retrying(lambda: service.start(backup.id, overrides=RestoreOverrides("web-2")))
+        (job,) = self._until_done([job.id])
+        seconds = (
+            (job.finished_at - job.started_at).total_seconds()
+            if job.finished_at and job.started_at
+            else None
+        )
+        return DemoRestore(
+            "web-2", backup.id, job.id, job.state.value, job.server_id, seconds, job.error
+        )
 
     def summary(self) -> DemoResult:
         runs = self.store.list_runs(RunFilter(limit=1_000_000))

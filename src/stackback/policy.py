@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS, ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
+from stackback.verification import Verification, VerifySettings
 
 if TYPE_CHECKING:
     from stackback.retention import RetentionPolicy
@@ -177,6 +178,8 @@ class Policy:
     """When that level cannot be had: take a crash-consistent backup, or fail the run."""
     max_pause_seconds: int = DEFAULT_MAX_PAUSE_SECONDS
     """The longest a ``paused`` backup keeps its server paused."""
+    verify: VerifySettings | None = None
+    """Its verify schedule (None: its backups are verified only on demand)."""
 
     def __post_init__(self) -> None:
         if self.kind is not BackupKind.SERVER_CONSISTENT and (
@@ -293,6 +296,8 @@ class Backup:
     """The level a whole-server backup obtained (crash, paused, quiesced); None for others."""
     consistency_detail: str | None = None
     """How it was obtained: the pause's duration, the snapshots' spread, why not higher."""
+    verification: Verification | None = None
+    """Its last verification (None: never verified)."""
 
     @property
     def is_manual(self) -> bool:

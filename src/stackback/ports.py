@@ -42,6 +42,7 @@ from stackback.restoreplan import (
     RestoreState,
     RestoreStep,
 )
+from stackback.verification import Verification
 
 #: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
 #: carrying ``MARKER_CREATED_BY = CREATED_BY_VALUE`` are ever deleted by stackback.
@@ -326,6 +327,29 @@ class RestoreCloud(Protocol):
         ...
 
 
+@runtime_checkable
+class PortCheckCloud(Protocol):
+    """A cloud that can tell whether a TCP port of a server answers (a verification's check)."""
+
+    def check_port(self, server_id: str, port: int, timeout: float) -> str | None:
+        """None when ``port`` on one of the server's addresses accepts a connection
+        within ``timeout`` seconds; else why not (no address, refused, no answer)."""
+        ...
+
+
+@runtime_checkable
+class VerificationStore(Protocol):
+    """Verdicts on backups and the policies' verify schedules (``SqlStore``)."""
+
+    def record_verification(self, backup_id: str, verification: Verification) -> None: ...
+    def claim_due_verifications(
+        self, now: datetime, *, limit: int = 100
+    ) -> list[tuple[Policy, datetime]]: ...
+    def next_verify_time(self) -> datetime | None: ...
+    def verify_next_at(self, policy_id: str) -> datetime | None: ...
+    def last_policy_verification(self, policy_id: str) -> tuple[str, Verification] | None: ...
+
+
 #: Finds the Cloud a policy or run names (``None``: the default cloud of this process).
 CloudResolver = Callable[[str | None], Cloud]
 
@@ -368,6 +392,7 @@ class RestoreJobStore(Protocol):
         *,
         step: RestoreStep | None = None,
         created: CreatedResource | None = None,
+        verification: Verification | None = None,
         **values: Any,
     ) -> RestoreJob: ...
     def next_restore_wakeup(self) -> datetime | None: ...
@@ -379,7 +404,7 @@ class RestoreJobStore(Protocol):
 
 
 @runtime_checkable
-class Store(RestoreJobStore, Protocol):
+class Store(RestoreJobStore, VerificationStore, Protocol):
     """Durable state: policies, schedules, runs with their step journal, backups, artifacts.
 
     ``stackback.store.SqlStore`` implements it for SQLite and PostgreSQL. Writes by a

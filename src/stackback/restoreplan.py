@@ -10,13 +10,14 @@ overrides, and it says which of those it had to use.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from stackback.errors import InvalidInput
 from stackback.records import NetworkSpec, ServerSpec
+from stackback.verification import VerifyChecks
 
 NAME_MAX = 255
 
@@ -42,6 +43,8 @@ ACTIVE_RESTORE_STATES = (RestoreState.PENDING, RestoreState.RUNNING, RestoreStat
 class RestoreMode(StrEnum):
     AS_NEW = "as-new"
     IN_PLACE = "in-place"
+    VERIFY = "verify"
+    """A throwaway server: checked, recorded on the backup, then always removed."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class RestorePlan:
     volumes: tuple[PlannedVolume, ...] = ()
     notes: tuple[str, ...] = ()
     """What the plan had to take from the cloud or the command line, and what it leaves out."""
+    checks: VerifyChecks | None = None
+    """A verification: what must hold of the server once ACTIVE."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +113,7 @@ class RestorePlan:
                 for v in self.volumes
             ],
             "notes": list(self.notes),
+            "checks": self.checks.to_dict() if self.checks else None,
         }
 
     @classmethod
@@ -138,6 +144,7 @@ class RestorePlan:
                 for v in data.get("volumes", ())
             ),
             notes=tuple(data.get("notes", ())),
+            checks=VerifyChecks.from_dict(data["checks"]) if data.get("checks") else None,
         )
 
 
@@ -198,6 +205,11 @@ class RestoreJob:
     cancel_requested: bool = False
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    verify_result: str | None = None
+    """A verification's verdict (``passed``/``failed``) once known; recorded on the backup too."""
+    verify_reason: str | None = None
+    active_seconds: float | None = None
+    """Time from the job's start to its server being ACTIVE (the measured restore time)."""
 
 
 def default_name(target_name: str | None, target: str, backup_id: str) -> str:
@@ -263,7 +275,7 @@ def build_plan(
             field="in-place",
         )
     flavor = overrides.flavor or (spec.flavor if spec else None)
-    if not flavor and mode is RestoreMode.AS_NEW:
+    if not flavor and mode is not RestoreMode.IN_PLACE:
         raise InvalidInput(
             "the flavor of this backup's server is not known: give --flavor", field="flavor"
         )
@@ -369,3 +381,25 @@ def _networks(
     if any(n.fixed_ip for n in spec.networks):
         notes.append("the source server still exists: new fixed IPs are assigned")
     return tuple(NetworkSpec(n.network) for n in spec.networks)
+
+
+def for_verification(
+    plan: RestorePlan, *, network: str | None, checks: VerifyChecks
+) -> RestorePlan:
+    """A plan turned into a verification's: only the network the operator named (or none,
+    never a recorded fixed IP), none of the source's metadata (a selector must not pick
+    the throwaway server up), no key pair or security groups it does not need."""
+    if checks.port is not None and network is None:
+        raise InvalidInput("a --port check needs a --network to reach the server", field="port")
+    notes = [n for n in plan.notes if "fixed IP" not in n]
+    notes.append(f"verification on network {network}" if network else "verification: no network")
+    return replace(
+        plan,
+        mode=RestoreMode.VERIFY,
+        networks=(NetworkSpec(network),) if network else (),
+        security_groups=plan.security_groups if network else (),
+        key_name=None,
+        metadata={},
+        notes=tuple(notes),
+        checks=checks,
+    )

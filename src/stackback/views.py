@@ -14,6 +14,7 @@ from stackback.alerts import Delivery
 from stackback.policy import Artifact, Backup, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
 from stackback.services.policies import PolicyView, ScheduleView
+from stackback.verification import Verification
 
 PROTECTED_REASON = "protected"
 """Why retention keeps a protected backup (it never counts or deletes one)."""
@@ -53,11 +54,46 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "max_pause_seconds": policy.max_pause_seconds,
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
+        "verify": verify_settings_view(view),
+        "last_verification": last_verification_view(view),
     }
 
 
+def verify_settings_view(view: PolicyView) -> dict[str, Any] | None:
+    """A policy's verify schedule and when it next fires (None: it has none)."""
+    verify = view.policy.verify
+    if verify is None:
+        return None
+    return {
+        "cron": verify.cron,
+        "flavor": verify.flavor,
+        "network": verify.network,
+        "pick": verify.pick,
+        "next_run_utc": view.verify_next,
+    }
+
+
+def verification_view(verification: Verification | None) -> dict[str, Any] | None:
+    """A backup's last verification: passed or failed, why, when, and the time to ACTIVE."""
+    if verification is None:
+        return None
+    return {
+        "result": verification.result.value,
+        "reason": verification.reason,
+        "verified_at": verification.at,
+        "active_seconds": verification.active_seconds,
+        "restore_id": verification.restore_id,
+    }
+
+
+def last_verification_view(view: PolicyView) -> dict[str, Any] | None:
+    """A policy's most recent verification, with the id of the backup it verified."""
+    last = view.last_verification
+    return {"backup_id": last[0], **(verification_view(last[1]) or {})} if last else None
+
+
 def policy_detail(view: PolicyView) -> dict[str, Any]:
-    """One policy: the summary's keys (a policy has nothing more to show yet)."""
+    """One policy: the summary's keys (with its verify schedule and last verification)."""
     return policy_summary(view)
 
 
@@ -103,6 +139,7 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "artifacts": [artifact_view(a) for a in backup.artifacts],
         "consistency": backup.consistency,
         "consistency_detail": backup.consistency_detail,
+        "verification": verification_view(backup.verification),
     }
 
 
@@ -204,6 +241,10 @@ def restore_view(job: RestoreJob) -> dict[str, Any]:
         "finished_at": job.finished_at,
         "deadline_at": job.deadline_at,
         "notes": list(job.plan.notes),
+        "checks": job.plan.checks.to_dict() if job.plan.checks else None,
+        "verify_result": job.verify_result,
+        "verify_reason": job.verify_reason,
+        "active_seconds": job.active_seconds,
         "plan": job.plan.to_dict(),
         "steps": [
             {

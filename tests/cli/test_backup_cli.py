@@ -51,6 +51,7 @@ BACKUP_KEYS = {
     "deletion_guarded",
     "consistency",
     "consistency_detail",
+    "verification",
 }
 
 

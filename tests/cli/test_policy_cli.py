@@ -31,6 +31,8 @@ POLICY_KEYS = {
     "consistency",
     "fallback",
     "max_pause_seconds",
+    "verify",
+    "last_verification",
 }
 
 

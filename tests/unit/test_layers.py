@@ -28,6 +28,7 @@ CORE = [
     "stackback.retry",
     "stackback.consistency",
     "stackback.alerts",
+    "stackback.verification",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -87,6 +87,7 @@ def test_policy_summary_has_its_schedules_as_objects_as_the_detail_does() -> Non
         "id", "name", "kind", "targets", "selector", "schedules", "timezone",
         "window_minutes", "retention", "retention_description", "enabled", "cloud",
         "label", "created_at", "updated_at", "consistency", "fallback", "max_pause_seconds",
+        "verify", "last_verification",
     }  # fmt: skip
     assert summary["schedules"] == [schedule_view(SCHEDULE)]
     assert summary["selector"] == "role=db" and summary["retention"] == {"daily": 7}
@@ -111,6 +112,7 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
         "protected", "created_at", "completed_at", "deleted_at", "reasons", "run_id",
         "error", "deletion_run_id", "deletion_guarded", "artifacts", "consistency",
         "consistency_detail",
+        "verification",
     }  # fmt: skip
     assert summary["artifacts"] == [artifact_view(ARTIFACT)]
     assert summary["reasons"] == ["daily within 7"]
@@ -158,4 +160,25 @@ def test_run_detail_adds_the_lease_and_the_steps() -> None:
         "finished_at": T0,
         "outcome": "ok",
         "detail": "server srv-1 (web1)",
+    }
+
+
+def test_a_policy_s_verify_schedule_and_last_verification() -> None:
+    from dataclasses import replace
+
+    from stackback.verification import Verification, VerifyResult, VerifySettings
+
+    verdict = Verification(VerifyResult.FAILED, T0, "no login prompt", 42.0, "r1")
+    policy = replace(POLICY, verify=VerifySettings("0 3 1 * *", network="isolated"))
+    data = policy_detail(PolicyView(policy, (SCHEDULE,), T0, ("b1", verdict)))
+    assert data["verify"] == {
+        "cron": "0 3 1 * *", "flavor": None, "network": "isolated", "pick": "newest",
+        "next_run_utc": T0,
+    }  # fmt: skip
+    assert data["last_verification"] == {
+        "backup_id": "b1", "result": "failed", "reason": "no login prompt", "verified_at": T0,
+        "active_seconds": 42.0, "restore_id": "r1",
+    }  # fmt: skip
+    assert backup_summary(replace(BACKUP, verification=verdict))["verification"] == {
+        k: v for k, v in data["last_verification"].items() if k != "backup_id"
     }

@@ -112,6 +112,7 @@ def _register() -> None:
         server,
         sim,
         status,
+        verify,
     )
 
     modules = (
@@ -123,6 +124,7 @@ def _register() -> None:
         runs,
         backups,
         restore,
+        verify,
         reconcile,
         serve,
         demo,

@@ -18,6 +18,7 @@ from stackback.cli.output import (
     format_option,
     minute,
     short_id,
+    verified,
 )
 from stackback.cli.policy import pass_app
 from stackback.cloud.metadata import DEFAULT_METADATA_URL, identify
@@ -34,6 +35,7 @@ def _show_backup(backup: Backup, fmt: str) -> None:
             f"{a['kind']} {a['id']} {a['status']}" + (f" ({a['error']})" if a["error"] else "")
             for a in data["artifacts"]
         ]
+        data["verification"] = verified(data["verification"])
     emit_object(data, fmt)
 
 
@@ -72,9 +74,10 @@ def list_(
             row["id"] = short_id(row["id"])
             row["target"] = row["target_name"] or row["target"]
             row["created"] = minute(row["created_at"])
+            row["verified"] = verified(row["verification"])
     emit_list(
         rows,
-        ["id", "target", "policy", "status", "created", "reasons"],
+        ["id", "target", "policy", "status", "created", "reasons", "verified"],
         fmt,
         whole=("id", "target", "policy", "status", "created"),
     )

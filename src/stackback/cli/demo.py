@@ -6,6 +6,7 @@ import logging
 import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import click
@@ -53,6 +54,34 @@ def _render(result: DemoResult, seconds: float) -> None:
         for backup in backups:
             table.add_row(f"{backup.created_at:%Y-%m-%d %H:%M}", ", ".join(backup.reasons))
         out.print(table)
+    _render_finale(result)
+
+
+def _render_finale(result: DemoResult) -> None:
+    out = console()
+    scheduled = ", ".join(f"{n} {k}" for k, n in sorted(result.scheduled_verifications.items()))
+    checks = Table(
+        title="Verified: the newest backup of each server, booted, checked and removed"
+        + (f" (monthly verifications: {scheduled})" if scheduled else "")
+    )
+    checks.add_column("Server")
+    checks.add_column("Backup")
+    checks.add_column("Result")
+    checks.add_column("To ACTIVE", justify="right")
+    checks.add_column("Checks", overflow="fold")
+    for v in result.verifications:
+        seconds = f"{v.active_seconds:.0f} s" if v.active_seconds is not None else ""
+        checks.add_row(v.server, v.backup_id[:8], v.result, seconds, v.reason or "")
+    out.print(checks)
+    restored = result.restored
+    if restored is not None:
+        took = f" in {restored.seconds:.0f} s" if restored.seconds is not None else ""
+        out.print(
+            f"Restored {restored.server} (deleted) from backup "
+            f"{restored.backup_id[:8]}: {restored.state}{took}"
+            + (f", new server {restored.server_id}" if restored.server_id else "")
+            + (f" ({restored.error})" if restored.error else "")
+        )
 
 
 @click.command("demo")
@@ -112,6 +141,9 @@ def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
                     },
                     "rotated": result.rotated,
                     "events": [{"day": e.day, "text": e.text} for e in result.events],
+                    "verifications": [asdict(v) for v in result.verifications],
+                    "scheduled_verifications": result.scheduled_verifications,
+                    "restored": asdict(result.restored) if result.restored else None,
                 }
             )
         else:

@@ -80,6 +80,18 @@ def minute(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M}" if value is not None else ""
 
 
+def verified(verification: dict[str, Any] | None) -> str:
+    """A verification in a table cell: its result, when, and the time to ACTIVE."""
+    if verification is None:
+        return ""
+    text = f"{verification['result']} {minute(verification['verified_at'])}"
+    if verification["active_seconds"] is not None:
+        text += f" ({verification['active_seconds']:.0f} s to ACTIVE)"
+    if verification["result"] != "passed" and verification["reason"]:
+        text += f": {verification['reason']}"
+    return text
+
+
 FREE_TEXT_MIN = 12
 """Narrowest a free-text column (errors, reasons) may get before a list turns to records."""
 

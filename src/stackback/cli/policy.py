@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import click
 
@@ -14,7 +14,7 @@ from stackback.cli.options import (
     offline_option,
     retention_options,
 )
-from stackback.cli.output import emit_list, emit_object, format_option
+from stackback.cli.output import emit_list, emit_object, format_option, minute, short_id, verified
 from stackback.cloud import check_cloud_name
 from stackback.consistency import ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
@@ -48,7 +48,35 @@ def show_detail(view: PolicyView, fmt: str, extra: Mapping[str, Any] | None = No
             for s in data["schedules"]
         ]
         data["retention"] = data.pop("retention_description")
+        verify = data["verify"]
+        if verify is not None:
+            data["verify"] = (
+                f"{verify['cron']} pick {verify['pick']}, flavor {verify['flavor'] or 'recorded'}"
+                f", network {verify['network'] or 'none'}; next: "
+                + (minute(verify["next_run_utc"]) + " UTC" if verify["next_run_utc"] else "off")
+            )
+        last = data["last_verification"]
+        data["last_verification"] = (
+            f"backup {short_id(last['backup_id'])}: {verified(last)}" if last else None
+        )
     emit_object(data, fmt)
+
+
+class VerifyOptions(TypedDict):
+    verify_cron: str | None
+    verify_flavor: str | None
+    verify_network: str | None
+    verify_pick: str | None
+
+
+def verify_options(options: dict[str, Any]) -> VerifyOptions:
+    """The ``--verify-*`` options (taken out of ``options``) as PolicySpec fields."""
+    return VerifyOptions(
+        verify_cron=options.pop("verify_cron"),
+        verify_flavor=options.pop("verify_flavor"),
+        verify_network=options.pop("verify_network"),
+        verify_pick=options.pop("verify_pick"),
+    )
 
 
 def cron_lines(row: dict[str, Any]) -> list[str]:
@@ -108,6 +136,26 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 type=int,
                 metavar="SECONDS",
                 help="Longest a paused backup keeps its server paused (default 60).",
+            ),
+            click.option(
+                "--verify-cron",
+                metavar="CRON",
+                help="Verify its backups on this schedule ('' stops verifying).",
+            ),
+            click.option(
+                "--verify-flavor",
+                metavar="F",
+                help="Flavor of the throwaway server (default: the backup's).",
+            ),
+            click.option(
+                "--verify-network",
+                metavar="N",
+                help="Network of the throwaway server (default and '': none).",
+            ),
+            click.option(
+                "--verify-pick",
+                metavar="newest|random-of-N",
+                help="Which backup of each target (default newest).",
             ),
         ]
         options.append(
@@ -180,6 +228,7 @@ def create(
         consistency=consistency,
         fallback=fallback,
         max_pause_seconds=max_pause,
+        **verify_options(keep),
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
     show_detail(app.policies.view(policy.id), fmt)
@@ -256,6 +305,7 @@ def set_(
         consistency=consistency,
         fallback=fallback,
         max_pause_seconds=max_pause,
+        **verify_options(keep),
     )
     updated = app.policies.update(current.id, spec, offline=offline)
     show_detail(app.policies.view(updated.id), fmt)

@@ -33,6 +33,7 @@ from stackback.services.metrics import (
     StatsSource,
 )
 from stackback.services.status import StatusService
+from stackback.services.verify import VerifyScheduler
 
 LONGEST_DURATION = timedelta(days=365)
 FASTEST_TIME_SCALE = 10_000.0
@@ -164,6 +165,7 @@ def _run_engine(
         run_worker=worker,
         worker_name=options.get("worker_name"),
         periodic=monitoring.periodic,
+        verifier=VerifyScheduler(app.store, app.clouds, app.clock),
     )
     # One INFO line per finished run; -v adds every step (DEBUG).
     logging.getLogger("stackback").setLevel(logging.DEBUG if app.verbose else logging.INFO)

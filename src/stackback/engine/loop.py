@@ -33,6 +33,18 @@ class Periodic(Protocol):
     def run(self, now: datetime) -> None: ...
 
 
+class Ticker(Protocol):
+    """Something else the scheduler fires on its tick (the policies' verify crons)."""
+
+    def tick(self, now: datetime) -> int:
+        """Fire what is due at ``now``; how much was done."""
+        ...
+
+    def next_time(self) -> datetime | None:
+        """When something is next due."""
+        ...
+
+
 @dataclass
 class Engine:
     """Scheduler, worker and collector over one store, cloud provider and clock."""
@@ -46,6 +58,8 @@ class Engine:
     worker_name: str | None = None
     periodic: Sequence[Periodic] = ()
     """Run in a thread of their own by ``serve``; between steps by ``drain``."""
+    verifier: Ticker | None = None
+    """Fires verifications on the scheduler's tick (``services.verify.VerifyScheduler``)."""
 
     def __post_init__(self) -> None:
         self.scheduler = Scheduler(self.store, self.clouds, self.settings)
@@ -84,8 +98,10 @@ class Engine:
         now = self.clock.now()
         if self.run_scheduler and self._tick_due(now):
             done += self.scheduler.tick(now).runs
+            if self.verifier is not None:
+                done += self.verifier.tick(now)
             self._last_tick = now
-            self._next_fire = self.store.next_fire_time()
+            self._next_fire = self._next_fire_time()
         if self.run_worker:
             done += self.worker.work_once(stop)
             if self.restores is not None:
@@ -103,7 +119,7 @@ class Engine:
         """When there is next something to do (a fire time or a run's wake-up)."""
         times = []
         if self.run_scheduler:
-            self._next_fire = self.store.next_fire_time()
+            self._next_fire = self._next_fire_time()
             times.append(self._next_fire)
         if self.run_worker:
             times.append(self.store.next_wakeup())
@@ -134,6 +150,13 @@ class Engine:
         while not stop.is_set():
             self.run_periodic()
             stop.wait(PERIODIC_CHECK_SECONDS)
+
+    def _next_fire_time(self) -> datetime | None:
+        times = [self.store.next_fire_time()]
+        if self.verifier is not None:
+            times.append(self.verifier.next_time())
+        known = [t for t in times if t is not None]
+        return min(known) if known else None
 
     def serve(self, stop: threading.Event, *, idle_max: float = 5.0) -> None:
         """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds).

@@ -29,6 +29,7 @@ from stackback.ports import (
     Clock,
     CloudResolver,
     CloudResource,
+    PortCheckCloud,
     RestoreCloud,
     RestoreJobStore,
 )
@@ -40,10 +41,14 @@ from stackback.restoreplan import (
     RestoreState,
     RestoreStep,
 )
+from stackback.verification import Verification, VerifyChecks, VerifyResult
 
 log = logging.getLogger(__name__)
 
 SERVER_ITEM = "server"
+CHECK_STEP = "check"
+PORT_TIMEOUT = 5.0
+"""Seconds a port check waits for a connection."""
 REBUILD_ITEM = "rebuild"
 BOOTED = "ACTIVE"
 
@@ -117,14 +122,17 @@ class RestoreRunner:
                 if job.cancel_requested:
                     raise _Abort("cancelled by the operator")
                 if now >= job.deadline_at:
-                    raise _Abort(f"timed out: not done by {job.deadline_at.isoformat()}")
+                    raise _Abort(self._timed_out(job))
                 if cloud is None:
                     raise _Abort(f"cloud {job.cloud or '(default)'} cannot restore servers")
-                return self._restore(job, cloud, now)
+                job = self._restore(job, cloud, now)
+                if job.state is not RestoreState.CLEANING:
+                    return job
             except _Abort as abort:
                 job = self._write(
                     job, "abort", now, "failed", str(abort),
                     state=RestoreState.CLEANING, error=str(abort),
+                    verification=self._failed_verification(job, now, str(abort)),
                 )  # fmt: skip
             except CloudError as error:
                 if error.retryable:
@@ -132,6 +140,7 @@ class RestoreRunner:
                 job = self._write(
                     job, "abort", now, "failed", error.message,
                     state=RestoreState.CLEANING, error=error.message, error_id=error.error_id,
+                    verification=self._failed_verification(job, now, error.message),
                 )  # fmt: skip
         if job.state is RestoreState.CLEANING:
             return self._clean(job, cloud, now)
@@ -162,7 +171,7 @@ class RestoreRunner:
             server = cloud.resource_status(RESOURCE_SERVER, server_id)
             job = self._write(job, "boot", now, "created", f"server {server_id}")
         job = self._remember(job, server, SERVER_ITEM, server_id=server.id)
-        return self._await_server(job, server, now)
+        return self._await_server(job, cloud, server, now)
 
     def _rebuild(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
         server_id = job.plan.server_id or ""
@@ -179,7 +188,7 @@ class RestoreRunner:
         server = cloud.resource_status(RESOURCE_SERVER, server_id)
         if job.plan.volumes and server.status == BOOTED:
             return self._swap_volumes(job, cloud, now, server)
-        return self._await_server(job, server, now)
+        return self._await_server(job, cloud, server, now)
 
     def _swap_volumes(
         self, job: RestoreJob, cloud: RestoreCloud, now: datetime, server: CloudResource
@@ -212,7 +221,7 @@ class RestoreRunner:
             waiting.append(f"{planned.item} (attaching)")
         if waiting:
             return self._later(job, "volumes", now, "waiting for " + ", ".join(waiting))
-        return self._await_server(job, server, now)
+        return self._await_server(job, cloud, server, now)
 
     def _detaching(
         self,
@@ -244,7 +253,11 @@ class RestoreRunner:
         )  # fmt: skip
         return True
 
-    def _await_server(self, job: RestoreJob, server: CloudResource, now: datetime) -> RestoreJob:
+    def _await_server(
+        self, job: RestoreJob, cloud: RestoreCloud, server: CloudResource, now: datetime
+    ) -> RestoreJob:
+        if server.status == BOOTED and job.mode is RestoreMode.VERIFY:
+            return self._verify(job, cloud, server, now)
         if server.status == BOOTED:
             took = (now - (job.started_at or job.created_at)).total_seconds()
             return self._write(
@@ -255,6 +268,68 @@ class RestoreRunner:
         if server.status in ("ERROR", "deleted"):
             raise _Abort(f"server {server.id} is {server.status}")
         return self._later(job, "wait", now, f"server {server.id} is {server.status}")
+
+    # -- verifying ------------------------------------------------------------------------
+
+    def _verify(
+        self, job: RestoreJob, cloud: RestoreCloud, server: CloudResource, now: datetime
+    ) -> RestoreJob:
+        """Record the time to ACTIVE, run the checks (again each poll until the deadline),
+        then record the verdict on the job and its backup and go clean up."""
+        if job.active_seconds is None:
+            took = (now - (job.started_at or job.created_at)).total_seconds()
+            job = self._write(
+                job, "active", now, "ok", f"server {server.id} ACTIVE after {took:.0f} s",
+                active_seconds=took,
+            )  # fmt: skip
+        checks = job.plan.checks or VerifyChecks()
+        failure = self._failed_check(checks, cloud, server.id)
+        if failure is not None and now + self.poll < job.deadline_at:
+            return self._later(job, CHECK_STEP, now, failure)
+        result = VerifyResult.FAILED if failure else VerifyResult.PASSED
+        reason = failure or _passed(checks)
+        verification = Verification(result, now, reason, job.active_seconds, job.id)
+        return self._write(
+            job, CHECK_STEP, now, result.value, reason, state=RestoreState.CLEANING,
+            error=failure, verification=verification,
+        )  # fmt: skip
+
+    def _failed_check(
+        self, checks: VerifyChecks, cloud: RestoreCloud, server_id: str
+    ) -> str | None:
+        """Why the first failing check fails (None: all pass)."""
+        if checks.console_contains is not None:
+            try:
+                console = cloud.console_output(server_id)
+            except CloudError as error:
+                return f"the console log could not be read: {error.message}"
+            if checks.console_contains not in console:
+                return f"the console log does not contain {checks.console_contains!r}"
+        if checks.port is not None:
+            if not isinstance(cloud, PortCheckCloud):
+                return f"port {checks.port}: this cloud cannot check ports"
+            try:
+                why = cloud.check_port(server_id, checks.port, PORT_TIMEOUT)
+            except CloudError as error:
+                why = error.message
+            if why is not None:
+                return f"port {checks.port} does not answer: {why}"
+        return None
+
+    @staticmethod
+    def _failed_verification(job: RestoreJob, now: datetime, reason: str) -> Verification | None:
+        """A verify job that cannot finish failed its verification (a cancel is no verdict)."""
+        if job.mode is not RestoreMode.VERIFY or job.cancel_requested:
+            return None
+        return Verification(VerifyResult.FAILED, now, reason, job.active_seconds, job.id)
+
+    @staticmethod
+    def _timed_out(job: RestoreJob) -> str:
+        reason = f"timed out: not done by {job.deadline_at.isoformat()}"
+        last = job.steps[-1] if job.steps else None
+        if job.mode is RestoreMode.VERIFY and last is not None and last.name == CHECK_STEP:
+            reason += f" ({last.detail})"
+        return reason
 
     def _create_volume(
         self, job: RestoreJob, cloud: RestoreCloud, planned: PlannedVolume
@@ -343,6 +418,8 @@ class RestoreRunner:
 
     def _finish_cleanup(self, job: RestoreJob, now: datetime, detail: str) -> RestoreJob:
         final = RestoreState.CANCELLED if job.cancel_requested else RestoreState.FAILED
+        if final is RestoreState.FAILED and job.verify_result == VerifyResult.PASSED.value:
+            final = RestoreState.SUCCEEDED  # a verification ends once its server is gone
         return self._write(
             job, "cleanup", now, "ok", detail,
             state=final, finished_at=now, lease_owner=None, lease_expires_at=None,
@@ -391,3 +468,12 @@ class RestoreRunner:
             lease_expires_at=None,
             not_before=now + self.poll,
         )
+
+
+def _passed(checks: VerifyChecks) -> str:
+    done = ["ACTIVE"]
+    if checks.console_contains is not None:
+        done.append(f"console log contains {checks.console_contains!r}")
+    if checks.port is not None:
+        done.append(f"port {checks.port} answers")
+    return "; ".join(done)

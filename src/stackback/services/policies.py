@@ -28,10 +28,11 @@ from stackback.policy import (
     Selector,
     check_length,
 )
-from stackback.ports import Clock, ServerInfo, Store
+from stackback.ports import Clock, ServerInfo, Store, VerificationStore
 from stackback.retention import RetentionPolicy
 from stackback.schedule import CronSchedule, parse_timezone, shortest_interval, validate_cron
 from stackback.services.servers import Coverage, ServerDirectory, coverage
+from stackback.verification import Verification, VerifySettings
 
 SHORTCUT_PREFIX = "server-"
 DEFAULT_SHORTCUT_CRON = "0 1 * * *"
@@ -61,6 +62,13 @@ class PolicySpec:
     consistency: str | None = None
     fallback: str | None = None
     max_pause_seconds: int | None = None
+    verify_cron: str | None = None
+    """The verify schedule's cron ('': no verify schedule any more)."""
+    verify_flavor: str | None = None
+    """The throwaway server's flavor ('': the backup's recorded one)."""
+    verify_network: str | None = None
+    """Its network ('': none)."""
+    verify_pick: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,10 @@ class PolicyView:
 
     policy: Policy
     schedules: tuple[ScheduleView, ...]
+    verify_next: datetime | None = None
+    """When its verify cron next fires (UTC)."""
+    last_verification: tuple[str, Verification] | None = None
+    """(backup id, verdict) of its most recent verification."""
 
 
 def _parse_kind(value: str) -> BackupKind:
@@ -146,6 +158,36 @@ def _check_window_fits(crons: Sequence[str], timezone: str, window: int, now: da
             "starting when the next is due; use a window of at most that",
             field="window",
         )
+
+
+def _verify_settings(current: VerifySettings | None, spec: PolicySpec) -> VerifySettings | None:
+    """The verify schedule ``spec`` gives over ``current`` (None: none)."""
+    verify = current
+    if spec.verify_cron is not None:
+        if not spec.verify_cron.strip():
+            verify = None
+        else:
+            cron = check_length(validate_cron(spec.verify_cron), NAME_MAX, "--verify-cron")
+            verify = replace(verify, cron=cron) if verify else VerifySettings(cron)
+    others = (spec.verify_flavor, spec.verify_network, spec.verify_pick)
+    if verify is None:
+        if any(others):
+            raise InvalidInput(
+                "--verify-flavor, --verify-network and --verify-pick need a --verify-cron",
+                field="verify-cron",
+            )
+        return None
+    for value, option in zip(
+        others, ("--verify-flavor", "--verify-network", "--verify-pick"), strict=True
+    ):
+        if value:
+            check_length(value, NAME_MAX, option)
+    return VerifySettings(
+        cron=verify.cron,
+        flavor=verify.flavor if spec.verify_flavor is None else (spec.verify_flavor or None),
+        network=verify.network if spec.verify_network is None else (spec.verify_network or None),
+        pick=verify.pick if not spec.verify_pick else spec.verify_pick,
+    )
 
 
 def _validate_id(policy_id: str) -> str:
@@ -244,6 +286,7 @@ class PolicyService:
             max_pause_seconds=check_max_pause(spec.max_pause_seconds)
             if spec.max_pause_seconds is not None
             else (base.max_pause_seconds if base else DEFAULT_MAX_PAUSE_SECONDS),
+            verify=_verify_settings(base.verify if base else None, spec),
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):
@@ -344,7 +387,11 @@ class PolicyService:
                     retry_at=retry_at,
                 )
             )
-        return PolicyView(policy, tuple(views))
+        verify_next, last = None, None
+        if isinstance(self.store, VerificationStore):
+            verify_next = self.store.verify_next_at(policy.id)
+            last = self.store.last_policy_verification(policy.id)
+        return PolicyView(policy, tuple(views), verify_next, last)
 
     # -- per-server shortcuts --------------------------------------------------------
 

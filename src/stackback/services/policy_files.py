@@ -18,6 +18,7 @@ from stackback.errors import InvalidInput, NotFound
 from stackback.policy import Policy
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
+from stackback.verification import PICK_NEWEST
 
 FORMAT_VERSION = 1
 FIELDS = (
@@ -36,10 +37,12 @@ FIELDS = (
     "consistency",
     "fallback",
     "max_pause_seconds",
+    "verify",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
 REQUIRED = ("name", "schedules")
+VERIFY_FIELDS = ("cron", "flavor", "network", "pick")
 
 
 def policy_entry(policy: Policy) -> dict[str, Any]:
@@ -61,6 +64,14 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         "consistency": policy.consistency.value,
         "fallback": policy.fallback.value,
         "max_pause_seconds": policy.max_pause_seconds,
+        "verify": {
+            "cron": policy.verify.cron,
+            "flavor": policy.verify.flavor,
+            "network": policy.verify.network,
+            "pick": policy.verify.pick,
+        }
+        if policy.verify
+        else None,
     }
 
 
@@ -161,6 +172,17 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
     selector = entry.get("selector")
     if targets and selector:
         raise InvalidInput(f"{where}: give targets or a selector, not both", field="file")
+    verify = entry.get("verify") or {}
+    if not isinstance(verify, Mapping) or (verify and not verify.get("cron")):
+        raise InvalidInput(
+            f"{where}: verify must be a mapping with a cron (and flavor, network, pick)",
+            field="file",
+        )
+    unknown = sorted(set(verify) - set(VERIFY_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown verify key(s) {', '.join(map(str, unknown))}", field="file"
+        )
     return PolicySpec(
         id=entry.get("id"),
         name=entry["name"],
@@ -178,6 +200,10 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         consistency=str(entry.get("consistency") or "crash"),
         fallback=str(entry.get("fallback") or "crash"),
         max_pause_seconds=max_pause,
+        verify_cron=str(verify.get("cron") or ""),  # none in the file: no verify schedule
+        verify_flavor=str(verify.get("flavor") or ""),
+        verify_network=str(verify.get("network") or ""),
+        verify_pick=str(verify.get("pick") or PICK_NEWEST) if verify else None,
     )
 
 

@@ -9,7 +9,7 @@ cloud does not have, an in-place restore of a volume-backed server. Each is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
@@ -69,8 +69,12 @@ class RestoreService:
         mode: RestoreMode = RestoreMode.AS_NEW,
         overrides: RestoreOverrides | None = None,
         with_volumes: bool = False,
+        reshape: Callable[[RestorePlan], RestorePlan] | None = None,
     ) -> PlannedRestore:
-        """What a restore of this backup would create; refuses before creating anything."""
+        """What a restore of this backup would create; refuses before creating anything.
+
+        ``reshape`` turns the plan into another before the cloud is asked about it
+        (a verification's: :func:`~stackback.restoreplan.for_verification`)."""
         overrides = overrides or RestoreOverrides()
         for value, option in (
             (overrides.name, "--as-new"),
@@ -111,7 +115,9 @@ class RestoreService:
                 f"server {backup.target} no longer exists: restore it with --as-new",
                 field="in-place",
             )
-        if mode is RestoreMode.AS_NEW:
+        if reshape is not None:
+            plan = reshape(plan)
+        if plan.mode is not RestoreMode.IN_PLACE:
             self._validate(cloud, plan)
         return PlannedRestore(backup, plan)
 
@@ -123,11 +129,14 @@ class RestoreService:
         overrides: RestoreOverrides | None = None,
         timeout: timedelta = DEFAULT_TIMEOUT,
         with_volumes: bool = False,
+        reshape: Callable[[RestorePlan], RestorePlan] | None = None,
     ) -> RestoreJob:
         """Plan, then record the job (the backup is held from now until it ends)."""
         if timeout <= timedelta(0):
             raise InvalidInput("--timeout must be positive", field="timeout")
-        planned = self.plan(backup_ref, mode=mode, overrides=overrides, with_volumes=with_volumes)
+        planned = self.plan(
+            backup_ref, mode=mode, overrides=overrides, with_volumes=with_volumes, reshape=reshape
+        )
         now = self.clock.now()
         return self.store.create_restore(
             backup_id=planned.backup.id,

@@ -26,6 +26,7 @@ from stackback.store.models import (
     RunStepRow,
     ScheduleRow,
 )
+from stackback.verification import PICK_NEWEST, Verification, VerifyResult, VerifySettings
 
 
 def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
@@ -53,6 +54,14 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         consistency=ConsistencyLevel(row.consistency or "crash"),
         fallback=Fallback(row.consistency_fallback or "crash"),
         max_pause_seconds=row.max_pause_seconds or DEFAULT_MAX_PAUSE_SECONDS,
+        verify=VerifySettings(
+            cron=row.verify_cron,
+            flavor=row.verify_flavor,
+            network=row.verify_network,
+            pick=row.verify_pick or PICK_NEWEST,
+        )
+        if row.verify_cron
+        else None,
     )
 
 
@@ -72,6 +81,11 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.consistency = policy.consistency.value
     row.consistency_fallback = policy.fallback.value
     row.max_pause_seconds = policy.max_pause_seconds
+    verify = policy.verify
+    row.verify_cron = verify.cron if verify else None
+    row.verify_flavor = verify.flavor if verify else None
+    row.verify_network = verify.network if verify else None
+    row.verify_pick = verify.pick if verify else None
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:
@@ -164,4 +178,17 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         deletion_guarded=row.deletion_guarded,
         consistency=row.consistency,
         consistency_detail=row.consistency_detail,
+        verification=verification_from_row(row),
+    )
+
+
+def verification_from_row(row: BackupRow) -> Verification | None:
+    if row.verify_result is None or row.verified_at is None:
+        return None
+    return Verification(
+        result=VerifyResult(row.verify_result),
+        at=row.verified_at,
+        reason=row.verify_reason,
+        active_seconds=row.verify_active_seconds,
+        restore_id=row.verify_restore_id,
     )

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -72,6 +73,12 @@ class PolicyRow(Base):
     consistency: Mapped[str] = mapped_column(String(16), server_default="crash")
     consistency_fallback: Mapped[str] = mapped_column(String(16), server_default="crash")
     max_pause_seconds: Mapped[int] = mapped_column(Integer, server_default="60")
+    # the verify schedule: its cron, the throwaway server's flavor and network, the pick
+    verify_cron: Mapped[str | None] = mapped_column(String(255))
+    verify_flavor: Mapped[str | None] = mapped_column(String(255))
+    verify_network: Mapped[str | None] = mapped_column(String(255))
+    verify_pick: Mapped[str | None] = mapped_column(String(32))
+    verify_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
 
 class ScheduleRow(Base):
@@ -184,6 +191,12 @@ class BackupRow(Base):
     # the consistency level a whole-server backup obtained, and how
     consistency: Mapped[str | None] = mapped_column(String(16))
     consistency_detail: Mapped[str | None] = mapped_column(Text)
+    # the last verification: passed/failed, why, when, and the time its restore took to ACTIVE
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    verify_reason: Mapped[str | None] = mapped_column(Text)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verify_active_seconds: Mapped[float | None] = mapped_column(Float)
+    verify_restore_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class ArtifactRow(Base):
@@ -242,6 +255,9 @@ class RestoreRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    verify_result: Mapped[str | None] = mapped_column(String(16))
+    verify_reason: Mapped[str | None] = mapped_column(Text)
+    active_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 class AlertStateRow(Base):

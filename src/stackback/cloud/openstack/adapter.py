@@ -29,6 +29,7 @@ from stackback.cloud.openstack.convert import (
 )
 from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
+from stackback.cloud.openstack.probe import OpenStackPortCheck
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
@@ -45,7 +46,7 @@ from stackback.records import VolumeSpec
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud(OpenStackRestoreOperations):
+class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(

@@ -12,6 +12,9 @@ from typing import Any
 
 from stackback.errors import InvalidInput
 
+FAKE_CONSOLE = "FAKE CONSOLE OUTPUT\nANOTHER\nLAST LINE"
+"""What the simulated hypervisor prints on every console (like Nova's fake driver)."""
+
 
 @dataclass(frozen=True)
 class SimFaults:
@@ -64,6 +67,10 @@ class SimConfig:
     security_groups: tuple[str, ...] = ("default", "web", "ssh")
     max_servers: int | None = None
     max_volumes: int | None = None
+    console_output: str = FAKE_CONSOLE
+    """The console log of every ACTIVE server."""
+    open_ports: tuple[int, ...] = (22,)
+    """TCP ports that answer on an ACTIVE server with a network."""
     faults: SimFaults = field(default_factory=SimFaults)
 
     def __post_init__(self) -> None:
@@ -96,7 +103,7 @@ class SimConfig:
     def from_json(cls, text: str) -> SimConfig:
         data: dict[str, Any] = json.loads(text)
         faults = SimFaults(**data.pop("faults", {}))
-        for name in ("flavors", "networks", "volume_types", "security_groups"):
+        for name in ("flavors", "networks", "volume_types", "security_groups", "open_ports"):
             if name in data:
                 data[name] = tuple(data[name])
         return cls(**data, faults=faults)

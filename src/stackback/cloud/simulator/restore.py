@@ -29,7 +29,6 @@ from stackback.ports import (
 )
 
 ERROR_BOOT = "error_boot"
-FAKE_CONSOLE = "FAKE CONSOLE OUTPUT\nANOTHER\nLAST LINE"
 REBUILDABLE_STATES = frozenset({"ACTIVE", "SHUTOFF", "ERROR"})
 RESTORE_OPERATIONS = frozenset(
     {
@@ -44,6 +43,7 @@ RESTORE_OPERATIONS = frozenset(
         "delete_volume",
         "console_output",
         "detach_volume",
+        "check_port",
     }
 )
 
@@ -397,7 +397,22 @@ def console(call: SimCall, server_id: str) -> str:
         raise CloudNotFound(f"Instance {server_id} could not be found.")
     if row["status"] != "ACTIVE":
         raise CloudBusy(f"Instance {server_id} is not ready (status {row['status']})")
-    return FAKE_CONSOLE
+    return call.config.console_output
+
+
+def port_answers(call: SimCall, server_id: str, port: int) -> str | None:
+    """None when ``port`` answers on the server (ACTIVE, on a network, port open)."""
+    row = _server_row(call, server_id)
+    if row is None:
+        return f"server {server_id} is gone"
+    if row["status"] != "ACTIVE":
+        return f"server {server_id} is {row['status']}"
+    addresses = [n["fixed_ip"] for n in json.loads(row["networks"]) if n.get("fixed_ip")]
+    if not addresses:
+        return f"server {server_id} has no address"
+    if port not in call.config.open_ports:
+        return f"connection to {addresses[0]}:{port} refused"
+    return None
 
 
 class SimRestoreOperations:
@@ -482,6 +497,12 @@ class SimRestoreOperations:
         """The fake hypervisor's console log of an ACTIVE server."""
         with self._call("console_output", server_id=server_id) as call:
             return console(call, server_id)
+
+    def check_port(self, server_id: str, port: int, timeout: float) -> str | None:
+        """Whether the port answers: the simulator's ``open_ports`` do on an ACTIVE server
+        with an address."""
+        with self._call("check_port", server_id=server_id) as call:
+            return port_answers(call, server_id, port)
 
     def fail_next_boot(self, count: int = 1) -> None:
         """The next ``count`` booted servers end in ERROR instead of ACTIVE."""

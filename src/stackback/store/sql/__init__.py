@@ -32,9 +32,12 @@ from stackback.store.sql.restores import RestoreStore
 from stackback.store.sql.runs import RunStore
 from stackback.store.sql.stats import StatsStore
 from stackback.store.sql.tick import TickStore
+from stackback.store.sql.verify import VerifyStore
 
 
-class SqlStore(PolicyStore, TickStore, RunStore, BackupStore, RestoreStore, AlertStore, StatsStore):
+class SqlStore(
+    PolicyStore, TickStore, RunStore, BackupStore, RestoreStore, VerifyStore, AlertStore, StatsStore
+):
     """Durable state of stackback: policies, schedules, runs, backups, artifacts.
 
     Each part lives in its own module (``policies``, ``tick``, ``runs``,

@@ -15,6 +15,7 @@ from stackback.schedule import CronSchedule
 from stackback.store.convert import fill_policy_row, policy_from_row, schedule_from_row
 from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
 from stackback.store.sql.base import SqlBase, new_id
+from stackback.store.sql.verify import set_verify_next
 
 
 class PolicyStore(SqlBase):
@@ -49,6 +50,7 @@ class PolicyStore(SqlBase):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
             row = PolicyRow(id=policy.id, created_at=now, updated_at=now)
             fill_policy_row(row, policy)
+            set_verify_next(row, now)
             session.add(row)
             session.flush()
             self._replace_schedules(session, row, policy, next_fires, now=now)
@@ -78,7 +80,10 @@ class PolicyStore(SqlBase):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
             if next_fires is not None:
                 self._replace_schedules(session, row, policy, next_fires, now=now)
+            verify_timing = (row.verify_cron, row.timezone, row.enabled)
             fill_policy_row(row, policy)
+            if (row.verify_cron, row.timezone, row.enabled) != verify_timing:
+                set_verify_next(row, now)
             row.updated_at = max(now, row.updated_at + timedelta(microseconds=1))  # seen by all
             return policy_from_row(row, self._crons(session, row.id))
 

@@ -29,6 +29,8 @@ from stackback.restoreplan import (
 )
 from stackback.store.models import BackupRow, RestoreRow
 from stackback.store.sql.base import MIN_ID_PREFIX, SqlBase, by_id_or_prefix, new_id
+from stackback.store.sql.verify import write_verification
+from stackback.verification import Verification
 
 _ACTIVE = tuple(state.value for state in ACTIVE_RESTORE_STATES)
 
@@ -77,6 +79,9 @@ def restore_from_row(row: RestoreRow) -> RestoreJob:
         cancel_requested=row.cancel_requested,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        verify_result=row.verify_result,
+        verify_reason=row.verify_reason,
+        active_seconds=row.active_seconds,
     )
 
 
@@ -180,9 +185,13 @@ class RestoreStore(SqlBase):
         *,
         step: RestoreStep | None = None,
         created: CreatedResource | None = None,
+        verification: Verification | None = None,
         **values: Any,
     ) -> RestoreJob:
-        """Write job fields, append a step or a created resource; fenced by ``attempt``."""
+        """Write job fields, append a step or a created resource; fenced by ``attempt``.
+
+        ``verification``: a verify job's verdict, written on the job and on its backup
+        in the same transaction."""
         if isinstance(values.get("state"), RestoreState):
             values["state"] = values["state"].value
         with self._session() as session:
@@ -197,6 +206,12 @@ class RestoreStore(SqlBase):
                 setattr(row, key, value)
             if step is not None:
                 row.steps = [*row.steps, _step_dict(step, attempt)]
+            if verification is not None:
+                row.verify_result = verification.result.value
+                row.verify_reason = verification.reason
+                backup = session.get(BackupRow, row.backup_id)
+                if backup is not None:
+                    write_verification(backup, verification)
             if created is not None and created.id not in {c["id"] for c in row.created}:
                 row.created = [
                     *row.created,

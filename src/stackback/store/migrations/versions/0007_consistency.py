@@ -4,7 +4,7 @@
 fail) and ``max_pause_seconds``; ``backups.consistency`` and ``consistency_detail``
 (NULL for backups that are not whole-server backups, and for those taken before).
 
-Revision ID: 0007c
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-04
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007c"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Alerts: what was last told per (subject, condition), and every delivery with its status.
 
 Revision ID: 0008
-Revises: 0007c
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from stackback.store.types import UTCDateTime
 
 revision = "0008"
-down_revision = "0007c"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
