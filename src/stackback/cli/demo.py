@@ -20,7 +20,7 @@ from stackback.demo import Demo, DemoResult
 def _render(result: DemoResult, seconds: float) -> None:
     out = console()
     out.print(
-        f"\n[bold]{result.simulated_days} simulated days in {seconds:.1f} s[/bold] "
+        f"\n{result.simulated_days} simulated days in {seconds:.1f} s "
         f"(database: {result.db_path})"
     )
     events = Table(title="What happened")
@@ -106,7 +106,7 @@ def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
             result = runner.run()
         else:
             with Progress(
-                TextColumn("[bold]simulating[/bold] {task.fields[date]}"),
+                TextColumn("simulating {task.fields[date]}"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total} days"),
                 TextColumn("{task.fields[states]}"),
