@@ -242,3 +242,30 @@ def test_a_worker_killed_right_after_its_boot_is_taken_over_and_the_restore_ends
             doomed_runner.advance(stale)
     finally:
         store.dispose()
+
+
+def test_a_verification_boots_the_backup_checks_it_and_leaves_nothing_behind(
+    harness: PlaneHarness, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conn = harness.alpha
+    base = ["--db", db, "--os-cloud", CLOUD]
+    web = harness.create_server("e2e-verify-web")
+    run = stackback(capsys, *base, "backup", "now", web.id, "--wait")
+    assert run["state"] == "succeeded", run
+    before = counts(conn)
+    job = stackback(
+        capsys, *base, "verify", run["backup_id"], "--flavor", FLAVOR, "--no-network",
+        "--console-contains", "FAKE CONSOLE OUTPUT", "--wait",
+    )  # fmt: skip
+    assert job["state"] == "succeeded", job
+    assert job["verify_result"] == "passed"
+    assert counts(conn) == before  # the throwaway server is gone, nothing else was made
+    verified = stackback(capsys, *base, "backup", "show", run["backup_id"])["verification"]
+    assert verified["result"] == "passed" and verified["active_seconds"] is not None
+    failed = ["verify", run["backup_id"], "--flavor", FLAVOR, "--console-contains", "NEVER"]
+    capsys.readouterr()
+    code = main([*base, *failed, "--timeout", "20", "--wait"])
+    assert code == 1, capsys.readouterr().err
+    assert counts(conn) == before
+    verdict = stackback(capsys, *base, "backup", "show", run["backup_id"])["verification"]
+    assert verdict["result"] == "failed" and "NEVER" in (verdict["reason"] or "")
