@@ -51,6 +51,9 @@ BACKUP_KEYS = {
     "deletion_guarded",
     "consistency",
     "consistency_detail",
+    "orphaned",
+    "source_last_seen_at",
+    "source_gone_at",
 }
 
 

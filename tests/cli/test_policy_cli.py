@@ -31,6 +31,7 @@ POLICY_KEYS = {
     "consistency",
     "fallback",
     "max_pause_seconds",
+    "orphans",
 }
 
 

@@ -109,6 +109,12 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 metavar="SECONDS",
                 help="Longest a paused backup keeps its server paused (default 60).",
             ),
+            click.option(
+                "--orphans",
+                metavar="RULE",
+                help="Backups of a server that no longer exists: keep (default), "
+                "'expire-after DURATION' (e.g. 90d, from when it was last seen) or 'keep-last N'.",
+            ),
         ]
         options.append(
             click.option(
@@ -153,6 +159,7 @@ def create(
     consistency: str | None,
     fallback: str | None,
     max_pause: int | None,
+    orphans: str | None,
     disabled: bool,
     fmt: str,
     **keep: Any,
@@ -180,6 +187,7 @@ def create(
         consistency=consistency,
         fallback=fallback,
         max_pause_seconds=max_pause,
+        orphans=orphans,
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
     show_detail(app.policies.view(policy.id), fmt)
@@ -232,6 +240,7 @@ def set_(
     consistency: str | None,
     fallback: str | None,
     max_pause: int | None,
+    orphans: str | None,
     new_name: str | None,
     fmt: str,
     **keep: Any,
@@ -256,6 +265,7 @@ def set_(
         consistency=consistency,
         fallback=fallback,
         max_pause_seconds=max_pause,
+        orphans=orphans,
     )
     updated = app.policies.update(current.id, spec, offline=offline)
     show_detail(app.policies.view(updated.id), fmt)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from stackback.engine.collector import Collector
+from stackback.engine.orphans import OrphanSweeper
 from stackback.engine.restore import RestoreRunner
 from stackback.engine.runner import Runner
 from stackback.engine.scheduler import Scheduler
@@ -39,6 +40,7 @@ class Engine:
             self.store, self.runner, self.clock, self.settings, name=self.worker_name
         )
         self.collector = Collector(self.store, self.clouds, self.clock, self.settings)
+        self.orphans = OrphanSweeper(self.store, self.clouds, self.clock, self.settings)
         self.restores = (
             RestoreRunner(
                 self.store,
@@ -80,6 +82,7 @@ class Engine:
                 or now - self._last_collect >= self.settings.poll_interval
             ):
                 self._last_collect = now
+                done += self.orphans.sweep_due()
                 done += self.collector.collect_pending()
         return done
 

@@ -23,6 +23,7 @@ from stackback.policy import (
     NAME_MAX,
     Backup,
     BackupKind,
+    OrphanRule,
     Policy,
     Run,
     Selector,
@@ -61,6 +62,8 @@ class PolicySpec:
     consistency: str | None = None
     fallback: str | None = None
     max_pause_seconds: int | None = None
+    orphans: str | None = None
+    """``keep``, ``expire-after DURATION`` or ``keep-last N`` (see ``OrphanRule.parse``)."""
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,9 @@ class PolicyService:
             max_pause_seconds=check_max_pause(spec.max_pause_seconds)
             if spec.max_pause_seconds is not None
             else (base.max_pause_seconds if base else DEFAULT_MAX_PAUSE_SECONDS),
+            orphans=OrphanRule.parse(spec.orphans)
+            if spec.orphans is not None
+            else (base.orphans if base else OrphanRule()),
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

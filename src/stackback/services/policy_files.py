@@ -36,6 +36,7 @@ FIELDS = (
     "consistency",
     "fallback",
     "max_pause_seconds",
+    "orphans",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -61,6 +62,7 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         "consistency": policy.consistency.value,
         "fallback": policy.fallback.value,
         "max_pause_seconds": policy.max_pause_seconds,
+        "orphans": str(policy.orphans),
     }
 
 
@@ -178,6 +180,7 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         consistency=str(entry.get("consistency") or "crash"),
         fallback=str(entry.get("fallback") or "crash"),
         max_pause_seconds=max_pause,
+        orphans=str(entry.get("orphans") or "keep"),
     )
 
 

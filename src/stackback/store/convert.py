@@ -10,6 +10,7 @@ from stackback.policy import (
     Backup,
     BackupKind,
     BackupStatus,
+    OrphanRule,
     Policy,
     Run,
     RunState,
@@ -53,6 +54,7 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         consistency=ConsistencyLevel(row.consistency or "crash"),
         fallback=Fallback(row.consistency_fallback or "crash"),
         max_pause_seconds=row.max_pause_seconds or DEFAULT_MAX_PAUSE_SECONDS,
+        orphans=OrphanRule.parse(row.orphans or "keep"),
     )
 
 
@@ -72,6 +74,7 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.consistency = policy.consistency.value
     row.consistency_fallback = policy.fallback.value
     row.max_pause_seconds = policy.max_pause_seconds
+    row.orphans = str(policy.orphans)
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:
@@ -164,4 +167,6 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         deletion_guarded=row.deletion_guarded,
         consistency=row.consistency,
         consistency_detail=row.consistency_detail,
+        source_last_seen_at=row.source_last_seen_at,
+        source_gone_at=row.source_gone_at,
     )

@@ -72,6 +72,7 @@ class PolicyRow(Base):
     consistency: Mapped[str] = mapped_column(String(16), server_default="crash")
     consistency_fallback: Mapped[str] = mapped_column(String(16), server_default="crash")
     max_pause_seconds: Mapped[int] = mapped_column(Integer, server_default="60")
+    orphans: Mapped[str] = mapped_column(String(64), server_default="keep")
 
 
 class ScheduleRow(Base):
@@ -184,6 +185,9 @@ class BackupRow(Base):
     # the consistency level a whole-server backup obtained, and how
     consistency: Mapped[str | None] = mapped_column(String(16))
     consistency_detail: Mapped[str | None] = mapped_column(Text)
+    # when the backup's server was last seen to exist, and first found gone (orphaned)
+    source_last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    source_gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ArtifactRow(Base):
