@@ -321,21 +321,13 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
         (b for b in in_scope if not b.protected), key=lambda b: b.created_at, reverse=True
     )
     rule = request.rule
-    if rule.mode is OrphanMode.KEEP:
-        return RotationPlan(
-            keep=tuple((b, (f"orphaned: {rule}",)) for b in candidates), protected=protected
-        )
-    if rule.mode is OrphanMode.KEEP_LAST:
-        count = rule.keep_last or 0
-        keep, forget = candidates[:count], candidates[count:]
-    else:
+    keep, forget = candidates, []  # keep: nothing of an orphaned target is ever forgotten
+    if rule.mode is OrphanMode.KEEP_LAST and rule.keep_last is not None:
+        keep, forget = candidates[: rule.keep_last], candidates[rule.keep_last :]
+    elif rule.mode is OrphanMode.EXPIRE_AFTER and rule.after is not None:
         seen = source_last_seen(in_scope)
-        expired = (
-            rule.after is not None
-            and seen is not None
-            and seen <= rule.after.subtract_from(request.now)
-        )
-        keep, forget = ([], candidates) if expired else (candidates, [])
+        if seen is not None and seen <= rule.after.subtract_from(request.now):
+            keep, forget = [], candidates
     why = (f"forgotten: its server is gone (--orphans {rule})",)
     forget.sort(key=lambda b: b.created_at)
     left = request.budget
