@@ -66,6 +66,9 @@ def list_(
             row["id"] = short_id(row["id"])
             row["target"] = row["target_name"] or row["target"]
             row["created"] = minute(row["created_at"])
+            if row["orphaned"]:
+                seen = minute(row["source_last_seen_at"])
+                row["status"] = f"{row['status']} (orphaned: server last seen {seen})"
     emit_list(
         rows,
         ["id", "target", "policy", "status", "created", "reasons"],
