@@ -364,8 +364,11 @@ class Backup:
     """The level a whole-server backup obtained (crash, paused, quiesced); None for others."""
     consistency_detail: str | None = None
     """How it was obtained: the pause's duration, the snapshots' spread, why not higher."""
-    source_last_seen_at: datetime | None = None
-    """When stackback last saw the backup's server exist (None: not checked yet)."""
+    source_last_seen_at: datetime | None = field(default=None, compare=False)
+    """When stackback last saw the backup's server exist (None: not checked yet).
+
+    An hourly observation of the server, not part of the backup: backups compare equal
+    whatever it says."""
     source_gone_at: datetime | None = None
     """When stackback first found the server gone (None: it exists, or was not checked)."""
 
