@@ -116,3 +116,21 @@ def test_a_server_seen_again_is_no_longer_orphaned(rig: Rig) -> None:
     rig.store.record_source(target, now=rig.clock.now(), exists=True)
     assert not any(b.orphaned for b in live(rig))
     assert all(b.source_last_seen_at == rig.clock.now() for b in live(rig))
+
+
+def test_a_run_that_finds_its_server_gone_records_its_backups_orphaned_at_once(
+    rig: Rig,
+) -> None:
+    server = rig.sim.create_server("web-1")
+    policy(rig, targets=(server.id,))
+    rig.engine.drain(rig.clock.now() + 5 * DAY)
+    rig.sim.delete_server(server.id)
+    deleted_at = rig.clock.now()
+    rig.engine.orphans.interval = timedelta(days=1000)  # no sweep from now on: the run tells
+    rig.engine.drain(deleted_at + DAY)
+    runs = rig.store.list_runs()
+    assert "no longer exists" in (runs[0].error or "")
+    assert len(live(rig)) == 5 and all(b.orphaned for b in live(rig))
+    first = {b.id: b.source_gone_at for b in live(rig)}
+    rig.engine.drain(deleted_at + 3 * DAY)
+    assert {b.id: b.source_gone_at for b in live(rig)} == first  # the first time is kept
