@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS, ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
+from stackback.retention import MAX_KEEP_COUNT, Duration
 from stackback.verification import Verification, VerifySettings
 
 if TYPE_CHECKING:
@@ -153,6 +154,74 @@ class Selector:
         return f"selector:{self}"
 
 
+class OrphanMode(StrEnum):
+    """What becomes of the backups of a target that no longer exists."""
+
+    KEEP = "keep"
+    EXPIRE_AFTER = "expire-after"
+    KEEP_LAST = "keep-last"
+
+
+_ORPHANS_HELP = "--orphans: expected keep, 'expire-after DURATION' (e.g. 90d) or 'keep-last N'"
+
+
+@dataclass(frozen=True)
+class OrphanRule:
+    """A policy's rule for the backups of a deleted target (``keep`` never deletes any).
+
+    ``expire-after DURATION`` forgets them once the duration has passed since the
+    source was last seen; ``keep-last N`` keeps the newest N.
+    """
+
+    mode: OrphanMode = OrphanMode.KEEP
+    after: Duration | None = None
+    keep_last: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.mode is OrphanMode.EXPIRE_AFTER) != (self.after is not None) or (
+            self.mode is OrphanMode.KEEP_LAST
+        ) != (self.keep_last is not None):
+            raise InvalidInput(_ORPHANS_HELP, field="orphans")
+        if self.after is not None and self.after.is_zero():
+            raise InvalidInput(
+                "--orphans expire-after needs a duration above zero", field="orphans"
+            )
+        if self.keep_last is not None and not 1 <= self.keep_last <= MAX_KEEP_COUNT:
+            raise InvalidInput(
+                f"--orphans keep-last needs a count from 1 to {MAX_KEEP_COUNT}, "
+                f"got {self.keep_last}",
+                field="orphans",
+            )
+
+    @classmethod
+    def parse(cls, text: str) -> OrphanRule:
+        """``keep``, ``expire-after 90d`` (or ``expire-after=90d``), ``keep-last 3``."""
+        words = str(text).replace("=", " ").split()
+        try:
+            mode = OrphanMode(words[0]) if words else None
+        except ValueError:
+            mode = None
+        if mode is None or len(words) != (1 if mode is OrphanMode.KEEP else 2):
+            raise InvalidInput(f"{_ORPHANS_HELP}, got {text!r}", field="orphans")
+        if mode is OrphanMode.EXPIRE_AFTER:
+            return cls(mode, after=Duration.parse(words[1], field_name="--orphans expire-after"))
+        if mode is OrphanMode.KEEP_LAST:
+            if not re.fullmatch(r"[0-9]{1,9}", words[1]):
+                raise InvalidInput(
+                    f"--orphans keep-last needs a whole number, got {words[1]!r}",
+                    field="orphans",
+                )
+            return cls(mode, keep_last=int(words[1]))
+        return cls()
+
+    def __str__(self) -> str:
+        if self.after is not None:
+            return f"{self.mode.value} {self.after}"
+        if self.keep_last is not None:
+            return f"{self.mode.value} {self.keep_last}"
+        return self.mode.value
+
+
 @dataclass(frozen=True)
 class Policy:
     """A backup policy. ``targets`` and ``selector`` are alternatives; one is required."""
@@ -180,6 +249,8 @@ class Policy:
     """The longest a ``paused`` backup keeps its server paused."""
     verify: VerifySettings | None = None
     """Its verify schedule (None: its backups are verified only on demand)."""
+    orphans: OrphanRule = field(default_factory=OrphanRule)
+    """What becomes of the backups of a target that no longer exists."""
 
     def __post_init__(self) -> None:
         if self.kind is not BackupKind.SERVER_CONSISTENT and (
@@ -298,6 +369,18 @@ class Backup:
     """How it was obtained: the pause's duration, the snapshots' spread, why not higher."""
     verification: Verification | None = None
     """Its last verification (None: never verified)."""
+    source_last_seen_at: datetime | None = field(default=None, compare=False)
+    """When stackback last saw the backup's server exist (None: not checked yet).
+
+    An hourly observation of the server, not part of the backup: backups compare equal
+    whatever it says."""
+    source_gone_at: datetime | None = None
+    """When stackback first found the server gone (None: it exists, or was not checked)."""
+
+    @property
+    def orphaned(self) -> bool:
+        """Its server no longer exists (as last checked)."""
+        return self.source_gone_at is not None
 
     @property
     def is_manual(self) -> bool:

@@ -541,6 +541,14 @@ class Store(RestoreJobStore, VerificationStore, Protocol):
         """
         ...
 
+    def record_source(self, target: str, *, now: datetime, exists: bool) -> int:
+        """Record on the target's backups that its server exists (seen ``now``) or is gone.
+
+        Gone keeps the first time it was found gone; seen clears it. Returns how many
+        backups changed.
+        """
+        ...
+
     def finish_deletion(self, backup_id: str, *, now: datetime) -> bool:
         """Record a backup ``deleted`` if it is still ``deleting``; False if it is not."""
         ...

@@ -290,6 +290,8 @@ def build_plan(
             )
     elif with_volumes:
         volumes = _replacing_volumes(mode, recorded, data_snapshots, notes)
+    elif data_snapshots and mode is RestoreMode.AS_NEW:
+        volumes = _new_data_volumes(recorded, data_snapshots, notes)
     elif data_snapshots:
         notes.append(
             f"{len(data_snapshots)} data volume snapshot(s) of this backup are not restored: "
@@ -362,6 +364,38 @@ def _replacing_volumes(
         notes.append(
             f"volume {volume_id} ({source.device_name or '?'}) will be detached and kept; "
             f"a new volume from snapshot {snapshot_id} is attached in its place"
+        )
+    return tuple(sorted(planned, key=lambda v: v.device_name or ""))
+
+
+def _new_data_volumes(
+    recorded: ServerSpec | None,
+    data_snapshots: Sequence[tuple[str, str]],
+    notes: list[str],
+) -> tuple[PlannedVolume, ...]:
+    """As new, each data volume snapshot of a whole-server backup becomes a new volume,
+    attached to the new server where the volume it was taken of was."""
+    known = {v.volume_id: v for v in (recorded.volumes if recorded else ()) if v.volume_id}
+    planned: list[PlannedVolume] = []
+    for snapshot_id, volume_id in data_snapshots:
+        source = known.get(volume_id)
+        if source is None:
+            raise InvalidInput(
+                f"snapshot {snapshot_id} is of volume {volume_id}, which the backup's record "
+                "does not name: its size and device are not known",
+                field="backup",
+            )
+        planned.append(
+            PlannedVolume(
+                snapshot_id=snapshot_id,
+                size_gb=source.size_gb,
+                device_name=source.device_name,
+                volume_type=source.volume_type,
+            )
+        )
+        notes.append(
+            f"data volume {volume_id} ({source.device_name or '?'}): a new volume from "
+            f"snapshot {snapshot_id} is attached to the new server"
         )
     return tuple(sorted(planned, key=lambda v: v.device_name or ""))
 

@@ -17,15 +17,29 @@ last check before a cloud call, and ``retention preview`` (which writes nothing)
   without force, and so is the last good (available) backup of its target, when
   the request is made and again at the collector's final check; ``force`` is the
   operator's explicit override.
+- :func:`plan_orphans` applies a policy's orphan rule to the backups of a target
+  whose server is gone: under ``keep`` nothing is ever forgotten; ``expire-after``
+  forgets them once the duration has passed since the server was last seen;
+  ``keep-last N`` keeps the newest N. Protected backups are never counted or
+  forgotten, and each deletion passes :func:`judge_deletion` (so the last good
+  backup stays unless the operator deletes it with ``--force``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from enum import Enum
 
-from stackback.policy import ArtifactStatus, Backup, BackupStatus, server_label
+from stackback.policy import (
+    ArtifactStatus,
+    Backup,
+    BackupStatus,
+    OrphanMode,
+    OrphanRule,
+    server_label,
+)
 from stackback.records import UNCHANGED, BackupChange, TargetBackups, Unchanged
 from stackback.retention import RetentionPolicy, apply_policy
 
@@ -35,10 +49,12 @@ __all__ = [
     "DeletionRequest",
     "DeletionStage",
     "DeletionVerdict",
+    "OrphanRequest",
     "RotationPlan",
     "RotationRequest",
     "RotationScope",
     "judge_deletion",
+    "plan_orphans",
     "plan_rotation",
 ]
 
@@ -268,6 +284,77 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
         protected=tuple(b for b in in_scope if b.protected),
         forgotten=tuple(forgotten),
         changes=(*changes, *marks),
+    )
+
+
+@dataclass(frozen=True)
+class OrphanRequest:
+    """An orphan rule to apply to one target's backups of one policy."""
+
+    rule: OrphanRule
+    policy_id: str
+    now: datetime
+    budget: int | None = None
+    """At most this many forgotten in one pass (None: no limit)."""
+
+
+def source_last_seen(backups: Sequence[Backup]) -> datetime | None:
+    """When the server of these backups was last known to exist (a backup proves it did)."""
+    times = [t for b in backups for t in (b.source_last_seen_at, b.created_at) if t is not None]
+    return max(times, default=None)
+
+
+def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan:
+    """What ``request.rule`` forgets of the policy's good backups of an orphaned target.
+
+    Nothing unless every one of them is recorded orphaned (its server found gone);
+    under ``keep`` nothing at all. Protected backups are outside the rule.
+    """
+    scope = RotationScope(policy_id=request.policy_id)
+    in_scope = [
+        b for b in backups.backups if b.status is BackupStatus.AVAILABLE and scope.covers(b)
+    ]
+    if not in_scope or not all(b.orphaned for b in in_scope):
+        return RotationPlan(note="its server exists, or was not found gone")
+    protected = tuple(b for b in in_scope if b.protected)
+    candidates = sorted(
+        (b for b in in_scope if not b.protected), key=lambda b: b.created_at, reverse=True
+    )
+    rule = request.rule
+    keep, forget = candidates, []  # keep: nothing of an orphaned target is ever forgotten
+    if rule.mode is OrphanMode.KEEP_LAST and rule.keep_last is not None:
+        keep, forget = candidates[: rule.keep_last], candidates[rule.keep_last :]
+    elif rule.mode is OrphanMode.EXPIRE_AFTER and rule.after is not None:
+        seen = source_last_seen(in_scope)
+        if seen is not None and seen <= rule.after.subtract_from(request.now):
+            keep, forget = [], candidates
+    why = (f"forgotten: its server is gone (--orphans {rule})",)
+    forget.sort(key=lambda b: b.created_at)
+    left = request.budget
+    seen_backups = backups
+    forgotten: list[Backup] = []
+    held: list[tuple[Backup, str]] = []
+    marks: list[BackupChange] = []
+    for backup in forget:
+        if left is not None and left <= 0:
+            held.append((backup, OVER_BUDGET))
+            continue
+        verdict = judge_deletion(DeletionRequest(backup.id, reasons=why), seen_backups)
+        if verdict.refusal is not None:
+            held.append((backup, verdict.refusal))
+            continue
+        seen_backups = seen_backups.with_changes(verdict.changes)
+        marks.extend(verdict.changes)
+        forgotten.append(seen_backups.find(backup.id) or backup)
+        if left is not None:
+            left -= 1
+    return RotationPlan(
+        keep=tuple((b, (f"orphaned: {rule}",)) for b in keep),
+        forget=tuple(forgotten),
+        held=tuple(held),
+        protected=protected,
+        forgotten=tuple(forgotten),
+        changes=tuple(marks),
     )
 
 

@@ -52,6 +52,7 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "consistency": policy.consistency.value,
         "fallback": policy.fallback.value,
         "max_pause_seconds": policy.max_pause_seconds,
+        "orphans": str(policy.orphans),
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
         "verify": verify_settings_view(view),
@@ -140,7 +141,16 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "consistency": backup.consistency,
         "consistency_detail": backup.consistency_detail,
         "verification": verification_view(backup.verification),
+        "orphaned": backup.orphaned,
+        "source_last_seen_at": _last_seen(backup),
+        "source_gone_at": backup.source_gone_at,
     }
+
+
+def _last_seen(backup: Backup) -> Any:
+    """When the backup's server was last known to exist: last checked, or the backup itself."""
+    known = [t for t in (backup.source_last_seen_at, backup.created_at) if t is not None]
+    return max(known) if known else None
 
 
 def backup_detail(backup: Backup) -> dict[str, Any]:

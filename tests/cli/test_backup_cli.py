@@ -52,6 +52,9 @@ BACKUP_KEYS = {
     "consistency",
     "consistency_detail",
     "verification",
+    "orphaned",
+    "source_last_seen_at",
+    "source_gone_at",
 }
 
 

@@ -33,6 +33,7 @@ POLICY_KEYS = {
     "max_pause_seconds",
     "verify",
     "last_verification",
+    "orphans",
 }
 
 

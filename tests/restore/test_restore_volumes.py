@@ -90,3 +90,30 @@ def test_in_place_without_volumes_says_the_snapshots_are_not_restored(rig: Resto
     plan = rig.restores.plan(backup.id, mode=RestoreMode.IN_PLACE).plan
     assert plan.volumes == ()
     assert any("--in-place --volumes" in note for note in plan.notes)
+
+
+def test_as_new_a_whole_server_backup_comes_back_with_every_data_volume(
+    rig: RestoreRig,
+) -> None:
+    source = rig.sim.create_server("db", volumes=2)
+    backup = whole_server_backup(rig, source.id)
+    before = _attached(rig, source.id)
+    snapshots = {a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.VOLUME_SNAPSHOT}
+
+    plan = rig.restores.plan(backup.id).plan
+    assert plan.image_id is not None  # the root disk from the image, as before
+    assert {v.snapshot_id for v in plan.volumes} == snapshots
+    assert all(v.replaces is None and v.boot_index is None for v in plan.volumes)
+    assert not any("not restored" in note for note in plan.notes)
+
+    job = rig.runner().drive(rig.restores.start(backup.id).id)
+    assert job.state is RestoreState.SUCCEEDED, job.error
+    assert job.server_id is not None and job.server_id != source.id
+    after = _attached(rig, job.server_id)
+    assert set(after) == set(before)  # every data volume, at its device
+    for device, old in before.items():
+        new = after[device]
+        assert new["id"] != old["id"] and new["snapshot_id"] in snapshots
+        assert new["size"] == old["size"]
+        assert job.id in new["metadata"] and MARKER_RESTORE in new["metadata"]
+    assert _attached(rig, source.id).keys() == before.keys()  # the source is left as it was

@@ -88,6 +88,7 @@ def test_policy_summary_has_its_schedules_as_objects_as_the_detail_does() -> Non
         "window_minutes", "retention", "retention_description", "enabled", "cloud",
         "label", "created_at", "updated_at", "consistency", "fallback", "max_pause_seconds",
         "verify", "last_verification",
+        "orphans",
     }  # fmt: skip
     assert summary["schedules"] == [schedule_view(SCHEDULE)]
     assert summary["selector"] == "role=db" and summary["retention"] == {"daily": 7}
@@ -113,6 +114,7 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
         "error", "deletion_run_id", "deletion_guarded", "artifacts", "consistency",
         "consistency_detail",
         "verification",
+        "orphaned", "source_last_seen_at", "source_gone_at",
     }  # fmt: skip
     assert summary["artifacts"] == [artifact_view(ARTIFACT)]
     assert summary["reasons"] == ["daily within 7"]

@@ -75,6 +75,9 @@ def list_(
             row["target"] = row["target_name"] or row["target"]
             row["created"] = minute(row["created_at"])
             row["verified"] = verified(row["verification"])
+            if row["orphaned"]:
+                seen = minute(row["source_last_seen_at"])
+                row["status"] = f"{row['status']} (orphaned: server last seen {seen})"
     emit_list(
         rows,
         ["id", "target", "policy", "status", "created", "reasons", "verified"],

@@ -20,8 +20,7 @@ from stackback.demo import Demo, DemoResult
 def _render(result: DemoResult, seconds: float) -> None:
     out = console()
     out.print(
-        f"\n{result.simulated_days} simulated days in {seconds:.1f} s "
-        f"(database: {result.db_path})"
+        f"\n{result.simulated_days} simulated days in {seconds:.1f} s (database: {result.db_path})"
     )
     events = Table(title="What happened")
     events.add_column("Day", justify="right")

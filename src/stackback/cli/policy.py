@@ -157,6 +157,12 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 metavar="newest|random-of-N",
                 help="Which backup of each target (default newest).",
             ),
+            click.option(
+                "--orphans",
+                metavar="RULE",
+                help="Backups of a server that no longer exists: keep (default), "
+                "'expire-after DURATION' (e.g. 90d, from when it was last seen) or 'keep-last N'.",
+            ),
         ]
         options.append(
             click.option(
@@ -201,6 +207,7 @@ def create(
     consistency: str | None,
     fallback: str | None,
     max_pause: int | None,
+    orphans: str | None,
     disabled: bool,
     fmt: str,
     **keep: Any,
@@ -229,6 +236,7 @@ def create(
         fallback=fallback,
         max_pause_seconds=max_pause,
         **verify_options(keep),
+        orphans=orphans,
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
     show_detail(app.policies.view(policy.id), fmt)
@@ -281,6 +289,7 @@ def set_(
     consistency: str | None,
     fallback: str | None,
     max_pause: int | None,
+    orphans: str | None,
     new_name: str | None,
     fmt: str,
     **keep: Any,
@@ -306,6 +315,7 @@ def set_(
         fallback=fallback,
         max_pause_seconds=max_pause,
         **verify_options(keep),
+        orphans=orphans,
     )
     updated = app.policies.update(current.id, spec, offline=offline)
     show_detail(app.policies.view(updated.id), fmt)

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from stackback.engine.collector import Collector
+from stackback.engine.orphans import OrphanSweeper
 from stackback.engine.restore import RestoreRunner
 from stackback.engine.runner import Runner
 from stackback.engine.scheduler import Scheduler
@@ -68,6 +69,7 @@ class Engine:
             self.store, self.runner, self.clock, self.settings, name=self.worker_name
         )
         self.collector = Collector(self.store, self.clouds, self.clock, self.settings)
+        self.orphans = OrphanSweeper(self.store, self.clouds, self.clock, self.settings)
         self.restores = (
             RestoreRunner(
                 self.store,
@@ -112,6 +114,7 @@ class Engine:
                 or now - self._last_collect >= self.settings.poll_interval
             ):
                 self._last_collect = now
+                done += self.orphans.sweep_due()
                 done += self.collector.collect_pending()
         return done
 

@@ -324,6 +324,9 @@ class Runner:
         try:
             return self.clouds(run.cloud).get_server(key)
         except CloudNotFound:
+            # Backups are kept by server id: a run that names its server records nothing
+            # here (no backup is kept under a name); the orphan sweeper asks by id.
+            self.store.record_source(run.server_id or key, now=self.clock.now(), exists=False)
             label = server_label(run.server_id or key, run.target_name or run.target)
             raise RunFailed(
                 f"server {label} no longer exists; its existing backups are kept"

@@ -23,6 +23,7 @@ from stackback.policy import (
     NAME_MAX,
     Backup,
     BackupKind,
+    OrphanRule,
     Policy,
     Run,
     Selector,
@@ -69,6 +70,8 @@ class PolicySpec:
     verify_network: str | None = None
     """Its network ('': none)."""
     verify_pick: str | None = None
+    orphans: str | None = None
+    """``keep``, ``expire-after DURATION`` or ``keep-last N`` (see ``OrphanRule.parse``)."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +290,9 @@ class PolicyService:
             if spec.max_pause_seconds is not None
             else (base.max_pause_seconds if base else DEFAULT_MAX_PAUSE_SECONDS),
             verify=_verify_settings(base.verify if base else None, spec),
+            orphans=OrphanRule.parse(spec.orphans)
+            if spec.orphans is not None
+            else (base.orphans if base else OrphanRule()),
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

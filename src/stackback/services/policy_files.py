@@ -38,6 +38,7 @@ FIELDS = (
     "fallback",
     "max_pause_seconds",
     "verify",
+    "orphans",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -72,6 +73,7 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         }
         if policy.verify
         else None,
+        "orphans": str(policy.orphans),
     }
 
 
@@ -204,6 +206,7 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         verify_flavor=str(verify.get("flavor") or ""),
         verify_network=str(verify.get("network") or ""),
         verify_pick=str(verify.get("pick") or PICK_NEWEST) if verify else None,
+        orphans=str(entry.get("orphans") or "keep"),
     )
 
 

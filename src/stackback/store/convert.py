@@ -10,6 +10,7 @@ from stackback.policy import (
     Backup,
     BackupKind,
     BackupStatus,
+    OrphanRule,
     Policy,
     Run,
     RunState,
@@ -62,6 +63,7 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         )
         if row.verify_cron
         else None,
+        orphans=OrphanRule.parse(row.orphans or "keep"),
     )
 
 
@@ -86,6 +88,7 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.verify_flavor = verify.flavor if verify else None
     row.verify_network = verify.network if verify else None
     row.verify_pick = verify.pick if verify else None
+    row.orphans = str(policy.orphans)
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:
@@ -178,6 +181,8 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         deletion_guarded=row.deletion_guarded,
         consistency=row.consistency,
         consistency_detail=row.consistency_detail,
+        source_last_seen_at=row.source_last_seen_at,
+        source_gone_at=row.source_gone_at,
         verification=verification_from_row(row),
     )
 

@@ -79,6 +79,7 @@ class PolicyRow(Base):
     verify_network: Mapped[str | None] = mapped_column(String(255))
     verify_pick: Mapped[str | None] = mapped_column(String(32))
     verify_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    orphans: Mapped[str] = mapped_column(String(64), server_default="keep")
 
 
 class ScheduleRow(Base):
@@ -197,6 +198,9 @@ class BackupRow(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     verify_active_seconds: Mapped[float | None] = mapped_column(Float)
     verify_restore_id: Mapped[str | None] = mapped_column(String(36))
+    # when the backup's server was last seen to exist, and first found gone (orphaned)
+    source_last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    source_gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ArtifactRow(Base):

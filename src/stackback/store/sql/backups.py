@@ -236,6 +236,22 @@ class BackupStore(SqlBase):
                     setattr(row, key, _column_value(value))
             return decision
 
+    def record_source(self, target: str, *, now: datetime, exists: bool) -> int:
+        """Record on the target's backups that its server exists now, or was found gone.
+
+        Seen: ``source_last_seen_at`` is ``now`` and ``source_gone_at`` cleared. Gone:
+        ``source_gone_at`` is set to ``now`` where it was not already (the first
+        time it was found gone is kept). Returns how many backups changed.
+        """
+        with self._session() as session:
+            query = update(BackupRow).where(BackupRow.target == target)
+            if exists:
+                query = query.values(source_last_seen_at=now, source_gone_at=None)
+            else:
+                query = query.where(BackupRow.source_gone_at.is_(None)).values(source_gone_at=now)
+            result = session.execute(query.execution_options(synchronize_session=False))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def finish_deletion(self, backup_id: str, *, now: datetime) -> bool:
         """Record a backup ``deleted`` once its artifacts are gone, if it is still ``deleting``.
 
