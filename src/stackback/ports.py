@@ -206,6 +206,11 @@ class Cloud(Protocol):
         """The server's Nova status now (``ACTIVE``, ``PAUSED``, ``SHUTOFF``...)."""
         ...
 
+    def boot_properties(self, server_id: str) -> Mapping[str, str]:
+        """The properties of the image the server booted from (the guest agent flags Nova
+        reads); ``{}`` when they cannot be known. Asked only for a quiesced backup."""
+        ...
+
     def pause_server(self, server_id: str) -> None:
         """Nova ``pause``; a server that cannot be paused (its state, a policy) is refused
         (``CloudBusy`` for a 409, ``CloudRejected`` for a 403)."""

@@ -750,7 +750,7 @@ class ConsistencyContract:
         found = harness.cloud.get_server(server.id)
         assert volume_id in found.attached_volumes
         assert volume_id in found.data_volumes
-        assert isinstance(dict(found.boot_properties), dict)
+        assert isinstance(dict(harness.cloud.boot_properties(server.id)), dict)
 
     def test_a_forced_snapshot_of_an_in_use_volume_carries_its_metadata(
         self, harness: ConsistencyHarness

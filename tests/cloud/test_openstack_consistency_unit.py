@@ -117,8 +117,7 @@ def test_an_image_backed_servers_boot_properties_are_its_images() -> None:
         id="img", name="img", status="active", properties={"hw_qemu_guest_agent": "yes"}
     )
     conn = FakeConnection(server(image={"id": "img"}, attached_volumes=[]), image=booted)
-    found = adapter(conn).get_server("s1")
-    assert found.boot_properties.get("hw_qemu_guest_agent") == "yes"
+    assert adapter(conn).boot_properties("s1").get("hw_qemu_guest_agent") == "yes"
 
 
 def test_a_volume_backed_servers_boot_properties_are_its_root_volumes_image_metadata() -> None:

@@ -146,7 +146,11 @@ class WholeServer:
             policy.consistency,
             policy.fallback,
             server_status=server.status,
-            boot_properties=server.boot_properties,
+            boot_properties=(
+                self.cloud.boot_properties(server.id)
+                if policy.consistency is ConsistencyLevel.QUIESCED
+                else {}
+            ),
             volume_backed=server.volume_backed,
             data_volumes=len(volumes),
         )

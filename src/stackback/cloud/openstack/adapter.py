@@ -98,10 +98,9 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         with cloud_errors(f"looking up server {server!r} on {self._where}"):
             found = self.conn.compute.find_server(server, ignore_missing=False)
             if not found.attached_volumes:
-                return server_info(found, boot_properties=self._boot_properties(found, ()))
+                return server_info(found)
             found = self.conn.compute.get_server(found.id)  # find may give a summary only
-            volumes = attached_volume_specs(self.conn, found)
-            return server_info(found, volumes, self._boot_properties(found, volumes))
+            return server_info(found, attached_volume_specs(self.conn, found))
 
     def find_servers(self, selector: Selector) -> list[ServerInfo]:
         """Every server of the project whose metadata matches ``selector`` (one listing)."""
@@ -195,6 +194,13 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         """The server's Nova status now."""
         with cloud_errors(f"looking up server {server_id} on {self._where}"):
             return str(self.conn.compute.get_server(server_id).status or "")
+
+    def boot_properties(self, server_id: str) -> Mapping[str, str]:
+        """The boot image's properties (one more Glance or Cinder call, so not in get_server)."""
+        with cloud_errors(f"looking up server {server_id} on {self._where}"):
+            found = self.conn.compute.get_server(server_id)
+            volumes = attached_volume_specs(self.conn, found) if found.attached_volumes else ()
+            return self._boot_properties(found, volumes)
 
     def pause_server(self, server_id: str) -> None:
         """Nova ``pause`` (409 → ``CloudBusy``, 403 by policy → ``CloudRejected``)."""

@@ -229,6 +229,10 @@ class SimulatedCloud(SimRestoreOperations):
         with self._call("server_status", server_id=server_id) as call:
             return pausing.status(call, server_id)
 
+    def boot_properties(self, server_id: str) -> Mapping[str, str]:
+        """The properties of the image the server booted from."""
+        return dict(self.get_server(server_id).boot_properties)
+
     def pause_server(self, server_id: str) -> None:
         """Nova ``pause``: an ACTIVE server with no task running, else 409 (``CloudBusy``)."""
         with self._call("pause_server", server_id=server_id) as call:
