@@ -342,30 +342,13 @@ def _replacing_volumes(
             "image-backed servers have them)",
             field="volumes",
         )
-    known = {v.volume_id: v for v in (recorded.volumes if recorded else ()) if v.volume_id}
-    planned: list[PlannedVolume] = []
-    for snapshot_id, volume_id in data_snapshots:
-        source = known.get(volume_id)
-        if source is None:
-            raise InvalidInput(
-                f"snapshot {snapshot_id} is of volume {volume_id}, which the backup's record "
-                "does not name: its size and device are not known",
-                field="volumes",
-            )
-        planned.append(
-            PlannedVolume(
-                snapshot_id=snapshot_id,
-                size_gb=source.size_gb,
-                device_name=source.device_name,
-                volume_type=source.volume_type,
-                replaces=volume_id,
-            )
-        )
-        notes.append(
-            f"volume {volume_id} ({source.device_name or '?'}) will be detached and kept; "
-            f"a new volume from snapshot {snapshot_id} is attached in its place"
-        )
-    return tuple(sorted(planned, key=lambda v: v.device_name or ""))
+    planned = _volumes_from_snapshots(recorded, data_snapshots, "volumes", replacing=True)
+    notes.extend(
+        f"volume {source} ({v.device_name or '?'}) will be detached and kept; "
+        f"a new volume from snapshot {v.snapshot_id} is attached in its place"
+        for v, source in planned
+    )
+    return tuple(v for v, _source in planned)
 
 
 def _new_data_volumes(
@@ -375,29 +358,44 @@ def _new_data_volumes(
 ) -> tuple[PlannedVolume, ...]:
     """As new, each data volume snapshot of a whole-server backup becomes a new volume,
     attached to the new server where the volume it was taken of was."""
+    planned = _volumes_from_snapshots(recorded, data_snapshots, "backup", replacing=False)
+    notes.extend(
+        f"data volume {source} ({v.device_name or '?'}): a new volume from "
+        f"snapshot {v.snapshot_id} is attached to the new server"
+        for v, source in planned
+    )
+    return tuple(v for v, _source in planned)
+
+
+def _volumes_from_snapshots(
+    recorded: ServerSpec | None,
+    data_snapshots: Sequence[tuple[str, str]],
+    field: str,
+    *,
+    replacing: bool,
+) -> list[tuple[PlannedVolume, str]]:
+    """A new volume from each (snapshot, volume it was taken of), with that volume's recorded
+    size, device and type, by device; ``replacing``: each one takes that volume's place.
+    Each comes with the id of the volume it was taken of."""
     known = {v.volume_id: v for v in (recorded.volumes if recorded else ()) if v.volume_id}
-    planned: list[PlannedVolume] = []
+    planned: list[tuple[PlannedVolume, str]] = []
     for snapshot_id, volume_id in data_snapshots:
         source = known.get(volume_id)
         if source is None:
             raise InvalidInput(
                 f"snapshot {snapshot_id} is of volume {volume_id}, which the backup's record "
                 "does not name: its size and device are not known",
-                field="backup",
+                field=field,
             )
-        planned.append(
-            PlannedVolume(
-                snapshot_id=snapshot_id,
-                size_gb=source.size_gb,
-                device_name=source.device_name,
-                volume_type=source.volume_type,
-            )
+        volume = PlannedVolume(
+            snapshot_id=snapshot_id,
+            size_gb=source.size_gb,
+            device_name=source.device_name,
+            volume_type=source.volume_type,
+            replaces=volume_id if replacing else None,
         )
-        notes.append(
-            f"data volume {volume_id} ({source.device_name or '?'}): a new volume from "
-            f"snapshot {snapshot_id} is attached to the new server"
-        )
-    return tuple(sorted(planned, key=lambda v: v.device_name or ""))
+        planned.append((volume, volume_id))
+    return sorted(planned, key=lambda pair: pair[0].device_name or "")
 
 
 def _networks(

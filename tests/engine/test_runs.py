@@ -547,9 +547,9 @@ def test_a_resumed_snapshot_finds_its_server_by_id_not_by_the_name_now_taken(
     assert live_images(rig) == [first.artifacts[0].cloud_id]  # nothing taken of the new server
 
 
-def test_a_run_resumed_before_its_backup_record_keeps_the_server_its_start_resolved(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _crashed_after_start(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> tuple[ServerInfo, Run]:
+    """A server "web", its nightly policy naming it, and the run whose worker died right
+    after the start step resolved the server."""
     old = rig.sim.create_server("web")
     daily(rig, "web", last=1)
 
@@ -563,6 +563,13 @@ def test_a_run_resumed_before_its_backup_record_keeps_the_server_its_start_resol
         doomed.drain(rig.clock.now() + timedelta(hours=2))
     monkeypatch.undo()
     [crashed] = runs(rig)
+    return old, crashed
+
+
+def test_a_run_resumed_before_its_backup_record_keeps_the_server_its_start_resolved(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old, crashed = _crashed_after_start(rig, monkeypatch)
     assert (crashed.state, crashed.server_id) == (RunState.SNAPSHOTTING, old.id)
     rig.sim.delete_server(old.id)  # while the lease runs out, the name passes to another server
     newcomer = rig.sim.create_server("web")
@@ -576,19 +583,7 @@ def test_a_run_started_before_0005_resumes_on_the_server_its_start_step_journall
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """0005 filled in the server id only of runs that had a backup record."""
-    old = rig.sim.create_server("web")
-    daily(rig, "web", last=1)
-
-    def crash_after_start(name: str) -> None:
-        if name == "after-start":
-            raise _Crash(name)
-
-    monkeypatch.setattr(runner_module, "failpoint", crash_after_start)
-    doomed = Engine(rig.store, lambda _n: rig.sim, rig.clock, worker_name="doomed")
-    with pytest.raises(_Crash):
-        doomed.drain(rig.clock.now() + timedelta(hours=2))
-    monkeypatch.undo()
-    [crashed] = runs(rig)
+    old, crashed = _crashed_after_start(rig, monkeypatch)
     rig.store.update_run(crashed.id, crashed.attempt, server_id=None)  # as 0005 left it
     rig.sim.delete_server(old.id)  # while the lease runs out, the name passes to another server
     newcomer = rig.sim.create_server("web")
