@@ -299,6 +299,7 @@ def test_a_simulated_cloud_that_cannot_be_opened_is_one_line(
 # -- real processes: nothing but the one line reaches the terminal ---------------------
 
 
+@pytest.mark.slow  # real processes
 def test_real_processes_print_one_line_and_write_nothing(cli: CliRunner, tmp_path: Path) -> None:
     """The console script, in real processes (started together: each takes a second or more)."""
     ok_json(cli, "policy", "create", "p", *VALID)

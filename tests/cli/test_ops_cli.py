@@ -70,6 +70,7 @@ def _clouds_yaml(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # real processes
 def test_no_secret_in_any_log_line_of_a_backup_and_of_serve(
     cli: CliRunner, sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -137,6 +137,7 @@ class _LongStepRunner(_SlowRunner):
             self.stop.set()
 
 
+@pytest.mark.slow  # real time: leases and heartbeats on the wall clock
 def test_a_heartbeat_keeps_the_lease_through_a_call_longer_than_the_lease(rig: Rig) -> None:
     """Else another worker takes the run over mid-call and snapshots the server again."""
     _two_due_runs(rig)
@@ -149,6 +150,7 @@ def test_a_heartbeat_keeps_the_lease_through_a_call_longer_than_the_lease(rig: R
     assert rig.store.claim_runs(rig.clock.now(), "other", lease_seconds=60, limit=2) == []
 
 
+@pytest.mark.slow  # real time: leases and heartbeats on the wall clock
 def test_the_hold_limit_counts_from_each_step_not_from_the_batch(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -163,6 +165,7 @@ def test_the_hold_limit_counts_from_each_step_not_from_the_batch(
         assert lease is not None and lease > runner.ended_at[run_id]
 
 
+@pytest.mark.slow  # real time: leases and heartbeats on the wall clock
 def test_a_step_hung_longer_than_the_hold_limit_is_left_to_be_taken_over(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,6 +192,7 @@ class _HungThenSlowRunner(_LongStepRunner):
         super().advance(run)
 
 
+@pytest.mark.slow  # real time: leases and heartbeats on the wall clock
 def test_a_step_past_the_hold_limit_leaves_the_later_steps_of_its_batch_renewed(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -252,6 +256,7 @@ class _SlowToReachNova:
         return self.inner.start_server_image(*args, **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # real time: leases and heartbeats on the wall clock
 def test_no_second_snapshot_while_a_slow_create_image_is_in_flight(
     store: SqlStore, tmp_path: Path
 ) -> None:
