@@ -330,24 +330,7 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
             keep, forget = [], candidates
     why = (f"forgotten: its server is gone (--orphans {rule})",)
     forget.sort(key=lambda b: b.created_at)
-    left = request.budget
-    seen_backups = backups
-    forgotten: list[Backup] = []
-    held: list[tuple[Backup, str]] = []
-    marks: list[BackupChange] = []
-    for backup in forget:
-        if left is not None and left <= 0:
-            held.append((backup, OVER_BUDGET))
-            continue
-        verdict = judge_deletion(DeletionRequest(backup.id, reasons=why), seen_backups)
-        if verdict.refusal is not None:
-            held.append((backup, verdict.refusal))
-            continue
-        seen_backups = seen_backups.with_changes(verdict.changes)
-        marks.extend(verdict.changes)
-        forgotten.append(seen_backups.find(backup.id) or backup)
-        if left is not None:
-            left -= 1
+    forgotten, held, marks = _mark_within_budget(forget, backups, request.budget, why, None)
     return RotationPlan(
         keep=tuple((b, (f"orphaned: {rule}",)) for b in keep),
         forget=tuple(forgotten),
@@ -368,6 +351,18 @@ def _forget_within_budget(
     """
     left = None if request.budget is None else request.budget - len(backups.forgotten_by_run)
     why_forgotten = (f"forgotten by retention: {request.rules.describe()}",)
+    return _mark_within_budget(forget, backups, left, why_forgotten, request.run_id)
+
+
+def _mark_within_budget(
+    forget: list[Backup],
+    backups: TargetBackups,
+    left: int | None,
+    reasons: tuple[str, ...],
+    by_run: str | None,
+) -> tuple[list[Backup], list[tuple[Backup, str]], list[BackupChange]]:
+    """Ask ``judge_deletion`` for each of ``forget`` in order while ``left`` lasts (None: no
+    budget); what is forgotten (as marked), what is held back and why, and the marks."""
     seen = backups
     forgotten: list[Backup] = []
     held: list[tuple[Backup, str]] = []
@@ -376,9 +371,7 @@ def _forget_within_budget(
         if left is not None and left <= 0:
             held.append((backup, OVER_BUDGET))
             continue
-        verdict = judge_deletion(
-            DeletionRequest(backup.id, reasons=why_forgotten, by_run=request.run_id), seen
-        )
+        verdict = judge_deletion(DeletionRequest(backup.id, reasons=reasons, by_run=by_run), seen)
         if verdict.refusal is not None:
             held.append((backup, verdict.refusal))
             continue

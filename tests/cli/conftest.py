@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -123,3 +123,26 @@ def sim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Sim]:
         yield Sim(cloud, path)
     finally:
         cloud.close()
+
+
+@pytest.fixture
+def fast_restores(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated boots and volumes ready in 0.1 s, and ``restore --wait`` polling every 50 ms."""
+    config = sim.cloud.config()
+    sim.cloud.configure(replace(config, server_boot_seconds=0.1, volume_create_seconds=0.1))
+    monkeypatch.setattr("stackback.cli.restore.WAIT_POLL", timedelta(seconds=0.05))
+
+
+def backup_of(cli: CliRunner, sim: Sim, server: str) -> str:
+    """The id of a backup of ``server`` taken now (``backup now --wait``)."""
+    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", server, "--wait")
+    backup_id: str = run["backup_id"]
+    return backup_id
+
+
+def servers_and_volumes(sim: Sim) -> tuple[int, int]:
+    """How many servers and volumes the simulated cloud holds (every project)."""
+    with sim.cloud._db.transaction() as conn:
+        servers = conn.execute("SELECT count(*) FROM servers").fetchone()[0]
+        volumes = conn.execute("SELECT count(*) FROM volumes").fetchone()[0]
+    return int(servers), int(volumes)

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import timedelta
-
 import pytest
 
-from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
+from tests.cli.conftest import (
+    CliRunner,
+    Sim,
+    assert_one_line_error,
+    backup_of,
+    ok_json,
+    servers_and_volumes,
+)
 
-
-@pytest.fixture(autouse=True)
-def _fast(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = sim.cloud.config()
-    sim.cloud.configure(replace(config, server_boot_seconds=0.1, volume_create_seconds=0.1))
-    monkeypatch.setattr("stackback.cli.restore.WAIT_POLL", timedelta(seconds=0.05))
-
-
-def _backup(cli: CliRunner, sim: Sim, server: str) -> str:
-    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", server, "--wait")
-    backup_id: str = run["backup_id"]
-    return backup_id
-
-
-def _count(sim: Sim) -> tuple[int, int]:
-    with sim.cloud._db.transaction() as conn:
-        servers = conn.execute("SELECT count(*) FROM servers").fetchone()[0]
-        volumes = conn.execute("SELECT count(*) FROM volumes").fetchone()[0]
-    return int(servers), int(volumes)
+pytestmark = pytest.mark.usefixtures("fast_restores")
 
 
 def test_dry_run_prints_the_plan_and_creates_nothing(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("db", volume_backed=True, volumes=1)
-    backup = _backup(cli, sim, "db")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "db")
+    before = servers_and_volumes(sim)
     plan = ok_json(
         cli, "--os-cloud", sim.spec, "restore", backup, "--dry-run", "--flavor", "m1.tiny"
     )
@@ -41,13 +27,13 @@ def test_dry_run_prints_the_plan_and_creates_nothing(cli: CliRunner, sim: Sim) -
     assert plan["flavor"] == "m1.tiny"
     assert [v["device_name"] for v in plan["volumes"]] == ["/dev/vda", "/dev/vdb"]
     assert len(plan["creates"]) == 3
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     assert ok_json(cli, "restore", "list") == []
 
 
 def test_restore_wait_then_list_and_show(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
+    backup = backup_of(cli, sim, "web")
     job = ok_json(cli, "--os-cloud", sim.spec, "restore", backup, "--as-new", "web2", "--wait")
     assert job["state"] == "succeeded"
     assert job["name"] == "web2"
@@ -63,13 +49,13 @@ def test_restore_wait_then_list_and_show(cli: CliRunner, sim: Sim) -> None:
 
 def test_cancel_of_a_pending_restore_cleans_up(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "web")
+    before = servers_and_volumes(sim)
     job = ok_json(cli, "--os-cloud", sim.spec, "restore", backup)
     assert job["state"] == "pending"
     cancelled = ok_json(cli, "--os-cloud", sim.spec, "restore", "cancel", job["id"], "--wait")
     assert cancelled["state"] == "cancelled"
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     again = cli("restore", "cancel", job["id"])
     assert again.code == 1
     assert_one_line_error(again.err, "already cancelled")
@@ -77,15 +63,15 @@ def test_cancel_of_a_pending_restore_cleans_up(cli: CliRunner, sim: Sim) -> None
 
 def test_a_backup_being_deleted_is_refused_with_exit_2(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web")
-    _backup(cli, sim, "web")
-    backup = _backup(cli, sim, "web")
+    backup_of(cli, sim, "web")
+    backup = backup_of(cli, sim, "web")
     store_result = cli("--os-cloud", sim.spec, "backup", "delete", backup)
     assert store_result.code == 0, store_result.err
-    before = _count(sim)
+    before = servers_and_volumes(sim)
     result = cli("--os-cloud", sim.spec, "restore", backup)
     assert result.code == 2
     assert_one_line_error(result.err, "cannot be restored")
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     assert ok_json(cli, "restore", "list") == []
 
 
@@ -107,33 +93,33 @@ def test_bad_input_is_one_line_and_exit_2(
 
 def test_unknown_flavor_and_in_place_of_a_volume_backed_server(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("db", volume_backed=True)
-    backup = _backup(cli, sim, "db")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "db")
+    before = servers_and_volumes(sim)
     flavor = cli("--os-cloud", sim.spec, "restore", backup, "--flavor", "m9.huge", "--wait")
     assert flavor.code == 2
     assert_one_line_error(flavor.err, "m9.huge")
     in_place = cli("--os-cloud", sim.spec, "restore", backup, "--in-place")
     assert in_place.code == 2
     assert_one_line_error(in_place.err, "--as-new")
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
 
 
 def test_in_place_rebuilds_an_image_backed_server(cli: CliRunner, sim: Sim) -> None:
     server = sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "web")
+    before = servers_and_volumes(sim)
     job = ok_json(cli, "--os-cloud", sim.spec, "restore", backup, "--in-place", "--wait")
     assert (job["state"], job["mode"], job["server_id"]) == ("succeeded", "in-place", server.id)
     assert job["created"] == []
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
 
 
 def test_a_name_nova_refuses_is_one_line_and_creates_nothing(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "web")
+    before = servers_and_volumes(sim)
     result = cli("--os-cloud", sim.spec, "restore", backup, "--as-new", "x" * 256, "--wait")
     assert result.code == 2
     assert_one_line_error(result.err, "name")
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     assert ok_json(cli, "restore", "list") == []

@@ -5,41 +5,28 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import CliRunner, Sim, assert_one_line_error, ok_json
+from tests.cli.conftest import (
+    CliRunner,
+    Sim,
+    assert_one_line_error,
+    backup_of,
+    ok_json,
+    servers_and_volumes,
+)
 
-
-@pytest.fixture(autouse=True)
-def _fast(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = sim.cloud.config()
-    sim.cloud.configure(replace(config, server_boot_seconds=0.1, volume_create_seconds=0.1))
-    monkeypatch.setattr("stackback.cli.restore.WAIT_POLL", timedelta(seconds=0.05))
-
-
-def _backup(cli: CliRunner, sim: Sim, server: str) -> str:
-    run = ok_json(cli, "--os-cloud", sim.spec, "backup", "now", server, "--wait")
-    backup_id: str = run["backup_id"]
-    return backup_id
-
-
-def _count(sim: Sim) -> tuple[int, int]:
-    with sim.cloud._db.transaction() as conn:
-        servers = conn.execute("SELECT count(*) FROM servers").fetchone()[0]
-        volumes = conn.execute("SELECT count(*) FROM volumes").fetchone()[0]
-    return int(servers), int(volumes)
+pytestmark = pytest.mark.usefixtures("fast_restores")
 
 
 def test_verify_wait_passes_records_the_verdict_and_leaves_nothing(
     cli: CliRunner, sim: Sim
 ) -> None:
     sim.cloud.create_server("db", volume_backed=True, volumes=1)
-    backup = _backup(cli, sim, "db")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "db")
+    before = servers_and_volumes(sim)
 
     job = ok_json(
         cli, "--os-cloud", sim.spec, "verify", backup, "--flavor", "m1.tiny",
@@ -50,7 +37,7 @@ def test_verify_wait_passes_records_the_verdict_and_leaves_nothing(
     assert job["name"].startswith(f"verify-{backup[:8]}-")
     assert job["checks"] == {"console_contains": "LAST LINE", "port": 22}
     assert job["active_seconds"] is not None
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     (listed,) = ok_json(cli, "backup", "list")
     assert listed["verification"]["result"] == "passed"
     assert listed["verification"]["restore_id"] == job["id"]
@@ -65,8 +52,8 @@ def test_verify_wait_passes_records_the_verdict_and_leaves_nothing(
 
 def test_a_failed_check_exits_1_and_is_recorded(cli: CliRunner, sim: Sim) -> None:
     sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "web")
+    before = servers_and_volumes(sim)
 
     result = cli(
         "--os-cloud", sim.spec, "verify", backup, "--console-contains", "login:",
@@ -78,7 +65,7 @@ def test_a_failed_check_exits_1_and_is_recorded(cli: CliRunner, sim: Sim) -> Non
     verification = ok_json(cli, "backup", "show", backup)["verification"]
     assert verification["result"] == "failed"
     assert "does not contain 'login:'" in verification["reason"]
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
 
 
 @pytest.mark.parametrize(
@@ -96,12 +83,12 @@ def test_bad_input_is_one_line_exit_2_and_creates_nothing(
     cli: CliRunner, sim: Sim, args: list[str], words: str
 ) -> None:
     sim.cloud.create_server("web")
-    backup = _backup(cli, sim, "web")
-    before = _count(sim)
+    backup = backup_of(cli, sim, "web")
+    before = servers_and_volumes(sim)
     result = cli("--os-cloud", sim.spec, "verify", backup, *args, "--wait")
     assert result.code == 2, result.err
     assert_one_line_error(result.err, words)
-    assert _count(sim) == before
+    assert servers_and_volumes(sim) == before
     assert ok_json(cli, "restore", "list") == []
 
 
@@ -110,8 +97,8 @@ def test_an_unknown_or_deleting_backup_is_refused(cli: CliRunner, sim: Sim) -> N
     assert unknown.code == 2
     assert_one_line_error(unknown.err, "no backup")
     sim.cloud.create_server("web")
-    _backup(cli, sim, "web")
-    backup = _backup(cli, sim, "web")
+    backup_of(cli, sim, "web")
+    backup = backup_of(cli, sim, "web")
     assert cli("--os-cloud", sim.spec, "backup", "delete", backup).code == 0
     deleting = cli("--os-cloud", sim.spec, "verify", backup)
     assert deleting.code == 2
