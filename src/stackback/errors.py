@@ -53,6 +53,18 @@ class PolicyChanged(Conflict):
     code = "policy-changed"
 
 
+class Unauthenticated(StackbackError):
+    """The request carries no credentials, or credentials that do not prove who it is."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(StackbackError):
+    """The caller is known but may not take this action (role, or another project)."""
+
+    code = "forbidden"
+
+
 class NotMigrated(StackbackError):
     """The database schema is missing or older than this code."""
 

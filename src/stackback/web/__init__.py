@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages over the services, served by the API process."""
