@@ -376,6 +376,9 @@ class Backup:
     whatever it says."""
     source_gone_at: datetime | None = None
     """When stackback first found the server gone (None: it exists, or was not checked)."""
+    parent_id: str | None = None
+    """In a backup chain (Cinder or Trove incremental backups): the stackback backup this one
+    is an increment of (None: a full backup, or a kind without chains)."""
 
     @property
     def orphaned(self) -> bool:

@@ -144,6 +144,7 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "orphaned": backup.orphaned,
         "source_last_seen_at": _last_seen(backup),
         "source_gone_at": backup.source_gone_at,
+        "parent_id": backup.parent_id,
     }
 
 

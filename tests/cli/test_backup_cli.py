@@ -55,6 +55,7 @@ BACKUP_KEYS = {
     "orphaned",
     "source_last_seen_at",
     "source_gone_at",
+    "parent_id",
 }
 
 

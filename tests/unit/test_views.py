@@ -114,7 +114,7 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
         "error", "deletion_run_id", "deletion_guarded", "artifacts", "consistency",
         "consistency_detail",
         "verification",
-        "orphaned", "source_last_seen_at", "source_gone_at",
+        "orphaned", "source_last_seen_at", "source_gone_at", "parent_id",
     }  # fmt: skip
     assert summary["artifacts"] == [artifact_view(ARTIFACT)]
     assert summary["reasons"] == ["daily within 7"]

@@ -183,6 +183,7 @@ def backup_from_row(row: BackupRow, artifacts: list[ArtifactRow] | None = None) 
         consistency_detail=row.consistency_detail,
         source_last_seen_at=row.source_last_seen_at,
         source_gone_at=row.source_gone_at,
+        parent_id=row.parent_id,
         verification=verification_from_row(row),
     )
 

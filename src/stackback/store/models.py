@@ -201,6 +201,8 @@ class BackupRow(Base):
     # when the backup's server was last seen to exist, and first found gone (orphaned)
     source_last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     source_gone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # in a chain of incremental backups: the backup this one is an increment of
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
 
 
 class ArtifactRow(Base):
