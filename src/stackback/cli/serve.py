@@ -6,6 +6,7 @@ import logging
 import math
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import click
 from stackback.cli import logs
 from stackback.cli.context import AppContext
 from stackback.cli.policy import pass_app
+from stackback.cli.systemd import Notifier
 from stackback.clock import ScaledClock
 from stackback.engine.loop import Engine, Periodic
 from stackback.engine.settings import EngineSettings
@@ -35,7 +37,11 @@ from stackback.services.metrics import (
 from stackback.services.status import StatusService
 from stackback.services.verify import VerifyScheduler
 
+log = logging.getLogger(__name__)
+
 LONGEST_DURATION = timedelta(days=365)
+STATUS_EVERY_SECONDS = 5.0
+"""At most this often (real seconds) an engine process tells systemd what it has done."""
 FASTEST_TIME_SCALE = 10_000.0
 LATEST_TIME_ORIGIN = datetime(3000, 1, 1, tzinfo=UTC)
 
@@ -43,14 +49,32 @@ LATEST_TIME_ORIGIN = datetime(3000, 1, 1, tzinfo=UTC)
 def engine_options(func: Any) -> Any:
     options = [
         click.option(
-            "--poll-interval", type=float, metavar="S", help="Seconds between status polls."
+            "--poll-interval",
+            type=float,
+            metavar="S",
+            envvar="STACKBACK_POLL_INTERVAL",
+            help="Seconds between status polls. Env: STACKBACK_POLL_INTERVAL.",
         ),
-        click.option("--lease", type=float, metavar="S", help="Run lease in seconds."),
         click.option(
-            "--grace", type=float, metavar="S", help="How late a run may start (seconds)."
+            "--lease",
+            type=float,
+            metavar="S",
+            envvar="STACKBACK_LEASE",
+            help="Run lease in seconds. Env: STACKBACK_LEASE.",
         ),
         click.option(
-            "--retry-window", type=float, metavar="S", help="Retry busy/failing clouds this long."
+            "--grace",
+            type=float,
+            metavar="S",
+            envvar="STACKBACK_GRACE",
+            help="How late a run may start (seconds). Env: STACKBACK_GRACE.",
+        ),
+        click.option(
+            "--retry-window",
+            type=float,
+            metavar="S",
+            envvar="STACKBACK_RETRY_WINDOW",
+            help="Retry busy/failing clouds this long (seconds). Env: STACKBACK_RETRY_WINDOW.",
         ),
         click.option("--once", is_flag=True, help="One cycle, then exit."),
         click.option("--worker-name", metavar="NAME", help="Name of this worker in leases."),
@@ -74,7 +98,9 @@ def engine_options(func: Any) -> Any:
             default="127.0.0.1",
             show_default=True,
             metavar="ADDR",
-            help="Address the metrics endpoint listens on (0.0.0.0: every interface).",
+            envvar="STACKBACK_METRICS_ADDRESS",
+            help="Address the metrics endpoint listens on (0.0.0.0: every interface). "
+            "Env: STACKBACK_METRICS_ADDRESS.",
         ),
         click.option(
             "--time-scale",
@@ -177,22 +203,60 @@ def _run_engine(
         port = monitoring.server.start()
         click.echo(f"metrics on http://{options['metrics_address']}:{port}/metrics", err=True)
     stop = threading.Event()
+    role = (
+        "scheduler and worker" if scheduler and worker else "scheduler" if scheduler else "worker"
+    )
+    systemd = Notifier()
+    progress = _Progress(systemd, f"{role} {engine.worker.name}", app.clock)
 
-    def _stop(_signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: Any) -> None:
+        if not stop.is_set():
+            systemd.stopping(
+                f"stopping on {signal.Signals(signum).name}: finishing the step in progress"
+            )
+            log.info("stopping on %s: claiming nothing more", signal.Signals(signum).name)
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    role = (
-        "scheduler and worker" if scheduler and worker else "scheduler" if scheduler else "worker"
-    )
     click.echo(f"stackback {role} {engine.worker.name} running; Ctrl-C stops", err=True)
     rate = float(getattr(app.clock, "factor", 1.0))
     try:
-        engine.serve(stop, idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate))
+        engine.serve(
+            stop,
+            idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate),
+            on_started=progress.started,
+            on_cycle=progress.cycle,
+        )
     finally:
         if monitoring.server is not None:
             monitoring.server.stop()
+    click.echo(f"stackback {role} {engine.worker.name} stopped", err=True)
+
+
+class _Progress:
+    """What ``systemctl status`` shows of an engine process: ready, then what it has done."""
+
+    def __init__(self, notifier: Notifier, who: str, clock: Clock) -> None:
+        self.notifier = notifier
+        self.who = who
+        self.clock = clock
+        self.work = 0
+        self._told: float | None = None
+
+    def started(self) -> None:
+        self.notifier.ready(f"{self.who}: serving")
+
+    def cycle(self, done: int) -> None:
+        if not self.notifier.enabled or not done:
+            return
+        self.work += done
+        now = time.monotonic()
+        if self._told is not None and now - self._told < STATUS_EVERY_SECONDS:
+            return
+        self._told = now
+        at = f"{self.clock.now().astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        self.notifier.status(f"{self.who}: serving; {self.work} steps since start, last at {at}")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -95,21 +95,29 @@ class Engine:
         return self._next_fire is not None and self._next_fire <= now
 
     def step(self, stop: threading.Event | None = None) -> int:
-        """One cycle; returns how much work was done (0 = idle). ``stop`` ends it early."""
+        """One cycle; returns how much work was done (0 = idle).
+
+        ``stop`` ends it early: nothing more is claimed once it is set, the step in
+        progress finishes, and runs claimed but not advanced are given back.
+        """
+
+        def stopping() -> bool:
+            return stop is not None and stop.is_set()
+
         done = 0
         now = self.clock.now()
-        if self.run_scheduler and self._tick_due(now):
+        if self.run_scheduler and not stopping() and self._tick_due(now):
             done += self.scheduler.tick(now).runs
             if self.verifier is not None:
                 done += self.verifier.tick(now)
             self._last_tick = now
             self._next_fire = self._next_fire_time()
-        if self.run_worker:
+        if self.run_worker and not stopping():
             done += self.worker.work_once(stop)
-            if self.restores is not None:
-                done += self.restores.work_once()
+            if self.restores is not None and not stopping():
+                done += self.restores.work_once(stop=stop)
             now = self.clock.now()
-            if (
+            if not stopping() and (
                 self._last_collect is None
                 or now - self._last_collect >= self.settings.poll_interval
             ):
@@ -161,10 +169,19 @@ class Engine:
         known = [t for t in times if t is not None]
         return min(known) if known else None
 
-    def serve(self, stop: threading.Event, *, idle_max: float = 5.0) -> None:
+    def serve(
+        self,
+        stop: threading.Event,
+        *,
+        idle_max: float = 5.0,
+        on_started: Callable[[], None] | None = None,
+        on_cycle: Callable[[int], None] | None = None,
+    ) -> None:
         """Run until ``stop`` is set, sleeping while idle (at most ``idle_max`` real seconds).
 
         Periodic tasks run in a thread of their own: a slow webhook never delays a run.
+        ``on_started`` is called once the loop begins (readiness), ``on_cycle`` after each
+        cycle with the work it did.
         """
         thread = None
         if self.periodic:
@@ -173,16 +190,23 @@ class Engine:
             )
             thread.start()
         try:
-            self._serve(stop, idle_max)
+            if on_started is not None:
+                on_started()
+            self._serve(stop, idle_max, on_cycle)
         finally:
             if thread is not None:
                 thread.join(timeout=idle_max)
 
-    def _serve(self, stop: threading.Event, idle_max: float) -> None:
+    def _serve(
+        self, stop: threading.Event, idle_max: float, on_cycle: Callable[[int], None] | None
+    ) -> None:
         while not stop.is_set():
             wake = None
             try:
-                if self.step(stop):
+                done = self.step(stop)
+                if on_cycle is not None:
+                    on_cycle(done)
+                if done:
                     continue
                 wake = self.next_event()
             except Exception:  # e.g. the database restarting: keep serving, the next cycle retries

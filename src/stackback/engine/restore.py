@@ -12,6 +12,7 @@ the hard deadline, the job goes ``cleaning`` and removes what carries its marker
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,17 +78,33 @@ class RestoreRunner:
         self.lease = lease
         self.poll = poll
 
-    def work_once(self, limit: int = 5) -> int:
-        """Claim up to ``limit`` jobs and advance each once; how many were advanced."""
+    def work_once(self, limit: int = 5, *, stop: threading.Event | None = None) -> int:
+        """Claim up to ``limit`` jobs and advance each once; how many were advanced.
+
+        With ``stop`` set, the jobs not yet advanced are given back at once."""
         jobs = self.store.claim_restores(
             self.clock.now(), self.owner, lease_seconds=self.lease.total_seconds(), limit=limit
         )
-        for job in jobs:
+        for position, job in enumerate(jobs):
+            if stop is not None and stop.is_set():
+                self._give_back(jobs[position:])
+                return position
             try:
                 self.advance(job)
             except LeaseLost:
                 log.info("restore %s was taken over by another worker", job.id)
         return len(jobs)
+
+    def _give_back(self, jobs: list[RestoreJob]) -> None:
+        for job in jobs:
+            try:
+                self.store.update_restore(
+                    job.id, job.attempt, lease_owner=None, lease_expires_at=None
+                )
+            except LeaseLost:
+                pass
+            except Exception:  # the database is going away too: the leases will expire
+                log.warning("restore %s: could not give its lease back", job.id, exc_info=True)
 
     def drive(self, job_id: str) -> RestoreJob:
         """Advance one job until it ends (``--wait``), sleeping on the clock in between."""
