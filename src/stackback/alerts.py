@@ -20,6 +20,7 @@ class Condition(StrEnum):
     RUN_FAILED = "run_failed"
     MISSED = "occurrence_missed"
     LATE = "target_late"
+    VERIFY_FAILED = "verification_failed"
     DELETION_FAILING = "deletion_failing"
 
 
@@ -29,6 +30,7 @@ class Event(StrEnum):
     RUN_FAILED = "run_failed"
     MISSED = "occurrence_missed"
     LATE = "target_late"
+    VERIFY_FAILED = "verification_failed"
     DELETION_FAILING = "deletion_failing"
     RECOVERED = "recovered"
     TEST = "test"
@@ -39,6 +41,7 @@ SEVERITY = {
     Event.RUN_FAILED: "critical",
     Event.MISSED: "warning",
     Event.LATE: "critical",
+    Event.VERIFY_FAILED: "critical",
     Event.DELETION_FAILING: "warning",
     Event.RECOVERED: "info",
     Event.TEST: "info",

@@ -42,7 +42,7 @@ from stackback.restoreplan import (
     RestoreState,
     RestoreStep,
 )
-from stackback.verification import Verification
+from stackback.verification import TargetVerification, Verification
 
 #: Metadata stackback stamps on every cloud artifact it creates. Only artifacts
 #: carrying ``MARKER_CREATED_BY = CREATED_BY_VALUE`` are ever deleted by stackback.
@@ -353,6 +353,9 @@ class VerificationStore(Protocol):
     def next_verify_time(self) -> datetime | None: ...
     def verify_next_at(self, policy_id: str) -> datetime | None: ...
     def last_policy_verification(self, policy_id: str) -> tuple[str, Verification] | None: ...
+    def newest_verifications(self) -> list[TargetVerification]:
+        """The newest verification of each target of each policy."""
+        ...
 
 
 #: Finds the Cloud a policy or run names (``None``: the default cloud of this process).

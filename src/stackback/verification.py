@@ -66,6 +66,17 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class TargetVerification:
+    """The newest verification of one target's backups of one policy."""
+
+    backup_id: str
+    target: str
+    target_name: str | None
+    policy_id: str
+    verification: Verification
+
+
+@dataclass(frozen=True)
 class VerifySettings:
     """A policy's verification schedule: its cron and what the throwaway server gets."""
 

@@ -14,7 +14,11 @@ from stackback.engine.settings import EngineSettings
 from stackback.notify.email import EmailChannel
 from stackback.notify.retry import Backoff
 from stackback.notify.webhook import SIGNATURE_HEADER, WebhookChannel
+from stackback.policy import Backup, BackupStatus
+from stackback.records import BackupFilter
 from stackback.services.alerts import AlertService
+from stackback.services.verify import VerifyService
+from stackback.verification import VerifyChecks
 from tests.engine.conftest import Rig
 from tests.engine.test_runs import DAY, daily
 from tests.support.receivers import smtp_server, webhook_receiver
@@ -145,3 +149,48 @@ def test_missed_occurrences_alert_once(rig: Rig) -> None:
     assert told == ["occurrence_missed", "target_late"]
     missed = next(b for b in hook.bodies() if b["event"] == "occurrence_missed")
     assert "was missed" in missed["detail"] and missed["severity"] == "warning"
+
+
+def test_a_failed_verification_alerts_once_and_recovers_when_a_later_one_passes(
+    rig: Rig,
+) -> None:
+    web = rig.sim.create_server("web")
+    daily(rig, web.id, last=1)  # the next run forgets the backup that failed verification
+    verify = VerifyService(rig.store, lambda _name: rig.sim, rig.clock)
+    with webhook_receiver() as hook:
+        channel = WebhookChannel(Route("hook"), hook.url, "s", backoff=NO_WAIT)
+        service = AlertService(rig.store, rig.clock, [channel], interval=timedelta(0))
+        engine = Engine(
+            rig.store,
+            lambda _name: rig.sim,
+            rig.clock,
+            EngineSettings(),
+            worker_name="w-alerts",
+            periodic=[service],  # evaluated at every cycle of the drain
+        )
+        engine.drain(rig.clock.now() + DAY + timedelta(hours=3))
+        (first,) = good_backups(rig)
+        verify.start(first.id, checks=VerifyChecks(console_contains="login:"))
+        engine.drain(rig.clock.now() + timedelta(hours=1))
+        told = [(b["event"], b["condition"]) for b in hook.bodies()]
+        assert told == [("verification_failed", "verification_failed")]
+        failed = hook.bodies()[0]
+        assert failed["target"] == web.id and failed["policy"] == "p0"
+        assert failed["ref"] == first.id and failed["severity"] == "critical"
+        assert "does not contain 'login:'" in failed["detail"]
+
+        engine.drain(rig.clock.now() + DAY)  # a good run, and the failed backup forgotten
+        assert rig.store.get_backup(first.id).status is BackupStatus.DELETED
+        assert len(hook.bodies()) == 1  # still the newest verification: nothing more, no storm
+        assert service.cycle().alerts == ()
+
+        (second,) = good_backups(rig)
+        verify.start(second.id, checks=VerifyChecks(console_contains="LAST LINE"))
+        engine.drain(rig.clock.now() + timedelta(hours=1))
+    told = [(b["event"], b["condition"]) for b in hook.bodies()]
+    assert told[1:] == [("recovered", "verification_failed")]
+    assert f"verification of backup {second.id} passed" in hook.bodies()[1]["detail"]
+
+
+def good_backups(rig: Rig) -> list[Backup]:
+    return rig.store.list_backups(BackupFilter(statuses=(BackupStatus.AVAILABLE,)))

@@ -36,6 +36,7 @@ from stackback.ports import Clock, Store
 from stackback.records import BackupFilter
 from stackback.rpo import Verdict
 from stackback.services.status import StatusService, TargetReport
+from stackback.verification import TargetVerification, VerifyResult
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class AlertingStore(Store, Protocol):
     def record_delivery(self, delivery: Delivery) -> None: ...
     def list_deliveries(self, *, limit: int = 100) -> list[Delivery]: ...
     def alert_states(self) -> list[AlertState]: ...
+    def newest_verifications(self) -> list[TargetVerification]: ...
 
 
 def report_facts(reports: Iterable[TargetReport]) -> list[Fact]:
@@ -98,6 +100,33 @@ def deletion_facts(
     return facts
 
 
+def verification_facts(
+    verifications: Iterable[TargetVerification], policy_names: dict[str, str]
+) -> list[Fact]:
+    """Verification failed: the newest verification of a target's backups of a policy
+    failed (until a later one passes)."""
+    facts = []
+    for verified in verifications:
+        if verified.policy_id not in policy_names:
+            continue
+        subject = Subject(
+            verified.target,
+            verified.target_name,
+            verified.policy_id,
+            policy_names[verified.policy_id],
+        )
+        outcome = verified.verification
+        failed = outcome.result is VerifyResult.FAILED
+        detail = (
+            f"verification of backup {verified.backup_id} {outcome.result.value} at "
+            f"{outcome.at:%Y-%m-%d %H:%M} UTC"
+        )
+        if failed:
+            detail += f": {outcome.reason or 'no reason recorded'}"
+        facts.append(Fact(subject, Condition.VERIFY_FAILED, failed, detail, verified.backup_id))
+    return facts
+
+
 @dataclass(frozen=True)
 class CycleResult:
     alerts: tuple[Alert, ...]
@@ -133,7 +162,8 @@ class AlertService:
             BackupFilter(statuses=(BackupStatus.DELETING,), limit=None)
         )
         failing = deletion_facts(deleting, policies, after=self.deletion_failing_after)
-        return failing + facts  # a failing deletion wins over its target's "none failing"
+        verified = verification_facts(self.store.newest_verifications(), policies)
+        return failing + facts + verified  # a failing deletion wins over "none failing"
 
     def evaluate(self) -> tuple[Alert, ...]:
         """Decide (states locked) and store the new states; returns the alerts to send."""

@@ -19,7 +19,7 @@ from stackback.schedule import CronSchedule
 from stackback.store.convert import policy_from_row, verification_from_row
 from stackback.store.models import BackupRow, PolicyRow, ScheduleRow
 from stackback.store.sql.base import SqlBase
-from stackback.verification import Verification
+from stackback.verification import TargetVerification, Verification, VerifyResult
 
 
 def set_verify_next(row: PolicyRow, now: datetime) -> None:
@@ -97,6 +97,52 @@ class VerifyStore(SqlBase):
                 return None
             verification = verification_from_row(row)
             return (row.id, verification) if verification else None
+
+    def newest_verifications(self) -> list[TargetVerification]:
+        """The newest verification of each target of each policy.
+
+        Forgotten backups count: a backup that failed verification and was then rotated
+        away still says the target's newest verification failed, until a later one passes.
+        Backups of no policy (manual ones, a deleted policy's) are not watched."""
+        with self._session() as session:
+            rows = session.execute(
+                select(
+                    BackupRow.id,
+                    BackupRow.target,
+                    BackupRow.target_name,
+                    BackupRow.policy_id,
+                    BackupRow.verify_result,
+                    BackupRow.verify_reason,
+                    BackupRow.verified_at,
+                    BackupRow.verify_active_seconds,
+                    BackupRow.verify_restore_id,
+                )
+                .where(
+                    BackupRow.verified_at.is_not(None),
+                    BackupRow.verify_result.is_not(None),
+                    BackupRow.policy_id.is_not(None),
+                )
+                .order_by(BackupRow.verified_at.desc(), BackupRow.id)
+            ).all()
+        newest: dict[tuple[str, str], TargetVerification] = {}
+        for row in rows:
+            key = (row.policy_id, row.target)
+            if key in newest:
+                continue
+            newest[key] = TargetVerification(
+                backup_id=row.id,
+                target=row.target,
+                target_name=row.target_name,
+                policy_id=row.policy_id,
+                verification=Verification(
+                    result=VerifyResult(row.verify_result),
+                    at=row.verified_at,
+                    reason=row.verify_reason,
+                    active_seconds=row.verify_active_seconds,
+                    restore_id=row.verify_restore_id,
+                ),
+            )
+        return list(newest.values())
 
 
 def _crons(session: Session, policy_id: str) -> list[str]:
