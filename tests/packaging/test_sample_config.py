@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 
-from stackback.cli import cli
+from stackback.cli import cli, main
 from stackback.cli.serve import COMMANDS as ENGINE_COMMANDS
 from stackback.config import Settings
 from stackback.engine.settings import EngineSettings
@@ -85,3 +85,13 @@ def test_the_sample_alerts_file_is_valid() -> None:
     settings = load_alerts(PACKAGING / "alerts.yaml.example", env=secrets)
     assert [c.route.channel for c in settings.channels] == ["ops-webhook", "ops-mail"]
     assert all(f"#{name}=" in SAMPLE for name in secrets)
+
+
+@pytest.mark.parametrize("variable", ["STACKBACK_LEASE", "STACKBACK_POLL_INTERVAL"])
+def test_the_engine_reads_its_timing_from_the_environment(
+    variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(variable, "-5")
+    assert main(["--os-cloud", "sim", "worker", "--once"]) == 2
+    option = "--" + variable.removeprefix("STACKBACK_").lower().replace("_", "-")
+    assert f"{option} must be positive" in capsys.readouterr().err
