@@ -10,7 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from stackback.cli.serve import _Progress
 from stackback.cli.systemd import Notifier
+from stackback.clock import VirtualClock
+from tests.conftest import T0
 
 
 @pytest.fixture
@@ -60,3 +63,21 @@ def test_a_socket_that_is_gone_is_logged_never_raised(caplog: pytest.LogCaptureF
     assert notifier.enabled and notifier.ready("up") is False
     assert "could not notify" in caplog.text
     assert not Notifier("vsock:2:1234").enabled
+
+
+def test_status_tells_progress_until_the_stop(listener: tuple[socket.socket, str]) -> None:
+    sock, path = listener
+    progress = _Progress(Notifier(path), "worker w1", VirtualClock(T0))
+    progress.started()
+    assert sock.recv(4096) == b"READY=1\nSTATUS=worker w1: serving"
+    progress.cycle(0)  # idle: nothing to tell
+    progress.cycle(3)
+    assert sock.recv(4096) == (
+        b"STATUS=worker w1: serving; 3 steps since start, last at 2026-03-01 00:00:00 UTC"
+    )
+    progress.stopping = True
+    progress._told = None
+    progress.cycle(2)  # the stop's own STATUS stays
+    sock.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)

@@ -211,6 +211,7 @@ def _run_engine(
 
     def _stop(signum: int, _frame: Any) -> None:
         if not stop.is_set():
+            progress.stopping = True
             systemd.stopping(
                 f"stopping on {signal.Signals(signum).name}: finishing the step in progress"
             )
@@ -242,13 +243,15 @@ class _Progress:
         self.who = who
         self.clock = clock
         self.work = 0
+        self.stopping = False
+        """Once set, STATUS says so and is not overwritten by the last steps' progress."""
         self._told: float | None = None
 
     def started(self) -> None:
         self.notifier.ready(f"{self.who}: serving")
 
     def cycle(self, done: int) -> None:
-        if not self.notifier.enabled or not done:
+        if not self.notifier.enabled or not done or self.stopping:
             return
         self.work += done
         now = time.monotonic()
