@@ -305,3 +305,11 @@ def test_a_reader_sees_pages_but_cannot_act(dash: Dashboard) -> None:
         assert "rita may not" in response.text
     assert dash.store.get_policy(policy_id).enabled
     assert dash.store.list_runs() == []
+
+
+def test_an_oversized_form_is_refused(dash: Dashboard) -> None:
+    dash.login()
+    response = dash.post("/policies/new", {**POLICY_FORM, "servers": "x" * 70_000})
+    assert response.status_code == 413
+    assert "at most 65536 bytes" in response.text
+    assert dash.store.list_policies() == []
