@@ -134,6 +134,7 @@ def test_create_a_policy_run_it_and_protect_its_backup_in_chromium(
     page.click("#save-policy")
     assert "25" in page.inner_text("[role=alert]")
     assert page.input_value("#name") == "browser-nightly"
+    shots.take(page, "policy-form-error")
     page.fill("#crons", "0 1 * * *")
     page.click("#save-policy")
     page.wait_for_selector(".flash")
@@ -192,7 +193,15 @@ def test_create_a_policy_run_it_and_protect_its_backup_in_chromium(
     context.close()
 
     names = {path.stem for path in shots.taken}
-    assert names == {"login", "policies", "runs", "run", "backups", "status"}
+    assert names == {
+        "login",
+        "policy-form-error",
+        "policies",
+        "runs",
+        "run",
+        "backups",
+        "status",
+    }
     for path in shots.taken:
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000, path

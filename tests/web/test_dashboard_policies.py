@@ -313,3 +313,18 @@ def test_an_oversized_form_is_refused(dash: Dashboard) -> None:
     assert response.status_code == 413
     assert "at most 65536 bytes" in response.text
     assert dash.store.list_policies() == []
+
+
+def test_pages_cannot_be_framed_or_cached(dash: Dashboard) -> None:
+    for response in (dash.client.get("/login"), dash.client.get("/policies")):
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+    assert dash.client.get("/static/style.css").headers["cache-control"] == "max-age=3600"
+
+
+def test_an_error_page_keeps_the_header_of_a_logged_in_user(dash: Dashboard) -> None:
+    dash.login()
+    page = dash.client.get("/policies/nope")
+    assert page.status_code == 404
+    assert "alice" in page.text and "Log out" in page.text

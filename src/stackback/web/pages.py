@@ -38,6 +38,16 @@ log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 64 * 1024
 """The largest form a page accepts (a policy form is a few hundred bytes)."""
 
+PAGE_HEADERS = {
+    # no other site may frame the pages (clickjacking their buttons) or post their forms
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+"""Sent with every page and redirect, unless the route set its own (the stylesheet's caching)."""
 STATUS_OF: tuple[tuple[type[StackbackError], int], ...] = (
     (InvalidInput, 400),
     (Unauthenticated, 401),
@@ -174,6 +184,15 @@ class Web:
             self.sessions.flash(request, response, flash)
         return response
 
+    def _quietly(self, request: Request, status: int) -> Gateway | None:
+        """The logged-in gateway for an error page's header, if there is one."""
+        if status == 401:
+            return None
+        try:
+            return self.gateway(request)
+        except StackbackError:
+            return None
+
     def error_page(self, request: Request, error: Exception) -> Response:
         """An error as a page: its message and error id, never a traceback."""
         if isinstance(error, HTTPException):
@@ -199,7 +218,9 @@ class Web:
             "error_id": error_id,
             "status": status,
         }
-        response = self.render(request, "error.html", context, status=status)
+        response = self.render(
+            request, "error.html", context, status=status, gateway=self._quietly(request, status)
+        )
         if status == 401:
             self.sessions.log_out(response)
         return response
@@ -217,9 +238,12 @@ def page_route_class(web: Web) -> type[APIRoute]:
 
             async def guarded(request: Request) -> Response:
                 try:
-                    return await handler(request)
+                    response = await handler(request)
                 except Exception as error:
-                    return web.error_page(request, error)
+                    response = web.error_page(request, error)
+                for name, value in PAGE_HEADERS.items():
+                    response.headers.setdefault(name, value)
+                return response
 
             return guarded
 
