@@ -9,6 +9,7 @@ from html import unescape
 from stackback.clock import VirtualClock
 from stackback.policy import BackupStatus, RunState
 from stackback.restoreplan import RestoreState
+from stackback.verification import Verification, VerifyResult
 from tests.web.conftest import Dashboard
 from tests.web.test_dashboard_policies import create_policy, no_traceback
 
@@ -226,3 +227,16 @@ def test_the_stylesheet_is_served(dash: Dashboard) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/css")
     assert ".verdict-late" in response.text
+
+
+def test_a_backups_verification_shows_on_its_pages(dash: Dashboard, clock: VirtualClock) -> None:
+    _, (backup_id,) = backed_up(dash, "web-1")
+    verdict = Verification(
+        VerifyResult.FAILED, clock.now(), reason="console never said login:", active_seconds=12.4
+    )
+    dash.store.record_verification(backup_id, verdict)
+    listing = dash.client.get("/backups")
+    assert '<span class="verify verify-failed" title="console never said login:">' in listing.text
+    assert "(12 s to ACTIVE)" in listing.text
+    detail = dash.client.get(f"/backups/{backup_id}")
+    assert "console never said login:" in detail.text
