@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import jinja2
 from fastapi import Depends
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -166,7 +167,6 @@ class Web:
             "Action": Action,
             "csrf_field": CSRF_FIELD,
             "csrf_token": self.sessions.csrf_token(request) if gateway else "",
-            "now": self.backends.clock.now(),
             "flash": flash,
             **context,
         }
@@ -200,6 +200,14 @@ class Web:
         elif isinstance(error, StackbackError):
             status = next((code for kind, code in STATUS_OF if isinstance(error, kind)), 500)
             message, error_id = error.message, error.error_id
+            if status >= 500:
+                log.warning(
+                    "dashboard %s %s: %s (error id %s)",
+                    request.method,
+                    request.url.path,
+                    message,
+                    error_id,
+                )
         else:
             wrapped = StackbackError("internal error: the dashboard could not show this page")
             log.exception(
@@ -240,7 +248,7 @@ def page_route_class(web: Web) -> type[APIRoute]:
                 try:
                     response = await handler(request)
                 except Exception as error:
-                    response = web.error_page(request, error)
+                    response = await run_in_threadpool(web.error_page, request, error)
                 for name, value in PAGE_HEADERS.items():
                     response.headers.setdefault(name, value)
                 return response
