@@ -1,0 +1,201 @@
+"""Every service call the dashboard makes, for one principal, authorized in one place.
+
+Each method asks the :class:`~stackback.services.access.Authorizer` first (a listing for
+the principal's own project, a record for the project that owns it), then calls the
+service. Project scoping of what the services read (``project=``) belongs here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from stackback.errors import Forbidden
+from stackback.policy import Backup, Policy, Run, RunState
+from stackback.ports import Clock, CloudResolver, Store
+from stackback.restoreplan import RestoreJob, RestoreMode, RestoreOverrides
+from stackback.services.access import Action, Authorizer, Principal
+from stackback.services.backups import BackupService
+from stackback.services.policies import PolicyService, PolicySpec, PolicyView
+from stackback.services.restores import DEFAULT_TIMEOUT, PlannedRestore, RestoreService
+from stackback.services.runnow import PolicyRunner
+from stackback.services.runs import RunService
+from stackback.services.servers import ServerDirectory
+from stackback.services.status import StatusService, TargetReport
+
+RECENT_RUNS = 100
+"""Runs a page lists (newest first)."""
+
+
+@dataclass(frozen=True)
+class Backends:
+    """What the services are built on: the store (a port), the clouds and the clock."""
+
+    store: Store
+    clouds: CloudResolver
+    clock: Clock
+
+
+class Gateway:
+    """The dashboard's one way to the services, on behalf of ``principal``."""
+
+    def __init__(self, backends: Backends, authorizer: Authorizer, principal: Principal) -> None:
+        self.backends = backends
+        self.authorizer = authorizer
+        self.principal = principal
+
+    # -- authorization ------------------------------------------------------------------
+
+    def allow(self, action: Action, project_id: str | None = None) -> None:
+        """Raise ``Forbidden`` unless the principal may take ``action`` on ``project_id``."""
+        self.authorizer.authorize(self.principal, action, project_id)
+
+    def may(self, action: Action, project_id: str | None = None) -> bool:
+        """Whether the principal may take ``action`` (pages show only what it may do)."""
+        try:
+            self.allow(action, project_id)
+        except Forbidden:
+            return False
+        return True
+
+    def run_project(self, run: Run) -> str | None:
+        """The project that owns a run: its policy's (None for an on-demand run)."""
+        if run.policy_id is None:
+            return None
+        return next(
+            (p.project for p in self._policies.list_policies() if p.id == run.policy_id), None
+        )
+
+    # -- services ---------------------------------------------------------------------------
+
+    @property
+    def _policies(self) -> PolicyService:
+        b = self.backends
+        return PolicyService(b.store, b.clock, ServerDirectory(b.clouds))
+
+    @property
+    def _runs(self) -> RunService:
+        b = self.backends
+        return RunService(b.store, b.clouds, b.clock)
+
+    @property
+    def _backups(self) -> BackupService:
+        b = self.backends
+        return BackupService(b.store, b.clouds, b.clock)
+
+    @property
+    def _restores(self) -> RestoreService:
+        b = self.backends
+        return RestoreService(b.store, b.clouds, b.clock)
+
+    # -- policies -------------------------------------------------------------------------
+
+    def policy_views(self) -> list[PolicyView]:
+        self.allow(Action.POLICY_LIST)
+        return self._policies.views()
+
+    def policy_view(self, ref: str) -> PolicyView:
+        view = self._policies.view(ref)
+        self.allow(Action.POLICY_SHOW, view.policy.project)
+        return view
+
+    def policy_for_update(self, ref: str) -> Policy:
+        policy = self._policies.get(ref)
+        self.allow(Action.POLICY_UPDATE, policy.project)
+        return policy
+
+    def allow_create_policy(self) -> None:
+        self.allow(Action.POLICY_CREATE, self.principal.project_id)
+
+    def create_policy(self, spec: PolicySpec, *, offline: bool = False) -> Policy:
+        self.allow_create_policy()
+        return self._policies.create(spec, offline=offline)
+
+    def update_policy(self, ref: str, spec: PolicySpec, *, offline: bool = False) -> Policy:
+        current = self.policy_for_update(ref)
+        return self._policies.update(current.id, spec, offline=offline)
+
+    def set_enabled(self, ref: str, enabled: bool) -> Policy:
+        current = self.policy_for_update(ref)
+        return self._policies.set_enabled(current.id, enabled)
+
+    def run_now(self, ref: str) -> list[Run]:
+        b = self.backends
+        policy = self._policies.get(ref)
+        self.allow(Action.POLICY_RUN, policy.project)
+        return PolicyRunner(b.store, b.clouds, b.clock).run_now(policy.id)
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def runs(
+        self, *, policy: str | None = None, state: RunState | None = None, limit: int = RECENT_RUNS
+    ) -> list[Run]:
+        self.allow(Action.RUN_LIST)
+        return self._runs.list_runs(policy=policy, state=state, limit=limit)
+
+    def run(self, ref: str) -> Run:
+        run = self._runs.get(ref)
+        self.allow(Action.RUN_SHOW, self.run_project(run))
+        return run
+
+    # -- backups ----------------------------------------------------------------------------
+
+    def backups(self, *, server: str | None = None, policy: str | None = None) -> list[Backup]:
+        self.allow(Action.BACKUP_LIST)
+        return self._backups.list_backups(server=server, policy=policy)
+
+    def backup(self, ref: str) -> Backup:
+        backup = self._backups.get(ref)
+        self.allow(Action.BACKUP_SHOW, backup.project)
+        return backup
+
+    def protect(self, ref: str, protected: bool) -> Backup:
+        backup = self._backups.get(ref)
+        self.allow(Action.BACKUP_PROTECT, backup.project)
+        return self._backups.protect(backup.id, protected)
+
+    def delete_backup(self, ref: str) -> Backup:
+        backup = self._backups.get(ref)
+        self.allow(Action.BACKUP_DELETE, backup.project)
+        return self._backups.delete(backup.id)
+
+    def allow_restore(self, ref: str) -> Backup:
+        backup = self._backups.get(ref)
+        self.allow(Action.BACKUP_RESTORE, backup.project)
+        return backup
+
+    def restore_plan(
+        self, ref: str, *, name: str | None, flavor: str | None, network: str | None
+    ) -> PlannedRestore:
+        """What restoring the backup as a new server would create (nothing is created)."""
+        backup = self.allow_restore(ref)
+        overrides = RestoreOverrides(name=name, flavor=flavor, network=network)
+        return self._restores.plan(backup.id, mode=RestoreMode.AS_NEW, overrides=overrides)
+
+    def restore_as_new(
+        self,
+        ref: str,
+        *,
+        name: str | None,
+        flavor: str | None,
+        network: str | None,
+        timeout: timedelta = DEFAULT_TIMEOUT,
+    ) -> RestoreJob:
+        backup = self.allow_restore(ref)
+        overrides = RestoreOverrides(name=name, flavor=flavor, network=network)
+        return self._restores.start(
+            backup.id, mode=RestoreMode.AS_NEW, overrides=overrides, timeout=timeout
+        )
+
+    def restore_job(self, ref: str) -> RestoreJob:
+        job = self._restores.get(ref)
+        backup = self._backups.get(job.backup_id)
+        self.allow(Action.RESTORE_SHOW, backup.project)
+        return job
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> list[TargetReport]:
+        self.allow(Action.STATUS_SHOW)
+        b = self.backends
+        return StatusService(b.store, b.clock).report()
