@@ -24,6 +24,8 @@ from stackback.policy import (
 )
 from stackback.records import (
     BackupFilter,
+    Credential,
+    CredentialState,
     Decision,
     DuePolicy,
     DueSchedule,
@@ -353,6 +355,23 @@ class VerificationStore(Protocol):
     def next_verify_time(self) -> datetime | None: ...
     def verify_next_at(self, policy_id: str) -> datetime | None: ...
     def last_policy_verification(self, policy_id: str) -> tuple[str, Verification] | None: ...
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """The credentials policies act through (``SqlStore``); secrets arrive sealed."""
+
+    def add_credential(self, credential: Credential) -> Credential: ...
+    def get_credential(self, credential_id: str) -> Credential:
+        """The credential with this id; ``NotFound`` otherwise."""
+        ...
+
+    def end_credential(
+        self, credential_id: str, *, state: CredentialState, now: datetime, detail: str
+    ) -> Credential:
+        """Record a credential given up (revoked, or its revocation failed); its sealed
+        secret is erased."""
+        ...
 
 
 #: Finds the Cloud a policy or run names (``None``: the default cloud of this process).
