@@ -29,18 +29,18 @@ def create_trust(
 
     ``CloudRejected`` when Keystone refuses (e.g. a role the user does not hold).
     """
-    body = {
-        "trust": {
-            "trustor_user_id": trustor_user_id,
-            "trustee_user_id": keystone.user_id,
-            "project_id": project_id,
-            "impersonation": True,
-            "allow_redelegation": False,
-            "roles": [{"name": role} for role in sorted(set(roles))],
-        }
-    }
-    session = keystone.user_session(token)
     with cloud_errors(f"creating a trust for project {project_id} in Keystone"):
+        body = {
+            "trust": {
+                "trustor_user_id": trustor_user_id,
+                "trustee_user_id": keystone.user_id,
+                "project_id": project_id,
+                "impersonation": True,
+                "allow_redelegation": False,
+                "roles": [{"name": role} for role in sorted(set(roles))],
+            }
+        }
+        session = keystone.user_session(token)
         response = session.post(f"{keystone.identity_url}/OS-TRUST/trusts", json=body)
     return str(response.json()["trust"]["id"])
 

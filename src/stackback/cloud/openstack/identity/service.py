@@ -38,7 +38,12 @@ class KeystoneService:
         config_files: list[str] | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ) -> None:
-        loader = OpenStackConfig(config_files=config_files) if config_files else OpenStackConfig()
+        # Files given are the whole configuration (no OS_CLIENT_CONFIG_FILE put before them).
+        loader = (
+            OpenStackConfig(config_files=config_files, load_envvars=False)
+            if config_files
+            else OpenStackConfig()
+        )
         try:
             region = loader.get_one(cloud=cloud)
         except sdk_exc.ConfigException as error:
@@ -87,14 +92,14 @@ class KeystoneService:
 
     @property
     def identity_url(self) -> str:
-        """Keystone's v3 endpoint (``.../v3``), as the catalog and version discovery say."""
-        with cloud_errors(f"finding Keystone's v3 endpoint through cloud {self.cloud!r}"):
-            url = self.session.get_endpoint(
-                service_type="identity",
-                interface=self.interface,
-                min_version="3",
-                max_version="3.latest",
-            )
+        """Keystone's v3 endpoint (``.../v3``), as the catalog and version discovery say
+        (raises keystoneauth's errors: callers translate them)."""
+        url = self.session.get_endpoint(
+            service_type="identity",
+            interface=self.interface,
+            min_version="3",
+            max_version="3.latest",
+        )
         if not url:
             raise InvalidInput(
                 f"cloud {self.cloud!r} has no identity v3 endpoint", field="keystone-cloud"
