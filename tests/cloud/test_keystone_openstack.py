@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +28,12 @@ from stackback.clock import SystemClock, VirtualClock
 from stackback.cloud import CloudProvider
 from stackback.cloud.openstack import OpenStackCloud
 from stackback.cloud.openstack.identity import KeystoneService
+from stackback.engine.runner import Runner
+from stackback.engine.worker import Worker
 from stackback.errors import InvalidInput, StackbackError, Unauthenticated
-from stackback.policy import Selector
+from stackback.policy import RunState, Selector
 from stackback.records import CredentialKind, CredentialState, credential_id_of
+from stackback.retention import RetentionPolicy
 from stackback.sealing import SecretBox
 from stackback.services.access import Principal
 from stackback.services.keystone import (
@@ -37,6 +41,8 @@ from stackback.services.keystone import (
     PolicyCredentials,
     credentials_for_new_policy,
 )
+from stackback.services.policies import PolicyService, PolicySpec
+from stackback.services.servers import ServerDirectory
 from stackback.store.database import create_db_engine, upgrade
 from stackback.store.sql import SqlStore
 from tests.cloud.conftest import OpenStackPlane
@@ -401,3 +407,72 @@ def test_a_policy_acts_through_the_application_credential_its_tenant_names(
     finally:
         conn.identity.delete_application_credential(member.id, app.id, ignore_missing=True)
         conn.image.delete_image(image_id, ignore_missing=True)
+
+
+def test_a_policys_backup_runs_through_its_trust_once_the_users_token_is_gone(
+    identities: Identities,
+    sql_store: SqlStore,
+    tmp_path: Path,
+    secrets_stay_out_of_logs: list[str],
+) -> None:
+    member = identities.users["alpha-member"]
+    conn = Connection(
+        session=member.session(identities.auth_url), region_name="RegionOne", interface="public"
+    )
+    server = conn.compute.create_server(
+        name=f"trusted-{uuid.uuid4().hex[:8]}",
+        image_id=conn.image.find_image("stackback-tiny", ignore_missing=False).id,
+        flavor_id=conn.compute.find_flavor("m1.tiny", ignore_missing=False).id,
+        networks="none",
+    )
+    try:
+        conn.compute.wait_for_server(server, interval=1, wait=180)
+        token = member.token(identities.auth_url)
+        secrets_stay_out_of_logs.append(token)
+        credentials = policy_credentials(identities, sql_store, tmp_path)
+        ref = credentials_for_new_policy(authenticator(identities).authenticate(token), credentials)
+        revoke(identities, token)
+
+        clock = SystemClock()
+        clouds = provider(credentials, tmp_path)
+        policies = PolicyService(
+            sql_store, clock, ServerDirectory(clouds), release_credential=credentials.release
+        )
+        policy = policies.create(  # the server is looked up through the trust
+            PolicySpec(
+                name=f"trusted-{uuid.uuid4().hex[:8]}",
+                targets=(server.id,),
+                schedules=("0 1 * * *",),
+                timezone="UTC",
+                window_minutes=0,
+                retention=RetentionPolicy(last=1),
+                cloud=ref,
+            )
+        )
+        run = sql_store.create_manual_run(
+            target=server.id,
+            now=clock.now(),
+            label=None,
+            retention=None,
+            cloud=policy.cloud,
+            policy=policy,
+        )
+        worker = Worker(sql_store, Runner(sql_store, clouds, clock), clock)
+        deadline = time.monotonic() + 180
+        while not sql_store.get_run(run.id).state.is_terminal:
+            assert time.monotonic() < deadline, sql_store.get_run(run.id)
+            worker.work_once()
+            time.sleep(0.5)
+        done = sql_store.get_run(run.id)
+        assert done.state is RunState.SUCCEEDED, done.error
+        backup = sql_store.get_backup(str(done.backup_id))
+        image = conn.image.get_image(backup.artifacts[0].cloud_id)
+        assert image.owner == identities.alpha and image.status == "active"
+
+        policies.delete([policy.id])
+        ended = sql_store.get_credential(str(credential_id_of(ref)))
+        assert ended.state is CredentialState.REVOKED
+    finally:
+        for image in conn.image.images(owner=identities.alpha):
+            conn.image.delete_image(image, ignore_missing=True)
+        conn.compute.delete_server(server, ignore_missing=True)
