@@ -183,12 +183,14 @@ def sql_store(tmp_path: Path) -> Iterator[SqlStore]:
 def secrets_stay_out_of_logs(
     caplog: pytest.LogCaptureFixture, identities: Identities
 ) -> Iterator[list[str]]:
-    """Every log line of the test, at DEBUG: none may hold a token, password or secret
-    the test puts in the list."""
+    """Every log line of the test's call, at DEBUG: none may hold a password, or a token or
+    secret the test puts in the list (fixtures that make secrets log them themselves)."""
     caplog.set_level(logging.DEBUG)
     secrets = [identities.service_password, *(u.password for u in identities.users.values())]
     yield secrets
-    text = caplog.text + "".join(repr(record.args) for record in caplog.records)
+    records = caplog.get_records("call")
+    assert records  # the test's log lines are there to be searched
+    text = "\n".join(f"{record.getMessage()} {record.args!r}" for record in records)
     for secret in secrets:
         assert secret not in text
 
@@ -353,60 +355,70 @@ def test_a_policy_acts_through_its_trust_after_the_users_token_is_revoked(
         conn.image.delete_image(image_id, ignore_missing=True)
 
 
-def test_a_policy_acts_through_the_application_credential_its_tenant_names(
-    identities: Identities,
-    sql_store: SqlStore,
-    tmp_path: Path,
-    secrets_stay_out_of_logs: list[str],
-) -> None:
+@pytest.fixture
+def application_credential(identities: Identities) -> Iterator[tuple[Connection, Any, str]]:
+    """An application credential alpha's member made (member role), and a private image of
+    alpha's; made outside the test's call (creating the credential logs its secret)."""
     member = identities.users["alpha-member"]
     conn, image_id = private_image(member, identities)
     app = conn.identity.create_application_credential(
         user=member.id, name=f"stackback-{uuid.uuid4().hex[:8]}", roles=[{"name": "member"}]
     )
-    secrets_stay_out_of_logs.append(app.secret)
     try:
-        auth = authenticator(identities)
-        credentials = policy_credentials(identities, sql_store, tmp_path)
-        beta_token = identities.users["beta-member"].token(identities.auth_url)
-        secrets_stay_out_of_logs.append(beta_token)
-        with pytest.raises(InvalidInput, match="another project"):
-            credentials.for_new_policy(
-                auth.authenticate(beta_token),
-                application_credential_id=app.id,
-                application_credential_secret=app.secret,
-            )
-        token = member.token(identities.auth_url)
-        secrets_stay_out_of_logs.append(token)
-        alpha_member: Principal = auth.authenticate(token)
-        with pytest.raises(InvalidInput, match="refused"):
-            credentials.for_new_policy(
-                alpha_member,
-                application_credential_id=app.id,
-                application_credential_secret="not-the-secret",
-            )
-        ref = credentials_for_new_policy(
-            alpha_member,
-            credentials,
-            application_credential_id=app.id,
-            application_credential_secret=app.secret,
-        )
-        with sql_store.engine.connect() as db:
-            rows = db.exec_driver_sql("SELECT * FROM credentials").fetchall()
-        assert len(rows) == 1 and app.secret not in repr(rows)
-
-        revoke(identities, token)
-        cloud = provider(credentials, tmp_path)(ref)
-        assert isinstance(cloud, OpenStackCloud)
-        acts_in(cloud, identities.alpha, image_id)
-
-        ended = credentials.release(ref)
-        assert ended is not None and ended.state is CredentialState.REVOKED
-        assert ended.sealed_secret is None
-        assert conn.identity.get_application_credential(member.id, app.id) is not None
+        yield conn, app, image_id
     finally:
         conn.identity.delete_application_credential(member.id, app.id, ignore_missing=True)
         conn.image.delete_image(image_id, ignore_missing=True)
+
+
+def test_a_policy_acts_through_the_application_credential_its_tenant_names(
+    identities: Identities,
+    sql_store: SqlStore,
+    tmp_path: Path,
+    application_credential: tuple[Connection, Any, str],
+    secrets_stay_out_of_logs: list[str],
+) -> None:
+    conn, app, image_id = application_credential
+    member = identities.users["alpha-member"]
+    secrets_stay_out_of_logs.append(app.secret)
+    auth = authenticator(identities)
+    credentials = policy_credentials(identities, sql_store, tmp_path)
+    beta_token = identities.users["beta-member"].token(identities.auth_url)
+    secrets_stay_out_of_logs.append(beta_token)
+    with pytest.raises(InvalidInput, match="another project"):
+        credentials.for_new_policy(
+            auth.authenticate(beta_token),
+            application_credential_id=app.id,
+            application_credential_secret=app.secret,
+        )
+    token = member.token(identities.auth_url)
+    secrets_stay_out_of_logs.append(token)
+    alpha_member: Principal = auth.authenticate(token)
+    with pytest.raises(InvalidInput, match="refused"):
+        credentials.for_new_policy(
+            alpha_member,
+            application_credential_id=app.id,
+            application_credential_secret="not-the-secret",
+        )
+    ref = credentials_for_new_policy(
+        alpha_member,
+        credentials,
+        application_credential_id=app.id,
+        application_credential_secret=app.secret,
+    )
+    with sql_store.engine.connect() as db:
+        rows = db.exec_driver_sql("SELECT * FROM credentials").fetchall()
+    assert len(rows) == 1 and app.secret not in repr(rows)
+
+    revoke(identities, token)
+    cloud = provider(credentials, tmp_path)(ref)
+    assert isinstance(cloud, OpenStackCloud)
+    acts_in(cloud, identities.alpha, image_id)
+
+    ended = credentials.release(ref)
+    assert ended is not None and ended.state is CredentialState.REVOKED
+    assert ended.sealed_secret is None
+    assert conn.identity.get_application_credential(member.id, app.id) is not None
 
 
 def test_a_policys_backup_runs_through_its_trust_once_the_users_token_is_gone(
