@@ -24,8 +24,11 @@ def is_simulator(spec: str) -> bool:
 
 
 def check_cloud_name(spec: str) -> None:
-    """Refuse a cloud that clouds.yaml does not define (reads the file; contacts nothing)."""
-    if is_simulator(spec):
+    """Refuse a cloud that clouds.yaml does not define (reads the file; contacts nothing).
+
+    A stored credential (``credential:<id>``) is not a clouds.yaml entry: it is looked up
+    when it is opened."""
+    if is_simulator(spec) or credential_id_of(spec) is not None:
         return
     from openstack import exceptions
     from openstack.config.loader import OpenStackConfig
