@@ -14,6 +14,7 @@ from stackback.errors import InvalidInput
 from stackback.store.database import normalise_url, sqlite_url
 
 if TYPE_CHECKING:
+    from stackback.cloud.openstack.identity import KeystoneService
     from stackback.ports import Clock, CredentialStore
     from stackback.services.keystone import KeystoneAuthenticator, PolicyCredentials
 
@@ -120,34 +121,47 @@ def _require_keystone(settings: Settings) -> KeystoneSettings:
     return settings.keystone
 
 
-def keystone_authenticator(settings: Settings, clock: Clock) -> KeystoneAuthenticator:
-    """The ``keystone`` mode authenticator these settings describe (contacts nothing yet)."""
+def keystone_service(settings: Settings) -> KeystoneService:
+    """stackback's Keystone service account (reads clouds.yaml; contacts nothing yet)."""
     from stackback.cloud.openstack.identity import KeystoneService
-    from stackback.services.keystone import KeystoneAuthenticator
 
     keystone = _require_keystone(settings)
+    return KeystoneService(keystone.cloud, timeout=keystone.timeout)
+
+
+def keystone_authenticator(
+    settings: Settings, clock: Clock, *, keystone: KeystoneService | None = None
+) -> KeystoneAuthenticator:
+    """The ``keystone`` mode authenticator these settings describe (contacts nothing yet);
+    ``keystone`` shares one service account with :func:`policy_credentials`."""
+    from stackback.services.keystone import KeystoneAuthenticator
+
+    config = _require_keystone(settings)
     return KeystoneAuthenticator(
-        KeystoneService(keystone.cloud, timeout=keystone.timeout),
+        keystone or keystone_service(settings),
         clock,
-        max_age=timedelta(seconds=keystone.cache_seconds),
-        max_entries=keystone.cache_size,
+        max_age=timedelta(seconds=config.cache_seconds),
+        max_entries=config.cache_size,
     )
 
 
 def policy_credentials(
-    settings: Settings, store: CredentialStore, clock: Clock
+    settings: Settings,
+    store: CredentialStore,
+    clock: Clock,
+    *,
+    keystone: KeystoneService | None = None,
 ) -> PolicyCredentials:
     """Trusts and application credentials for policies, sealed with the settings' key file
     (created 0600 on first use)."""
-    from stackback.cloud.openstack.identity import KeystoneService
     from stackback.sealing import SecretBox
     from stackback.services.keystone import PolicyCredentials
 
-    keystone = _require_keystone(settings)
+    config = _require_keystone(settings)
     return PolicyCredentials(
-        KeystoneService(keystone.cloud, timeout=keystone.timeout),
+        keystone or keystone_service(settings),
         store,
-        SecretBox.from_file(keystone.secret_key_file),
+        SecretBox.from_file(config.secret_key_file),
         clock,
-        trust_roles=keystone.trust_roles,
+        trust_roles=config.trust_roles,
     )

@@ -16,7 +16,12 @@ from stackback.clock import VirtualClock
 from stackback.cloud import CloudProvider
 from stackback.cloud.openstack import OpenStackCloud
 from stackback.cloud.openstack.identity import CredentialClouds, KeystoneService, TokenInfo
-from stackback.config import load_keystone_settings
+from stackback.config import (
+    keystone_authenticator,
+    load_keystone_settings,
+    load_settings,
+    policy_credentials,
+)
 from stackback.errors import (
     CloudRejected,
     CloudUnreachable,
@@ -323,10 +328,11 @@ def no_keystone(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
         calls["create"].append((token, kwargs))
         return "trust-9"
 
-    def delete(keystone: object, trust_id: str) -> None:
+    def delete(keystone: object, trust_id: str) -> bool:
         calls["delete"].append(trust_id)
         if trust_id == "trust-broken":
             raise CloudRejected("Keystone said no")
+        return trust_id != "trust-gone"
 
     def check(keystone: object, credential_id: str, secret: str, *, project_id: str) -> str:
         calls["check"].append((credential_id, project_id))
@@ -429,6 +435,9 @@ def test_a_trust_keystone_will_not_delete_is_recorded(
     assert ended is not None and ended.state is CredentialState.REVOKE_FAILED
     assert "Keystone said no" in str(ended.detail)
     assert made.release("prod") is None and made.release(None) is None
+    gone = made.release(add(store, CredentialKind.TRUST, "trust-gone", None).cloud_ref)
+    assert gone is not None and gone.state is CredentialState.REVOKED
+    assert "already unusable" in str(gone.detail)
 
 
 def test_an_application_credential_is_never_deleted_only_forgotten(
@@ -482,3 +491,30 @@ def test_keystone_unreachable_is_a_cloud_error_not_an_unauthenticated_caller(
     assert TOKEN not in str(error.value)
     with pytest.raises(InvalidInput, match=r"not in clouds\.yaml"):
         KeystoneService("nope", config_files=[str(clouds_yaml)])
+
+
+def test_the_faces_build_keystone_mode_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InvalidInput, match="STACKBACK_KEYSTONE_CLOUD"):
+        keystone_authenticator(load_settings(), VirtualClock(T0))
+    clouds_yaml = tmp_path / "clouds.yaml"
+    clouds_yaml.write_text(
+        "clouds:\n  svc:\n    auth:\n      auth_url: http://127.0.0.1:1/v3\n"
+        "      username: u\n      password: p\n"
+    )
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_yaml))
+    monkeypatch.setenv("STACKBACK_KEYSTONE_CLOUD", "svc")
+    monkeypatch.setenv("STACKBACK_KEYSTONE_CACHE_SECONDS", "5")
+    monkeypatch.setenv("STACKBACK_SECRET_KEY_FILE", str(tmp_path / "keys" / "k"))
+    settings = load_settings()
+    authenticator = keystone_authenticator(settings, VirtualClock(T0))
+    assert authenticator.cache.max_age == timedelta(seconds=5)
+    made = policy_credentials(
+        settings,
+        SqlStore.from_url("sqlite://", check_schema=False),
+        VirtualClock(T0),
+        keystone=authenticator.keystone,
+    )
+    assert made.keystone is authenticator.keystone
+    assert stat.S_IMODE((tmp_path / "keys" / "k").stat().st_mode) == 0o600

@@ -258,7 +258,7 @@ class PolicyCredentials:
                 credential_id, state=CredentialState.REVOKED, now=now, detail=detail
             )
         try:
-            delete_trust(self.keystone, credential.keystone_id)
+            deleted = delete_trust(self.keystone, credential.keystone_id)
         except StackbackError as error:
             return self.store.end_credential(
                 credential_id,
@@ -270,7 +270,8 @@ class PolicyCredentials:
             credential_id,
             state=CredentialState.REVOKED,
             now=now,
-            detail=f"trust {credential.keystone_id} deleted in Keystone",
+            detail=f"trust {credential.keystone_id} "
+            + ("deleted in Keystone" if deleted else "already unusable (deleted in Keystone)"),
         )
 
 

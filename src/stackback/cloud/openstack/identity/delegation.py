@@ -45,10 +45,11 @@ def create_trust(
     return str(response.json()["trust"]["id"])
 
 
-def delete_trust(keystone: KeystoneService, trust_id: str) -> None:
+def delete_trust(keystone: KeystoneService, trust_id: str) -> bool:
     """Delete a trust, acting through the trust itself (its impersonated trustor may).
 
-    A trust already gone is not an error.
+    True when it was deleted now; False when it could no longer be used (deleted, or its
+    trustor deleted or disabled, which Keystone refuses the same way).
     """
     try:
         with cloud_errors(f"deleting trust {trust_id} in Keystone"):
@@ -57,15 +58,16 @@ def delete_trust(keystone: KeystoneService, trust_id: str) -> None:
                 f"{keystone.identity_url}/OS-TRUST/trusts/{trust_id}", timeout=keystone.timeout
             )
     except CloudNotFound:
-        return
+        return False
     except CloudError as error:
         if _trust_gone(error):
-            return
+            return False
         raise
+    return True
 
 
 def _trust_gone(error: CloudError) -> bool:
-    """Authenticating through a deleted trust is refused (401 or 404): it is gone."""
+    """Authenticating through a deleted trust is refused (401 or 404)."""
     cause = error.__cause__
     return isinstance(cause, ksa_exc.Unauthorized | ksa_exc.NotFound)
 

@@ -74,6 +74,7 @@ class KeystoneService:
         self._region = region
         self._session: ksa_session.Session | None = None
         self._user_id: str | None = None
+        self._identity_url: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -94,6 +95,8 @@ class KeystoneService:
     def identity_url(self) -> str:
         """Keystone's v3 endpoint (``.../v3``), as the catalog and version discovery say
         (raises keystoneauth's errors: callers translate them)."""
+        if self._identity_url is not None:
+            return self._identity_url
         url = self.session.get_endpoint(
             service_type="identity",
             interface=self.interface,
@@ -104,7 +107,8 @@ class KeystoneService:
             raise InvalidInput(
                 f"cloud {self.cloud!r} has no identity v3 endpoint", field="keystone-cloud"
             )
-        return str(url).rstrip("/")
+        self._identity_url = str(url).rstrip("/")
+        return self._identity_url
 
     @property
     def user_id(self) -> str:
