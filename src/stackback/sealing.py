@@ -15,8 +15,6 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from stackback.errors import InvalidInput, StackbackError
 
-KEY_FILE_NAME = "secret.key"
-
 
 class SecretUnreadable(StackbackError):
     """A sealed secret cannot be opened with the keys at hand (key file replaced or lost)."""

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from stackback.cloud.openstack.identity import (
     CredentialClouds,
@@ -289,3 +290,10 @@ def credentials_for_new_policy(
         application_credential_id=application_credential_id,
         application_credential_secret=application_credential_secret,
     )
+
+
+if TYPE_CHECKING:  # the type checker proves the authenticator honours the faces' contract
+    from stackback.services.access import Authenticator
+
+    def _authenticates(authenticator: KeystoneAuthenticator) -> Authenticator:
+        return authenticator
