@@ -24,6 +24,8 @@ from stackback.policy import (
 )
 from stackback.records import (
     BackupFilter,
+    Credential,
+    CredentialState,
     Decision,
     DuePolicy,
     DueSchedule,
@@ -355,6 +357,23 @@ class VerificationStore(Protocol):
     def last_policy_verification(self, policy_id: str) -> tuple[str, Verification] | None: ...
     def newest_verifications(self) -> list[TargetVerification]:
         """The newest verification of each target of each policy."""
+        ...
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """The credentials policies act through (``SqlStore``); secrets arrive sealed."""
+
+    def add_credential(self, credential: Credential) -> Credential: ...
+    def get_credential(self, credential_id: str) -> Credential:
+        """The credential with this id; ``NotFound`` otherwise."""
+        ...
+
+    def end_credential(
+        self, credential_id: str, *, state: CredentialState, now: datetime, detail: str
+    ) -> Credential:
+        """Record a credential given up (revoked, or its revocation failed); its sealed
+        secret is erased."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any, Protocol
 
 from stackback.policy import Backup, BackupStatus, RunState, Selector
@@ -284,3 +284,58 @@ class ServerSpec:
                 for vol in data.get("volumes") or ()
             ),
         )
+
+
+#: A policy's ``cloud`` naming one of its stored credentials instead of a clouds.yaml entry.
+CREDENTIAL_REF_PREFIX = "credential:"
+
+
+class CredentialKind(StrEnum):
+    """How stackback acts for a project: a Keystone trust, or the tenant's app credential."""
+
+    TRUST = "trust"
+    APPLICATION_CREDENTIAL = "application-credential"
+
+
+class CredentialState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    """Given up: the trust deleted in Keystone (or the app credential's secret forgotten)."""
+    REVOKE_FAILED = "revoke-failed"
+    """Given up, but Keystone could not be told (``detail`` says why): the trust may remain."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What workers act through for a policy created by a project's user.
+
+    ``keystone_id`` is the trust's or application credential's id (not secret);
+    ``sealed_secret`` the application credential's secret, encrypted (never in clear here).
+    """
+
+    id: str
+    kind: CredentialKind
+    project_id: str
+    user_id: str
+    keystone_id: str
+    created_at: datetime
+    sealed_secret: str | None = field(default=None, repr=False)
+    state: CredentialState = CredentialState.ACTIVE
+    revoked_at: datetime | None = None
+    detail: str | None = None
+
+    @property
+    def cloud_ref(self) -> str:
+        """The value a policy's ``cloud`` holds to act through this credential."""
+        return credential_ref(self.id)
+
+
+def credential_ref(credential_id: str) -> str:
+    return f"{CREDENTIAL_REF_PREFIX}{credential_id}"
+
+
+def credential_id_of(cloud: str | None) -> str | None:
+    """The credential a policy's ``cloud`` refers to; None for a clouds.yaml entry or none."""
+    if cloud is None or not cloud.startswith(CREDENTIAL_REF_PREFIX):
+        return None
+    return cloud[len(CREDENTIAL_REF_PREFIX) :] or None

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider
-from stackback.config import Settings
-from stackback.ports import Clock, Store
+from stackback.config import Settings, policy_credentials
+from stackback.errors import InvalidInput
+from stackback.ports import Clock, CredentialStore, Store
 from stackback.services.backups import BackupService
 from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
 from stackback.services.runs import RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
+
+if TYPE_CHECKING:
+    from stackback.services.keystone import PolicyCredentials
 
 
 @dataclass
@@ -28,6 +33,7 @@ class AppContext:
     _settings: Settings | None = None
     _store: Store | None = None
     _clouds: CloudProvider | None = None
+    _credentials: PolicyCredentials | None = None
 
     @property
     def settings(self) -> Settings:
@@ -45,14 +51,36 @@ class AppContext:
         return self._store
 
     @property
+    def credentials(self) -> PolicyCredentials | None:
+        """Stored trusts and application credentials (``keystone`` mode only)."""
+        if self._credentials is None and self.settings.keystone is not None:
+            store = self.store
+            if not isinstance(store, CredentialStore):
+                raise InvalidInput("this store keeps no credentials", field="db")
+            self._credentials = policy_credentials(self.settings, store, self.clock)
+        return self._credentials
+
+    @property
     def clouds(self) -> CloudProvider:
         if self._clouds is None:
-            self._clouds = CloudProvider(self.settings.cloud, self.clock, self.settings.state_dir)
+            credentials = self.credentials
+            self._clouds = CloudProvider(
+                self.settings.cloud,
+                self.clock,
+                self.settings.state_dir,
+                credentials=credentials.clouds() if credentials is not None else None,
+            )
         return self._clouds
 
     @property
     def policies(self) -> PolicyService:
-        return PolicyService(self.store, self.clock, ServerDirectory(self.clouds))
+        credentials = self.credentials
+        return PolicyService(
+            self.store,
+            self.clock,
+            ServerDirectory(self.clouds),
+            release_credential=credentials.release if credentials is not None else None,
+        )
 
     @property
     def status(self) -> StatusService:

@@ -1,16 +1,22 @@
 """Cloud adapters behind the :class:`stackback.ports.Cloud` port.
 
-``sim`` / ``sim:PATH`` name the built-in simulator; any other name is a
-clouds.yaml entry reached through openstacksdk.
+``sim`` / ``sim:PATH`` name the built-in simulator; ``credential:<id>`` a stored
+Keystone trust or application credential (opened by the provider's ``credentials``
+hook); any other name is a clouds.yaml entry reached through openstacksdk.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from stackback.errors import InvalidInput
 from stackback.ports import Clock, Cloud
+from stackback.records import credential_id_of
+
+CredentialOpener = Callable[[str], Cloud]
+"""Opens the cloud of a stored credential, by the credential's id."""
 
 
 def is_simulator(spec: str) -> bool:
@@ -18,8 +24,11 @@ def is_simulator(spec: str) -> bool:
 
 
 def check_cloud_name(spec: str) -> None:
-    """Refuse a cloud that clouds.yaml does not define (reads the file; contacts nothing)."""
-    if is_simulator(spec):
+    """Refuse a cloud that clouds.yaml does not define (reads the file; contacts nothing).
+
+    A stored credential (``credential:<id>``) is not a clouds.yaml entry: it is looked up
+    when it is opened."""
+    if is_simulator(spec) or credential_id_of(spec) is not None:
         return
     from openstack import exceptions
     from openstack.config.loader import OpenStackConfig
@@ -36,12 +45,19 @@ class CloudProvider:
     """Opens (and caches) the cloud a policy or run names, or the default one."""
 
     def __init__(
-        self, default: str | None, clock: Clock, state_dir: Path, *, sim_project: str = "demo"
+        self,
+        default: str | None,
+        clock: Clock,
+        state_dir: Path,
+        *,
+        sim_project: str = "demo",
+        credentials: CredentialOpener | None = None,
     ) -> None:
         self.default = default
         self.clock = clock
         self.state_dir = state_dir
         self.sim_project = sim_project
+        self.credentials = credentials
         self._clouds: dict[str, Cloud] = {}
         self._lock = threading.Lock()
 
@@ -59,6 +75,15 @@ class CloudProvider:
             return self._clouds[spec]
 
     def _open(self, spec: str) -> Cloud:
+        credential_id = credential_id_of(spec)
+        if credential_id is not None:
+            if self.credentials is None:
+                raise InvalidInput(
+                    f"cloud {spec!r} is a stored credential, and this process has no Keystone "
+                    "service account to use it (set STACKBACK_KEYSTONE_CLOUD)",
+                    field="cloud",
+                )
+            return self.credentials(credential_id)
         if is_simulator(spec):
             from stackback.cloud.simulator import open_simulator
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -203,11 +203,21 @@ def _validate_id(policy_id: str) -> str:
 class PolicyService:
     """Policies and the Rackspace-style per-server shortcuts."""
 
-    def __init__(self, store: Store, clock: Clock, servers: ServerDirectory | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        servers: ServerDirectory | None = None,
+        *,
+        release_credential: Callable[[str | None], object] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.servers = servers
         """Asks the policy's cloud whether the servers it names exist; None: never asked."""
+        self.release_credential = release_credential
+        """Gives up the stored credential (``credential:<id>``) of a deleted policy that no
+        other policy uses (``PolicyCredentials.release``); None: never done."""
 
     def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
         """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
@@ -363,7 +373,12 @@ class PolicyService:
         # once even when it is named twice (by name and by id, say).
         policies = {p.id: p for p in (self.store.get_policy(ref) for ref in refs)}
         now = self.clock.now()
-        return [self.store.delete_policy(policy_id, now=now) for policy_id in policies]
+        deleted = [self.store.delete_policy(policy_id, now=now) for policy_id in policies]
+        if self.release_credential is not None:
+            in_use = {policy.cloud for policy in self.store.list_policies()}
+            for cloud in {policy.cloud for policy in deleted} - in_use:
+                self.release_credential(cloud)
+        return deleted
 
     def view(self, ref: str) -> PolicyView:
         """A policy with its schedules' next run times."""

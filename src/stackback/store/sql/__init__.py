@@ -27,6 +27,7 @@ from stackback.records import (
 from stackback.store.database import create_db_engine
 from stackback.store.sql.alerts import AlertStore
 from stackback.store.sql.backups import BackupStore
+from stackback.store.sql.credentials import CredentialStore
 from stackback.store.sql.policies import PolicyStore
 from stackback.store.sql.restores import RestoreStore
 from stackback.store.sql.runs import RunStore
@@ -36,7 +37,15 @@ from stackback.store.sql.verify import VerifyStore
 
 
 class SqlStore(
-    PolicyStore, TickStore, RunStore, BackupStore, RestoreStore, VerifyStore, AlertStore, StatsStore
+    PolicyStore,
+    TickStore,
+    RunStore,
+    BackupStore,
+    RestoreStore,
+    VerifyStore,
+    AlertStore,
+    StatsStore,
+    CredentialStore,
 ):
     """Durable state of stackback: policies, schedules, runs, backups, artifacts.
 
@@ -63,7 +72,11 @@ __all__ = [
 
 
 if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
+    from stackback.ports import CredentialStore as CredentialPort
     from stackback.ports import Store
 
     def _conforms_to_port(store: SqlStore) -> Store:
+        return store
+
+    def _keeps_credentials(store: SqlStore) -> CredentialPort:
         return store
