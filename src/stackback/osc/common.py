@@ -7,7 +7,6 @@ names, so ``-f json`` and ``-f yaml`` carry the keys of ``stackback ... -f json`
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
@@ -86,11 +85,12 @@ class StackbackCommand(command.Command):
     """Runs a command with stackback's errors as osc-lib's ``CommandError`` (one line)."""
 
     auth_required = False
-    """Most commands read the catalogue only; those that reach the cloud say so."""
+    """The openstack client authenticates when a command first reaches its cloud (most
+    read the catalogue only, and ``--offline`` reaches none)."""
 
     @property
     def client(self) -> StackbackClient:
-        client: StackbackClient = self.app.client_manager.backup
+        client: StackbackClient = getattr(self.app.client_manager, "backup")  # noqa: B009
         return client
 
     def run(self, parsed_args: argparse.Namespace) -> int:
@@ -128,7 +128,3 @@ def many(
         wanted = tuple(table_columns)
     return wanted, [tuple(Value(row.get(key)) for key in wanted) for row in rows]
 
-
-def dumps(data: Any) -> str:
-    """JSON for a message (e.g. a dry run's plan on stderr)."""
-    return json.dumps(jsonable(data))
