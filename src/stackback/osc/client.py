@@ -71,7 +71,10 @@ class StackbackClient:
         name = getattr(manager._cli_options, "name", None) or None
 
         def connect() -> Connection:
-            manager.setup_auth()  # done once; authenticates on first use only
+            # The commands leave authentication to their first cloud call (most reach no
+            # cloud): what the shell does for a command that needs it, done now.
+            manager._auth_required = True
+            manager.setup_auth()
             connection: Connection = manager.sdk_connection
             return connection
 
