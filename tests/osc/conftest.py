@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ from tests.cli.conftest import Result, Sim
 cli = cli_conftest.cli
 sim = cli_conftest.sim
 fast_restores = cli_conftest.fast_restores
+
+
+@pytest.fixture
+def fast_osc_restores(fast_restores: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated boots in 0.1 s, and ``backup restore|verify --wait`` polling every 50 ms."""
+    monkeypatch.setattr("stackback.osc.restore.WAIT_POLL", timedelta(seconds=0.05))
+
 
 pytest.importorskip("openstackclient")
 

@@ -3,6 +3,7 @@ same ``-f json`` keys as ``stackback ... -f json``, and errors as one line."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_policy_run_wait_backs_every_target_up_and_the_backup_commands_see_it(
     assert shown["steps"]
 
 
-def test_restore_as_new_and_dry_run(osc: OscRunner, web: str, fast_restores: None) -> None:
+def test_restore_as_new_and_dry_run(osc: OscRunner, web: str, fast_osc_restores: None) -> None:
     create_policy(osc)
     (run,) = osc_json(osc, "backup", "policy", "run", "nightly", "--wait")
     plan = osc_json(osc, "backup", "restore", run["backup_id"], "--as-new", "web-2", "--dry-run")
@@ -99,8 +100,6 @@ def test_status_exits_1_while_a_target_is_not_ok(
 
 
 def json_rows(text: str) -> list[dict[str, object]]:
-    import json
-
     rows: list[dict[str, object]] = json.loads(text)
     return rows
 
@@ -145,3 +144,25 @@ def test_policy_run_wait_exits_1_when_a_backup_fails(osc: OscRunner, sim: Sim, w
     assert result.code == 1
     assert json_rows(result.out)[0]["state"] == "failed"
     assert "failed" in result.err
+
+
+def test_verify_wait_records_the_verdict_and_a_failed_check_exits_1(
+    osc: OscRunner, web: str, fast_osc_restores: None
+) -> None:
+    create_policy(osc)
+    (run,) = osc_json(osc, "backup", "policy", "run", "nightly", "--wait")
+    job = osc_json(
+        osc, "backup", "verify", run["backup_id"], "--network", "isolated",
+        "--console-contains", "LAST LINE", "--port", "22", "--wait",
+    )  # fmt: skip
+    assert (job["mode"], job["state"], job["verify_result"]) == ("verify", "succeeded", "passed")
+    verified = osc_json(osc, "backup", "show", run["backup_id"])["verification"]
+    assert (verified["result"], verified["restore_id"]) == ("passed", job["id"])
+    failed = osc(
+        "backup", "verify", run["backup_id"], "--console-contains", "login:", "--timeout", "1",
+        "--wait", "-f", "json",
+    )  # fmt: skip
+    assert failed.code == 1
+    assert json.loads(failed.out)["verify_result"] == "failed"
+    (line,) = failed.err.strip().splitlines()
+    assert line.startswith("verification ") and "failed" in line
