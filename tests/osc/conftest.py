@@ -65,6 +65,8 @@ def osc(
         handlers, level = list(logging.root.handlers), logging.root.level
         try:
             code = shell.main(list(args))
+        except SystemExit as done:  # argparse's usage errors, as the real command exits
+            code = int(done.code or 0)
         finally:
             # the shell logs to the stderr of this call (captured): not to the next call's
             logging.root.handlers[:] = handlers

@@ -166,3 +166,17 @@ def test_verify_wait_records_the_verdict_and_a_failed_check_exits_1(
     assert json.loads(failed.out)["verify_result"] == "failed"
     (line,) = failed.err.strip().splitlines()
     assert line.startswith("verification ") and "failed" in line
+
+
+def test_a_database_fault_and_a_bad_limit_are_one_line(
+    osc: OscRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_text("not a database\n")
+    monkeypatch.setenv("STACKBACK_DB", f"sqlite:///{garbage}")
+    broken = osc("backup", "list")
+    assert broken.code == 1
+    (line,) = broken.err.strip().splitlines()
+    assert f"database sqlite:///{garbage}: file is not a database" in line
+    bad = osc("backup", "run", "list", "--limit", "0")
+    assert bad.code == 2 and "at least 1" in bad.err and "Traceback" not in bad.err

@@ -7,7 +7,7 @@ from typing import Any
 
 from osc_lib.command import command
 
-from stackback.osc.common import StackbackCommand, many, one
+from stackback.osc.common import StackbackCommand, many, one, positive_int
 from stackback.views import backup_detail, backup_summary
 
 LIST_COLUMNS = ("id", "target", "target_name", "policy", "status", "created_at", "reasons")
@@ -23,7 +23,9 @@ class ListBackup(StackbackCommand, command.Lister):
         parser.add_argument(
             "--all", dest="include_deleted", action="store_true", help="Include deleted backups."
         )
-        parser.add_argument("--limit", type=int, metavar="N", help="At most N, the newest.")
+        parser.add_argument(
+            "--limit", type=positive_int, metavar="N", help="At most N, the newest."
+        )
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Any, Any]:

@@ -65,6 +65,17 @@ class Value(columns.FormattableColumn[Any]):
         return jsonable(self._value)
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--limit``)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
 def error_line(error: StackbackError) -> str:
     """The one line a stackback error is reported with (its id, unless it is bad input)."""
     if isinstance(error, InvalidInput | NotFound):
@@ -127,4 +138,3 @@ def many(
     if parsed_args.formatter not in MACHINE_FORMATS and not parsed_args.columns:
         wanted = tuple(table_columns)
     return wanted, [tuple(Value(row.get(key)) for key in wanted) for row in rows]
-

@@ -7,7 +7,7 @@ from typing import Any
 
 from osc_lib.command import command
 
-from stackback.osc.common import StackbackCommand, many, one
+from stackback.osc.common import StackbackCommand, many, one, positive_int
 from stackback.policy import RunState
 from stackback.views import run_detail, run_summary
 
@@ -24,7 +24,9 @@ class ListRun(StackbackCommand, command.Lister):
         parser.add_argument(
             "--state", choices=[state.value for state in RunState], help="Only runs in this state."
         )
-        parser.add_argument("--limit", type=int, default=200, metavar="N", help="At most N.")
+        parser.add_argument(
+            "--limit", type=positive_int, default=200, metavar="N", help="At most N."
+        )
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Any, Any]:
