@@ -16,7 +16,14 @@ from stackback.consistency import (
     parse_fallback,
     parse_level,
 )
-from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
+from stackback.errors import (
+    CloudError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PolicyChanged,
+    ServerLookupFailed,
+)
 from stackback.policy import (
     IMPLEMENTED_KINDS,
     LABEL_MAX,
@@ -361,6 +368,45 @@ class PolicyService:
 
     def set_enabled(self, ref: str, enabled: bool) -> Policy:
         return self.update(ref, PolicySpec(enabled=enabled))
+
+    def run_now(self, ref: str) -> list[Run]:
+        """One on-demand run per target of the policy, due now (``policy run``).
+
+        A selector is resolved now, by asking the policy's cloud. The runs carry the
+        policy (its kind, label and cloud), so that its retention rotates them as it
+        does scheduled ones; the schedules are left as they are.
+        """
+        policy = self.store.get_policy(ref)
+        targets = list(policy.targets)
+        if policy.selector is not None:
+            targets = [server.id for server in self._selected(policy, policy.selector)]
+        if not targets:
+            raise Conflict(f"policy {policy.name!r} has no target to back up now")
+        now = self.clock.now()
+        return [
+            self.store.create_manual_run(
+                target=target,
+                now=now,
+                label=policy.label,
+                retention=None,
+                cloud=policy.cloud,
+                policy=policy,
+            )
+            for target in targets
+        ]
+
+    def _selected(self, policy: Policy, selector: Selector) -> list[ServerInfo]:
+        if self.servers is None:
+            raise InvalidInput(f"policy {policy.name!r} has a selector: a cloud is needed")
+        where = f"cloud {policy.cloud!r}" if policy.cloud else "the cloud"
+        try:
+            servers = self.servers.clouds(policy.cloud).find_servers(selector)
+        except CloudError as error:
+            raise ServerLookupFailed(
+                f"cannot list the servers of {where} for selector {selector} "
+                f"({error.code}: {error.message})"
+            ) from error
+        return sorted(servers, key=lambda server: server.id)
 
     def get(self, ref: str) -> Policy:
         return self.store.get_policy(ref)
