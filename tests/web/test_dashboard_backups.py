@@ -78,7 +78,7 @@ def test_run_now_with_nothing_to_back_up_says_so(dash: Dashboard) -> None:
     policy_id = create_policy(dash, servers="", selector="backup=none", cloud=dash.world.spec)
     response = dash.post(f"/policies/{policy_id}/run", page=f"/policies/{policy_id}")
     assert response.status_code == 409
-    assert "has no server to back up now" in response.text
+    assert "has no target to back up now" in response.text
     no_traceback(response.text)
 
 

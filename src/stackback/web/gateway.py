@@ -18,7 +18,6 @@ from stackback.services.access import Action, Authorizer, Principal
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService, PolicySpec, PolicyView
 from stackback.services.restores import DEFAULT_TIMEOUT, PlannedRestore, RestoreService
-from stackback.services.runnow import PolicyRunner
 from stackback.services.runs import RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService, TargetReport
@@ -120,10 +119,9 @@ class Gateway:
         return self._policies.set_enabled(current.id, enabled)
 
     def run_now(self, ref: str) -> list[Run]:
-        b = self.backends
         policy = self._policies.get(ref)
         self.allow(Action.POLICY_RUN, policy.project)
-        return PolicyRunner(b.store, b.clouds, b.clock).run_now(policy.id)
+        return self._policies.run_now(policy.id)
 
     # -- runs -------------------------------------------------------------------------------
 
