@@ -14,6 +14,7 @@ from stackback.alerts import Delivery
 from stackback.policy import Artifact, Backup, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
 from stackback.services.policies import PolicyView, ScheduleView
+from stackback.services.status import TargetReport
 from stackback.verification import Verification
 
 PROTECTED_REASON = "protected"
@@ -286,4 +287,20 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "detail": delivery.detail,
         "at": delivery.at,
         "summary": delivery.payload.get("summary"),
+    }
+
+
+def status_view(report: TargetReport) -> dict[str, Any]:
+    """One target's RPO status: its newest good backup against its policy's schedule."""
+    return {
+        "policy": report.policy.name,
+        "policy_id": report.policy.id,
+        "target": report.target,
+        "target_name": report.target_name,
+        "verdict": report.verdict.value,
+        "reason": report.reason,
+        "newest_good_at": report.newest_good_at,
+        "age_seconds": int(report.age.total_seconds()) if report.age is not None else None,
+        "due_since": report.due_since,
+        "enabled": report.policy.enabled,
     }

@@ -10,10 +10,10 @@ from stackback.cloud import CloudProvider
 from stackback.config import Settings
 from stackback.ports import Clock, Store
 from stackback.services.backups import BackupService
+from stackback.services.container import Services
 from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
 from stackback.services.runs import RunService
-from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 
 
@@ -51,20 +51,25 @@ class AppContext:
         return self._clouds
 
     @property
+    def services(self) -> Services:
+        """The services over this invocation's store, clouds and clock."""
+        return Services(self.store, self.clouds, self.clock)
+
+    @property
     def policies(self) -> PolicyService:
-        return PolicyService(self.store, self.clock, ServerDirectory(self.clouds))
+        return self.services.policies
 
     @property
     def status(self) -> StatusService:
-        return StatusService(self.store, self.clock)
+        return self.services.status
 
     @property
     def backups(self) -> BackupService:
-        return BackupService(self.store, self.clouds, self.clock)
+        return self.services.backups
 
     @property
     def runs(self) -> RunService:
-        return RunService(self.store, self.clouds, self.clock)
+        return self.services.runs
 
     def close(self) -> None:
         if self._store is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import click
 
@@ -11,7 +10,7 @@ from stackback.cli.context import AppContext
 from stackback.cli.output import emit_list, format_option
 from stackback.cli.policy import pass_app
 from stackback.rpo import Verdict
-from stackback.services.status import TargetReport
+from stackback.views import status_view
 
 
 def _age(age: timedelta | None) -> str | None:
@@ -19,21 +18,6 @@ def _age(age: timedelta | None) -> str | None:
         return None
     hours = int(age.total_seconds() // 3600)
     return f"{hours // 24}d {hours % 24}h" if hours >= 24 else f"{hours}h {age.seconds // 60 % 60}m"
-
-
-def _row(report: TargetReport) -> dict[str, Any]:
-    return {
-        "policy": report.policy.name,
-        "policy_id": report.policy.id,
-        "target": report.target,
-        "target_name": report.target_name,
-        "verdict": report.verdict.value,
-        "reason": report.reason,
-        "newest_good_at": report.newest_good_at,
-        "age_seconds": int(report.age.total_seconds()) if report.age is not None else None,
-        "due_since": report.due_since,
-        "enabled": report.policy.enabled,
-    }
 
 
 @click.command("status")
@@ -46,7 +30,7 @@ def status(app: AppContext, /, policy: str | None, fmt: str) -> None:
     Exits 1 when any target is not ok, so that it can sit in a monitoring check.
     """
     reports = app.status.report(policy)
-    rows = [_row(r) for r in reports]
+    rows = [status_view(r) for r in reports]
     if fmt == "table":
         for row, report in zip(rows, reports, strict=True):
             row["target"] = report.target_name or report.target
