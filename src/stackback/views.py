@@ -13,6 +13,7 @@ from typing import Any
 from stackback.alerts import Delivery
 from stackback.policy import Artifact, Backup, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
+from stackback.services.backups import PreviewRow
 from stackback.services.policies import PolicyView, ScheduleView
 from stackback.services.status import TargetReport
 from stackback.verification import Verification
@@ -58,6 +59,7 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "updated_at": policy.updated_at,
         "verify": verify_settings_view(view),
         "last_verification": last_verification_view(view),
+        "project": policy.project,
     }
 
 
@@ -146,6 +148,7 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "source_last_seen_at": _last_seen(backup),
         "source_gone_at": backup.source_gone_at,
         "parent_id": backup.parent_id,
+        "project": backup.project,
     }
 
 
@@ -204,6 +207,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "error": run.error,
         "error_id": run.error_id,
         "next_try_at": run.not_before if not run.state.is_terminal else None,
+        "project": run.project,
     }
 
 
@@ -303,4 +307,15 @@ def status_view(report: TargetReport) -> dict[str, Any]:
         "age_seconds": int(report.age.total_seconds()) if report.age is not None else None,
         "due_since": report.due_since,
         "enabled": report.policy.enabled,
+    }
+
+
+def preview_view(row: PreviewRow) -> dict[str, Any]:
+    """One backup in a retention preview: kept or forgotten now, and why."""
+    return {
+        "backup": row.backup.id,
+        "target": row.backup.target_name or row.backup.target,
+        "created_at": row.backup.created_at,
+        "action": row.action,
+        "reasons": list(row.reasons),
     }

@@ -466,11 +466,14 @@ class PolicyService:
         )
         return self.update(current.id, spec, offline=True)
 
-    def server_coverage(self, server: str, cloud: str | None) -> Coverage:
+    def server_coverage(
+        self, server: str, cloud: str | None, *, project: str | None = None
+    ) -> Coverage:
         """Which policies back ``server`` up, from what ``cloud`` says of it (if one is named).
 
         Explicit policies name it by name or id; selector policies count when its real
-        metadata matches (when the cloud was not asked, every selector policy may).
+        metadata matches (when the cloud was not asked, every selector policy may). Only
+        ``project``'s policies, if given.
         """
         found: ServerInfo | None = None
         checked = self.servers is not None and cloud is not None
@@ -479,7 +482,7 @@ class PolicyService:
                 found = self.servers.require(server, cloud)
             except NotFound:
                 found = None
-        return coverage(server, found, checked, self.store.list_policies())
+        return coverage(server, found, checked, self.store.list_policies(project=project))
 
     def disable_server(self, server: str) -> Policy:
         """Stop the shortcut policy of a server; its backups stay."""
