@@ -53,7 +53,8 @@ class Api:
 
     def as_(self, token: str, method: str, url: str, **kwargs: Any) -> Any:
         """A request with ``token``; the response."""
-        return self.client.request(method, url, headers=headers(token), **kwargs)
+        extra = kwargs.pop("headers", {})
+        return self.client.request(method, url, headers={**headers(token), **extra}, **kwargs)
 
     def ok(self, token: str, method: str, url: str, status: int = 200, **kwargs: Any) -> Any:
         response = self.as_(token, method, url, **kwargs)
@@ -70,9 +71,7 @@ def api(sim: Sim, tmp_path: Path) -> Iterator[Api]:  # noqa: F811
     clock = SystemClock()
     store = open_store(f"sqlite:///{tmp_path / 'api.db'}")
     services = Services(store, CloudProvider(sim.spec, clock, tmp_path / "state"), clock)
-    app = create_app(
-        services, TokenTable(PRINCIPALS), PolicyAuthorizer(), default_cloud=sim.spec
-    )
+    app = create_app(services, TokenTable(PRINCIPALS), PolicyAuthorizer(), default_cloud=sim.spec)
     try:
         with TestClient(app, raise_server_exceptions=False) as client:
             yield Api(client, services, sim)

@@ -45,4 +45,3 @@ class Services:
     @property
     def verify(self) -> VerifyService:
         return VerifyService(self.store, self.clouds, self.clock)
-
