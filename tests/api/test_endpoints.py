@@ -166,6 +166,9 @@ def test_runs_filters_show_and_delete(api: Api) -> None:
 
     shown = api.ok(M, "GET", f"/v1/runs/{runs[0]['id']}")
     assert shown["state"] == "succeeded"
+    assert shown["timezone"] == "Europe/Amsterdam"  # its policy's, beside the UTC times
+    assert shown["scheduled_for"].endswith("Z")
+    assert {r["timezone"] for r in api.ok(M, "GET", "/v1/runs")["items"]} == {"Europe/Amsterdam"}
     assert [s["name"] for s in shown["steps"]]
     assert shown["steps"][0]["outcome"]
     assert "lease_owner" in shown
@@ -184,6 +187,7 @@ def test_backups_show_protect_delete(api: Api) -> None:
 
     shown = api.ok(M, "GET", f"/v1/backups/{first}")
     assert shown["status"] == "available"
+    assert shown["timezone"] == "Europe/Amsterdam"
     assert shown["artifacts"][0]["kind"] == "image"
     assert shown["reasons"] and shown["verification"] is None
 

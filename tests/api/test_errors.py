@@ -112,3 +112,11 @@ def test_openapi_and_root_free(api: Api) -> None:
     document = api.client.get("/openapi.json").json()
     assert all(path.startswith("/v1/") for path in document["paths"])
     assert api.client.get("/").status_code == 404  # left for the dashboard
+
+
+def test_nul_characters_are_refused_before_the_database_sees_them(api: Api) -> None:
+    _error(api.as_(M, "GET", "/v1/runs?target=a%00b"), 400, "invalid-input")
+    _error(api.as_(M, "GET", "/v1/policies/a%00b"), 400, "invalid-input")
+    body = {**nightly("x\u0000y", "web-1")}
+    _error(api.as_(M, "POST", "/v1/policies", json=body), 400, "invalid-input")
+    assert api.as_(M, "GET", "/v1/runs?target=a%01b").status_code == 200

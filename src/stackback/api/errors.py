@@ -121,6 +121,8 @@ def _http_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, HTTPException)
     if isinstance(error.__cause__, BodyTooLarge):  # FastAPI wraps what reading a body raised
         return _body_too_large(_request, error.__cause__)
+    if isinstance(error.__cause__, NulInBody):
+        return _nul_in_body(_request, error.__cause__)
     codes = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
     code = codes.get(error.status_code, "http-error")
     return error_response(
@@ -142,9 +144,14 @@ def _body_too_large(_request: Request, error: Exception) -> JSONResponse:
     )
 
 
+def _nul_in_body(_request: Request, error: Exception) -> JSONResponse:
+    return error_response(400, "invalid-input", str(error), error_id=uuid.uuid4().hex[:12])
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error in the one shape."""
     app.add_exception_handler(BodyTooLarge, _body_too_large)
+    app.add_exception_handler(NulInBody, _nul_in_body)
     app.add_exception_handler(StackbackError, _stackback_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -155,9 +162,14 @@ class BodyTooLarge(Exception):
     """The request body went past the limit while it was read."""
 
 
+class NulInBody(Exception):
+    """The request body carries a NUL character (``\\u0000``), which no column can hold."""
+
+
 class BodyLimit:
     """ASGI middleware: a request whose body is over ``max_bytes`` is answered 413, whether
-    its ``Content-Length`` says so or its (chunked) body turns out longer."""
+    its ``Content-Length`` says so or its (chunked) body turns out longer; one carrying a NUL
+    character (in its path, query or JSON body) 400, as PostgreSQL could not store it."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.app = app
@@ -166,6 +178,10 @@ class BodyLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        target = (scope.get("raw_path") or b"") + b"?" + (scope.get("query_string") or b"")
+        if b"%00" in target:  # no database column holds a NUL character
+            await self._answer(send, 400, "invalid-input", "NUL characters are not accepted")
             return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:
@@ -179,14 +195,19 @@ class BodyLimit:
                 return
         received = 0
         started = False
+        tail = b""
 
         async def limited() -> Message:
-            nonlocal received
+            nonlocal received, tail
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise BodyTooLarge(f"over {self.max_bytes} bytes")
+                if b"\\u0000" in tail + chunk:  # JSON's only way to carry a NUL character
+                    raise NulInBody("NUL characters are not accepted")
+                tail = chunk[-5:]
             return message
 
         async def watched(message: Message) -> None:
@@ -199,6 +220,9 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await self._too_large(send)
+        except NulInBody as error:
+            if not started:
+                await self._answer(send, 400, "invalid-input", str(error))
 
     async def _too_large(self, send: Send) -> None:
         await self._answer(

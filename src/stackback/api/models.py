@@ -133,6 +133,9 @@ class BackupOut(Shape):
     source_gone_at: datetime | None
     parent_id: str | None
     project: str | None
+    timezone: str | None = Field(
+        default=None, description="Its policy's zone (in list and show; times are UTC)."
+    )
 
 
 class RunOut(Shape):
@@ -154,6 +157,9 @@ class RunOut(Shape):
     error_id: str | None
     next_try_at: datetime | None
     project: str | None
+    timezone: str | None = Field(
+        default=None, description="Its policy's zone (in list and show; times are UTC)."
+    )
 
 
 class Step(Shape):

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from stackback.api.access import Caller, allowed
 from stackback.api.models import BackupOut, Page, RestoreCreate, RestoreOut, VerifyCreate
-from stackback.api.routes.common import Limit, Marker, page
-from stackback.api.routes.common import utc as _utc
+from stackback.api.routes.common import Limit, Marker, page, policy_zones, utc, zoned
 from stackback.policy import Backup
 from stackback.restoreplan import RestoreMode, RestoreOverrides
 from stackback.services.access import Action
@@ -44,10 +43,11 @@ def list_backups(
         limit=limit + 1,
         project=who.scope,
         marker=marker,
-        since=_utc(since),
-        until=_utc(until),
+        since=utc(since),
+        until=utc(until),
     )
-    return page(backups, limit, backup_summary)
+    zones = policy_zones(who.services.policies, backups)
+    return page(backups, limit, zoned(backup_summary, zones))
 
 
 @router.get("/{backup_id}", response_model=BackupOut, summary="Show a backup")
@@ -55,7 +55,8 @@ def show_backup(
     backup_id: str, who: Caller = Depends(allowed(Action.BACKUP_SHOW))
 ) -> dict[str, Any]:
     """Its artifacts, consistency, why retention keeps it, and its last verification."""
-    return backup_detail(visible_backup(who, Action.BACKUP_SHOW, backup_id))
+    backup = visible_backup(who, Action.BACKUP_SHOW, backup_id)
+    return zoned(backup_detail, policy_zones(who.services.policies, [backup]))(backup)
 
 
 def _protect(who: Caller, backup_id: str, protected: bool) -> dict[str, Any]:

@@ -8,6 +8,10 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
 
+from stackback.errors import NotFound
+from stackback.policy import Backup, Run
+from stackback.services.policies import PolicyService
+
 MAX_LIMIT = 500
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many items.")]
@@ -36,3 +40,27 @@ def utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
     return moment.replace(tzinfo=UTC)
+
+
+def policy_zones(policies: PolicyService, items: Sequence[Backup | Run]) -> dict[str, str]:
+    """The time zone of each policy the runs or backups belong to (by policy id)."""
+    zones = {}
+    for policy_id in {item.policy_id for item in items if item.policy_id}:
+        try:
+            zones[policy_id] = policies.get(policy_id).timezone
+        except NotFound:  # deleted since: its runs' and backups' times stay in UTC
+            continue
+    return zones
+
+
+def zoned(
+    view: Callable[[Item], dict[str, Any]], zones: dict[str, str]
+) -> Callable[[Item], dict[str, Any]]:
+    """``view`` with the zone of the item's policy alongside its UTC times (``timezone``)."""
+
+    def with_zone(item: Item) -> dict[str, Any]:
+        shown = view(item)
+        shown["timezone"] = zones.get(shown.get("policy_id") or "")
+        return shown
+
+    return with_zone

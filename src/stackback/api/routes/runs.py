@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from stackback.api.access import Caller, allowed
 from stackback.api.models import Page, RunDetailOut, RunOut
-from stackback.api.routes.common import Limit, Marker, page, utc
+from stackback.api.routes.common import Limit, Marker, page, policy_zones, utc, zoned
 from stackback.policy import Run, RunState
 from stackback.services.access import Action
 from stackback.views import run_detail, run_summary
@@ -44,12 +44,13 @@ def list_runs(
         since=utc(since),
         until=utc(until),
     )
-    return page(runs, limit, run_summary)
+    return page(runs, limit, zoned(run_summary, policy_zones(who.services.policies, runs)))
 
 
 @router.get("/{run_id}", response_model=RunDetailOut, summary="Show a run with its steps")
 def show_run(run_id: str, who: Caller = Depends(allowed(Action.RUN_SHOW))) -> dict[str, Any]:
-    return run_detail(visible_run(who, Action.RUN_SHOW, run_id))
+    run = visible_run(who, Action.RUN_SHOW, run_id)
+    return zoned(run_detail, policy_zones(who.services.policies, [run]))(run)
 
 
 @router.delete("/{run_id}", status_code=204, summary="Delete a finished run's record")
