@@ -24,9 +24,10 @@ from stackback.cloud.simulator import SimulatedCloud
 from stackback.services.authz import PolicyAuthorizer
 from stackback.services.container import Services
 from stackback.services.factory import open_store
+from stackback.store.database import create_db_engine, upgrade
 from tests.api.conftest import PRINCIPALS, TokenTable, nightly
 
-EXAMPLES = 25
+EXAMPLES = 20
 """Examples per operation and mode: a couple of minutes on two cores."""
 CHECKS = [
     not_a_server_error,
@@ -37,15 +38,18 @@ CHECKS = [
 
 
 @pytest.fixture
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
-    """The app over a catalogue with a policy, runs, backups and a restore of alpha's (so that
-    lists answer with real items)."""
-    tmp: Path = tmp_path_factory.mktemp("schemathesis")
+def api_schema(db_url: str, tmp_path: Path) -> Iterator[schemathesis.BaseSchema]:
+    """The app over a catalogue (SQLite, PostgreSQL) with a policy, runs, backups and a
+    restore of alpha's (so that lists answer with real items)."""
+    tmp = tmp_path
     clock = SystemClock()
     cloud = SimulatedCloud(tmp / "sim.sqlite", clock, project="demo")
     cloud.create_server("web-1")
     spec = f"sim:{tmp / 'sim.sqlite'}"
-    store = open_store(f"sqlite:///{tmp / 'api.db'}")
+    engine = create_db_engine(db_url)
+    upgrade(engine)
+    engine.dispose()
+    store = open_store(db_url)
     services = Services(store, CloudProvider(spec, clock, tmp / "state"), clock)
     app = create_app(services, TokenTable(PRINCIPALS), PolicyAuthorizer(), default_cloud=spec)
     from fastapi.testclient import TestClient
