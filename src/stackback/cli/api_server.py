@@ -16,7 +16,6 @@ from stackback.cli.policy import pass_app
 from stackback.errors import InvalidInput
 from stackback.ports import CloudResolver, Store
 from stackback.services.access import Authenticator
-from stackback.services.authz import PolicyAuthorizer
 from stackback.services.container import Services
 from stackback.services.local_auth import TOKEN_FILE, LocalAuthenticator, ensure_local_token
 from stackback.services.metrics import Metrics
@@ -121,6 +120,7 @@ def api_server(
     import uvicorn
 
     from stackback.api.app import create_app
+    from stackback.services.authz import PolicyAuthorizer
 
     address, port = options["listen"], options["port"]
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
