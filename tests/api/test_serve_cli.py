@@ -139,3 +139,10 @@ def test_a_taken_port_is_one_line(
         result = cli("--os-cloud", sim.spec, "api", "--port", port)
     assert result.code == 2
     assert_one_line_error(result.err, "cannot listen")
+
+
+def test_a_missing_policy_file_is_one_line(cli: CliRunner, sim: Sim, tmp_path: Path) -> None:  # noqa: F811
+    missing = tmp_path / "nope.yaml"
+    result = cli("--os-cloud", sim.spec, "api", "--port", "0", "--policy-file", str(missing))
+    assert result.code == 2
+    assert_one_line_error(result.err, "policy file")
