@@ -120,3 +120,17 @@ def test_nul_characters_are_refused_before_the_database_sees_them(api: Api) -> N
     body = {**nightly("x\u0000y", "web-1")}
     _error(api.as_(M, "POST", "/v1/policies", json=body), 400, "invalid-input")
     assert api.as_(M, "GET", "/v1/runs?target=a%01b").status_code == 200
+
+
+def test_naming_another_cloud_is_for_admins_of_every_project(api: Api) -> None:
+    api.sim.cloud.create_server("web-1")
+    elsewhere = {**nightly("n", "web-1"), "cloud": "someone-elses"}
+    _error(api.as_(M, "POST", "/v1/policies", json=elsewhere), 403, "forbidden")
+    _error(api.as_(M, "POST", "/v1/servers/web-1/enable", json={"cloud": "x"}), 403, "forbidden")
+    _error(api.as_(M, "GET", "/v1/servers/web-1", params={"cloud": "x"}), 403, "forbidden")
+    created = api.as_(M, "POST", "/v1/policies", json={**elsewhere, "cloud": api.sim.spec})
+    assert created.status_code == 201  # the API's own cloud, named
+    patch = api.as_(M, "PATCH", "/v1/policies/n", json={"cloud": "someone-elses"})
+    _error(patch, 403, "forbidden")
+    as_admin = api.as_("cloud-admin", "GET", "/v1/servers/web-1", params={"cloud": api.sim.spec})
+    assert as_admin.status_code == 200

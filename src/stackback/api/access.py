@@ -66,6 +66,15 @@ class Caller:
     def authorize(self, action: Action, project: str | None) -> None:
         self.state.authorizer.authorize(self.principal, action, project)
 
+    def cloud(self, named: str | None) -> str | None:
+        """The cloud a request names, or the API's default one. Naming another cloud is for
+        those who act on every project (``stackback:all_projects``): a cloud's credentials
+        reach beyond one project."""
+        if named is None or named == self.state.default_cloud:
+            return self.state.default_cloud
+        self.authorize(Action.ALL_PROJECTS, None)
+        return named
+
     def check(self, action: Action, project: str | None, what: str, ref: str) -> None:
         """Refuse ``action`` on a resource of ``project``: not found outside the scope (404),
         ``Forbidden`` (403) when the rules refuse it."""

@@ -81,10 +81,10 @@ def list_policies(
 def create_policy(
     body: PolicyCreate, who: Caller = Depends(allowed(Action.POLICY_CREATE))
 ) -> dict[str, Any]:
-    """The policy belongs to the caller's project. Servers it names must exist in its cloud."""
+    """The policy belongs to the caller's project. Servers it names must exist in its cloud
+    (the API's; naming another is for admins of every project)."""
     service = who.services.policies
-    if body.cloud is None and who.state.default_cloud is not None:
-        body = body.model_copy(update={"cloud": who.state.default_cloud})
+    body = body.model_copy(update={"cloud": who.cloud(body.cloud)})
     spec = _spec(body, name=body.name, project=who.principal.project_id)
     return policy_detail(service.view_of(service.create(spec)))
 
@@ -102,6 +102,8 @@ def update_policy(
     """Only the fields given change. Nothing is recreated: existing backups are rotated by
     the new rules at the policy's next run; new schedules apply from their next time."""
     found = visible_policy(who, Action.POLICY_UPDATE, policy)
+    if body.cloud is not None:
+        body = body.model_copy(update={"cloud": who.cloud(body.cloud)})
     service = who.services.policies
     changed = service.update(found.id, _spec(body, name=body.name))
     return policy_detail(service.view_of(changed))

@@ -32,7 +32,7 @@ def show_server(
     who: Caller = Depends(allowed(Action.POLICY_LIST)),
 ) -> dict[str, Any]:
     service = who.services.policies
-    covered = service.server_coverage(server, cloud or who.state.default_cloud, project=who.scope)
+    covered = service.server_coverage(server, who.cloud(cloud), project=who.scope)
     found = covered.server
     selector_covers = (
         "its metadata has {} (checked now)"
@@ -68,7 +68,7 @@ def enable_server(
         retention=body.retention,
         cron=body.cron,
         timezone=body.timezone,
-        cloud=body.cloud or who.state.default_cloud,
+        cloud=who.cloud(body.cloud),
         project=who.principal.project_id,
     )
     return policy_detail(service.view_of(policy))
