@@ -8,13 +8,15 @@ rename one or change its meaning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stackback.alerts import Delivery
-from stackback.policy import Artifact, Backup, Run, Step
+from stackback.policy import Artifact, Backup, Policy, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
 from stackback.services.backups import PreviewRow
 from stackback.services.policies import PolicyView, ScheduleView
+from stackback.services.servers import Coverage
 from stackback.services.status import TargetReport
 from stackback.verification import Verification
 
@@ -319,3 +321,18 @@ def preview_view(row: PreviewRow) -> dict[str, Any]:
         "action": row.action,
         "reasons": list(row.reasons),
     }
+
+
+def covering_policies(
+    covered: Coverage, view_of: Callable[[Policy], PolicyView]
+) -> list[dict[str, Any]]:
+    """The policies that back a server up, each with how it covers the server."""
+    selector_covers = (
+        "its metadata has {} (checked now)"
+        if covered.server
+        else "if its metadata has {} (resolved at run time)"
+    )
+    return [{**policy_summary(view_of(p)), "covers": "explicitly"} for p in covered.explicit] + [
+        {**policy_summary(view_of(p)), "covers": selector_covers.format(p.selector)}
+        for p in covered.by_selector
+    ]

@@ -11,7 +11,7 @@ from stackback.api.models import PolicyOut, ServerDisabled, ServerEnable, Server
 from stackback.errors import NotFound
 from stackback.services.access import Action
 from stackback.services.policies import PolicyService
-from stackback.views import policy_detail, policy_summary
+from stackback.views import covering_policies, policy_detail
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 
@@ -34,17 +34,7 @@ def show_server(
     service = who.services.policies
     covered = service.server_coverage(server, who.cloud(cloud), project=who.scope)
     found = covered.server
-    selector_covers = (
-        "its metadata has {} (checked now)"
-        if found
-        else "if its metadata has {} (resolved at run time)"
-    )
-    rows = [
-        {**policy_summary(service.view_of(p)), "covers": "explicitly"} for p in covered.explicit
-    ] + [
-        {**policy_summary(service.view_of(p)), "covers": selector_covers.format(p.selector)}
-        for p in covered.by_selector
-    ]
+    rows = covering_policies(covered, service.view_of)
     return {
         "server": server,
         "server_exists": (found is not None) if covered.checked else None,
