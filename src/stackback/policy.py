@@ -319,6 +319,8 @@ class Run:
     retention: Mapping[str, object] | None = None
     steps: tuple[Step, ...] = ()
     created_at: datetime | None = None
+    project: str | None = None
+    """The project of its policy (None: a run of no project, e.g. ``backup now``)."""
 
 
 @dataclass(frozen=True)

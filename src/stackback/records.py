@@ -49,6 +49,7 @@ class DuePolicy:
     enabled: bool = True
     cloud: str | None = None
     label: str | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,14 @@ class RunFilter:
     target: str | None = None
     state: RunState | None = None
     limit: int = 200
+    project: str | None = None
+    """Only this project's runs (None: every project's)."""
+    marker: str | None = None
+    """Only runs after this one in the list's order (the last run of the previous page)."""
+    since: datetime | None = None
+    """Only runs scheduled at or after this time."""
+    until: datetime | None = None
+    """Only runs scheduled before this time."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,14 @@ class BackupFilter:
     include_deleted: bool = False
     limit: int | None = 1000
     """At most this many (None: all of them, as retention needs)."""
+    project: str | None = None
+    """Only this project's backups (None: every project's)."""
+    marker: str | None = None
+    """Only backups after this one in the list's order (the last of the previous page)."""
+    since: datetime | None = None
+    """Only backups created at or after this time."""
+    until: datetime | None = None
+    """Only backups created before this time."""
 
 
 class Unchanged(Enum):

@@ -8,12 +8,15 @@ rename one or change its meaning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from stackback.alerts import Delivery
-from stackback.policy import Artifact, Backup, Run, Step
+from stackback.policy import Artifact, Backup, Policy, Run, Step
 from stackback.restoreplan import RestoreJob, RestorePlan
+from stackback.services.backups import PreviewRow
 from stackback.services.policies import PolicyView, ScheduleView
+from stackback.services.servers import Coverage
 from stackback.services.status import TargetReport
 from stackback.verification import Verification
 
@@ -58,6 +61,7 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "updated_at": policy.updated_at,
         "verify": verify_settings_view(view),
         "last_verification": last_verification_view(view),
+        "project": policy.project,
     }
 
 
@@ -146,6 +150,7 @@ def backup_summary(backup: Backup) -> dict[str, Any]:
         "source_last_seen_at": _last_seen(backup),
         "source_gone_at": backup.source_gone_at,
         "parent_id": backup.parent_id,
+        "project": backup.project,
     }
 
 
@@ -204,6 +209,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "error": run.error,
         "error_id": run.error_id,
         "next_try_at": run.not_before if not run.state.is_terminal else None,
+        "project": run.project,
     }
 
 
@@ -291,7 +297,7 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
 
 
 def status_view(report: TargetReport) -> dict[str, Any]:
-    """One target's recovery point status: its verdict against its policy's schedule."""
+    """One target's RPO status: its newest good backup against its policy's schedule."""
     return {
         "policy": report.policy.name,
         "policy_id": report.policy.id,
@@ -304,3 +310,29 @@ def status_view(report: TargetReport) -> dict[str, Any]:
         "due_since": report.due_since,
         "enabled": report.policy.enabled,
     }
+
+
+def preview_view(row: PreviewRow) -> dict[str, Any]:
+    """One backup in a retention preview: kept or forgotten now, and why."""
+    return {
+        "backup": row.backup.id,
+        "target": row.backup.target_name or row.backup.target,
+        "created_at": row.backup.created_at,
+        "action": row.action,
+        "reasons": list(row.reasons),
+    }
+
+
+def covering_policies(
+    covered: Coverage, view_of: Callable[[Policy], PolicyView]
+) -> list[dict[str, Any]]:
+    """The policies that back a server up, each with how it covers the server."""
+    selector_covers = (
+        "its metadata has {} (checked now)"
+        if covered.server
+        else "if its metadata has {} (resolved at run time)"
+    )
+    return [{**policy_summary(view_of(p)), "covers": "explicitly"} for p in covered.explicit] + [
+        {**policy_summary(view_of(p)), "covers": selector_covers.format(p.selector)}
+        for p in covered.by_selector
+    ]

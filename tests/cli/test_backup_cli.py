@@ -29,6 +29,7 @@ RUN_KEYS = {
     "error",
     "error_id",
     "next_try_at",
+    "project",
 }
 BACKUP_KEYS = {
     "id",
@@ -56,6 +57,7 @@ BACKUP_KEYS = {
     "source_last_seen_at",
     "source_gone_at",
     "parent_id",
+    "project",
 }
 
 

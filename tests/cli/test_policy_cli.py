@@ -34,6 +34,7 @@ POLICY_KEYS = {
     "verify",
     "last_verification",
     "orphans",
+    "project",
 }
 
 

@@ -88,7 +88,7 @@ def test_policy_summary_has_its_schedules_as_objects_as_the_detail_does() -> Non
         "window_minutes", "retention", "retention_description", "enabled", "cloud",
         "label", "created_at", "updated_at", "consistency", "fallback", "max_pause_seconds",
         "verify", "last_verification",
-        "orphans",
+        "orphans", "project",
     }  # fmt: skip
     assert summary["schedules"] == [schedule_view(SCHEDULE)]
     assert summary["selector"] == "role=db" and summary["retention"] == {"daily": 7}
@@ -114,7 +114,7 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
         "error", "deletion_run_id", "deletion_guarded", "artifacts", "consistency",
         "consistency_detail",
         "verification",
-        "orphaned", "source_last_seen_at", "source_gone_at", "parent_id",
+        "orphaned", "source_last_seen_at", "source_gone_at", "parent_id", "project",
     }  # fmt: skip
     assert summary["artifacts"] == [artifact_view(ARTIFACT)]
     assert summary["reasons"] == ["daily within 7"]
@@ -131,7 +131,7 @@ def test_run_summary_shape_and_its_tries() -> None:
     assert set(summary) == {
         "id", "policy", "policy_id", "target", "target_name", "trigger", "label", "state",
         "scheduled_for", "due_at", "started_at", "finished_at", "attempt", "backup_id",
-        "error", "error_id", "next_try_at",
+        "error", "error_id", "next_try_at", "project",
     }  # fmt: skip
     assert summary["attempt"] == 0  # not started yet
     ok = Step("start", T0, T0, "ok", attempt=1)

@@ -99,6 +99,7 @@ def cli(
 def _register() -> None:
     from stackback.cli import (
         alerts,
+        api_server,
         backups,
         db,
         demo,
@@ -127,6 +128,7 @@ def _register() -> None:
         verify,
         reconcile,
         serve,
+        api_server,
         demo,
         sim,
         status,

@@ -12,10 +12,10 @@ from stackback.config import Settings, policy_credentials
 from stackback.errors import InvalidInput
 from stackback.ports import Clock, CredentialStore, Store
 from stackback.services.backups import BackupService
+from stackback.services.container import Services
 from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
 from stackback.services.runs import RunService
-from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 
 if TYPE_CHECKING:
@@ -73,26 +73,31 @@ class AppContext:
         return self._clouds
 
     @property
-    def policies(self) -> PolicyService:
+    def services(self) -> Services:
+        """The services over this invocation's store, clouds and clock."""
         credentials = self.credentials
-        return PolicyService(
+        return Services(
             self.store,
+            self.clouds,
             self.clock,
-            ServerDirectory(self.clouds),
             release_credential=credentials.release if credentials is not None else None,
         )
 
     @property
+    def policies(self) -> PolicyService:
+        return self.services.policies
+
+    @property
     def status(self) -> StatusService:
-        return StatusService(self.store, self.clock)
+        return self.services.status
 
     @property
     def backups(self) -> BackupService:
-        return BackupService(self.store, self.clouds, self.clock)
+        return self.services.backups
 
     @property
     def runs(self) -> RunService:
-        return RunService(self.store, self.clouds, self.clock)
+        return self.services.runs
 
     def close(self) -> None:
         if self._store is not None:

@@ -14,6 +14,7 @@ from stackback.cli.output import emit_list, format_option, minute, short_id
 from stackback.errors import InvalidInput
 from stackback.retention import RetentionPolicy, apply_policy
 from stackback.schedule import parse_timezone
+from stackback.views import preview_view
 
 
 @dataclass(frozen=True)
@@ -91,16 +92,7 @@ def preview(
     if policy is not None:
         if given_retention(keep):
             raise InvalidInput("--keep-* rules apply only without POLICY", field="retention")
-        rows = [
-            {
-                "backup": r.backup.id,
-                "target": r.backup.target_name or r.backup.target,
-                "created_at": r.backup.created_at,
-                "action": r.action,
-                "reasons": list(r.reasons),
-            }
-            for r in ctx.obj.backups.preview(policy)
-        ]
+        rows = [preview_view(r) for r in ctx.obj.backups.preview(policy)]
         if fmt == "table":
             for row in rows:
                 row["backup"] = short_id(row["backup"])

@@ -15,6 +15,7 @@ from typing import Any, cast
 import click
 
 from stackback.cli import logs
+from stackback.cli.api_server import api_options
 from stackback.cli.context import AppContext
 from stackback.cli.policy import pass_app
 from stackback.cli.systemd import Notifier
@@ -176,12 +177,19 @@ def _scaled_clock(options: dict[str, Any], real: Clock) -> ScaledClock:
 
 
 def _run_engine(
-    app: AppContext, /, options: dict[str, Any], *, scheduler: bool, worker: bool
+    app: AppContext,
+    /,
+    options: dict[str, Any],
+    *,
+    scheduler: bool,
+    worker: bool,
+    api: bool = False,
+    engine_on: bool = True,
 ) -> None:
     settings = _settings(options)
     if options.get("time_scale"):
         app.clock = _scaled_clock(options, app.clock)
-    monitoring = _monitoring(app, options)
+    monitoring = _monitoring(app, options, api_metrics=api and engine_on)
     engine = Engine(
         monitoring.store,
         monitoring.clouds,
@@ -196,9 +204,15 @@ def _run_engine(
     # One INFO line per finished run; -v adds every step (DEBUG).
     logging.getLogger("stackback").setLevel(logging.DEBUG if app.verbose else logging.INFO)
     if options.get("once"):
-        engine.step()
-        engine.run_periodic()
+        if engine_on:
+            engine.step()
+            engine.run_periodic()
         return
+    server = None
+    if api:
+        from stackback.cli.api_server import api_server
+
+        server = api_server(app, options, metrics=monitoring.metrics)
     if monitoring.server is not None:
         port = monitoring.server.start()
         click.echo(f"metrics on http://{options['metrics_address']}:{port}/metrics", err=True)
@@ -220,19 +234,31 @@ def _run_engine(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    click.echo(f"stackback {role} {engine.worker.name} running; Ctrl-C stops", err=True)
+    if engine_on:
+        click.echo(f"stackback {role} {engine.worker.name} running; Ctrl-C stops", err=True)
+    if server is not None:
+        server.start()
+        metrics_note = f"; metrics on {server.url}/metrics" if monitoring.metrics else ""
+        click.echo(f"API on {server.url}/v1{metrics_note}", err=True)
     rate = float(getattr(app.clock, "factor", 1.0))
     try:
-        engine.serve(
-            stop,
-            idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate),
-            on_started=progress.started,
-            on_cycle=progress.cycle,
-        )
+        if engine_on:
+            engine.serve(
+                stop,
+                idle_max=min(5.0, engine.settings.poll_interval.total_seconds() / rate),
+                on_started=progress.started,
+                on_cycle=progress.cycle,
+            )
+        else:
+            progress.started()
+            stop.wait()
     finally:
+        if server is not None:
+            server.stop()
         if monitoring.server is not None:
             monitoring.server.stop()
-    click.echo(f"stackback {role} {engine.worker.name} stopped", err=True)
+    if engine_on:
+        click.echo(f"stackback {role} {engine.worker.name} stopped", err=True)
 
 
 class _Progress:
@@ -268,11 +294,13 @@ class _Monitoring:
     clouds: CloudResolver
     periodic: list[Periodic] = field(default_factory=list)
     server: MetricsServer | None = None
+    metrics: Metrics | None = None
 
 
-def _monitoring(app: AppContext, options: dict[str, Any]) -> _Monitoring:
-    """Alerts (from the alerts file) and metrics (with --metrics-port), as periodic tasks of
-    the engine and decorators of its store and clouds."""
+def _monitoring(app: AppContext, options: dict[str, Any], *, api_metrics: bool) -> _Monitoring:
+    """Alerts (from the alerts file) and metrics (with --metrics-port, or on the API's
+    /metrics when ``api_metrics``), as periodic tasks of the engine and decorators of its
+    store and clouds."""
     monitoring = _Monitoring(app.store, app.clouds)
     status = StatusService(app.store, app.clock)
     path = alerts_path(options.get("alerts_file"), app.settings.state_dir)
@@ -292,23 +320,31 @@ def _monitoring(app: AppContext, options: dict[str, Any]) -> _Monitoring:
         )
         click.echo(f"alerts: {len(alerts.channels)} channel(s) from {path}", err=True)
     port = options.get("metrics_port")
-    if port is not None:
+    if port is not None or api_metrics:
         metrics = Metrics()
+        monitoring.metrics = metrics
         monitoring.store = cast(Store, ObservedStore(app.store, metrics))
         monitoring.clouds = CountingClouds(app.clouds, metrics)
         metrics.watch_takeovers()
         stats = cast(StatsSource, app.store)
         monitoring.periodic.append(CatalogueRefresh(stats, status, metrics))
-        monitoring.server = MetricsServer(metrics, port, options["metrics_address"])
+        if port is not None:
+            monitoring.server = MetricsServer(metrics, port, options["metrics_address"])
     return monitoring
 
 
 @click.command("serve")
 @engine_options
+@api_options
+@click.option("--no-api", is_flag=True, help="Scheduler and workers only, no API.")
+@click.option("--api-only", is_flag=True, help="Only the API (no scheduler, no workers).")
 @pass_app
-def serve(app: AppContext, /, **options: Any) -> None:
-    """Scheduler and workers in one process."""
-    _run_engine(app, options, scheduler=True, worker=True)
+def serve(app: AppContext, /, no_api: bool, api_only: bool, **options: Any) -> None:
+    """The REST API, the scheduler and workers in one process (/metrics on the API, or on
+    --metrics-port without it). In local mode the API's token is printed once, when made."""
+    if no_api and api_only:
+        raise click.UsageError("--no-api and --api-only exclude each other")
+    _run_engine(app, options, scheduler=True, worker=True, api=not no_api, engine_on=not api_only)
 
 
 @click.command("scheduler")

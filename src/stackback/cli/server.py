@@ -10,7 +10,7 @@ from stackback.cli.output import emit_list, format_option
 from stackback.cli.policy import cron_lines, pass_app, show_detail
 from stackback.cloud import check_cloud_name
 from stackback.services.servers import describe_server
-from stackback.views import policy_summary
+from stackback.views import covering_policies
 
 
 @click.group("server")
@@ -77,16 +77,7 @@ def show(app: AppContext, /, server: str, fmt: str) -> None:
     covered = app.policies.server_coverage(server, app.settings.cloud)
     found = covered.server
     exists = (found is not None) if covered.checked else None
-    selector_covers = (
-        "its metadata has {} (checked now)"
-        if found
-        else "if its metadata has {} (resolved at run time)"
-    )
-    view = app.policies.view_of
-    rows = [{**policy_summary(view(p)), "covers": "explicitly"} for p in covered.explicit] + [
-        {**policy_summary(view(p)), "covers": selector_covers.format(p.selector)}
-        for p in covered.by_selector
-    ]
+    rows = covering_policies(covered, app.policies.view_of)
     where = {"server_exists": exists, "server_id": found.id if found else None}
     if fmt == "json":  # "retention" stays the rules mapping, as in every other command
         emit_list([{"server": server, **where, **r} for r in rows], [], fmt)

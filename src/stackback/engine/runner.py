@@ -356,7 +356,7 @@ class Runner:
                     run_id=run.id,
                     label=run.label,
                     cloud=run.cloud,
-                    project=policy.project if policy else None,
+                    project=run.project or (policy.project if policy else None),
                 ),
                 fence=_fence_of(run),
                 restore_source=server.spec.to_dict() if server.spec else None,

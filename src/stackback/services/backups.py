@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from stackback.engine.collector import Collector
-from stackback.errors import CloudError, Conflict, InvalidInput
+from stackback.errors import CloudError, Conflict, InvalidInput, NotFound
 from stackback.policy import (
     LABEL_MAX,
     NAME_MAX,
@@ -61,16 +61,34 @@ class BackupService:
         policy: str | None = None,
         include_deleted: bool = False,
         limit: int | None = None,
+        project: str | None = None,
+        marker: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Backup]:
-        """Backups newest first (all of them unless ``limit``); an empty filter is refused."""
+        """Backups newest first (all of them unless ``limit``; only ``project``'s if given;
+        created from ``since`` until before ``until``; the page after the backup ``marker``);
+        an empty filter is refused. A policy of another project is not found."""
         check_given(server, "--server")
         check_given(policy, "--policy")
-        policy_id = self.store.get_policy(policy).id if policy else None
+        policy_id = None
+        if policy:
+            found = self.store.get_policy(policy)
+            if project is not None and found.project != project:
+                raise NotFound(f"no policy {policy!r}")
+            policy_id = found.id
         return with_current_policy_names(
             self.store,
             self.store.list_backups(
                 BackupFilter(
-                    target=server, policy_id=policy_id, include_deleted=include_deleted, limit=limit
+                    target=server,
+                    policy_id=policy_id,
+                    include_deleted=include_deleted,
+                    limit=limit,
+                    project=project,
+                    marker=marker,
+                    since=since,
+                    until=until,
                 )
             ),
         )

@@ -79,6 +79,8 @@ class PolicySpec:
     verify_pick: str | None = None
     orphans: str | None = None
     """``keep``, ``expire-after DURATION`` or ``keep-last N`` (see ``OrphanRule.parse``)."""
+    project: str | None = None
+    """The project a new policy belongs to (None: none, as the CLI's); kept on update."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ class PolicyService:
             orphans=OrphanRule.parse(spec.orphans)
             if spec.orphans is not None
             else (base.orphans if base else OrphanRule()),
+            project=base.project if base else spec.project,
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):
@@ -430,9 +433,13 @@ class PolicyService:
         """A policy with its schedules' next run times."""
         return self.view_of(self.store.get_policy(ref))
 
-    def views(self) -> list[PolicyView]:
-        """Every policy with its schedules' next run times."""
-        return [self.view_of(policy) for policy in self.store.list_policies()]
+    def views(
+        self, *, project: str | None = None, limit: int | None = None, marker: str | None = None
+    ) -> list[PolicyView]:
+        """Every policy (of ``project``, if given; a page of ``limit`` after the policy
+        ``marker``) with its schedules' next run times."""
+        policies = self.store.list_policies(project=project, limit=limit, marker=marker)
+        return [self.view_of(policy) for policy in policies]
 
     def view_of(self, policy: Policy) -> PolicyView:
         """``policy`` (as just read or written) with its schedules' next run times."""
@@ -475,6 +482,7 @@ class PolicyService:
         timezone: str | None = None,
         cloud: str | None = None,
         offline: bool = False,
+        project: str | None = None,
     ) -> Policy:
         """A daily policy for one server keeping N backups; enabling again updates it.
 
@@ -506,6 +514,7 @@ class PolicyService:
                     window_minutes=DEFAULT_SHORTCUT_WINDOW,
                     retention=RetentionPolicy(last=retention or DEFAULT_SHORTCUT_RETENTION),
                     cloud=cloud,
+                    project=project,
                 ),
                 offline=True,
             )
@@ -518,11 +527,14 @@ class PolicyService:
         )
         return self.update(current.id, spec, offline=True)
 
-    def server_coverage(self, server: str, cloud: str | None) -> Coverage:
+    def server_coverage(
+        self, server: str, cloud: str | None, *, project: str | None = None
+    ) -> Coverage:
         """Which policies back ``server`` up, from what ``cloud`` says of it (if one is named).
 
         Explicit policies name it by name or id; selector policies count when its real
-        metadata matches (when the cloud was not asked, every selector policy may).
+        metadata matches (when the cloud was not asked, every selector policy may). Only
+        ``project``'s policies, if given.
         """
         found: ServerInfo | None = None
         checked = self.servers is not None and cloud is not None
@@ -531,7 +543,7 @@ class PolicyService:
                 found = self.servers.require(server, cloud)
             except NotFound:
                 found = None
-        return coverage(server, found, checked, self.store.list_policies())
+        return coverage(server, found, checked, self.store.list_policies(project=project))
 
     def disable_server(self, server: str) -> Policy:
         """Stop the shortcut policy of a server; its backups stay."""

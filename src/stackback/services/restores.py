@@ -149,8 +149,16 @@ class RestoreService:
     def get(self, ref: str) -> RestoreJob:
         return self.store.get_restore(ref)
 
-    def list(self, *, state: RestoreState | None = None, limit: int = 200) -> list[RestoreJob]:
-        return self.store.list_restores(state=state, limit=limit)
+    def list(
+        self,
+        *,
+        state: RestoreState | None = None,
+        limit: int = 200,
+        project: str | None = None,
+        marker: str | None = None,
+    ) -> list[RestoreJob]:
+        """Newest first (only of ``project``'s backups, if given; the page after ``marker``)."""
+        return self.store.list_restores(state=state, limit=limit, project=project, marker=marker)
 
     def cancel(self, ref: str) -> RestoreJob:
         return self.store.request_restore_cancel(ref)

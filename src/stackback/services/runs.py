@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from stackback.engine.runner import Runner
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker, worker_name
-from stackback.errors import Conflict, InvalidInput, WaitTimedOut
+from stackback.errors import Conflict, InvalidInput, NotFound, WaitTimedOut
 from stackback.policy import Run, RunState, check_given
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import RunFilter
@@ -41,15 +41,57 @@ class RunService:
         target: str | None = None,
         state: RunState | None = None,
         limit: int = 200,
+        project: str | None = None,
+        marker: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[Run]:
-        """Runs newest first; each names its policy as it is called now."""
+        """Runs newest first (only ``project``'s, if given; scheduled from ``since`` until
+        before ``until``; the page after the run ``marker``); each names its policy as it is
+        called now. A policy of another project is not found."""
         check_given(target, "--target")
         check_given(policy, "--policy")
-        policy_id = self.store.get_policy(policy).id if policy else None
+        policy_id = None
+        if policy:
+            found = self.store.get_policy(policy)
+            if project is not None and found.project != project:
+                raise NotFound(f"no policy {policy!r}")
+            policy_id = found.id
         runs = self.store.list_runs(
-            RunFilter(policy_id=policy_id, target=target, state=state, limit=limit)
+            RunFilter(
+                policy_id=policy_id,
+                target=target,
+                state=state,
+                limit=limit,
+                project=project,
+                marker=marker,
+                since=since,
+                until=until,
+            )
         )
         return with_current_policy_names(self.store, runs)
+
+    def run_now(self, policy_ref: str) -> list[Run]:
+        """Runs of the policy due now, one per target: its servers, or those its selector
+        matches in its cloud now (an on-demand occurrence; its retention applies)."""
+        policy = self.store.get_policy(policy_ref)
+        if policy.selector is not None:
+            servers = self.clouds(policy.cloud).find_servers(policy.selector)
+            targets = [server.id for server in servers]
+        else:
+            targets = list(policy.targets)
+        now = self.clock.now()
+        return [
+            self.store.create_manual_run(
+                target=target,
+                now=now,
+                label=policy.label,
+                retention=None,
+                cloud=policy.cloud,
+                policy=policy,
+            )
+            for target in targets
+        ]
 
     def get(self, ref: str) -> Run:
         """One run (by id or a unique prefix of it) with its steps."""

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from stackback.errors import NotFound
 from stackback.policy import BackupStatus, Policy, Run, RunState
 from stackback.ports import Clock, Store
 from stackback.records import BackupFilter, RunFilter
@@ -42,8 +43,16 @@ class StatusService:
         self.clock = clock
         self.grace = grace
 
-    def report(self, policy_ref: str | None = None) -> list[TargetReport]:
-        policies = [self.store.get_policy(policy_ref)] if policy_ref else self.store.list_policies()
+    def report(
+        self, policy_ref: str | None = None, *, project: str | None = None
+    ) -> list[TargetReport]:
+        """Every target of every policy (of ``project``, if given; of one policy, if named)."""
+        if policy_ref:
+            policies = [self.store.get_policy(policy_ref)]
+            if project is not None and policies[0].project != project:
+                raise NotFound(f"no policy {policy_ref!r}")
+        else:
+            policies = self.store.list_policies(project=project)
         now = self.clock.now()
         return [row for policy in policies for row in self._policy_report(policy, now)]
 

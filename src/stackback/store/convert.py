@@ -139,6 +139,7 @@ def run_from_row(row: RunRow, steps: list[RunStepRow] | None = None) -> Run:
         retention=row.retention,
         steps=tuple(step_from_row(s) for s in steps or ()),
         created_at=row.created_at,
+        project=row.project,
     )
 
 

@@ -53,6 +53,8 @@ class PolicyRow(Base):
             sqlite_where=text(SELECTOR_POLICIES_SQL),
             postgresql_where=text(SELECTOR_POLICIES_SQL),
         ),
+        # a project's policies in name order (the API's pages)
+        Index("ix_policies_project_name", "project", "name"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -101,6 +103,9 @@ class RunRow(Base):
     __table_args__ = (
         UniqueConstraint("policy_id", "target", "scheduled_for", name="uq_runs_occurrence"),
         Index("ix_runs_claimable", "state", "not_before"),
+        # keyset pages of the run list: (scheduled_for desc, id), within a project or not
+        Index("ix_runs_page", "scheduled_for", "id"),
+        Index("ix_runs_project_page", "project", "scheduled_for", "id"),
         Index(
             "uq_runs_one_active_per_target",
             "target",
@@ -144,6 +149,7 @@ class RunRow(Base):
     cloud: Mapped[str | None] = mapped_column(String(255))
     retention: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    project: Mapped[str | None] = mapped_column(String(255))
 
 
 class RunStepRow(Base):
@@ -163,6 +169,11 @@ class RunStepRow(Base):
 
 class BackupRow(Base):
     __tablename__ = "backups"
+    __table_args__ = (
+        # keyset pages of the backup list: (created_at desc, id), within a project or not
+        Index("ix_backups_page", "created_at", "id"),
+        Index("ix_backups_project_page", "project", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     policy_id: Mapped[str | None] = mapped_column(
@@ -230,6 +241,7 @@ class RestoreRow(Base):
     __tablename__ = "restores"
     __table_args__ = (
         Index("ix_restores_claimable", "state", "not_before"),
+        Index("ix_restores_page", "created_at", "id"),
         # Retention asks whether a restore in progress reads a backup before forgetting it.
         Index(
             "ix_restores_active_backup",

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from stackback.errors import Conflict, NotFound
+from stackback.errors import Conflict, InvalidInput, NotFound
 from stackback.policy import (
     Artifact,
     ArtifactKind,
@@ -21,7 +21,7 @@ from stackback.policy import (
 from stackback.records import BackupFilter, Decision, TargetBackups
 from stackback.store.convert import artifact_from_row, backup_from_row
 from stackback.store.models import ArtifactRow, BackupRow, PolicyRow
-from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, new_id
+from stackback.store.sql.base import BACKUPS, SqlBase, by_id_or_prefix, keyset_after, new_id
 from stackback.store.sql.restores import restore_in_progress
 
 _IN_CHUNK = 10_000
@@ -302,6 +302,23 @@ class BackupStore(SqlBase):
                 query = query.where(BackupRow.status.in_([s.value for s in filter.statuses]))
             elif not filter.include_deleted:
                 query = query.where(BackupRow.status != BackupStatus.DELETED.value)
+            if filter.project is not None:
+                query = query.where(BackupRow.project == filter.project)
+            if filter.since is not None:
+                query = query.where(BackupRow.created_at >= filter.since)
+            if filter.until is not None:
+                query = query.where(BackupRow.created_at < filter.until)
+            if filter.marker is not None:
+                marker = session.get(BackupRow, filter.marker)
+                if marker is None or (
+                    filter.project is not None and marker.project != filter.project
+                ):
+                    raise InvalidInput(
+                        f"marker {filter.marker!r} is not a backup of this list", field="marker"
+                    )
+                query = query.where(
+                    keyset_after(BackupRow.created_at, BackupRow.id, marker.created_at, marker.id)
+                )
             query = query.order_by(BackupRow.created_at.desc(), BackupRow.id).limit(filter.limit)
             return self._with_artifacts(session, session.scalars(query).all())
 

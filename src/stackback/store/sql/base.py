@@ -6,10 +6,12 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar, cast
+from datetime import datetime
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Exists, Table, exists, select
+from sqlalchemy import Engine, Exists, Table, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from stackback.errors import InvalidInput, LeaseLost, NotFound
 from stackback.policy import ACTIVE_RUN_STATES, RunState
@@ -100,3 +102,10 @@ def target_busy() -> Exists:
         _OtherRun.state.in_(_ACTIVE),
         _OtherRun.id != RunRow.id,
     )
+
+
+def keyset_after(
+    key: Any, id_column: Any, marker_key: datetime, marker_id: str
+) -> ColumnElement[bool]:
+    """Rows after the marker row in a list ordered by (``key`` desc, id): the next page."""
+    return or_(key < marker_key, and_(key == marker_key, id_column > marker_id))

@@ -208,6 +208,7 @@ class PolicyStore(SqlBase):
                             trigger="schedule",
                             label=policy_row.label,
                             cloud=policy_row.cloud,
+                            project=policy_row.project,
                             error=error,
                             finished_at=now,
                             created_at=now,
@@ -219,11 +220,28 @@ class PolicyStore(SqlBase):
             row = self._policy_row(session, ref)
             return policy_from_row(row, self._crons(session, row.id))
 
-    def list_policies(self) -> list[Policy]:
+    def list_policies(
+        self, *, project: str | None = None, limit: int | None = None, marker: str | None = None
+    ) -> list[Policy]:
+        """Policies by name; only ``project``'s if given; at most ``limit``; after the policy
+        whose id is ``marker`` (the last of the previous page) if given."""
         with self._session() as session:
-            rows = session.scalars(select(PolicyRow).order_by(PolicyRow.name)).all()
+            query = select(PolicyRow).order_by(PolicyRow.name)
+            if project is not None:
+                query = query.where(PolicyRow.project == project)
+            if marker is not None:
+                last = session.get(PolicyRow, marker)
+                if last is None or (project is not None and last.project != project):
+                    raise InvalidInput(
+                        f"marker {marker!r} is not a policy of this list", field="marker"
+                    )
+                query = query.where(PolicyRow.name > last.name)
+            rows = session.scalars(query.limit(limit)).all()
             crons: dict[str, list[str]] = {r.id: [] for r in rows}
-            for s in session.scalars(select(ScheduleRow).order_by(ScheduleRow.position)):
+            schedules = select(ScheduleRow).order_by(ScheduleRow.position)
+            if project is not None or limit is not None or marker is not None:
+                schedules = schedules.where(ScheduleRow.policy_id.in_(list(crons)))
+            for s in session.scalars(schedules):
                 crons.setdefault(s.policy_id, []).append(s.cron)
             return [policy_from_row(r, crons[r.id]) for r in rows]
 

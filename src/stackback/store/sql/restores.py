@@ -28,7 +28,13 @@ from stackback.restoreplan import (
     RestoreStep,
 )
 from stackback.store.models import BackupRow, RestoreRow
-from stackback.store.sql.base import MIN_ID_PREFIX, SqlBase, by_id_or_prefix, new_id
+from stackback.store.sql.base import (
+    MIN_ID_PREFIX,
+    SqlBase,
+    by_id_or_prefix,
+    keyset_after,
+    new_id,
+)
 from stackback.store.sql.verify import write_verification
 from stackback.verification import Verification
 
@@ -236,13 +242,35 @@ class RestoreStore(SqlBase):
             return restore_from_row(self._restore_row(session, ref))
 
     def list_restores(
-        self, *, state: RestoreState | None = None, limit: int = 200
+        self,
+        *,
+        state: RestoreState | None = None,
+        limit: int = 200,
+        project: str | None = None,
+        marker: str | None = None,
     ) -> list[RestoreJob]:
-        """Newest first."""
+        """Newest first; only those of ``project``'s backups if given; after ``marker`` (the
+        last job of the previous page) if given."""
         with self._session() as session:
             query = select(RestoreRow).order_by(RestoreRow.created_at.desc(), RestoreRow.id)
             if state is not None:
                 query = query.where(RestoreRow.state == state.value)
+            if project is not None:
+                query = query.join(BackupRow, BackupRow.id == RestoreRow.backup_id).where(
+                    BackupRow.project == project
+                )
+            if marker is not None:
+                last = session.get(RestoreRow, marker)
+                if last is not None and project is not None:
+                    owner = session.get(BackupRow, last.backup_id)
+                    last = last if owner is not None and owner.project == project else None
+                if last is None:
+                    raise InvalidInput(
+                        f"marker {marker!r} is not a restore of this list", field="marker"
+                    )
+                query = query.where(
+                    keyset_after(RestoreRow.created_at, RestoreRow.id, last.created_at, last.id)
+                )
             return [restore_from_row(row) for row in session.scalars(query.limit(limit))]
 
     def request_restore_cancel(self, ref: str) -> RestoreJob:

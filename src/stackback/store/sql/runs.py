@@ -9,13 +9,22 @@ from typing import Any
 
 from sqlalchemy import case, delete, func, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
-from stackback.errors import Conflict, LeaseLost
+from stackback.errors import Conflict, InvalidInput, LeaseLost
 from stackback.policy import BackupStatus, Policy, Run, RunState
 from stackback.records import RunFilter, StepNote
 from stackback.store.convert import run_from_row
 from stackback.store.models import BackupRow, RunRow, RunStepRow
-from stackback.store.sql.base import WORKABLE_STATES, SqlBase, by_id_or_prefix, new_id, target_busy
+from stackback.store.sql.base import (
+    WORKABLE_STATES,
+    SqlBase,
+    by_id_or_prefix,
+    keyset_after,
+    new_id,
+    target_busy,
+)
 from stackback.store.types import UTCDateTime
 
 log = logging.getLogger(__name__)
@@ -53,6 +62,7 @@ class RunStore(SqlBase):
                 cloud=cloud,
                 retention=dict(retention) if retention is not None else None,
                 created_at=now,
+                project=policy.project if policy else None,
             )
             session.add(row)
             session.flush()
@@ -239,6 +249,14 @@ class RunStore(SqlBase):
                 )
             if filter.state:
                 query = query.where(RunRow.state == filter.state.value)
+            if filter.project is not None:
+                query = query.where(RunRow.project == filter.project)
+            if filter.since is not None:
+                query = query.where(RunRow.scheduled_for >= filter.since)
+            if filter.until is not None:
+                query = query.where(RunRow.scheduled_for < filter.until)
+            if filter.marker is not None:
+                query = query.where(_after_marker(session, RunRow, RunRow.scheduled_for, filter))
             query = query.order_by(RunRow.scheduled_for.desc(), RunRow.id).limit(filter.limit)
             rows = session.scalars(query).all()
             steps: dict[str, list[RunStepRow]] = {row.id: [] for row in rows}
@@ -262,6 +280,16 @@ class RunStore(SqlBase):
         with self._session() as session:
             session.execute(delete(RunRow).where(RunRow.id == run.id))
         return run
+
+
+def _after_marker(
+    session: Session, model: type[RunRow], key: Any, filter: RunFilter
+) -> ColumnElement[bool]:
+    """Runs after the marker run in the list's order (scheduled_for desc, id)."""
+    marker = session.get(model, filter.marker)
+    if marker is None or (filter.project is not None and marker.project != filter.project):
+        raise InvalidInput(f"marker {filter.marker!r} is not a run of this list", field="marker")
+    return keyset_after(key, model.id, marker.scheduled_for, marker.id)
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:

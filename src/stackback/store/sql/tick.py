@@ -89,7 +89,8 @@ class TickStore(SqlBase):
             new_runs: list[tuple[Any, ...]] = []
             advances: list[tuple[Any, ...]] = []
             for plan, row in zip(plans, due, strict=True):
-                schedule_id, policy_id, _, _, last_fired_at, _, name, *_, cloud, label = row
+                schedule_id, policy_id, _, _, last_fired_at, _, name, *_ = row
+                cloud, label, project = row[-3:]
                 new_runs.extend(
                     (
                         next(ids),
@@ -107,6 +108,7 @@ class TickStore(SqlBase):
                         run.error,
                         created if run.state.is_terminal else None,
                         created,
+                        project,
                     )
                     for run in plan.runs
                 )
@@ -163,6 +165,7 @@ class _TickStatements:
                 p.enabled,
                 p.cloud,
                 p.label,
+                p.project,
             )
             .join_from(SCHEDULES, POLICIES, p.id == s.policy_id)
             .where(s.next_fire_at <= bindparam("now", type_=s.next_fire_at.type))
@@ -200,6 +203,7 @@ _TICK_RUN_COLUMNS = (
     "error",
     "finished_at",
     "created_at",
+    "project",
 )
 
 
@@ -221,6 +225,7 @@ def _due_schedule(row: Sequence[Any]) -> DueSchedule:
         enabled,
         cloud,
         label,
+        project,
     ) = row
     policy = DuePolicy(
         id=policy_id,
@@ -232,6 +237,7 @@ def _due_schedule(row: Sequence[Any]) -> DueSchedule:
         enabled=enabled,
         cloud=cloud,
         label=label,
+        project=project,
     )
     schedule = ScheduleState(
         schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at

@@ -4,7 +4,7 @@ A policy created through the API names one in its ``cloud`` (``credential:<id>``
 application credential's secret is stored sealed (Fernet), never in clear.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-04
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from stackback.store.types import UTCDateTime
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,48 @@
+"""``local`` mode: one operator on one machine, with a token kept in the state directory."""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from stackback.errors import Unauthenticated
+from stackback.services.access import Principal
+
+TOKEN_FILE = "api-token"
+LOCAL_USER = "local-operator"
+
+
+def ensure_local_token(state_dir: Path) -> tuple[str, bool]:
+    """The local token (created, 0600, if there is none yet); True when it was just created."""
+    path = state_dir / TOKEN_FILE
+    try:
+        return path.read_text().strip(), False
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use that one
+        return path.read_text().strip(), False
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    return token, True
+
+
+class LocalAuthenticator:
+    """An ``Authenticator`` that knows one token and proves an admin with no project."""
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("the local token must not be empty")
+        self._token = token
+
+    def authenticate(self, token: str | None) -> Principal:
+        if token is None:
+            raise Unauthenticated("no token: send X-Auth-Token (stackback's local token)")
+        if not hmac.compare_digest(token.encode(), self._token.encode()):
+            raise Unauthenticated("the token is not this stackback's local token")
+        return Principal(user_id=LOCAL_USER, project_id=None, roles=frozenset({"admin"}))
