@@ -71,28 +71,6 @@ class RunService:
         )
         return with_current_policy_names(self.store, runs)
 
-    def run_now(self, policy_ref: str) -> list[Run]:
-        """Runs of the policy due now, one per target: its servers, or those its selector
-        matches in its cloud now (an on-demand occurrence; its retention applies)."""
-        policy = self.store.get_policy(policy_ref)
-        if policy.selector is not None:
-            servers = self.clouds(policy.cloud).find_servers(policy.selector)
-            targets = [server.id for server in servers]
-        else:
-            targets = list(policy.targets)
-        now = self.clock.now()
-        return [
-            self.store.create_manual_run(
-                target=target,
-                now=now,
-                label=policy.label,
-                retention=None,
-                cloud=policy.cloud,
-                policy=policy,
-            )
-            for target in targets
-        ]
-
     def get(self, ref: str) -> Run:
         """One run (by id or a unique prefix of it) with its steps."""
         return with_current_policy_names(self.store, [self.store.get_run(ref)])[0]

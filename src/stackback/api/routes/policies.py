@@ -142,7 +142,7 @@ def disable_policy(
 def run_policy(policy: str, who: Caller = Depends(allowed(Action.POLICY_RUN))) -> list[Any]:
     """One run per target, due now (the workers take them); its retention applies."""
     found = visible_policy(who, Action.POLICY_RUN, policy)
-    return [run_summary(run) for run in who.services.runs.run_now(found.id)]
+    return [run_summary(run) for run in who.services.policies.run_now(found.id)]
 
 
 @router.get(
