@@ -141,3 +141,16 @@ def test_concurrent_starts_on_one_host_never_exceed_the_limit(store: SqlStore) -
     assert sorted(outcomes) == ["busy"] * 4 + ["started"] * 2
     snapshotting = [r for r in runs if store.get_run(r.id).state is RunState.SNAPSHOTTING]
     assert len(snapshotting) == 2
+
+
+def test_a_claim_takes_no_more_runs_of_a_host_than_it_has_room_for(store: SqlStore) -> None:
+    _start(store, "a", "h1")
+    queued = [_waiting_for_host(store, f"q{i}", "h1") for i in range(3)]
+    elsewhere = _waiting_for_host(store, "e", "h2")
+    unknown = _pending(store, "u")
+
+    claimed = store.claim_runs(T0, "w1", lease_seconds=LEASE, limit=10, host_limit=2)
+    assert {r.id for r in claimed} - {elsewhere.id, unknown.id} <= {q.id for q in queued}
+    assert len(claimed) == 3  # one of h1's queue, h2's run, the run of an unknown host
+    left = [q for q in queued if store.get_run(q.id).lease_owner is None]
+    assert len(left) == 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,6 +98,8 @@ class RunStore(SqlBase):
             if self.is_postgres:
                 query = query.with_for_update(skip_locked=True, of=RunRow)
             rows = session.scalars(query).all()
+            if host_limit is not None:
+                rows = self._within_host_room(session, rows, host_limit)
             expires = now + timedelta(seconds=lease_seconds)
             for row in rows:
                 if row.lease_owner is not None and row.lease_owner != owner:
@@ -172,6 +174,37 @@ class RunStore(SqlBase):
                 return run_from_row(row)
         except IntegrityError as exc:
             raise Conflict(f"run {run_id}: target already has an active run") from exc
+
+    def _within_host_room(
+        self, session: Session, rows: Sequence[RunRow], limit: int
+    ) -> list[RunRow]:
+        """Of the pending runs of one known host, only as many as it has room for: when a
+        snapshot ends, one worker must not take all the runs queued for that host, only to
+        give all but one back."""
+        hosts = {(r.cloud, r.host) for r in rows if r.state == RunState.PENDING.value and r.host}
+        if not hosts:
+            return list(rows)
+        running = session.execute(
+            select(RunRow.cloud, RunRow.host, func.count())
+            .where(
+                RunRow.host.in_({host for _, host in hosts}),
+                RunRow.state.in_(SNAPSHOT_STATES),
+            )
+            .group_by(RunRow.cloud, RunRow.host)
+        )
+        room: dict[tuple[str | None, str | None], int] = dict.fromkeys(hosts, limit)
+        for cloud, host, count in running:
+            if (cloud, host) in room:
+                room[(cloud, host)] = limit - count
+        kept = []
+        for row in rows:
+            if row.state == RunState.PENDING.value and row.host:
+                key = (row.cloud, row.host)
+                if room[key] <= 0:
+                    continue
+                room[key] -= 1
+            kept.append(row)
+        return kept
 
     def _check_host_room(self, session: Session, row: RunRow, host: str | None, limit: int) -> None:
         if host is None:
