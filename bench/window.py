@@ -272,7 +272,7 @@ def report(options: argparse.Namespace, ours: dict[str, object], naive: dict[str
     print(
         f"stackback: makespan {_minutes(makespan)} (last image active; last run finished "
         f"{_minutes(ours['engine_makespan_s'])}), {ratio:.3f}x the lower bound; "
-        f"first snapshot at +{ours['first_snapshot_s']} s; runs {ours['states']}; "
+        f"first snapshot at +{ours['first_snapshot_s']:.1f} s; runs {ours['states']}; "
         f"images {ours['images']}; most snapshots at once on a host {ours['most_at_once']}; "
         f"409 retries {ours['busy_retries']}, failures caused by 409 {ours['busy_failures']}; "
         f"starts deferred for a full host {ours['deferrals']}; real time "
