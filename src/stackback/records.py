@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import Enum
 from functools import cached_property
+from itertools import count
+from operator import attrgetter
 from typing import Any, Protocol
 
 from stackback.policy import Backup, BackupStatus, RunState, Selector
@@ -174,7 +176,7 @@ class TargetBackups:
     @cached_property
     def _positions(self) -> dict[str, int] | None:
         """Where each backup id is in ``backups`` (None when an id appears twice)."""
-        positions = {b.id: i for i, b in enumerate(self.backups)}
+        positions = dict(zip(map(attrgetter("id"), self.backups), count()))
         return positions if len(positions) == len(self.backups) else None
 
     def find(self, backup_id: str) -> Backup | None:

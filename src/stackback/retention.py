@@ -456,7 +456,10 @@ def _newest_first(
     """Creation times (each checked timezone-aware) and items, newest first, stable."""
     listed = list(items)
     instants = list(map(key, listed))
-    if not all(type(k) is datetime and k.tzinfo is UTC for k in instants):  # else check each
+    all_utc = set(map(type, instants)) <= {datetime} and set(
+        map(attrgetter("tzinfo"), instants)
+    ) <= {UTC}
+    if not all_utc:  # else check each
         instants = [_aware(k, "created_at") for k in instants]
     order = sorted(range(len(listed)), key=instants.__getitem__, reverse=True)
     return [instants[i] for i in order], [listed[i] for i in order]
@@ -509,6 +512,7 @@ def apply_policy(
     keep: list[T] = []
     forget: list[T] = []
     keep_reasons: list[tuple[str, ...]] = []
+    within_reason = f"within {policy.within}"
     counting = [rule for rule in count_rules if rule.remaining > 0]  # rules with counts left
     position, total = 0, len(instants)
     while position < total:
@@ -529,7 +533,7 @@ def apply_policy(
             if instant > now:
                 reasons.append(FUTURE_REASON)
             elif within_threshold is None or instant > within_threshold:
-                reasons.append(f"within {policy.within}")
+                reasons.append(within_reason)
         used_up = False
         for rule in counting:
             if rule.keeps(position, local):

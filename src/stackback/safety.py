@@ -31,7 +31,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from enum import Enum
-from operator import attrgetter
+from itertools import compress, repeat
+from operator import attrgetter, eq, is_
 from typing import overload
 
 from stackback.policy import (
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 _created_at = attrgetter("created_at")
+_status = attrgetter("status")
+_policy_id = attrgetter("policy_id")
 _backup_id = attrgetter("id")
 
 NEWEST_REASON = "newest good backup"
@@ -217,11 +220,13 @@ class RotationScope:
 
     def good_backups(self, backups: Sequence[Backup]) -> list[Backup]:
         """The available backups this scope covers, in their order."""
-        available = BackupStatus.AVAILABLE
+        available = list(
+            compress(backups, map(is_, map(_status, backups), repeat(BackupStatus.AVAILABLE)))
+        )
         if self.policy_id is not None:
-            policy_id = self.policy_id
-            return [b for b in backups if b.status is available and b.policy_id == policy_id]
-        return [b for b in backups if b.status is available and self.covers(b)]
+            ours = map(eq, map(_policy_id, available), repeat(self.policy_id))
+            return list(compress(available, ours))
+        return [b for b in available if self.covers(b)]
 
 
 @dataclass(frozen=True)
