@@ -47,6 +47,12 @@ class Conflict(StackbackError):
     code = "conflict"
 
 
+class HostBusy(Conflict):
+    """The server's compute host already has as many snapshots running as the engine allows."""
+
+    code = "host-busy"
+
+
 class PolicyChanged(Conflict):
     """A policy was changed by someone else between reading it and writing a change to it."""
 

@@ -312,6 +312,9 @@ class Run:
     target_name: str | None = None
     server_id: str | None = None
     """The server the target resolved to when the run started."""
+    host: str | None = None
+    """The compute host of that server (``ServerInfo.host``), learnt when the run first tried
+    to start: the per-host limit on concurrent snapshots counts by it."""
     trigger: str = "schedule"
     policy_name: str | None = None
     label: str | None = None

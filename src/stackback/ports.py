@@ -103,6 +103,9 @@ class ServerInfo:
     boot_properties: Mapping[str, str] = field(default_factory=dict)
     """Properties of the image the server was booted from, as Nova copied them at boot
     (``hw_qemu_guest_agent``, ``os_require_quiesce``...); empty where the adapter cannot tell."""
+    host: str | None = None
+    """The compute host it runs on: Nova's ``OS-EXT-SRV-ATTR:host`` where the credentials are
+    an admin's, else its ``hostId`` (an opaque hash of project and host); None if unknown."""
 
     @property
     def attached_volumes(self) -> tuple[str, ...]:
@@ -498,23 +501,35 @@ class Store(RestoreJobStore, VerificationStore, Protocol):
         lease_seconds: float,
         limit: int = 1,
         run_id: str | None = None,
+        host_limit: int | None = None,
     ) -> list[Run]:
         """Lease runs that can make progress now (attempt + 1 on each); only ``run_id``'s
-        if given."""
+        if given. With ``host_limit``, a pending run whose host (``Run.host``) already has
+        that many snapshots running is left."""
         ...
 
     def cancel_run(self, run_id: str, *, now: datetime, reason: str) -> Run:
         """End a pending or active run cancelled, fencing off the worker holding it."""
         ...
 
-    def next_wakeup(self) -> datetime | None: ...
+    def next_wakeup(self, host_limit: int | None = None) -> datetime | None: ...
     def renew_lease(self, run_id: str, attempt: int, *, now: datetime, until: datetime) -> None:
         """Extend a lease still held at ``now`` (else ``LeaseLost``), fenced by ``attempt``."""
         ...
 
     def update_run(
-        self, run_id: str, attempt: int, *, step: StepNote | None = None, **values: Any
-    ) -> Run: ...
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        step: StepNote | None = None,
+        host_limit: int | None = None,
+        **values: Any,
+    ) -> Run:
+        """Write run fields, fenced by ``attempt``. With ``host_limit``, a run that would
+        become one of more than that many snapshots of its host raises ``HostBusy``."""
+        ...
+
     def release_run(
         self,
         run_id: str,

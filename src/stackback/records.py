@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import Enum, StrEnum
+from functools import cached_property
+from itertools import count
+from operator import attrgetter
 from typing import Any, Protocol
 
 from stackback.policy import Backup, BackupStatus, RunState, Selector
@@ -187,15 +190,53 @@ class TargetBackups:
     being_restored: frozenset[str] = frozenset()
     """Backups an unfinished restore job reads: never deleted while it does."""
 
+    @cached_property
+    def _positions(self) -> dict[str, int] | None:
+        """Where each backup id is in ``backups`` (None when an id appears twice)."""
+        positions = dict(zip(map(attrgetter("id"), self.backups), count()))
+        return positions if len(positions) == len(self.backups) else None
+
     def find(self, backup_id: str) -> Backup | None:
         """The backup with this id, if the decision sees it."""
-        return next((b for b in self.backups if b.id == backup_id), None)
+        positions = self._positions
+        if positions is None:
+            return next((b for b in self.backups if b.id == backup_id), None)
+        position = positions.get(backup_id)
+        return None if position is None else self.backups[position]
 
     def with_changes(self, changes: Sequence[BackupChange]) -> TargetBackups:
         """These backups as they are once ``changes`` are written (what the store would read)."""
         by_id = {change.backup_id: change for change in changes}
         if not by_id:
             return self
+        positions = self._positions
+        if positions is None:
+            return self._with_changes_scanning(by_id)
+        changed = list(self.backups)
+        for backup_id, change in by_id.items():
+            position = positions.get(backup_id)
+            if position is not None:
+                changed[position] = replace(changed[position], **change.values())  # type: ignore[arg-type]
+        backups = tuple(changed)
+        earlier = [
+            backups[positions[b.id]] if b.id in positions else b for b in self.forgotten_by_run
+        ]
+        known = {b.id for b in earlier}
+        newly = [
+            backups[positions[backup_id]]
+            for backup_id in by_id
+            if self.run_id is not None
+            and backup_id in positions
+            and backup_id not in known
+            and backups[positions[backup_id]].deletion_run_id == self.run_id
+        ]
+        forgotten = sorted([*earlier, *newly], key=lambda b: (b.created_at, b.id))
+        result = replace(self, backups=backups, forgotten_by_run=tuple(forgotten))
+        result.__dict__["_positions"] = positions  # the same ids in the same places
+        return result
+
+    def _with_changes_scanning(self, by_id: Mapping[str, BackupChange]) -> TargetBackups:
+        """``with_changes`` when an id appears twice: every copy is changed."""
         backups = tuple(
             replace(b, **by_id[b.id].values()) if b.id in by_id else b  # type: ignore[arg-type]
             for b in self.backups

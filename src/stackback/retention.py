@@ -384,6 +384,87 @@ def _threshold(duration: Duration, anchor: datetime | None, tz: tzinfo) -> datet
         return None
 
 
+def _past_every_within(
+    instant: datetime,
+    within_rules: list[_WithinPeriodRule],
+    policy: RetentionPolicy,
+    within_threshold: datetime | None,
+) -> bool:
+    """Whether no ``within`` rule keeps this item, nor any older one (the walk is newest
+    first: once past a threshold, every later item is too)."""
+    if policy.within is not None and (within_threshold is None or instant > within_threshold):
+        return False
+    return all(rule.threshold is not None and instant <= rule.threshold for rule in within_rules)
+
+
+_MARGIN = timedelta(days=2)
+"""More than any UTC offset (``tzinfo.utcoffset`` is less than a day either way)."""
+
+
+def _same_period_from(rule: _CountRule, instant: datetime) -> datetime | None:
+    """The earliest instant from which to ``instant`` every instant is, in any zone, in the
+    period ``rule`` last kept from (so the rule keeps none of them); None if no such span is
+    known: the rule is not yearly or monthly, or ``instant`` lies within two days of one of
+    its period's ends in UTC, where a zone's wall clock may be in the next or previous one."""
+    utc = instant.astimezone(UTC)
+    if rule.period_of is _year_of:
+        start, end = datetime(utc.year, 1, 1, tzinfo=UTC), datetime(utc.year + 1, 1, 1, tzinfo=UTC)
+        period: Hashable = utc.year
+    elif rule.period_of is _month_of:
+        start = datetime(utc.year, utc.month, 1, tzinfo=UTC)
+        end = datetime(utc.year + utc.month // 12, utc.month % 12 + 1, 1, tzinfo=UTC)
+        period = (utc.year, utc.month)
+    else:
+        return None
+    if period != rule.last_period or not start + _MARGIN <= utc < end - _MARGIN:
+        return None
+    return start + _MARGIN
+
+
+def _first_before(instants: list[datetime], bound: datetime, low: int) -> int:
+    """The first position from ``low`` of newest-first ``instants`` earlier than ``bound``."""
+    high = len(instants)
+    while low < high:
+        middle = (low + high) // 2
+        if instants[middle] < bound:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _skip_to(
+    position: int, instants: list[datetime], counting: list[_CountRule], past_within: bool
+) -> int:
+    """Where the walk may resume, all items before it forgotten: past the items of ``position``
+    on that no count rule can keep (each is in the period its rule last kept from) when
+    every ``within`` rule is behind; ``position`` itself when no item can be skipped."""
+    if not past_within or not counting:
+        return position
+    instant, bounds = instants[position], []
+    for rule in counting:
+        bound = _same_period_from(rule, instant)
+        if bound is None:
+            return position
+        bounds.append(bound)
+    return _first_before(instants, max(bounds), position)
+
+
+def _newest_first(
+    items: Iterable[T], key: Callable[[T], datetime]
+) -> tuple[list[datetime], list[T]]:
+    """Creation times (each checked timezone-aware) and items, newest first, stable."""
+    listed = list(items)
+    instants = list(map(key, listed))
+    all_utc = set(map(type, instants)) <= {datetime} and set(
+        map(attrgetter("tzinfo"), instants)
+    ) <= {UTC}
+    if not all_utc:  # else check each
+        instants = [_aware(k, "created_at") for k in instants]
+    order = sorted(range(len(listed)), key=instants.__getitem__, reverse=True)
+    return [instants[i] for i in order], [listed[i] for i in order]
+
+
 def apply_policy(
     items: Iterable[T],
     policy: RetentionPolicy,
@@ -402,17 +483,16 @@ def apply_policy(
     Items may be unhashable; they are tracked by identity.
     """
     now = _aware(now, "now")
-    timed = [(_aware(key(item), "created_at"), item) for item in items]
-    timed.sort(key=lambda pair: pair[0], reverse=True)
+    instants, ordered = _newest_first(items, key)
 
     if policy.is_empty():
         return RetentionDecision(
-            keep=[item for _, item in timed],
+            keep=ordered,
             forget=[],
-            keep_reasons=[(NO_POLICY_REASON,)] * len(timed),
+            keep_reasons=[(NO_POLICY_REASON,)] * len(ordered),
         )
 
-    anchor = next((instant for instant, _ in timed if instant <= now), None)
+    anchor = next((instant for instant in instants if instant <= now), None)
     count_rules = [
         _CountRule(name, getattr(policy, name), _PERIOD_OF.get(name))
         for name in COUNT_RULES
@@ -432,19 +512,42 @@ def apply_policy(
     keep: list[T] = []
     forget: list[T] = []
     keep_reasons: list[tuple[str, ...]] = []
-    for position, (instant, item) in enumerate(timed):
+    within_reason = f"within {policy.within}"
+    counting = [rule for rule in count_rules if rule.remaining > 0]  # rules with counts left
+    position, total = 0, len(instants)
+    while position < total:
+        instant = instants[position]
+        past_within = _past_every_within(instant, within_rules, policy, within_threshold)
+        if past_within and not counting:
+            forget.extend(ordered[position:])  # no rule keeps any older one
+            break
+        resume = _skip_to(position, instants, counting, past_within)
+        if resume > position:
+            forget.extend(ordered[position:resume])
+            position = resume
+            continue
+        item = ordered[position]
         local = instant.astimezone(tz)
         reasons: list[str] = []
         if policy.within is not None:
             if instant > now:
                 reasons.append(FUTURE_REASON)
             elif within_threshold is None or instant > within_threshold:
-                reasons.append(f"within {policy.within}")
-        reasons.extend(rule.reason for rule in count_rules if rule.keeps(position, local))
-        reasons.extend(rule.reason for rule in within_rules if rule.keeps(instant, local))
+                reasons.append(within_reason)
+        used_up = False
+        for rule in counting:
+            if rule.keeps(position, local):
+                reasons.append(rule.reason)
+                used_up = used_up or rule.remaining <= 0
+        if used_up:
+            counting = [rule for rule in counting if rule.remaining > 0]
+        for within_rule in within_rules:
+            if within_rule.keeps(instant, local):
+                reasons.append(within_rule.reason)
         if reasons:
             keep.append(item)
             keep_reasons.append(tuple(reasons))
         else:
             forget.append(item)
+        position += 1
     return RetentionDecision(keep=keep, forget=forget, keep_reasons=keep_reasons)

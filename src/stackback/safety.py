@@ -27,10 +27,13 @@ last check before a cloud call, and ``retention preview`` (which writes nothing)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from enum import Enum
+from itertools import compress, repeat
+from operator import attrgetter, eq, is_
+from typing import overload
 
 from stackback.policy import (
     ArtifactStatus,
@@ -49,6 +52,7 @@ __all__ = [
     "DeletionRequest",
     "DeletionStage",
     "DeletionVerdict",
+    "HeldBackups",
     "OrphanRequest",
     "RotationPlan",
     "RotationRequest",
@@ -57,6 +61,11 @@ __all__ = [
     "plan_orphans",
     "plan_rotation",
 ]
+
+_created_at = attrgetter("created_at")
+_status = attrgetter("status")
+_policy_id = attrgetter("policy_id")
+_backup_id = attrgetter("id")
 
 NEWEST_REASON = "newest good backup"
 OWN_REASON = "this run's new backup"
@@ -209,6 +218,16 @@ class RotationScope:
             return backup.policy_id == self.policy_id
         return backup.is_manual and backup.label == self.label
 
+    def good_backups(self, backups: Sequence[Backup]) -> list[Backup]:
+        """The available backups this scope covers, in their order."""
+        available = list(
+            compress(backups, map(is_, map(_status, backups), repeat(BackupStatus.AVAILABLE)))
+        )
+        if self.policy_id is not None:
+            ours = map(eq, map(_policy_id, available), repeat(self.policy_id))
+            return list(compress(available, ours))
+        return [b for b in available if self.covers(b)]
+
 
 @dataclass(frozen=True)
 class RotationRequest:
@@ -225,6 +244,58 @@ class RotationRequest:
     """At most this many forgotten by the run in all its attempts (None: no limit)."""
 
 
+class HeldBackups(Sequence[tuple[Backup, str]]):
+    """``RotationPlan.held``: the backups a safety rule refused, then those over the budget.
+
+    Equal to the tuple of its (backup, reason) pairs; the pairs of the backups over the
+    budget are made as they are read, so that a rotation over a million backups does
+    not build a million pairs its run never reads.
+    """
+
+    __slots__ = ("_over_budget", "_refused")
+
+    def __init__(
+        self, refused: Sequence[tuple[Backup, str]] = (), over_budget: Sequence[Backup] = ()
+    ) -> None:
+        self._refused = tuple(refused)
+        self._over_budget = tuple(over_budget)
+
+    def __len__(self) -> int:
+        return len(self._refused) + len(self._over_budget)
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Backup, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[tuple[Backup, str], ...]: ...
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[Backup, str] | tuple[tuple[Backup, str], ...]:
+        if isinstance(index, slice):
+            return tuple(self)[index]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError("held backup index out of range")
+        if position < len(self._refused):
+            return self._refused[position]
+        return (self._over_budget[position - len(self._refused)], OVER_BUDGET)
+
+    def __iter__(self) -> Iterator[tuple[Backup, str]]:
+        yield from self._refused
+        for backup in self._over_budget:
+            yield (backup, OVER_BUDGET)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HeldBackups | tuple):
+            return len(self) == len(other) and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
 @dataclass(frozen=True)
 class RotationPlan:
     """What a rotation keeps and forgets, and why.
@@ -238,7 +309,7 @@ class RotationPlan:
 
     keep: tuple[tuple[Backup, tuple[str, ...]], ...] = ()
     forget: tuple[Backup, ...] = ()
-    held: tuple[tuple[Backup, str], ...] = ()
+    held: Sequence[tuple[Backup, str]] = ()
     protected: tuple[Backup, ...] = ()
     forgotten: tuple[Backup, ...] = ()
     changes: tuple[BackupChange, ...] = ()
@@ -259,20 +330,20 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             return RotationPlan(note=f"its own backup is {status}")
     if request.scope is None:
         return RotationPlan()
-    in_scope = [
-        b for b in backups.backups if b.status is BackupStatus.AVAILABLE and request.scope.covers(b)
-    ]
+    in_scope = request.scope.good_backups(backups.backups)
     candidates = [b for b in in_scope if not b.protected]
     decision = apply_policy(candidates, request.rules, now=request.now, tz=request.tz)
     keep = list(decision.items_with_reasons())
     forget = list(decision.forget)
-    newest = max(candidates, key=lambda b: b.created_at, default=None)
+    newest = max(candidates, key=_created_at, default=None)
+    forget_ids = set(map(_backup_id, forget))
     for spared, why in ((newest, NEWEST_REASON), (own, OWN_REASON)):
-        if spared is not None and any(b.id == spared.id for b in forget):
+        if spared is not None and spared.id in forget_ids:
             forget = [b for b in forget if b.id != spared.id]
+            forget_ids.discard(spared.id)
             keep.append((spared, (why,)))
     changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
-    forget.sort(key=lambda b: b.created_at)
+    forget.sort(key=_created_at)
     forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
     gone = (BackupStatus.DELETING, BackupStatus.DELETED)
     forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
@@ -280,7 +351,7 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
     return RotationPlan(
         keep=tuple(keep),
         forget=tuple(forgotten_now),
-        held=tuple(held),
+        held=held,
         protected=tuple(b for b in in_scope if b.protected),
         forgotten=tuple(forgotten),
         changes=(*changes, *marks),
@@ -334,7 +405,7 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
     return RotationPlan(
         keep=tuple((b, (f"orphaned: {rule}",)) for b in keep),
         forget=tuple(forgotten),
-        held=tuple(held),
+        held=held,
         protected=protected,
         forgotten=tuple(forgotten),
         changes=tuple(marks),
@@ -343,7 +414,7 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
 
 def _forget_within_budget(
     request: RotationRequest, backups: TargetBackups, forget: list[Backup]
-) -> tuple[list[Backup], list[tuple[Backup, str]], list[BackupChange]]:
+) -> tuple[list[Backup], HeldBackups, list[BackupChange]]:
     """Mark ``forget`` in order while the budget lasts and each deletion is allowed.
 
     Returns what is forgotten (as marked), what is held back and why, and the marks.
@@ -360,24 +431,23 @@ def _mark_within_budget(
     left: int | None,
     reasons: tuple[str, ...],
     by_run: str | None,
-) -> tuple[list[Backup], list[tuple[Backup, str]], list[BackupChange]]:
+) -> tuple[list[Backup], HeldBackups, list[BackupChange]]:
     """Ask ``judge_deletion`` for each of ``forget`` in order while ``left`` lasts (None: no
     budget); what is forgotten (as marked), what is held back and why, and the marks."""
     seen = backups
     forgotten: list[Backup] = []
-    held: list[tuple[Backup, str]] = []
+    refused: list[tuple[Backup, str]] = []
     marks: list[BackupChange] = []
-    for backup in forget:
+    for position, backup in enumerate(forget):
         if left is not None and left <= 0:
-            held.append((backup, OVER_BUDGET))
-            continue
+            return forgotten, HeldBackups(refused, forget[position:]), marks
         verdict = judge_deletion(DeletionRequest(backup.id, reasons=reasons, by_run=by_run), seen)
         if verdict.refusal is not None:
-            held.append((backup, verdict.refusal))
+            refused.append((backup, verdict.refusal))
             continue
         seen = seen.with_changes(verdict.changes)
         marks.extend(verdict.changes)
         forgotten.append(seen.find(backup.id) or backup)
         if left is not None:
             left -= 1
-    return forgotten, held, marks
+    return forgotten, HeldBackups(refused), marks

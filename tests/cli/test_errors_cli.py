@@ -173,6 +173,9 @@ ENGINE_TIMING_ERRORS = [
     pytest.param(["--grace", "1e400"], ["--grace", "finite"], id="overflowing-literal"),
     pytest.param(["--retry-window", "nan"], ["--retry-window", "finite"], id="nan-window"),
     pytest.param(["--lease", "1e-9"], ["--lease", "positive"], id="rounds-to-zero"),
+    pytest.param(
+        ["--max-snapshots-per-host", "0"], ["--max-snapshots-per-host"], id="no-snapshot-at-all"
+    ),
     pytest.param(["--time-scale", "nan"], ["--time-scale", "finite"], id="nan-scale"),
     pytest.param(["--time-scale", "1e300"], ["--time-scale", "at most"], id="huge-scale"),
     pytest.param(

@@ -77,6 +77,14 @@ def engine_options(func: Any) -> Any:
             envvar="STACKBACK_RETRY_WINDOW",
             help="Retry busy/failing clouds this long (seconds). Env: STACKBACK_RETRY_WINDOW.",
         ),
+        click.option(
+            "--max-snapshots-per-host",
+            type=click.IntRange(min=1),
+            envvar="STACKBACK_MAX_SNAPSHOTS_PER_HOST",
+            help="At most this many snapshots in progress per compute host (default: no "
+            "limit); runs then start as their hosts have room, within their window. "
+            "Env: STACKBACK_MAX_SNAPSHOTS_PER_HOST.",
+        ),
         click.option("--once", is_flag=True, help="One cycle, then exit."),
         click.option("--worker-name", metavar="NAME", help="Name of this worker in leases."),
         click.option(
@@ -153,7 +161,8 @@ def _settings(options: dict[str, Any]) -> EngineSettings:
         for name in ("poll_interval", "lease", "grace", "retry_window")
         if options.get(name) is not None
     }
-    return EngineSettings(**{**base.__dict__, **values})
+    limit = options.get("max_snapshots_per_host")
+    return EngineSettings(**{**base.__dict__, **values, "max_snapshots_per_host": limit})
 
 
 def _scaled_clock(options: dict[str, Any], real: Clock) -> ScaledClock:

@@ -133,7 +133,12 @@ class Engine:
             self._next_fire = self._next_fire_time()
             times.append(self._next_fire)
         if self.run_worker:
-            times.append(self.store.next_wakeup())
+            host_limit = self.settings.max_snapshots_per_host
+            times.append(
+                self.store.next_wakeup()
+                if host_limit is None
+                else self.store.next_wakeup(host_limit)
+            )
             if self.restores is not None:
                 times.append(self.restores.store.next_restore_wakeup())
             if self.store.backups_to_collect(limit=1):

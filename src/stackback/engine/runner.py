@@ -38,6 +38,7 @@ from stackback.errors import (
     CloudNotFound,
     CloudUnreachable,
     Conflict,
+    HostBusy,
     LeaseLost,
     NotFound,
     RunFailed,
@@ -80,6 +81,9 @@ from stackback.schedule import parse_timezone
 
 log = logging.getLogger(__name__)
 
+
+HOST_FULL = "its host had its fill of snapshots in progress"
+"""How a start deferred by the per-host limit begins its journal note."""
 
 _START_DETAIL = re.compile(r"server (?P<id>\S+) \(")
 """What the start step records (``server <id> (<name>)``), since the first version."""
@@ -260,6 +264,7 @@ class Runner:
             self._too_late(run, now, start_by)
             return
         server = self._server(run)
+        host_limit = self.settings.max_snapshots_per_host
         try:
             run = self.store.update_run(
                 run.id,
@@ -267,8 +272,13 @@ class Runner:
                 state=RunState.SNAPSHOTTING,
                 target_name=server.name,
                 server_id=server.id,  # one active run per server, however its target named it
+                host=server.host,
+                host_limit=host_limit,
                 step=self._note("start", now, "ok", _start_detail(server)),
             )
+        except HostBusy as busy:
+            self._wait_for_host(run, now, start_by, server, busy)
+            return
         except Conflict:
             if run.trigger == "schedule" and now >= start_by:
                 self._miss(
@@ -287,6 +297,24 @@ class Runner:
         failpoint("after-start")
         self._snapshot(run, resumed=False, server=server)
 
+    def _wait_for_host(
+        self, run: Run, now: datetime, start_by: datetime, server: ServerInfo, busy: HostBusy
+    ) -> None:
+        """The server's host has its fill of snapshots: the run waits for room, its host
+        recorded so that claims leave it until then (or, past its start window, is missed)."""
+        if run.trigger == "schedule" and now >= start_by:
+            self._miss(run, now, f"{HOST_FULL} until after {start_by:%Y-%m-%d %H:%M} UTC")
+            return
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            host=server.host,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=None,
+            step=self._note("start", now, "deferred", f"{HOST_FULL}: {busy.message}"),
+        )
+
     def _too_late(self, run: Run, now: datetime, start_by: datetime) -> None:
         """A scheduled run not started by the end of its window: failed or missed, saying why.
 
@@ -299,6 +327,8 @@ class Runner:
         last = previous[-1] if previous else None
         if last is not None and last.outcome == "retry":
             self._fail(run, _still_failing(last.detail, start_by))
+        elif last is not None and last.outcome == "deferred" and last.detail.startswith(HOST_FULL):
+            self._miss(run, now, f"{HOST_FULL} until after {by}")
         elif last is not None and last.outcome == "deferred":
             self._miss(run, now, f"the target had another backup running until after {by}")
         elif run.attempt <= 1:

@@ -254,7 +254,9 @@ class Scheduler:
         late_limit: timedelta,
         waited: bool = False,
     ) -> NewRun:
-        due_at = fire + spread_offset(f"{policy.id}:{target.key}", policy.window_minutes)
+        due_at = fire
+        if self.settings.max_snapshots_per_host is None:  # else the hosts' room paces the starts
+            due_at += spread_offset(f"{policy.id}:{target.key}", policy.window_minutes)
         if is_latest and now - fire < late_limit:
             return NewRun(target.key, fire, due_at, target_name=target.name)
         if now - fire >= late_limit:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from stackback.errors import InvalidInput
 from stackback.retry import RetryStrategy
 
 
@@ -19,6 +20,10 @@ class EngineSettings:
     - ``retry_base``, ``retry_max``, ``retry_jitter``: the backoff of those
       retries and of a selector the cloud cannot list (``retry_strategy``).
     - ``deletion_budget``: at most this many backups are forgotten per run.
+    - ``max_snapshots_per_host``: at most this many snapshots in progress per
+      compute host (None: no limit). With a limit, a policy's start window is
+      paced by it: its runs are due at the fire time and start as their hosts
+      have room, instead of at a hashed offset in the window.
     """
 
     lease: timedelta = timedelta(minutes=5)
@@ -35,6 +40,15 @@ class EngineSettings:
     claim_batch: int = 20
     tick_batch: int = 500
     max_fires_per_tick: int = 500
+    max_snapshots_per_host: int | None = None
+
+    def __post_init__(self) -> None:
+        limit = self.max_snapshots_per_host
+        if limit is not None and (isinstance(limit, bool) or limit < 1):
+            raise InvalidInput(
+                f"max_snapshots_per_host must be at least 1 (or unset), not {limit!r}",
+                field="max_snapshots_per_host",
+            )
 
     @property
     def retry_strategy(self) -> RetryStrategy:

@@ -62,12 +62,14 @@ class Worker:
         call must not let another worker take a run over and snapshot it again).
         With ``stop`` set, the runs not yet advanced are given back at once.
         """
+        host_limit = self.settings.max_snapshots_per_host
         runs = self.store.claim_runs(
             self.clock.now(),
             self.name,
             lease_seconds=self.settings.lease.total_seconds(),
             limit=self.settings.claim_batch,
             run_id=run_id,
+            **({} if host_limit is None else {"host_limit": host_limit}),
         )
         if not runs:
             return 0

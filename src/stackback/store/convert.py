@@ -132,6 +132,7 @@ def run_from_row(row: RunRow, steps: list[RunStepRow] | None = None) -> Run:
         backup_id=row.backup_id,
         target_name=row.target_name,
         server_id=row.server_id,
+        host=row.host,
         trigger=row.trigger,
         policy_name=row.policy_name,
         label=row.label,

@@ -32,6 +32,7 @@ NAMING = {
 }
 
 ACTIVE_STATES_SQL = "state IN ('snapshotting', 'waiting', 'rotating')"
+SNAPSHOT_STATES_SQL = "state IN ('snapshotting', 'waiting')"
 
 
 class Base(DeclarativeBase):
@@ -121,6 +122,13 @@ class RunRow(Base):
             sqlite_where=text(ACTIVE_STATES_SQL),
             postgresql_where=text(ACTIVE_STATES_SQL),
         ),
+        # The per-host limit counts a host's snapshots in progress.
+        Index(
+            "ix_runs_snapshotting_host",
+            "host",
+            sqlite_where=text(SNAPSHOT_STATES_SQL),
+            postgresql_where=text(SNAPSHOT_STATES_SQL),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -132,6 +140,8 @@ class RunRow(Base):
     target_name: Mapped[str | None] = mapped_column(String(255))
     server_id: Mapped[str | None] = mapped_column(String(255))
     """The server the target resolved to when the run started."""
+    host: Mapped[str | None] = mapped_column(String(255))
+    """The server's compute host (``hostId`` or the admin's host name), learnt at its start."""
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     state: Mapped[str] = mapped_column(String(16))

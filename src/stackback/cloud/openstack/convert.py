@@ -131,7 +131,16 @@ def server_info(
         project_id=server.project_id,
         spec=server_spec(server, volumes),
         boot_properties=dict(boot_properties or {}),
+        host=_host_of(server),
     )
+
+
+def _host_of(server: Server) -> str | None:
+    """The admin's host name (``OS-EXT-SRV-ATTR:host``) if shown, else Nova's ``hostId``."""
+    for value in (server.compute_host, server.host_id):
+        if value:
+            return str(value)
+    return None
 
 
 def _flavor_name(server: Server) -> str | None:

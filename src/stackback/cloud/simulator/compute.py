@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -99,6 +100,7 @@ def server_of_row(row: sqlite3.Row, conn: sqlite3.Connection) -> ServerInfo:
         boot_properties={
             str(k): str(v) for k, v in json.loads(row["image_properties"] or "{}").items()
         },
+        host=host_id(row["project"], row["host"]),
     )
 
 
@@ -203,6 +205,8 @@ def create_server_image(
         raise CloudBusy(
             f"Cannot 'createImage' instance {server['id']} while it is in task_state image_snapshot"
         )
+    if not server["volume_backed"]:
+        _check_host_capacity(call, server)
     _check_quota(call, "images", call.config.max_images, 1)
     request = {key: str(value) for key, value in metadata.items()}
     if server["volume_backed"]:
@@ -242,6 +246,27 @@ def image_in_progress(call: SimCall, server_id: str) -> bool:
         "SELECT * FROM images WHERE server_id = ? AND ready_at > ?", (server_id, call.now)
     ).fetchall()
     return any(image_state(row, call.now) in ("queued", "saving") for row in rows)
+
+
+def _check_host_capacity(call: SimCall, server: sqlite3.Row) -> None:
+    """A 409 when the server's host already has ``host_snapshot_capacity`` snapshots on."""
+    capacity = call.config.host_snapshot_capacity
+    if capacity is None:
+        return
+    (running,) = call.conn.execute(
+        "SELECT count(*) FROM images WHERE host = ? AND ready_at > ?",
+        (server["host"], call.now),
+    ).fetchone()
+    if running >= capacity:
+        raise CloudBusy(
+            f"Cannot 'createImage' instance {server['id']}: its host has {running} snapshots "
+            "in progress (simulated host capacity)"
+        )
+
+
+def host_id(project: str, host: str) -> str:
+    """Nova's ``hostId`` of a server: SHA-224 of project id and host, opaque to the tenant."""
+    return hashlib.sha224((project + host).encode()).hexdigest()
 
 
 def _check_quota(call: SimCall, table: str, limit: int | None, wanted: int) -> None:

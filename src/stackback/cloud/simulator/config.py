@@ -55,6 +55,7 @@ class SimConfig:
     snapshot_delete_seconds: float = 0.0
     latency_seconds: float = 0.0
     host_upload_limit: int | None = 2
+    host_snapshot_capacity: int | None = None
     default_disk_gb: float = 1.0
     default_volume_gb: int = 1
     max_images: int | None = None
@@ -87,10 +88,10 @@ class SimConfig:
         for name in durations:
             if getattr(self, name) < 0:
                 raise InvalidInput(f"{name} must be >= 0", field=name)
-        if self.host_upload_limit is not None and self.host_upload_limit < 1:
-            raise InvalidInput(
-                "host_upload_limit must be >= 1 (or None)", field="host_upload_limit"
-            )
+        for name in ("host_upload_limit", "host_snapshot_capacity"):
+            limit = getattr(self, name)
+            if limit is not None and limit < 1:
+                raise InvalidInput(f"{name} must be >= 1 (or None)", field=name)
 
     def with_faults(self, **changes: float) -> SimConfig:
         """A copy with some fault probabilities changed."""

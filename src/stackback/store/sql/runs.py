@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, type_coerce, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, type_coerce, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.orm import Session, aliased
 
-from stackback.errors import Conflict, InvalidInput, LeaseLost
+from stackback.errors import Conflict, HostBusy, InvalidInput, LeaseLost
 from stackback.policy import BackupStatus, Policy, Run, RunState
 from stackback.records import RunFilter, StepNote
 from stackback.store.convert import run_from_row
@@ -76,12 +75,16 @@ class RunStore(SqlBase):
         lease_seconds: float,
         limit: int = 1,
         run_id: str | None = None,
+        host_limit: int | None = None,
     ) -> list[Run]:
         """Lease up to ``limit`` runs that can make progress now (only ``run_id``, if given).
 
         A run is claimable when it is not terminal, due, past its
         ``not_before``, and unleased or its lease has expired (the reaper's
-        take-over). A pending run waits while its target has an active run.
+        take-over). A pending run waits while its target has an active run,
+        and, with ``host_limit``, while the host it was found on has that many
+        snapshots in progress (a run whose host is not known yet is claimed: its
+        start learns the host and ``update_run`` enforces the limit).
         Each claim increments ``attempt``: the fencing token of the lease.
         """
         with self._session() as session:
@@ -93,6 +96,7 @@ class RunStore(SqlBase):
                     or_(RunRow.not_before.is_(None), RunRow.not_before <= now),
                     or_(RunRow.lease_expires_at.is_(None), RunRow.lease_expires_at <= now),
                     or_(RunRow.state != RunState.PENDING.value, ~target_busy()),
+                    *_host_has_room(host_limit),
                 )
                 .order_by(RunRow.due_at, RunRow.id)
                 .limit(limit)
@@ -102,6 +106,8 @@ class RunStore(SqlBase):
             if self.is_postgres:
                 query = query.with_for_update(skip_locked=True, of=RunRow)
             rows = session.scalars(query).all()
+            if host_limit is not None:
+                rows = self._within_host_room(session, rows, host_limit)
             expires = now + timedelta(seconds=lease_seconds)
             for row in rows:
                 if row.lease_owner is not None and row.lease_owner != owner:
@@ -120,12 +126,13 @@ class RunStore(SqlBase):
             session.flush()
             return [run_from_row(r) for r in rows]
 
-    def next_wakeup(self) -> datetime | None:
+    def next_wakeup(self, host_limit: int | None = None) -> datetime | None:
         """When the earliest unfinished run can next make progress (for idle sleeping).
 
-        A pending run queued behind its target's active run is left out, as
-        ``claim_runs`` leaves it: it can go once that run moves, whose own
-        wake-up is counted.
+        A pending run queued behind its target's active run, or behind the
+        snapshots of its full host (``host_limit``), is left out, as
+        ``claim_runs`` leaves it: it can go once those runs move, whose own
+        wake-ups are counted.
         """
         with self._session() as session:
             ready = func.coalesce(RunRow.not_before, RunRow.due_at)
@@ -137,23 +144,36 @@ class RunStore(SqlBase):
                 select(func.min(wake)).where(
                     RunRow.state.in_(WORKABLE_STATES),
                     or_(RunRow.state != RunState.PENDING.value, ~target_busy()),
+                    *_host_has_room(host_limit),
                 )
             )
 
     def update_run(
-        self, run_id: str, attempt: int, *, step: StepNote | None = None, **values: Any
+        self,
+        run_id: str,
+        attempt: int,
+        *,
+        step: StepNote | None = None,
+        host_limit: int | None = None,
+        **values: Any,
     ) -> Run:
         """Write run fields (and record a step), fenced by ``attempt``.
 
         Raises ``LeaseLost`` when another worker holds a newer attempt, or
         ``Conflict`` when the target already has an active run (the partial
-        unique index refused the state change).
+        unique index refused the state change). With ``host_limit``, a run
+        entering ``snapshotting`` on a host (its ``host``) that already has
+        that many snapshots in progress raises ``HostBusy`` and writes nothing;
+        the count and the write are one transaction, serialised per host
+        (PostgreSQL: an advisory lock on the host; SQLite: ``BEGIN IMMEDIATE``).
         """
         if "state" in values and isinstance(values["state"], RunState):
             values["state"] = values["state"].value
         try:
             with self._session() as session:
                 row = self._fenced_run(session, run_id, attempt)
+                if host_limit is not None and values.get("state") == RunState.SNAPSHOTTING.value:
+                    self._check_host_room(session, row, values.get("host", row.host), host_limit)
                 for key, value in values.items():
                     setattr(row, key, value)
                 if step is not None:
@@ -162,6 +182,58 @@ class RunStore(SqlBase):
                 return run_from_row(row)
         except IntegrityError as exc:
             raise Conflict(f"run {run_id}: target already has an active run") from exc
+
+    def _within_host_room(
+        self, session: Session, rows: Sequence[RunRow], limit: int
+    ) -> list[RunRow]:
+        """Of the pending runs of one known host, only as many as it has room for: when a
+        snapshot ends, one worker must not take all the runs queued for that host, only to
+        give all but one back."""
+        hosts = {(r.cloud, r.host) for r in rows if r.state == RunState.PENDING.value and r.host}
+        if not hosts:
+            return list(rows)
+        running = session.execute(
+            select(RunRow.cloud, RunRow.host, func.count())
+            .where(
+                RunRow.host.in_({host for _, host in hosts}),
+                RunRow.state.in_(SNAPSHOT_STATES),
+            )
+            .group_by(RunRow.cloud, RunRow.host)
+        )
+        room: dict[tuple[str | None, str | None], int] = dict.fromkeys(hosts, limit)
+        for cloud, host, count in running:
+            if (cloud, host) in room:
+                room[(cloud, host)] = limit - count
+        kept = []
+        for row in rows:
+            if row.state == RunState.PENDING.value and row.host:
+                key = (row.cloud, row.host)
+                if room[key] <= 0:
+                    continue
+                room[key] -= 1
+            kept.append(row)
+        return kept
+
+    def _check_host_room(self, session: Session, row: RunRow, host: str | None, limit: int) -> None:
+        if host is None:
+            return
+        if self.is_postgres:
+            session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(host, 0))))
+        running = session.scalar(
+            select(func.count())
+            .select_from(RunRow)
+            .where(
+                RunRow.host == host,
+                RunRow.state.in_(SNAPSHOT_STATES),
+                RunRow.cloud.is_not_distinct_from(row.cloud),
+                RunRow.id != row.id,
+            )
+        )
+        if (running or 0) >= limit:
+            raise HostBusy(
+                f"run {row.id}: host {host} already has {running} snapshots in progress "
+                f"(the limit is {limit})"
+            )
 
     def renew_lease(self, run_id: str, attempt: int, *, now: datetime, until: datetime) -> None:
         """Extend a lease still held: fenced by ``attempt``, and refused once it has expired
@@ -290,6 +362,30 @@ def _after_marker(
     if marker is None or (filter.project is not None and marker.project != filter.project):
         raise InvalidInput(f"marker {filter.marker!r} is not a run of this list", field="marker")
     return keyset_after(key, model.id, marker.scheduled_for, marker.id)
+
+
+SNAPSHOT_STATES = (RunState.SNAPSHOTTING.value, RunState.WAITING.value)
+"""A host's snapshots in progress: started, until the image is found available."""
+_HostRun = aliased(RunRow)
+
+
+def _host_has_room(host_limit: int | None) -> list[ColumnElement[bool]]:
+    """The claim's condition for a pending run under a per-host limit (none without one)."""
+    if host_limit is None:
+        return []
+    running = (
+        select(func.count())
+        .select_from(_HostRun)
+        .where(
+            _HostRun.host == RunRow.host,
+            _HostRun.state.in_(SNAPSHOT_STATES),
+            _HostRun.cloud.is_not_distinct_from(RunRow.cloud),
+        )
+        .scalar_subquery()
+    )
+    return [
+        or_(RunRow.state != RunState.PENDING.value, RunRow.host.is_(None), running < host_limit)
+    ]
 
 
 def _chunks(items: list[str], size: int) -> list[list[str]]:
