@@ -1,0 +1,163 @@
+"""Volume policies end to end on the simulator: Cinder snapshots, and Cinder backup chains."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from unittest.mock import patch
+
+import pytest
+
+from stackback.chains import FOR_THE_CHAIN, ancestors
+from stackback.errors import InvalidInput
+from stackback.policy import ArtifactKind, BackupKind, BackupStatus, RunState
+from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN
+from stackback.retention import RetentionPolicy
+from stackback.services.policies import PolicySpec
+from stackback.store.sql import BackupFilter, RunFilter
+from tests.engine.conftest import Rig
+
+
+def _runs_succeeded(rig: Rig) -> None:
+    runs = rig.store.list_runs(RunFilter())
+    assert runs and all(r.state is RunState.SUCCEEDED for r in runs), [
+        (r.state, r.error) for r in runs
+    ]
+
+
+def test_volume_snapshots_of_an_in_use_volume_by_name_rotate(rig: Rig) -> None:
+    server = rig.sim.create_server("db1")
+    volume = rig.sim.create_volume_standalone("data1", size_gb=2, server_id=server.id)
+    assert volume.status == "in-use"
+    rig.policies.create(
+        PolicySpec(
+            name="vols",
+            kind="volume-snapshot",
+            volumes=("data1",),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=2),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=5, hours=2))
+    _runs_succeeded(rig)
+    alive = rig.store.list_backups(BackupFilter(target=volume.id))
+    assert [b.status for b in alive] == [BackupStatus.AVAILABLE] * 2
+    assert all(b.kind is BackupKind.VOLUME_SNAPSHOT and b.target_name == "data1" for b in alive)
+    snapshots = {s.id: s for s in rig.sim.snapshots()}
+    assert sorted(snapshots) == sorted(b.artifacts[0].cloud_id for b in alive)
+    for b in alive:
+        meta = snapshots[b.artifacts[0].cloud_id].metadata
+        assert meta[MARKER_CREATED_BY] == "stackback" and meta[MARKER_BACKUP] == b.id
+
+
+def test_volume_selector_picks_volumes_by_metadata(rig: Rig) -> None:
+    tagged = rig.sim.create_volume_standalone("a", metadata={"backup": "yes"})
+    rig.sim.create_volume_standalone("b", metadata={"backup": "no"})
+    rig.policies.create(
+        PolicySpec(
+            name="sel",
+            kind="volume-backup",
+            volume_selector="backup=yes",
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=2, hours=2))
+    _runs_succeeded(rig)
+    backups = rig.store.list_backups(BackupFilter())
+    assert {b.target for b in backups} == {tagged.id}
+    assert all(b.artifacts[0].kind is ArtifactKind.VOLUME_BACKUP for b in backups)
+    assert all(b.parent_id is None for b in backups), "no chain asked for: every one is full"
+
+
+def test_incremental_chains_record_cinders_parent_and_rotate_children_first(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("chain")
+    rig.policies.create(
+        PolicySpec(
+            name="chained",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=3,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=2),
+        )
+    )
+    with patch("stackback.engine.collector.log") as collector_log:
+        rig.engine.drain(rig.clock.now() + timedelta(days=8, hours=2))
+    _runs_succeeded(rig)
+    everything = rig.store.list_backups(BackupFilter(include_deleted=True, limit=None))
+    assert len(everything) >= 8
+    by_age = sorted(everything, key=lambda b: b.created_at)
+    # a full every 3: full, inc, inc, full, inc, inc, full...
+    assert [b.parent_id is None for b in by_age] == [i % 3 == 0 for i in range(len(by_age))]
+    for previous, backup in itertools.pairwise(by_age):
+        if backup.parent_id is not None:
+            assert backup.parent_id == previous.id, "Cinder's parent is recorded as ours"
+    alive = [b for b in everything if b.status is BackupStatus.AVAILABLE]
+    for kept in alive:
+        for parent in ancestors(kept, everything):
+            assert parent.status is BackupStatus.AVAILABLE, "a kept backup lost its parent"
+    assert any(FOR_THE_CHAIN in b.reasons for b in alive)
+    cloud_ids = {i.ref.id for i in rig.sim.list_marked_artifacts()}
+    assert cloud_ids == {b.artifacts[0].cloud_id for b in alive}
+    warnings = [c for c in collector_log.warning.call_args_list if "deleting backup" in str(c)]
+    assert warnings == [], "Cinder's refusal surfaced"
+
+
+def test_a_resumed_run_finds_its_own_backup_instead_of_a_second(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("resume")
+    rig.policies.create(
+        PolicySpec(
+            name="resume",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+
+    class Killed(BaseException):
+        pass
+
+    def die(name: str) -> None:
+        if name == "after-create-volume-artifact":
+            raise Killed
+
+    with patch("stackback.engine.volumes.failpoint", die), pytest.raises(Killed):
+        rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    run = rig.store.list_runs(RunFilter())[0]
+    assert run.state is RunState.SNAPSHOTTING
+    rig.engine.drain(rig.clock.now() + timedelta(hours=3))
+    _runs_succeeded(rig)
+    (backup,) = rig.store.list_backups(BackupFilter())
+    made = [i for i in rig.sim.list_marked_artifacts() if i.metadata[MARKER_RUN] == run.id]
+    assert [i.ref.id for i in made] == [a.cloud_id for a in backup.artifacts]
+    assert rig.sim.api_calls()["start_volume_backup"] == 1
+
+
+def test_volume_options_need_a_volume_kind(rig: Rig) -> None:
+    with pytest.raises(InvalidInput, match="--kind volume-snapshot"):
+        rig.policies.create(
+            PolicySpec(name="x", volumes=("v",), schedules=("0 1 * * *",), keep_all=True)
+        )
+    with pytest.raises(InvalidInput, match="give --volume"):
+        rig.policies.create(
+            PolicySpec(
+                name="x",
+                kind="volume-backup",
+                targets=("srv",),
+                schedules=("0 1 * * *",),
+                keep_all=True,
+            )
+        )
+    with pytest.raises(InvalidInput, match="full-every"):
+        rig.policies.create(
+            PolicySpec(
+                name="x",
+                kind="volume-snapshot",
+                volumes=("v",),
+                full_every=3,
+                schedules=("0 1 * * *",),
+                keep_all=True,
+            )
+        )
