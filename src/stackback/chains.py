@@ -9,7 +9,9 @@ backup has none. The rules retention and deletion follow over a chain:
   so a chain is forgotten newest first (:func:`deletion_order`);
 - a backup whose chain reaches a parent stackback does not know (recorded, but not one
   of the target's backups) is held: something stackback did not make may depend on
-  the same chain (:func:`foreign_rooted`).
+  the same chain (:func:`foreign_rooted`);
+- a backup the cloud would not delete because a backup stackback did not make depends
+  on it is held, and so are its ancestors (:func:`foreign_blocked`).
 
 :func:`wants_full` decides whether the next backup of a chained kind is a full one.
 """
@@ -22,11 +24,13 @@ from datetime import datetime
 from stackback.policy import Backup, BackupStatus
 
 __all__ = [
+    "FOREIGN_CHILD",
     "FOREIGN_PARENT",
     "FOR_THE_CHAIN",
     "INCREMENTAL",
     "ancestors",
     "deletion_order",
+    "foreign_blocked",
     "foreign_rooted",
     "is_full",
     "live_children",
@@ -36,6 +40,9 @@ __all__ = [
 FOR_THE_CHAIN = "for the chain"
 """The reason an ancestor of a kept incremental backup is kept."""
 FOREIGN_PARENT = "its chain depends on a backup stackback does not know"
+FOREIGN_CHILD = "a backup stackback did not make depends on it"
+"""Recorded in a backup's ``error`` when the cloud refused its deletion for a child that is
+not stackback's: retention holds it (and keeps its ancestors) from then on."""
 
 _GONE = (BackupStatus.DELETED,)
 
@@ -64,6 +71,11 @@ def foreign_rooted(backup: Backup, backups: Iterable[Backup]) -> bool:
     chain = [backup, *ancestors(backup, known.values())]
     root_parent = chain[-1].parent_id
     return root_parent is not None and root_parent not in known
+
+
+def foreign_blocked(backup: Backup) -> bool:
+    """Whether the cloud refused to delete ``backup`` for a child stackback did not make."""
+    return backup.error is not None and FOREIGN_CHILD in backup.error
 
 
 def live_children(backup: Backup, backups: Iterable[Backup]) -> list[Backup]:

@@ -39,9 +39,11 @@ from enum import Enum
 
 from stackback.chains import (
     FOR_THE_CHAIN,
+    FOREIGN_CHILD,
     FOREIGN_PARENT,
     ancestors,
     deletion_order,
+    foreign_blocked,
     foreign_rooted,
     live_children,
 )
@@ -326,15 +328,21 @@ def _keep_chains(
     keep: list[tuple[Backup, tuple[str, ...]]], forget: list[Backup], backups: TargetBackups
 ) -> tuple[list[tuple[Backup, tuple[str, ...]]], list[Backup], list[tuple[Backup, str]]]:
     """Keep every ancestor of a kept backup ("for the chain"); hold back what a chain
-    rooted in a backup stackback does not know may still need."""
+    rooted in a backup stackback does not know may still need, and what a backup
+    stackback did not make depends on (with its ancestors)."""
     kept_ids = {b.id for b, _ in keep}
     forgetting = {b.id: b for b in forget}
-    for kept, _ in list(keep):
+    blocked = [b for b in forgetting.values() if foreign_blocked(b)]
+    for b in blocked:
+        del forgetting[b.id]
+    for kept in [*(b for b, _ in keep), *blocked]:
         for parent in ancestors(kept, backups.backups):
             if parent.id in forgetting and parent.id not in kept_ids:
                 keep.append((forgetting.pop(parent.id), (FOR_THE_CHAIN,)))
                 kept_ids.add(parent.id)
-    held = [(b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, backups.backups)]
+    held = [(b, FOREIGN_CHILD) for b in blocked] + [
+        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, backups.backups)
+    ]
     held_ids = {b.id for b, _ in held}
     return keep, [b for b in forgetting.values() if b.id not in held_ids], held
 

@@ -8,9 +8,9 @@ from unittest.mock import patch
 
 import pytest
 
-from stackback.chains import FOR_THE_CHAIN, ancestors
+from stackback.chains import FOR_THE_CHAIN, FOREIGN_CHILD, ancestors
 from stackback.errors import InvalidInput
-from stackback.policy import ArtifactKind, BackupKind, BackupStatus, RunState
+from stackback.policy import ArtifactKind, ArtifactStatus, BackupKind, BackupStatus, RunState
 from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
@@ -161,3 +161,32 @@ def test_volume_options_need_a_volume_kind(rig: Rig) -> None:
                 keep_all=True,
             )
         )
+
+
+def test_a_foreign_child_blocks_its_ancestors_and_says_so(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("shared")
+    rig.policies.create(
+        PolicySpec(
+            name="blocked",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(days=1, hours=2))  # a full, then an incremental
+    ours = sorted(rig.store.list_backups(BackupFilter()), key=lambda b: b.created_at)
+    full, inc = ours[-2], ours[-1]
+    assert inc.parent_id == full.id
+    # someone else's incremental Cinder backup, built by Cinder on stackback's newest
+    theirs = rig.sim.start_volume_backup(volume.id, "theirs", {}, incremental=True)
+    rig.engine.drain(start + timedelta(days=5, hours=2))
+    _runs_succeeded(rig)
+    now_full, now_inc = rig.store.get_backup(full.id), rig.store.get_backup(inc.id)
+    assert now_inc.status is BackupStatus.AVAILABLE and now_full.status is BackupStatus.AVAILABLE
+    assert now_inc.error is not None and FOREIGN_CHILD in now_inc.error
+    assert now_full.reasons == (FOR_THE_CHAIN,)
+    assert theirs.id in {i.ref.id for i in rig.sim.artifact_statuses([theirs]).values()}
+    assert rig.sim.artifact_statuses([theirs])[theirs].status is ArtifactStatus.AVAILABLE

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from stackback import safety
 from stackback.chains import (
     FOR_THE_CHAIN,
+    FOREIGN_CHILD,
     FOREIGN_PARENT,
     INCREMENTAL,
     ancestors,
@@ -247,3 +248,13 @@ def test_wants_full() -> None:
     assert wants_full([full, inc1, failed_full], full_every=5), "a failed full: the next is full"
     failed_inc = vbackup("again", 3, status=BackupStatus.FAILED, detail=INCREMENTAL)
     assert not wants_full([full, inc1, failed_inc], full_every=5)
+
+
+def test_a_backup_held_for_a_foreign_child_keeps_its_ancestors() -> None:
+    full = vbackup("full", 0)
+    blocked = replace(vbackup("inc1", 1, "full"), error=f"deletion held: {FOREIGN_CHILD}")
+    own = vbackup("own", 3, run_id=RUN)
+    plan = plan_rotation(request(), target(full, blocked, own))
+    assert plan.forget == ()
+    assert dict((b.id, why) for b, why in plan.held) == {"inc1": FOREIGN_CHILD}
+    assert dict((b.id, why) for b, why in plan.keep)["full"] == (FOR_THE_CHAIN,)

@@ -98,16 +98,19 @@ def preview(
                 "created_at": r.backup.created_at,
                 "action": r.action,
                 "reasons": list(r.reasons),
+                "parent_id": r.backup.parent_id,
             }
             for r in ctx.obj.backups.preview(policy)
         ]
+        chained = any(row["parent_id"] for row in rows)
         if fmt == "table":
             for row in rows:
                 row["backup"] = short_id(row["backup"])
                 row["created"] = minute(row["created_at"])
+                row["parent"] = short_id(row["parent_id"]) if row["parent_id"] else "(full)"
         emit_list(
             rows,
-            ["target", "created", "action", "reasons", "backup"],
+            ["target", "created", "action", "reasons", "backup", *(["parent"] if chained else [])],
             fmt,
             whole=("target", "created", "action", "backup"),
         )

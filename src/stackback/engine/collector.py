@@ -22,9 +22,10 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from stackback.chains import FOREIGN_CHILD
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudError, StackbackError
-from stackback.policy import ArtifactStatus, Backup, BackupStatus
+from stackback.errors import CloudError, CloudRejected, StackbackError
+from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupStatus
 from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
@@ -119,6 +120,18 @@ class Collector:
                 continue
             try:
                 cloud.delete_artifact(ref)
+            except CloudRejected as error:
+                if ref.kind is ArtifactKind.VOLUME_BACKUP and "ncremental" in error.message:
+                    # the final check saw no increment of stackback's: Cinder knows another
+                    self._hold_for_foreign_child(backup, error)
+                    return False
+                failures += 1
+                self.store.update_artifact(
+                    artifact.id,
+                    error=f"{error.code}: {error.message}",
+                    delete_attempts=artifact.delete_attempts + 1,
+                )
+                continue
             except CloudError as error:
                 failures += 1
                 self.store.update_artifact(
@@ -133,6 +146,19 @@ class Collector:
         if failures:
             return False
         return self.store.finish_deletion(backup.id, now=self.clock.now())
+
+    def _hold_for_foreign_child(self, backup: Backup, error: CloudError) -> None:
+        """Give a backup back (available) that the cloud keeps for a child stackback did not
+        make: not a failure; retention holds it, and its ancestors, from now on."""
+        why = f"deletion held: {FOREIGN_CHILD} (the cloud said: {error.message})"
+        log.warning("not deleting backup %s: %s", backup.id, why)
+        self.store.update_backup(
+            backup.id,
+            status=BackupStatus.AVAILABLE,
+            error=why,
+            reasons=(FOREIGN_CHILD,),
+            deletion_guarded=False,
+        )
 
 
 def _not_ours(backup: Backup, info: ArtifactInfo) -> str | None:
