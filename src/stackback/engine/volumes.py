@@ -43,7 +43,7 @@ from stackback.schedule import cron_schedule
 __all__ = ["VOLUME_KINDS", "VolumeStep", "volume_cloud", "volume_detail"]
 
 
-def volume_cloud(cloud: Cloud) -> VolumeCloud:
+def volume_cloud(cloud: object) -> VolumeCloud:
     """The cloud's volume operations; a cloud without them refuses volume policies."""
     if not isinstance(cloud, VolumeCloud):
         raise CloudRejected(f"{type(cloud).__name__} cannot back up Cinder volumes")
