@@ -278,6 +278,11 @@ class Policy:
                 f"not {self.kind.value}",
                 field="full_every",
             )
+        if self.verify is not None and self.kind in VOLUME_KINDS:
+            raise InvalidInput(
+                f"--verify-cron boots a backup as a server: not for {self.kind.value} policies",
+                field="verify-cron",
+            )
         if self.full_every is not None and not 1 <= self.full_every <= MAX_FULL_EVERY:
             raise InvalidInput(
                 f"--full-every needs a count from 1 to {MAX_FULL_EVERY}, got {self.full_every}",

@@ -417,6 +417,14 @@ def test_volume_policies_by_volume_or_volume_selector_with_chain_options(dbcli: 
     )  # fmt: skip
     assert chained["selector"] == "backup=nightly"
     assert (chained["full_every"], chained["full_cron"]) == (7, "0 2 * * 0")
+    exported = dbcli("policy", "export")
+    assert exported.code == 0, exported.err
+    ok_json(dbcli, "policy", "delete", "vol-snaps", "vol-backups")
+    ok_json(dbcli, "policy", "apply", "-", stdin=exported.out)
+    for before in (snap, chained):  # a file round-trips volume policies whole
+        after = ok_json(dbcli, "policy", "show", before["name"])
+        same = ("kind", "targets", "selector", "full_every", "full_cron", "retention")
+        assert {k: after[k] for k in same} == {k: before[k] for k in same}
     changed = ok_json(dbcli, "policy", "set", "vol-backups", "--full-every", "0", "--full-cron", "")
     assert (changed["full_every"], changed["full_cron"]) == (None, None)
 
@@ -427,6 +435,7 @@ def test_volume_options_are_refused_where_they_do_not_apply(dbcli: CliRunner) ->
         (("--kind", "volume-backup", "--server", "web1"), "give --volume"),
         (("--kind", "volume-snapshot", "--volume", "v1", "--full-every", "3"), "--full-every"),
         (("--kind", "volume-backup", "--volume", "v1", "--full-every", "-1"), "--full-every"),
+        (("--kind", "volume-backup", "--volume", "v1", "--verify-cron", "0 5 * * 0"), "verify"),
     ):
         result = dbcli("policy", "create", "bad", *args, "--cron", CRON, "--keep-last", "1")
         assert result.code == 2, (result.out, result.err)
