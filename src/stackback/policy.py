@@ -297,9 +297,13 @@ class Policy:
                 field="consistency",
             )
         if not self.targets and self.selector is None:
+            how = (
+                "--volume (repeatable) or --volume-selector KEY=VALUE"
+                if self.kind in VOLUME_KINDS
+                else "--server (repeatable) or --selector KEY=VALUE"
+            )
             raise InvalidInput(
-                f"policy {self.name!r} has no way to select targets: "
-                "give --server (repeatable) or --selector KEY=VALUE",
+                f"policy {self.name!r} has no way to select targets: give {how}",
                 field="targets",
             )
         if self.targets and self.selector is not None:
