@@ -11,7 +11,7 @@ import pytest
 from stackback.chains import FOR_THE_CHAIN, FOREIGN_CHILD, ancestors
 from stackback.errors import InvalidInput
 from stackback.policy import ArtifactKind, ArtifactStatus, BackupKind, BackupStatus, RunState
-from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN
+from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, ArtifactRef
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
 from stackback.store.sql import BackupFilter, RunFilter
@@ -190,3 +190,31 @@ def test_a_foreign_child_blocks_its_ancestors_and_says_so(rig: Rig) -> None:
     assert now_full.reasons == (FOR_THE_CHAIN,)
     assert theirs.id in {i.ref.id for i in rig.sim.artifact_statuses([theirs]).values()}
     assert rig.sim.artifact_statuses([theirs])[theirs].status is ArtifactStatus.AVAILABLE
+
+
+def test_a_parent_waits_while_cinder_still_deletes_its_child(rig: Rig) -> None:
+    """Cinder deletes a backup in the background: its parent's refusal meanwhile is neither a
+    failure nor a foreign child; the parent goes on a later pass."""
+    volume = rig.sim.create_volume_standalone("slow")
+    rig.policies.create(
+        PolicySpec(
+            name="slow",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=3,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=5),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=1, hours=2))
+    full, inc = sorted(rig.store.list_backups(BackupFilter()), key=lambda b: b.created_at)[-2:]
+    assert inc.parent_id == full.id
+    rig.store.update_backup(inc.id, status=BackupStatus.DELETED)  # recorded gone, still in Cinder
+    rig.store.update_backup(full.id, status=BackupStatus.DELETING)
+    assert rig.engine.collector.collect([full]) == 0
+    waiting = rig.store.get_backup(full.id)
+    assert waiting.status is BackupStatus.DELETING and waiting.error is None
+    assert "Incremental backups exist" in (waiting.artifacts[0].error or "")
+    rig.sim.delete_artifact(ArtifactRef(ArtifactKind.VOLUME_BACKUP, inc.artifacts[0].cloud_id))
+    assert rig.engine.collector.collect([full]) == 1
+    assert rig.store.get_backup(full.id).status is BackupStatus.DELETED

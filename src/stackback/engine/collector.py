@@ -33,9 +33,11 @@ from stackback.ports import (
     ArtifactInfo,
     ArtifactRef,
     Clock,
+    Cloud,
     CloudResolver,
     Store,
 )
+from stackback.records import BackupFilter
 from stackback.safety import DeletionRequest, DeletionStage, judge_deletion
 
 log = logging.getLogger(__name__)
@@ -121,8 +123,12 @@ class Collector:
             try:
                 cloud.delete_artifact(ref)
             except CloudRejected as error:
-                if ref.kind is ArtifactKind.VOLUME_BACKUP and "ncremental" in error.message:
-                    # the final check saw no increment of stackback's: Cinder knows another
+                if (
+                    ref.kind is ArtifactKind.VOLUME_BACKUP
+                    and "ncremental" in error.message
+                    and not self._children_still_in_cloud(backup, cloud)
+                ):
+                    # no increment of stackback's is left in the cloud: Cinder knows another
                     self._hold_for_foreign_child(backup, error)
                     return False
                 failures += 1
@@ -146,6 +152,21 @@ class Collector:
         if failures:
             return False
         return self.store.finish_deletion(backup.id, now=self.clock.now())
+
+    def _children_still_in_cloud(self, backup: Backup, cloud: Cloud) -> bool:
+        """Whether an increment stackback made of ``backup`` is still in the cloud (Cinder
+        deletes a backup in the background: its parent waits for the next pass)."""
+        known = self.store.list_backups(
+            BackupFilter(target=backup.target, include_deleted=True, limit=None)
+        )
+        refs = [
+            ArtifactRef(a.kind, a.cloud_id)
+            for child in known
+            if child.parent_id == backup.id
+            for a in child.artifacts
+        ]
+        infos = cloud.artifact_statuses(refs) if refs else {}
+        return any(info.status is not ArtifactStatus.DELETED for info in infos.values())
 
     def _hold_for_foreign_child(self, backup: Backup, error: CloudError) -> None:
         """Give a backup back (available) that the cloud keeps for a child stackback did not
