@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from pathlib import Path
 from unittest.mock import patch
 
 import pytest
@@ -14,7 +15,9 @@ from stackback.policy import ArtifactKind, ArtifactStatus, BackupKind, BackupSta
 from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, ArtifactRef
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
-from stackback.store.sql import BackupFilter, RunFilter
+from stackback.services.reconcile import Reconciler
+from stackback.store.database import create_db_engine, upgrade
+from stackback.store.sql import BackupFilter, RunFilter, SqlStore
 from tests.engine.conftest import Rig
 
 
@@ -218,3 +221,30 @@ def test_a_parent_waits_while_cinder_still_deletes_its_child(rig: Rig) -> None:
     rig.sim.delete_artifact(ArtifactRef(ArtifactKind.VOLUME_BACKUP, inc.artifacts[0].cloud_id))
     assert rig.engine.collector.collect([full]) == 1
     assert rig.store.get_backup(full.id).status is BackupStatus.DELETED
+
+
+def test_reconcile_imports_cinder_backups_as_volume_backups(rig: Rig, tmp_path: Path) -> None:
+    volume = rig.sim.create_volume_standalone("lost")
+    rig.policies.create(
+        PolicySpec(
+            name="lost",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(hours=26))
+    originals = rig.store.list_backups(BackupFilter())
+    assert originals
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    upgrade(engine)
+    fresh = SqlStore(engine)  # the database lost: the policy with it
+    try:
+        report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        assert sorted(report.imported) == sorted(b.id for b in originals)
+        for original in originals:
+            imported = fresh.get_backup(original.id)
+            assert (imported.kind, imported.target) == (BackupKind.VOLUME_BACKUP, volume.id)
+    finally:
+        fresh.dispose()
