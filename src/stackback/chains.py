@@ -27,6 +27,7 @@ __all__ = [
     "FOREIGN_CHILD",
     "FOREIGN_PARENT",
     "FOR_THE_CHAIN",
+    "FULL",
     "INCREMENTAL",
     "ancestors",
     "deletion_order",
