@@ -35,7 +35,19 @@ class BackupKind(StrEnum):
     DATABASE_BACKUP = "database-backup"
 
 
-IMPLEMENTED_KINDS = frozenset({BackupKind.SERVER_IMAGE, BackupKind.SERVER_CONSISTENT})
+IMPLEMENTED_KINDS = frozenset(
+    {
+        BackupKind.SERVER_IMAGE,
+        BackupKind.SERVER_CONSISTENT,
+        BackupKind.VOLUME_SNAPSHOT,
+        BackupKind.VOLUME_BACKUP,
+    }
+)
+VOLUME_KINDS = frozenset({BackupKind.VOLUME_SNAPSHOT, BackupKind.VOLUME_BACKUP})
+"""Kinds whose targets are Cinder volumes (by id or name, or a volume metadata selector)."""
+CHAINED_KINDS = frozenset({BackupKind.VOLUME_BACKUP, BackupKind.DATABASE_BACKUP})
+"""Kinds whose backups may be incremental (``--full-every``, ``--full-cron``)."""
+MAX_FULL_EVERY = 1000
 
 
 class RunState(StrEnum):
@@ -251,8 +263,31 @@ class Policy:
     """Its verify schedule (None: its backups are verified only on demand)."""
     orphans: OrphanRule = field(default_factory=OrphanRule)
     """What becomes of the backups of a target that no longer exists."""
+    full_every: int | None = None
+    """A chained kind: a full backup every this many backups, incremental ones between."""
+    full_cron: str | None = None
+    """A chained kind: a full backup when this cron (in ``timezone``) has fired since the
+    last full one. Neither this nor ``full_every``: every backup is a full one."""
 
     def __post_init__(self) -> None:
+        if (self.full_every is not None or self.full_cron is not None) and (
+            self.kind not in CHAINED_KINDS
+        ):
+            raise InvalidInput(
+                f"--full-every and --full-cron apply to --kind volume-backup only, "
+                f"not {self.kind.value}",
+                field="full_every",
+            )
+        if self.verify is not None and self.kind in VOLUME_KINDS:
+            raise InvalidInput(
+                f"--verify-cron boots a backup as a server: not for {self.kind.value} policies",
+                field="verify-cron",
+            )
+        if self.full_every is not None and not 1 <= self.full_every <= MAX_FULL_EVERY:
+            raise InvalidInput(
+                f"--full-every needs a count from 1 to {MAX_FULL_EVERY}, got {self.full_every}",
+                field="full_every",
+            )
         if self.kind is not BackupKind.SERVER_CONSISTENT and (
             self.consistency is not ConsistencyLevel.CRASH or self.fallback is not Fallback.CRASH
         ):
@@ -262,9 +297,13 @@ class Policy:
                 field="consistency",
             )
         if not self.targets and self.selector is None:
+            how = (
+                "--volume (repeatable) or --volume-selector KEY=VALUE"
+                if self.kind in VOLUME_KINDS
+                else "--server (repeatable) or --selector KEY=VALUE"
+            )
             raise InvalidInput(
-                f"policy {self.name!r} has no way to select targets: "
-                "give --server (repeatable) or --selector KEY=VALUE",
+                f"policy {self.name!r} has no way to select targets: give {how}",
                 field="targets",
             )
         if self.targets and self.selector is not None:
@@ -371,7 +410,8 @@ class Backup:
     consistency: str | None = None
     """The level a whole-server backup obtained (crash, paused, quiesced); None for others."""
     consistency_detail: str | None = None
-    """How it was obtained: the pause's duration, the snapshots' spread, why not higher."""
+    """How it was obtained: the pause's duration, the snapshots' spread, why not higher; for
+    a Cinder volume backup, ``full`` or ``incremental`` (as asked of Cinder)."""
     verification: Verification | None = None
     """Its last verification (None: never verified)."""
     source_last_seen_at: datetime | None = field(default=None, compare=False)

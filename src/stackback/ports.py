@@ -149,6 +149,9 @@ class ArtifactInfo:
     detail: str = ""
     raw_status: str = ""
     """The cloud service's own status (Glance ``queued``/``saving``..., Cinder ``creating``...)."""
+    parent: str | None = None
+    """A Cinder incremental backup's parent, as Cinder chose it (its cloud id); None for a
+    full backup and for other artifacts."""
 
 
 @runtime_checkable
@@ -223,6 +226,53 @@ class Cloud(Protocol):
 
     def unpause_server(self, server_id: str) -> None:
         """Nova ``unpause`` of a paused server."""
+        ...
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A Cinder volume as a volume backup needs to know it."""
+
+    id: str
+    name: str
+    status: str
+    """Cinder's status (``available``, ``in-use``, ``creating``...)."""
+    size_gb: int
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    volume_type: str | None = None
+    availability_zone: str | None = None
+
+
+@runtime_checkable
+class VolumeCloud(Protocol):
+    """What volume policies (``volume-snapshot``, ``volume-backup``) need, beyond :class:`Cloud`.
+
+    Snapshots are taken with :meth:`Cloud.snapshot_volume`; both kinds of artifact are
+    then read and deleted through :class:`Cloud`'s artifact methods.
+    """
+
+    def get_volume(self, volume: str) -> VolumeInfo:
+        """Find one volume of the project by id or (unique) name (``CloudNotFound``)."""
+        ...
+
+    def find_volumes(self, selector: Selector) -> list[VolumeInfo]:
+        """Every volume of the project whose metadata matches ``selector``."""
+        ...
+
+    def start_volume_backup(
+        self, volume_id: str, name: str, metadata: Mapping[str, str], *, incremental: bool
+    ) -> ArtifactRef:
+        """A Cinder backup of the volume (``force``: it may be in use), full or incremental,
+        stamped with ``metadata``. Cinder picks an incremental's parent itself (the latest
+        available backup of the volume; read it back as ``ArtifactInfo.parent``). Returns at
+        once; the backup then goes creating → available. Deleting a backup with increments
+        is refused by Cinder (``CloudRejected``)."""
+        ...
+
+    def create_volume_from_backup(
+        self, backup_id: str, *, name: str, metadata: Mapping[str, str]
+    ) -> str:
+        """A new volume restored from a Cinder backup; returns its id (creating → available)."""
         ...
 
 

@@ -15,7 +15,7 @@ from itertools import count
 from operator import attrgetter
 from typing import Any, Protocol
 
-from stackback.policy import Backup, BackupStatus, RunState, Selector
+from stackback.policy import Backup, BackupKind, BackupStatus, RunState, Selector
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,8 @@ class DuePolicy:
     cloud: str | None = None
     label: str | None = None
     project: str | None = None
+    kind: BackupKind = BackupKind.SERVER_IMAGE
+    """What its selector selects: servers, or Cinder volumes for the volume kinds."""
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,8 @@ class PlannedVolume:
     delete_on_termination: bool = False
     replaces: str | None = None
     """In place: the attached volume this one replaces (detached and kept, never deleted)."""
+    from_backup: bool = False
+    """``snapshot_id`` names a Cinder backup (restored into a new volume), not a snapshot."""
 
     @property
     def item(self) -> str:
@@ -87,6 +89,8 @@ class RestorePlan:
     """What the plan had to take from the cloud or the command line, and what it leaves out."""
     checks: VerifyChecks | None = None
     """A verification: what must hold of the server once ACTIVE."""
+    volume_only: bool = False
+    """A volume policy's backup: the restore makes its ``volumes`` and no server."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,11 +113,13 @@ class RestorePlan:
                     "volume_type": v.volume_type,
                     "delete_on_termination": v.delete_on_termination,
                     "replaces": v.replaces,
+                    "from_backup": v.from_backup,
                 }
                 for v in self.volumes
             ],
             "notes": list(self.notes),
             "checks": self.checks.to_dict() if self.checks else None,
+            "volume_only": self.volume_only,
         }
 
     @classmethod
@@ -140,11 +146,13 @@ class RestorePlan:
                     volume_type=v.get("volume_type"),
                     delete_on_termination=bool(v.get("delete_on_termination")),
                     replaces=v.get("replaces"),
+                    from_backup=bool(v.get("from_backup")),
                 )
                 for v in data.get("volumes", ())
             ),
             notes=tuple(data.get("notes", ())),
             checks=VerifyChecks.from_dict(data["checks"]) if data.get("checks") else None,
+            volume_only=bool(data.get("volume_only")),
         )
 
 
@@ -323,6 +331,52 @@ def build_plan(
         metadata=dict(spec.metadata) if spec else {},
         volumes=volumes,
         notes=tuple(notes),
+    )
+
+
+def build_volume_plan(
+    *,
+    mode: RestoreMode,
+    name: str,
+    artifact_id: str,
+    from_backup: bool,
+    size_gb: int,
+    overrides: RestoreOverrides,
+) -> RestorePlan:
+    """The plan of a restore of a volume policy's backup: one new volume, from the backup's
+    Cinder snapshot or Cinder backup. Only ``--as-new``; server placement does not apply."""
+    if mode is not RestoreMode.AS_NEW:
+        raise InvalidInput(
+            "a volume backup restores as a new volume only: use --as-new NAME", field="as-new"
+        )
+    given = [
+        option
+        for option, value in (
+            ("--flavor", overrides.flavor),
+            ("--network", overrides.network),
+            ("--key-name", overrides.key_name),
+            ("--security-group", overrides.security_groups),
+        )
+        if value
+    ]
+    if given:
+        raise InvalidInput(
+            f"{', '.join(given)}: a volume backup restores as a volume, not a server",
+            field="backup",
+        )
+    source = "Cinder backup" if from_backup else "Cinder snapshot"
+    return RestorePlan(
+        mode=mode,
+        name=name,
+        flavor="",
+        availability_zone=overrides.availability_zone,
+        volumes=(
+            PlannedVolume(
+                snapshot_id=artifact_id, size_gb=size_gb, device_name=None, from_backup=from_backup
+            ),
+        ),
+        notes=(f"a new volume {name} from {source} {artifact_id}",),
+        volume_only=True,
     )
 
 

@@ -23,6 +23,11 @@ last check before a cloud call, and ``retention preview`` (which writes nothing)
   ``keep-last N`` keeps the newest N. Protected backups are never counted or
   forgotten, and each deletion passes :func:`judge_deletion` (so the last good
   backup stays unless the operator deletes it with ``--force``).
+- Chains (``stackback.chains``): a kept incremental backup keeps every ancestor ("for
+  the chain"); a chain is forgotten newest first; a backup with live increments is
+  never deleted before them (refused at the request, even with ``force``, unless they
+  are being deleted; at the final check it waits for them); a chain rooted in a
+  backup stackback does not know is held.
 """
 
 from __future__ import annotations
@@ -35,6 +40,16 @@ from itertools import compress, repeat
 from operator import attrgetter, eq, is_
 from typing import overload
 
+from stackback.chains import (
+    FOR_THE_CHAIN,
+    FOREIGN_CHILD,
+    FOREIGN_PARENT,
+    ancestors,
+    deletion_order,
+    foreign_blocked,
+    foreign_rooted,
+    live_children,
+)
 from stackback.policy import (
     ArtifactStatus,
     Backup,
@@ -160,6 +175,15 @@ def judge_deletion(request: DeletionRequest, backups: TargetBackups) -> Deletion
         return DeletionVerdict(
             subject.id, f"backup {subject.id} is protected: unprotect it or use --force"
         )
+    dependents = [
+        c for c in live_children(subject, backups.backups) if c.status is not BackupStatus.DELETING
+    ]
+    if dependents:  # even with force: the cloud refuses to delete a parent with children
+        return DeletionVerdict(
+            subject.id,
+            f"backup {subject.id} has incremental backups depending on it: "
+            f"{', '.join(c.id for c in dependents)} (delete them first)",
+        )
     guarded = subject.status is BackupStatus.AVAILABLE and not request.force
     if guarded and not _another_good(backups, subject):
         return DeletionVerdict(
@@ -184,6 +208,13 @@ def _final_check(subject: Backup, backups: TargetBackups) -> DeletionVerdict:
             subject.id, f"backup {subject.id} is {subject.status.value}, not being deleted"
         )
     reasons: tuple[str, ...] | Unchanged = UNCHANGED
+    children = live_children(subject, backups.backups)
+    if children and all(c.status is BackupStatus.DELETING for c in children):
+        return DeletionVerdict(  # not refused: deleted once its children are gone
+            subject.id,
+            f"waiting for the deletion of its incremental backups: "
+            f"{', '.join(c.id for c in children)}",
+        )
     if subject.protected:
         why = "deletion refused: the backup is protected"
     elif subject.deletion_guarded and not _another_good(backups, subject):
@@ -193,6 +224,10 @@ def _final_check(subject: Backup, backups: TargetBackups) -> DeletionVerdict:
             "(`backup delete --force` deletes it anyway)"
         )
         reasons = (LAST_GOOD_REASON,)
+    elif children:
+        why = "deletion refused: incremental backups depend on it: " + ", ".join(
+            c.id for c in children
+        )
     else:
         return DeletionVerdict(subject.id)
     intact = all(a.status is ArtifactStatus.AVAILABLE for a in subject.artifacts)
@@ -262,6 +297,10 @@ class HeldBackups(Sequence[tuple[Backup, str]]):
 
     def __len__(self) -> int:
         return len(self._refused) + len(self._over_budget)
+
+    def after(self, refused: Sequence[tuple[Backup, str]]) -> HeldBackups:
+        """These held backups, with ``refused`` (refused by an earlier rule) first."""
+        return HeldBackups((*refused, *self._refused), self._over_budget)
 
     @overload
     def __getitem__(self, index: int) -> tuple[Backup, str]: ...
@@ -342,12 +381,14 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             forget = [b for b in forget if b.id != spared.id]
             forget_ids.discard(spared.id)
             keep.append((spared, (why,)))
+    keep, forget, chain_held = _keep_chains(keep, forget, backups)
     changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
-    forget.sort(key=_created_at)
+    forget = deletion_order(sorted(forget, key=_created_at))
     forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
+    held = held.after(chain_held)
     gone = (BackupStatus.DELETING, BackupStatus.DELETED)
     forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
-    forgotten.sort(key=lambda b: (b.created_at, b.id))
+    forgotten = deletion_order(sorted(forgotten, key=lambda b: (b.created_at, b.id)))
     return RotationPlan(
         keep=tuple(keep),
         forget=tuple(forgotten_now),
@@ -356,6 +397,29 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
         forgotten=tuple(forgotten),
         changes=(*changes, *marks),
     )
+
+
+def _keep_chains(
+    keep: list[tuple[Backup, tuple[str, ...]]], forget: list[Backup], backups: TargetBackups
+) -> tuple[list[tuple[Backup, tuple[str, ...]]], list[Backup], list[tuple[Backup, str]]]:
+    """Keep every ancestor of a kept backup ("for the chain"); hold back what a chain
+    rooted in a backup stackback does not know may still need, and what a backup
+    stackback did not make depends on (with its ancestors)."""
+    kept_ids = {b.id for b, _ in keep}
+    forgetting = {b.id: b for b in forget}
+    blocked = [b for b in forgetting.values() if foreign_blocked(b)]
+    for b in blocked:
+        del forgetting[b.id]
+    for kept in [*(b for b, _ in keep), *blocked]:
+        for parent in ancestors(kept, backups.backups):
+            if parent.id in forgetting and parent.id not in kept_ids:
+                keep.append((forgetting.pop(parent.id), (FOR_THE_CHAIN,)))
+                kept_ids.add(parent.id)
+    held = [(b, FOREIGN_CHILD) for b in blocked] + [
+        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, backups.backups)
+    ]
+    held_ids = {b.id for b, _ in held}
+    return keep, [b for b in forgetting.values() if b.id not in held_ids], held
 
 
 @dataclass(frozen=True)
@@ -400,10 +464,14 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
         if seen is not None and seen <= rule.after.subtract_from(request.now):
             keep, forget = [], candidates
     why = (f"forgotten: its server is gone (--orphans {rule})",)
-    forget.sort(key=lambda b: b.created_at)
+    kept, forget, chain_held = _keep_chains(
+        [(b, (f"orphaned: {rule}",)) for b in keep], forget, backups
+    )
+    forget = deletion_order(sorted(forget, key=lambda b: b.created_at))
     forgotten, held, marks = _mark_within_budget(forget, backups, request.budget, why, None)
+    held = held.after(chain_held)
     return RotationPlan(
-        keep=tuple((b, (f"orphaned: {rule}",)) for b in keep),
+        keep=tuple(kept),
         forget=tuple(forgotten),
         held=held,
         protected=protected,

@@ -35,6 +35,8 @@ POLICY_KEYS = {
     "last_verification",
     "orphans",
     "project",
+    "full_every",
+    "full_cron",
 }
 
 
@@ -395,3 +397,48 @@ def test_a_window_longer_than_the_time_between_runs_is_refused(cli: CliRunner) -
     dst = cli("policy", "create", "q", *daily, "--keep-last", "3", "--window", "1440")
     assert dst.code == 2
     assert_one_line_error(dst.err, "1380 minutes")
+
+
+def test_volume_policies_by_volume_or_volume_selector_with_chain_options(dbcli: CliRunner) -> None:
+    snap = ok_json(
+        dbcli,
+        "policy", "create", "vol-snaps", "--kind", "volume-snapshot", "--volume", "data1",
+        "--cron", CRON, "--keep-last", "3",
+    )  # fmt: skip
+    assert (snap["kind"], snap["targets"], snap["full_every"]) == (
+        "volume-snapshot",
+        ["data1"],
+        None,
+    )
+    chained = ok_json(
+        dbcli,
+        "policy", "create", "vol-backups", "--kind", "volume-backup",
+        "--volume-selector", "backup=nightly", "--full-every", "7", "--full-cron", "0 2 * * 0",
+        "--cron", CRON, "--keep-last", "14",
+    )  # fmt: skip
+    assert chained["selector"] == "backup=nightly"
+    assert (chained["full_every"], chained["full_cron"]) == (7, "0 2 * * 0")
+    exported = dbcli("policy", "export")
+    assert exported.code == 0, exported.err
+    ok_json(dbcli, "policy", "delete", "vol-snaps", "vol-backups")
+    ok_json(dbcli, "policy", "apply", "-", stdin=exported.out)
+    for before in (snap, chained):  # a file round-trips volume policies whole
+        after = ok_json(dbcli, "policy", "show", before["name"])
+        same = ("kind", "targets", "selector", "full_every", "full_cron", "retention")
+        assert {k: after[k] for k in same} == {k: before[k] for k in same}
+    changed = ok_json(dbcli, "policy", "set", "vol-backups", "--full-every", "0", "--full-cron", "")
+    assert (changed["full_every"], changed["full_cron"]) == (None, None)
+
+
+def test_volume_options_are_refused_where_they_do_not_apply(dbcli: CliRunner) -> None:
+    for args, wanted in (
+        (("--volume", "v1"), "--kind volume-snapshot or volume-backup"),
+        (("--kind", "volume-backup", "--server", "web1"), "give --volume"),
+        (("--kind", "volume-snapshot", "--volume", "v1", "--full-every", "3"), "--full-every"),
+        (("--kind", "volume-backup", "--volume", "v1", "--full-every", "-1"), "--full-every"),
+        (("--kind", "volume-backup", "--volume", "v1", "--verify-cron", "0 5 * * 0"), "verify"),
+    ):
+        result = dbcli("policy", "create", "bad", *args, "--cron", CRON, "--keep-last", "1")
+        assert result.code == 2, (result.out, result.err)
+        assert wanted in result.err and "Traceback" not in result.err
+        assert len(result.err.strip().splitlines()) == 1

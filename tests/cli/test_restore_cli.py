@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from stackback.policy import ArtifactStatus, Backup, BackupKind, BackupStatus
+from stackback.store.database import create_db_engine
+from stackback.store.sql import SqlStore
 from tests.cli.conftest import (
     CliRunner,
     Sim,
@@ -123,3 +131,50 @@ def test_a_name_nova_refuses_is_one_line_and_creates_nothing(cli: CliRunner, sim
     assert_one_line_error(result.err, "name")
     assert servers_and_volumes(sim) == before
     assert ok_json(cli, "restore", "list") == []
+
+
+def test_a_volume_backup_restores_as_a_new_volume_from_the_cli(
+    cli: CliRunner, sim: Sim, tmp_path: Path
+) -> None:
+    volume = sim.cloud.create_volume_standalone("data1", size_gb=2)
+    policy = ok_json(
+        cli, "policy", "create", "vols", "--kind", "volume-snapshot", "--volume", "data1",
+        "--cron", "0 1 * * *", "--keep-last", "3",
+    )  # fmt: skip
+    # A backup as the policy's run leaves it: its Cinder snapshot, recorded.
+    sim.cloud.configure(replace(sim.cloud.config(), volume_snapshot_seconds=0))
+    snapshot = sim.cloud.snapshot_volume(volume.id, "snap", {})
+    store = SqlStore(create_db_engine(f"sqlite:///{tmp_path / 'state' / 'stackback.db'}"))
+    try:
+        now = datetime.now(UTC)
+        backup = store.ensure_backup(
+            Backup(
+                id=str(uuid.uuid4()),
+                target=volume.id,
+                target_name="data1",
+                kind=BackupKind.VOLUME_SNAPSHOT,
+                status=BackupStatus.AVAILABLE,
+                created_at=now,
+                policy_id=policy["id"],
+                policy_name="vols",
+            )
+        )
+        store.add_artifact(
+            backup.id, snapshot.kind, snapshot.id, status=ArtifactStatus.AVAILABLE, now=now
+        )
+    finally:
+        store.dispose()
+    before = servers_and_volumes(sim)
+    dry = ok_json(cli, "--os-cloud", sim.spec, "restore", backup.id, "--as-new", "x", "--dry-run")
+    assert dry["dry_run"] is True and servers_and_volumes(sim) == before
+    job = ok_json(
+        cli, "--os-cloud", sim.spec, "restore", backup.id, "--as-new", "data1-copy", "--wait"
+    )  # fmt: skip
+    assert job["state"] == "succeeded", job
+    assert servers_and_volumes(sim) == (before[0], before[1] + 1)
+    assert sim.cloud.get_volume("data1-copy").status == "available"
+    table = cli("--os-cloud", sim.spec, "restore", "show", job["id"])
+    assert table.code == 0, table.err
+    refused = cli("--os-cloud", sim.spec, "restore", backup.id, "--in-place")
+    assert refused.code == 2
+    assert_one_line_error(refused.err, "as a new volume only")

@@ -178,7 +178,7 @@ def test_preview_of_a_policy_over_its_real_backups(cli: CliRunner, tmp_path: Pat
         store.dispose()
 
     rows = ok_json(cli, "retention", "preview", "p")
-    assert set(rows[0]) == {"backup", "target", "created_at", "action", "reasons"}
+    assert set(rows[0]) == {"backup", "target", "created_at", "action", "reasons", "parent_id"}
     got = {r["backup"]: (r["target"], r["action"], r["reasons"]) for r in rows}
     assert got == {
         ids["web1", 3]: ("web1", "keep", ["last"]),
@@ -234,3 +234,46 @@ def test_preview_of_a_policy_sees_all_its_backups_not_the_newest_thousand(
     assert len(preview) == 1200
     assert sum(r["action"] == "forget" for r in preview) == 1198
     assert len(ok_json(cli, "backup", "list", "--policy", "p")) == 1200
+
+
+def test_preview_and_backup_show_chains(cli: CliRunner, tmp_path: Path) -> None:
+    ok_json(
+        cli, "policy", "create", "vb", "--kind", "volume-backup", "--volume", "vol1",
+        "--full-every", "3", "--cron", "0 1 * * *", "--keep-last", "1",
+    )  # fmt: skip
+    store = SqlStore(create_db_engine(f"sqlite:///{tmp_path / 'state' / 'stackback.db'}"))
+    try:
+        pol = store.get_policy("vb")
+        t0 = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+        ids: list[str] = []
+        for day in range(4):  # full, inc, inc, then a new full
+            backup = store.ensure_backup(
+                Backup(
+                    id=str(uuid.uuid4()),
+                    target="vol1",
+                    kind=BackupKind.VOLUME_BACKUP,
+                    status=BackupStatus.AVAILABLE,
+                    created_at=t0 + timedelta(days=day),
+                    policy_id=pol.id,
+                    policy_name=pol.name,
+                    parent_id=ids[-1] if day in (1, 2) else None,
+                )
+            )
+            ids.append(backup.id)
+    finally:
+        store.dispose()
+    rows = ok_json(cli, "retention", "preview", "vb")
+    got = {r["backup"]: (r["action"], r["parent_id"]) for r in rows}
+    assert got == {
+        ids[3]: ("keep", None),
+        ids[2]: ("forget", ids[1]),
+        ids[1]: ("forget", ids[0]),
+        ids[0]: ("forget", None),
+    }
+    table = cli("retention", "preview", "vb")
+    assert table.code == 0 and "parent" in table.out.lower() and "(full)" in table.out
+    shown = ok_json(cli, "backup", "show", ids[2])
+    assert (shown["parent_id"], shown["chain"], shown["children"]) == (ids[1], ids[:2], [])
+    assert ok_json(cli, "backup", "show", ids[0])["children"] == [ids[1]]
+    listed = cli("backup", "list")
+    assert listed.code == 0 and "parent" in listed.out.lower()

@@ -44,6 +44,7 @@ from stackback.ports import (
     Cloud,
     RestoreCloud,
     ServerInfo,
+    VolumeCloud,
 )
 from stackback.records import NetworkSpec
 
@@ -812,3 +813,110 @@ def _unpaused(cloud: Cloud, server_id: str) -> bool:
     except CloudBusy:
         return False
     return True
+
+
+class VolumeHarness(CloudHarness, Protocol):
+    """A harness whose cloud also serves volume policies (:class:`VolumeCloud`)."""
+
+    volume_cloud: VolumeCloud
+    backups_unavailable: str | None
+    """Why this cloud cannot run Cinder backups (their tests skip with it); None: it can."""
+
+    def create_volume(self, name: str, metadata: Mapping[str, str] | None = None) -> str:
+        """A standalone 1 GB volume of the project, ``available``; deleted after the test."""
+        ...
+
+    def attach_new_volume(self, server_id: str) -> str:
+        """A new volume attached to the server (``in-use``)."""
+        ...
+
+    def delete_volume(self, volume_id: str) -> None:
+        """Delete a volume the test made (once it is available)."""
+        ...
+
+
+def volume_markers(run: str, volume_id: str) -> dict[str, str]:
+    return {
+        MARKER_CREATED_BY: CREATED_BY_VALUE,
+        MARKER_RUN: run,
+        MARKER_TARGET: volume_id,
+        MARKER_LABEL: "",
+    }
+
+
+class VolumeContract:
+    """Volume policies' cloud calls: volumes by id, name and selector; forced Cinder snapshots
+    of in-use volumes; Cinder backups with the parent Cinder picks, its refusal to delete a
+    parent with increments, and a new volume from a backup. Mixed into a
+    :class:`CloudContract` subclass whose harness is a :class:`VolumeHarness`."""
+
+    def test_a_volume_by_id_by_name_and_by_selector(self, harness: VolumeHarness) -> None:
+        name = unique("contract-vol")
+        tag = unique("tag")
+        volume_id = harness.create_volume(name, {"stackback-contract": tag})
+        by_id = harness.volume_cloud.get_volume(volume_id)
+        assert (by_id.id, by_id.name, by_id.size_gb) == (volume_id, name, 1)
+        assert harness.volume_cloud.get_volume(name).id == volume_id
+        found = harness.volume_cloud.find_volumes(Selector("stackback-contract", tag))
+        assert [v.id for v in found] == [volume_id]
+        with pytest.raises(CloudNotFound):
+            harness.volume_cloud.get_volume(str(uuid.uuid4()))
+
+    def test_a_forced_snapshot_of_an_in_use_volume_carries_the_markers(
+        self, harness: VolumeHarness, created: list[ArtifactRef]
+    ) -> None:
+        server = harness.create_server(unique("contract-vol-server"))
+        volume_id = harness.attach_new_volume(server.id)
+        assert harness.volume_cloud.get_volume(volume_id).status == "in-use"
+        run = unique("run")
+        ref = harness.cloud.snapshot_volume(
+            volume_id, unique("contract-vol-snap"), volume_markers(run, volume_id)
+        )
+        created.append(ref)
+        info = wait_for(harness, ref, ArtifactStatus.AVAILABLE)
+        assert info.metadata[MARKER_TARGET] == volume_id
+        assert [i.ref for i in harness.cloud.find_artifacts({MARKER_RUN: run})] == [ref]
+        harness.cloud.delete_artifact(ref)
+        wait_for(harness, ref, ArtifactStatus.DELETED)
+
+    def test_backups_chain_as_cinder_picks_and_a_parent_goes_after_its_children(
+        self, harness: VolumeHarness, created: list[ArtifactRef]
+    ) -> None:
+        if harness.backups_unavailable:
+            pytest.skip(harness.backups_unavailable)
+        volume_id = harness.create_volume(unique("contract-chain"))
+        run = unique("run")
+        stamp = volume_markers(run, volume_id)
+        backups = harness.volume_cloud
+        full = backups.start_volume_backup(volume_id, unique("full"), stamp, incremental=False)
+        assert wait_for(harness, full, ArtifactStatus.AVAILABLE).parent is None
+        inc = backups.start_volume_backup(volume_id, unique("inc"), stamp, incremental=True)
+        created.extend([full, inc])  # deleted newest first
+        info = wait_for(harness, inc, ArtifactStatus.AVAILABLE)
+        assert info.parent == full.id, "Cinder builds an increment on the latest backup"
+        assert info.metadata[MARKER_RUN] == run
+        assert {i.ref for i in harness.cloud.find_artifacts({MARKER_RUN: run})} == {full, inc}
+        with pytest.raises(CloudRejected):
+            harness.cloud.delete_artifact(full)
+        restored = backups.create_volume_from_backup(
+            inc.id, name=unique("contract-restored"), metadata={MARKER_RESTORE: run}
+        )
+        harness.wait_until(
+            lambda: harness.volume_cloud.get_volume(restored).status == "available", TIMEOUT_S
+        )
+        harness.delete_volume(restored)
+        harness.cloud.delete_artifact(inc)
+        wait_for(harness, inc, ArtifactStatus.DELETED)
+        harness.cloud.delete_artifact(full)
+        wait_for(harness, full, ArtifactStatus.DELETED)
+
+    def test_an_incremental_backup_without_a_full_one_is_refused(
+        self, harness: VolumeHarness
+    ) -> None:
+        if harness.backups_unavailable:
+            pytest.skip(harness.backups_unavailable)
+        volume_id = harness.create_volume(unique("contract-nofull"))
+        with pytest.raises(CloudRejected):
+            harness.volume_cloud.start_volume_backup(
+                volume_id, unique("inc"), volume_markers(unique("run"), volume_id), incremental=True
+            )

@@ -18,12 +18,13 @@ import pytest
 from openstack.connection import Connection
 
 from stackback.cloud.openstack import OpenStackCloud
-from stackback.ports import Cloud, RestoreCloud, ServerInfo
+from stackback.ports import Cloud, RestoreCloud, ServerInfo, VolumeCloud
 from tests.cloud.contract import (
     CloudContract,
     CloudHarness,
     ConsistencyContract,
     RestoreContract,
+    VolumeContract,
 )
 
 pytestmark = pytest.mark.openstack
@@ -32,6 +33,17 @@ FLAVOR = "m1.tiny"
 IMAGE = "stackback-tiny"
 POLL_S = 1.0
 BOOT_TIMEOUT_S = 180
+NO_BACKUP_SERVICE = (
+    "the shared plane runs no cinder-backup service, and its only volume backend, Cinder's "
+    "FakeLoggingVolumeDriver, cannot serve one: its volumes hold no data and its "
+    "initialize_connection answers driver_volume_type 'iscsi' with no target, which no os-brick "
+    "connector can attach (cinder-backup reads a volume through os-brick). What it would take: a "
+    "launcher driver backing each volume with a sparse file and answering 'local' with its "
+    "device_path (os-brick's LocalConnector), plus cinder-backup with the posix backup driver "
+    "writing to a directory (all installed in the plane venv), i.e. reconfiguring and restarting "
+    "the shared plane, which helpers must not do. Cinder backups are covered on the simulator "
+    "(this contract) and by the adapter's unit tests"
+)
 #: Fake hypervisor upload time inside ``slow_uploads``: long enough to see PENDING and a 409.
 SLOW_UPLOAD_S = 10.0
 
@@ -61,6 +73,8 @@ class PlaneHarness:
         self.other_project_cloud: Cloud = OpenStackCloud(
             plane.connection("beta"), cloud_name="beta"
         )
+        self.volume_cloud: VolumeCloud = alpha_cloud
+        self.backups_unavailable: str | None = NO_BACKUP_SERVICE
         self.servers: list[str] = []
         self.volumes: list[str] = []
         compute = self.alpha.compute
@@ -148,6 +162,16 @@ class PlaneHarness:
         conn.block_storage.wait_for_status(volume, "in-use", interval=POLL_S, wait=120)
         return str(volume.id)
 
+    def create_volume(self, name: str, metadata: Mapping[str, str] | None = None) -> str:
+        conn = self.alpha
+        volume = conn.block_storage.create_volume(size=1, name=name, metadata=dict(metadata or {}))
+        self.volumes.append(volume.id)
+        conn.block_storage.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+        return str(volume.id)
+
+    def delete_volume(self, volume_id: str) -> None:
+        self.alpha.block_storage.delete_volume(volume_id, ignore_missing=True)
+
     def image_of(self, server_id: str) -> str | None:
         image = self.alpha.compute.get_server(server_id).image
         image_id = image.get("id") if isinstance(image, Mapping) else getattr(image, "id", None)
@@ -209,5 +233,7 @@ def harness(plane_harness: PlaneHarness) -> CloudHarness:
     return plane_harness
 
 
-class TestOpenStackCloudContract(CloudContract, RestoreContract, ConsistencyContract):
+class TestOpenStackCloudContract(
+    CloudContract, RestoreContract, ConsistencyContract, VolumeContract
+):
     pass

@@ -12,12 +12,13 @@ import pytest
 
 from stackback.clock import VirtualClock
 from stackback.cloud.simulator import SimulatedCloud
-from stackback.ports import Cloud, RestoreCloud, ServerInfo
+from stackback.ports import Cloud, RestoreCloud, ServerInfo, VolumeCloud
 from tests.cloud.contract import (
     CloudContract,
     CloudHarness,
     ConsistencyContract,
     RestoreContract,
+    VolumeContract,
 )
 
 STEP_S = 5.0
@@ -34,6 +35,14 @@ class SimHarness:
         self.flavor = "m1.small"
         self.network = "private"
         self.other_project_cloud: Cloud = SimulatedCloud(path, clock, project="beta")
+        self.volume_cloud: VolumeCloud = self.sim
+        self.backups_unavailable: str | None = None
+
+    def create_volume(self, name: str, metadata: Mapping[str, str] | None = None) -> str:
+        return self.sim.create_volume_standalone(name, metadata=metadata).id
+
+    def delete_volume(self, volume_id: str) -> None:
+        self.sim.delete_volume(volume_id)
 
     def create_server(
         self,
@@ -94,5 +103,7 @@ def harness(tmp_path: Path) -> CloudHarness:
     return SimHarness(tmp_path / "cloud.sqlite", clock)
 
 
-class TestSimulatedCloudContract(CloudContract, RestoreContract, ConsistencyContract):
+class TestSimulatedCloudContract(
+    CloudContract, RestoreContract, ConsistencyContract, VolumeContract
+):
     pass

@@ -267,6 +267,15 @@ class FakeBlockStorage:
         if self.delete_error is not None:
             raise self.delete_error
 
+    def backups(self, **query: Any) -> Iterator[Any]:
+        return iter(self.stored_backups)
+
+    def delete_backup(self, backup_id: str, ignore_missing: bool = True) -> None:
+        if self.delete_error is not None:
+            raise self.delete_error
+
+    stored_backups: list[Any] = []
+
 
 class FakeCompute:
     def __init__(self, servers: list[Server]) -> None:
@@ -433,8 +442,41 @@ def test_deleting_a_snapshot_other_failures_keep_their_mapping() -> None:
 
 
 def test_unsupported_artifact_kinds_are_rejected() -> None:
-    with pytest.raises(CloudRejected, match="volume-backup"):
-        adapter(FakeConnection()).delete_artifact(ArtifactRef(ArtifactKind.VOLUME_BACKUP, "b1"))
+    with pytest.raises(CloudRejected, match="database-backup"):
+        adapter(FakeConnection()).delete_artifact(ArtifactRef(ArtifactKind.DATABASE_BACKUP, "b1"))
+
+
+def test_cinders_refusal_to_delete_a_parent_backup_stays_a_rejection() -> None:
+    refusal = http_error(400, "Invalid backup: Incremental backups exist for this backup.")
+    with pytest.raises(CloudRejected, match="Incremental backups exist"):
+        adapter(FakeConnection(delete_error=refusal)).delete_artifact(
+            ArtifactRef(ArtifactKind.VOLUME_BACKUP, "b1")
+        )
+
+
+def test_a_cinder_backup_reads_back_the_parent_cinder_chose() -> None:
+    from openstack.block_storage.v3.backup import Backup as CinderBackup
+
+    from stackback.cloud.openstack.convert import backup_info
+
+    def made(backup_id: str, at: str, *, incremental: bool) -> CinderBackup:
+        return CinderBackup(
+            id=backup_id,
+            volume_id="v1",
+            status="available",
+            created_at=at,
+            is_incremental=incremental,
+            metadata={"stackback_created_by": "stackback"},
+            size=1,
+        )
+
+    full = made("b-full", "2026-01-01T01:00:00", incremental=False)
+    inc1 = made("b-inc1", "2026-01-02T01:00:00", incremental=True)
+    inc2 = made("b-inc2", "2026-01-03T01:00:00", incremental=True)
+    siblings = [inc2, full, inc1]
+    assert backup_info(full, siblings).parent is None
+    assert backup_info(inc1, siblings).parent == "b-full"  # Cinder's rule: the newest before
+    assert backup_info(inc2, siblings).parent == "b-inc1"
 
 
 def test_start_server_image_maps_409_to_busy(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,6 +90,8 @@ class PolicyOut(Shape):
     fallback: str
     max_pause_seconds: int
     orphans: str
+    full_every: int | None = None
+    full_cron: str | None = None
     created_at: datetime | None
     updated_at: datetime | None
     verify: VerifySettingsOut | None
@@ -295,6 +297,18 @@ class PolicyFields(Body):
     max_pause_seconds: int | None = Field(default=None, ge=1, le=MAX_PAUSE_LIMIT)
     verify: VerifyIn | None = Field(default=None, description="null: no verify schedule.")
     orphans: str | None = Field(default=None, max_length=64)
+    volumes: list[str] | None = Field(
+        default=None, max_length=1000, description="A volume policy's Cinder volumes."
+    )
+    volume_selector: str | None = Field(
+        default=None, max_length=255, description="A volume policy's KEY=VALUE on metadata."
+    )
+    full_every: int | None = Field(
+        default=None, ge=0, le=10_000, description="A chained kind: a full backup every N."
+    )
+    full_cron: str | None = Field(
+        default=None, max_length=255, description="A chained kind: full backups on this cron."
+    )
 
 
 class PolicyCreate(PolicyFields):

@@ -27,10 +27,18 @@ from stackback.policy import Backup, Run, RunState
 from stackback.views import backup_detail, backup_summary, run_summary
 
 
-def _show_backup(backup: Backup, fmt: str) -> None:
-    """One backup, its artifacts one per line (``show``, ``protect``, ``delete`` alike)."""
+def _show_backup(
+    backup: Backup, fmt: str, chain: tuple[list[str], list[str]] | None = None
+) -> None:
+    """One backup, its artifacts one per line (``show``, ``protect``, ``delete`` alike);
+    ``show`` adds its chain (what it depends on, full first; what depends on it)."""
     data = backup_detail(backup)
+    if chain is not None:
+        data["chain"], data["children"] = chain
     if fmt == "table":
+        if chain is not None:
+            data["chain"] = " <- ".join([*data["chain"], "(this)"]) if data["chain"] else None
+            data["children"] = ", ".join(data["children"]) or None
         data["artifacts"] = [
             f"{a['kind']} {a['id']} {a['status']}" + (f" ({a['error']})" if a["error"] else "")
             for a in data["artifacts"]
@@ -78,9 +86,20 @@ def list_(
             if row["orphaned"]:
                 seen = minute(row["source_last_seen_at"])
                 row["status"] = f"{row['status']} (orphaned: server last seen {seen})"
+            row["parent"] = short_id(row["parent_id"]) if row["parent_id"] else ""
+    chained = any(row["parent_id"] for row in rows)
     emit_list(
         rows,
-        ["id", "target", "policy", "status", "created", "reasons", "verified"],
+        [
+            "id",
+            "target",
+            "policy",
+            "status",
+            "created",
+            *(["parent"] if chained else []),
+            "reasons",
+            "verified",
+        ],
         fmt,
         whole=("id", "target", "policy", "status", "created"),
     )
@@ -91,8 +110,9 @@ def list_(
 @format_option
 @pass_app
 def show(app: AppContext, /, backup: str, fmt: str) -> None:
-    """Show one backup and its artifacts."""
-    _show_backup(app.backups.get(backup), fmt)
+    """Show one backup, its artifacts and its chain (incremental backups)."""
+    found = app.backups.get(backup)
+    _show_backup(found, fmt, app.backups.chain(found))
 
 
 @backup_group.command("protect")

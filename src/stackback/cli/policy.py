@@ -69,6 +69,17 @@ class VerifyOptions(TypedDict):
     verify_pick: str | None
 
 
+def volume_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The volume targets and chain options (taken out of ``options``) as PolicySpec fields."""
+    volumes = options.pop("volumes")
+    return {
+        "volumes": volumes or None,
+        "volume_selector": options.pop("volume_selector"),
+        "full_every": options.pop("full_every"),
+        "full_cron": options.pop("full_cron"),
+    }
+
+
 def verify_options(options: dict[str, Any]) -> VerifyOptions:
     """The ``--verify-*`` options (taken out of ``options``) as PolicySpec fields."""
     return VerifyOptions(
@@ -99,6 +110,31 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 "--selector",
                 metavar="KEY=VALUE",
                 help="Back up every server whose metadata has KEY=VALUE (resolved at each run).",
+            ),
+            click.option(
+                "--volume",
+                "volumes",
+                multiple=True,
+                metavar="VOLUME",
+                help="Cinder volume id or name to back up (repeatable; volume kinds).",
+            ),
+            click.option(
+                "--volume-selector",
+                metavar="KEY=VALUE",
+                help="Back up every volume whose metadata has KEY=VALUE (volume kinds).",
+            ),
+            click.option(
+                "--full-every",
+                type=int,
+                metavar="N",
+                help="volume-backup: a full backup every N, incremental ones between "
+                "(0: every one full).",
+            ),
+            click.option(
+                "--full-cron",
+                metavar="CRON",
+                help="volume-backup: a full backup when this cron has fired since the last "
+                "full one ('' drops it).",
             ),
             click.option(
                 "--cron",
@@ -236,6 +272,7 @@ def create(
         fallback=fallback,
         max_pause_seconds=max_pause,
         **verify_options(keep),
+        **volume_options(keep),
         orphans=orphans,
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
@@ -315,6 +352,7 @@ def set_(
         fallback=fallback,
         max_pause_seconds=max_pause,
         **verify_options(keep),
+        **volume_options(keep),
         orphans=orphans,
     )
     updated = app.policies.update(current.id, spec, offline=offline)

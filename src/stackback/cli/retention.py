@@ -93,13 +93,15 @@ def preview(
         if given_retention(keep):
             raise InvalidInput("--keep-* rules apply only without POLICY", field="retention")
         rows = [preview_view(r) for r in ctx.obj.backups.preview(policy)]
+        chained = any(row["parent_id"] for row in rows)
         if fmt == "table":
             for row in rows:
                 row["backup"] = short_id(row["backup"])
                 row["created"] = minute(row["created_at"])
+                row["parent"] = short_id(row["parent_id"]) if row["parent_id"] else "(full)"
         emit_list(
             rows,
-            ["target", "created", "action", "reasons", "backup"],
+            ["target", "created", "action", "reasons", "backup", *(["parent"] if chained else [])],
             fmt,
             whole=("target", "created", "action", "backup"),
         )

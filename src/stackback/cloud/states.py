@@ -32,3 +32,15 @@ CINDER_SNAPSHOT_STATES: Mapping[str, ArtifactStatus] = {
     "error_deleting": ArtifactStatus.FAILED,
     "deleted": ArtifactStatus.DELETED,
 }
+
+CINDER_BACKUP_STATES: Mapping[str, ArtifactStatus] = {
+    "creating": ArtifactStatus.PENDING,
+    "available": ArtifactStatus.AVAILABLE,
+    "backing-up": ArtifactStatus.AVAILABLE,
+    "restoring": ArtifactStatus.AVAILABLE,
+    "error": ArtifactStatus.FAILED,
+    "deleting": ArtifactStatus.DELETING,
+    "error_deleting": ArtifactStatus.FAILED,
+    "deleted": ArtifactStatus.DELETED,
+}
+"""Cinder backup statuses (``cinder/objects/fields.py`` ``BackupStatus``)."""

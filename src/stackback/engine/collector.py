@@ -22,9 +22,10 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from stackback.chains import FOREIGN_CHILD
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudError, StackbackError
-from stackback.policy import ArtifactStatus, Backup, BackupStatus
+from stackback.errors import CloudError, CloudRejected, StackbackError
+from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupStatus
 from stackback.ports import (
     CREATED_BY_VALUE,
     MARKER_BACKUP,
@@ -32,9 +33,11 @@ from stackback.ports import (
     ArtifactInfo,
     ArtifactRef,
     Clock,
+    Cloud,
     CloudResolver,
     Store,
 )
+from stackback.records import BackupFilter
 from stackback.safety import DeletionRequest, DeletionStage, judge_deletion
 
 log = logging.getLogger(__name__)
@@ -119,6 +122,22 @@ class Collector:
                 continue
             try:
                 cloud.delete_artifact(ref)
+            except CloudRejected as error:
+                if (
+                    ref.kind is ArtifactKind.VOLUME_BACKUP
+                    and "ncremental" in error.message
+                    and not self._children_still_in_cloud(backup, cloud)
+                ):
+                    # no increment of stackback's is left in the cloud: Cinder knows another
+                    self._hold_for_foreign_child(backup, error)
+                    return False
+                failures += 1
+                self.store.update_artifact(
+                    artifact.id,
+                    error=f"{error.code}: {error.message}",
+                    delete_attempts=artifact.delete_attempts + 1,
+                )
+                continue
             except CloudError as error:
                 failures += 1
                 self.store.update_artifact(
@@ -133,6 +152,34 @@ class Collector:
         if failures:
             return False
         return self.store.finish_deletion(backup.id, now=self.clock.now())
+
+    def _children_still_in_cloud(self, backup: Backup, cloud: Cloud) -> bool:
+        """Whether an increment stackback made of ``backup`` is still in the cloud (Cinder
+        deletes a backup in the background: its parent waits for the next pass)."""
+        known = self.store.list_backups(
+            BackupFilter(target=backup.target, include_deleted=True, limit=None)
+        )
+        refs = [
+            ArtifactRef(a.kind, a.cloud_id)
+            for child in known
+            if child.parent_id == backup.id
+            for a in child.artifacts
+        ]
+        infos = cloud.artifact_statuses(refs) if refs else {}
+        return any(info.status is not ArtifactStatus.DELETED for info in infos.values())
+
+    def _hold_for_foreign_child(self, backup: Backup, error: CloudError) -> None:
+        """Give a backup back (available) that the cloud keeps for a child stackback did not
+        make: not a failure; retention holds it, and its ancestors, from now on."""
+        why = f"deletion held: {FOREIGN_CHILD} (the cloud said: {error.message})"
+        log.warning("not deleting backup %s: %s", backup.id, why)
+        self.store.update_backup(
+            backup.id,
+            status=BackupStatus.AVAILABLE,
+            error=why,
+            reasons=(FOREIGN_CHILD,),
+            deletion_guarded=False,
+        )
 
 
 def _not_ours(backup: Backup, info: ArtifactInfo) -> str | None:

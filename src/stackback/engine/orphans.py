@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from stackback.engine.settings import EngineSettings
+from stackback.engine.volumes import VOLUME_KINDS, volume_cloud
 from stackback.errors import CloudNotFound, StackbackError
 from stackback.policy import BackupStatus, Policy
 from stackback.ports import Clock, CloudResolver, Store
@@ -75,11 +76,14 @@ class OrphanSweeper:
         for target, cloud in sorted(clouds.items()):
             now = self.clock.now()
             try:
-                self.clouds(cloud).get_server(target)
+                if policy.kind in VOLUME_KINDS:
+                    volume_cloud(self.clouds(cloud)).get_volume(target)
+                else:
+                    self.clouds(cloud).get_server(target)
             except CloudNotFound:
                 self.store.record_source(target, now=now, exists=False)
             except StackbackError as error:
-                log.warning("cannot tell whether server %s exists: %s", target, error)
+                log.warning("cannot tell whether source %s exists: %s", target, error)
                 continue
             else:
                 self.store.record_source(target, now=now, exists=True)

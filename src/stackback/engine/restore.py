@@ -16,6 +16,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from stackback.engine.volumes import volume_cloud
 from stackback.errors import CloudError, CloudNotFound, LeaseLost, StackbackError
 from stackback.ports import (
     CREATED_BY_VALUE,
@@ -177,6 +178,8 @@ class RestoreRunner:
                 job = self._write(job, "volume", now, "created", f"{planned.item}: {volume.id}")
             job = self._remember(job, volume, planned.item)
             volumes[planned.item] = volume
+        if job.plan.volume_only:
+            return self._await_volumes(job, volumes, now)
         server = found.get(SERVER_ITEM)
         if server is None or server.status == "deleted":
             waiting = [i for i, v in volumes.items() if v.status not in ("available", "in-use")]
@@ -189,6 +192,24 @@ class RestoreRunner:
             job = self._write(job, "boot", now, "created", f"server {server_id}")
         job = self._remember(job, server, SERVER_ITEM, server_id=server.id)
         return self._await_server(job, cloud, server, now)
+
+    def _await_volumes(
+        self, job: RestoreJob, volumes: dict[str, CloudResource], now: datetime
+    ) -> RestoreJob:
+        """A volume policy's backup: done once its new volume is available."""
+        waiting = [i for i, v in volumes.items() if v.status != "available"]
+        broken = [i for i in waiting if volumes[i].status in ("error", "deleted")]
+        if broken:
+            raise _Abort(f"a volume could not be created: {', '.join(broken)}")
+        if waiting:
+            return self._later(job, "volumes", now, "waiting for " + ", ".join(waiting))
+        took = (now - (job.started_at or job.created_at)).total_seconds()
+        made = ", ".join(v.id for v in volumes.values())
+        return self._write(
+            job, "available", now, "ok", f"volume {made} available after {took:.0f} s",
+            state=RestoreState.SUCCEEDED, finished_at=now,
+            lease_owner=None, lease_expires_at=None,
+        )  # fmt: skip
 
     def _rebuild(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
         server_id = job.plan.server_id or ""
@@ -351,10 +372,18 @@ class RestoreRunner:
     def _create_volume(
         self, job: RestoreJob, cloud: RestoreCloud, planned: PlannedVolume
     ) -> CloudResource:
+        if planned.from_backup:
+            volume_id = volume_cloud(cloud).create_volume_from_backup(
+                planned.snapshot_id,
+                name=job.plan.name[:255],
+                metadata=self._markers(job, planned.item),
+            )
+            return cloud.resource_status(RESOURCE_VOLUME, volume_id)
         device = (planned.device_name or planned.snapshot_id).rsplit("/", 1)[-1]
+        name = job.plan.name if job.plan.volume_only else f"{job.plan.name}-{device}"
         volume_id = cloud.create_volume(
             planned.snapshot_id,
-            name=f"{job.plan.name}-{device}"[:255],
+            name=name[:255],
             size_gb=planned.size_gb,
             volume_type=planned.volume_type,
             availability_zone=job.plan.availability_zone,

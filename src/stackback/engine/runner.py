@@ -33,6 +33,7 @@ from stackback.engine.collector import Collector
 from stackback.engine.consistent import Wanted, WholeServer
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
+from stackback.engine.volumes import VOLUME_KINDS, VolumeStep, volume_cloud, volume_detail
 from stackback.errors import (
     CloudError,
     CloudNotFound,
@@ -73,6 +74,7 @@ from stackback.ports import (
     CloudResolver,
     ServerInfo,
     Store,
+    VolumeInfo,
 )
 from stackback.records import StepNote
 from stackback.retention import RetentionPolicy
@@ -263,21 +265,28 @@ class Runner:
         if run.trigger == "schedule" and now >= start_by:
             self._too_late(run, now, start_by)
             return
-        server = self._server(run)
-        host_limit = self.settings.max_snapshots_per_host
+        host: str | None = None
+        server: ServerInfo | None = None
+        if policy is not None and policy.kind in VOLUME_KINDS:
+            volume = self._volume(run)
+            source_id, source_name, detail = volume.id, volume.name, volume_detail(volume)
+        else:
+            server = self._server(run)
+            source_id, source_name, detail = server.id, server.name, _start_detail(server)
+            host = server.host
         try:
             run = self.store.update_run(
                 run.id,
                 run.attempt,
                 state=RunState.SNAPSHOTTING,
-                target_name=server.name,
-                server_id=server.id,  # one active run per server, however its target named it
-                host=server.host,
-                host_limit=host_limit,
-                step=self._note("start", now, "ok", _start_detail(server)),
+                target_name=source_name,
+                server_id=source_id,  # one active run per server (or volume), however named
+                host=host,
+                host_limit=self.settings.max_snapshots_per_host,
+                step=self._note("start", now, "ok", detail),
             )
         except HostBusy as busy:
-            self._wait_for_host(run, now, start_by, server, busy)
+            self._wait_for_host(run, now, start_by, host, busy)
             return
         except Conflict:
             if run.trigger == "schedule" and now >= start_by:
@@ -298,7 +307,7 @@ class Runner:
         self._snapshot(run, resumed=False, server=server)
 
     def _wait_for_host(
-        self, run: Run, now: datetime, start_by: datetime, server: ServerInfo, busy: HostBusy
+        self, run: Run, now: datetime, start_by: datetime, host: str | None, busy: HostBusy
     ) -> None:
         """The server's host has its fill of snapshots: the run waits for room, its host
         recorded so that claims leave it until then (or, past its start window, is missed)."""
@@ -308,7 +317,7 @@ class Runner:
         self.store.update_run(
             run.id,
             run.attempt,
-            host=server.host,
+            host=host,
             lease_owner=None,
             lease_expires_at=None,
             not_before=None,
@@ -362,11 +371,42 @@ class Runner:
                 f"server {label} no longer exists; its existing backups are kept"
             ) from None
 
+    def _volume(self, run: Run, key: str | None = None) -> VolumeInfo:
+        """The run's volume, by ``key`` (the id its backup is kept under) or its target."""
+        key = key or run.target
+        try:
+            return volume_cloud(self.clouds(run.cloud)).get_volume(key)
+        except CloudNotFound:
+            self.store.record_source(run.server_id or key, now=self.clock.now(), exists=False)
+            label = server_label(run.server_id or key, run.target_name or run.target)
+            raise RunFailed(
+                f"volume {label} no longer exists; its existing backups are kept"
+            ) from None
+
     def _snapshot(self, run: Run, *, resumed: bool, server: ServerInfo | None = None) -> None:
         now = self.clock.now()
         self.clouds(run.cloud)  # a cloud that cannot be had fails before the backup record
         policy = self._policy(run)
         backup = self.store.backup_for_run(run.id)
+        if backup is None and policy is not None and policy.kind in VOLUME_KINDS:
+            volume = self._volume(run, run.server_id)
+            backup = self.store.ensure_backup(
+                Backup(
+                    id=str(uuid.uuid4()),
+                    target=volume.id,
+                    target_name=run.target_name or volume.name,
+                    kind=policy.kind,
+                    status=BackupStatus.CREATING,
+                    created_at=now,
+                    policy_id=run.policy_id,
+                    policy_name=run.policy_name,
+                    run_id=run.id,
+                    label=run.label,
+                    cloud=run.cloud,
+                    project=policy.project,
+                ),
+                fence=_fence_of(run),
+            )
         if backup is None:
             # Backups are keyed by the server's id, whatever the policy names it by: a
             # name can be reused by another server, whose backups must not count here.
@@ -394,6 +434,16 @@ class Runner:
         failpoint("after-backup-record")
         if backup.kind is BackupKind.SERVER_CONSISTENT:
             detail = self._whole_server(run, backup, server, resumed=resumed, policy=policy)
+        elif backup.kind in VOLUME_KINDS:
+            detail = self._volume_step(run).take(
+                run,
+                backup,
+                policy,
+                markers(run, backup),
+                image_name(run.target_name or run.target, run.scheduled_for),
+                resumed=resumed,
+                fence=_fence_of(run),
+            )
         else:
             detail = self._server_image(run, backup, server, resumed=resumed)
         failpoint("after-record-artifact")
@@ -458,6 +508,15 @@ class Runner:
             return whole.resume(run, backup, server, Wanted.of(policy), stamp, name)
         return whole.take(run, backup, server, Wanted.of(policy), stamp, name)
 
+    def _volume_step(self, run: Run) -> VolumeStep:
+        def record(ref: ArtifactRef) -> None:
+            backup = self.store.backup_for_run(run.id)
+            assert backup is not None
+            if all((a.kind, a.cloud_id) != (ref.kind, ref.id) for a in backup.artifacts):
+                self._record_artifact(run, backup, ref, ArtifactStatus.PENDING)
+
+        return VolumeStep(self.store, self.clouds(run.cloud), self.clock, self.settings, record)
+
     def _record_artifact(
         self, run: Run, backup: Backup, ref: ArtifactRef, status: ArtifactStatus
     ) -> None:
@@ -514,6 +573,8 @@ class Runner:
             ):
                 # what an inherited copy of this image will not have: its own id
                 cloud.set_artifact_metadata(ref, {MARKER_IMAGE_ID: ref.id})
+        if backup.kind is BackupKind.VOLUME_BACKUP:
+            self._volume_step(run).record_parent(backup, infos, _fence_of(run))
         self.store.update_backup(
             backup.id, status=BackupStatus.AVAILABLE, completed_at=now, fence=_fence_of(run)
         )

@@ -18,13 +18,15 @@ with the reason.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from stackback.engine.settings import EngineSettings
+from stackback.engine.volumes import VOLUME_KINDS, volume_cloud
 from stackback.errors import StackbackError
 from stackback.policy import RunState, Selector
-from stackback.ports import CloudResolver, Store
+from stackback.ports import CloudResolver, ServerInfo, Store, VolumeInfo
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import cron_schedule, spread_offset
 
@@ -291,7 +293,12 @@ class Scheduler:
     def _resolve(self, policy: DuePolicy) -> Resolution:
         assert policy.selector is not None
         try:
-            servers = self.clouds(policy.cloud).find_servers(policy.selector)
+            cloud = self.clouds(policy.cloud)
+            servers: Sequence[ServerInfo | VolumeInfo] = (
+                volume_cloud(cloud).find_volumes(policy.selector)
+                if policy.kind in VOLUME_KINDS
+                else cloud.find_servers(policy.selector)
+            )
         except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
             retryable = bool(getattr(error, "retryable", False))

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
+from stackback.chains import ancestors, live_children
 from stackback.engine.collector import Collector
 from stackback.errors import CloudError, Conflict, InvalidInput, NotFound
 from stackback.policy import (
+    CHAINED_KINDS,
     LABEL_MAX,
     NAME_MAX,
     ArtifactStatus,
@@ -95,6 +97,21 @@ class BackupService:
 
     def get(self, ref: str) -> Backup:
         return with_current_policy_names(self.store, [self.store.get_backup(ref)])[0]
+
+    def chain(self, backup: Backup) -> tuple[list[str], list[str]] | None:
+        """The backup's chain: the ids it depends on (its full backup first, then each
+        increment down to its parent), and the ids of the backups that increment it; None
+        for a kind without chains."""
+        if backup.kind not in CHAINED_KINDS:
+            return None
+        known = self.store.list_backups(
+            BackupFilter(target=backup.target, include_deleted=True, limit=None)
+        )
+        line = [backup, *ancestors(backup, known)]
+        parents = [b.id for b in reversed(line[1:])]
+        if line[-1].parent_id is not None:  # reaches a parent stackback does not know
+            parents.insert(0, line[-1].parent_id)
+        return parents, [b.id for b in live_children(backup, known)]
 
     def protect(self, ref: str, protected: bool = True) -> Backup:
         return with_current_policy_names(self.store, [self.store.set_protected(ref, protected)])[0]

@@ -43,7 +43,10 @@ _COMPUTE = {
     "get_server", "find_servers", "start_server_image", "validate_boot", "boot_server",
     "attach_volume", "rebuild_server", "delete_server", "console_output", "find_restored",
 }  # fmt: skip
-_VOLUME = {"create_volume", "delete_volume"}
+_VOLUME = {
+    "create_volume", "delete_volume", "get_volume", "find_volumes", "start_volume_backup",
+    "create_volume_from_backup",
+}  # fmt: skip
 _ARTIFACTS = {"find_artifacts", "artifact_statuses", "list_marked_artifacts"}
 _BY_REF = {"set_artifact_metadata", "delete_artifact"}
 

@@ -28,6 +28,7 @@ from stackback.policy import (
     IMPLEMENTED_KINDS,
     LABEL_MAX,
     NAME_MAX,
+    VOLUME_KINDS,
     Backup,
     BackupKind,
     OrphanRule,
@@ -81,6 +82,14 @@ class PolicySpec:
     """``keep``, ``expire-after DURATION`` or ``keep-last N`` (see ``OrphanRule.parse``)."""
     project: str | None = None
     """The project a new policy belongs to (None: none, as the CLI's); kept on update."""
+    volumes: tuple[str, ...] | None = None
+    """Cinder volumes (ids or names) of a volume policy: its targets, as ``--volume`` names them."""
+    volume_selector: str | None = None
+    """A volume policy's ``--volume-selector KEY=VALUE`` (volume metadata)."""
+    full_every: int | None = None
+    """A volume-backup policy: a full backup every N (0: no longer)."""
+    full_cron: str | None = None
+    """A volume-backup policy: a full backup on this cron ('': no longer)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,43 @@ def _verify_settings(current: VerifySettings | None, spec: PolicySpec) -> Verify
     )
 
 
+def _volume_targets(spec: PolicySpec, kind: BackupKind, base: Policy | None) -> PolicySpec:
+    """``spec`` with its ``--volume``/``--volume-selector`` as the policy's targets; servers
+    for a volume kind, volumes for a server kind, are refused."""
+    volume_kind = kind in VOLUME_KINDS
+    named_volumes = spec.volumes is not None or spec.volume_selector is not None
+    named_servers = spec.targets is not None or spec.selector is not None
+    if volume_kind and named_servers:
+        raise InvalidInput(
+            f"a {kind.value} policy backs up volumes: give --volume or --volume-selector, "
+            "not --server or --selector",
+            field="targets",
+        )
+    if named_volumes and not volume_kind:
+        raise InvalidInput(
+            f"--volume and --volume-selector need --kind volume-snapshot or volume-backup, "
+            f"not {kind.value}",
+            field="targets",
+        )
+    if (
+        base is not None
+        and (base.kind in VOLUME_KINDS) != volume_kind
+        and not (named_volumes or named_servers)
+    ):
+        raise InvalidInput(
+            f"changing the kind from {base.kind.value} to {kind.value} changes what it backs "
+            "up: give its new targets too",
+            field="targets",
+        )
+    if spec.volumes is not None and any(not v.strip() for v in spec.volumes):
+        raise InvalidInput("--volume needs a volume id or name", field="targets")
+    if spec.volumes is not None and spec.volume_selector is not None:
+        raise InvalidInput("give either --volume or --volume-selector, not both", field="targets")
+    if not named_volumes:
+        return spec
+    return replace(spec, targets=spec.volumes, selector=spec.volume_selector)
+
+
 def _validate_id(policy_id: str) -> str:
     try:
         return str(uuid.UUID(policy_id))
@@ -230,6 +276,8 @@ class PolicyService:
 
     def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
         """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
+        if policy.kind in VOLUME_KINDS:  # its volumes are looked up when it runs
+            return
         if offline or self.servers is None or policy.cloud is None:
             return
         self.servers.require_all(targets, policy.cloud)
@@ -255,6 +303,9 @@ class PolicyService:
         )
         if len(set(schedules)) != len(schedules):
             raise InvalidInput("the same --cron is given twice", field="cron")
+        default_kind = base.kind if base else BackupKind.SERVER_IMAGE
+        kind = _parse_kind(spec.kind) if spec.kind else default_kind
+        spec = _volume_targets(spec, kind, base)
         targets = base.targets if base else ()
         selector = base.selector if base else None
         if spec.targets is not None:
@@ -283,9 +334,7 @@ class PolicyService:
         policy = Policy(
             id=base.id if base else (_validate_id(spec.id) if spec.id else str(uuid.uuid4())),
             name=name,
-            kind=_parse_kind(spec.kind)
-            if spec.kind
-            else (base.kind if base else BackupKind.SERVER_IMAGE),
+            kind=kind,
             schedules=schedules,
             timezone=timezone,
             retention=self._retention(base, spec),
@@ -313,6 +362,12 @@ class PolicyService:
             if spec.orphans is not None
             else (base.orphans if base else OrphanRule()),
             project=base.project if base else spec.project,
+            full_every=(spec.full_every or None)
+            if spec.full_every is not None
+            else (base.full_every if base else None),
+            full_cron=(check_length(validate_cron(spec.full_cron), NAME_MAX, "--full-cron"))
+            if spec.full_cron
+            else (None if spec.full_cron == "" else (base.full_cron if base else None)),
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

@@ -15,7 +15,7 @@ from typing import Any
 
 from stackback.consistency import DEFAULT_MAX_PAUSE_SECONDS
 from stackback.errors import InvalidInput, NotFound
-from stackback.policy import Policy
+from stackback.policy import VOLUME_KINDS, Policy
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.verification import PICK_NEWEST
@@ -39,6 +39,8 @@ FIELDS = (
     "max_pause_seconds",
     "verify",
     "orphans",
+    "full_every",
+    "full_cron",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -74,6 +76,8 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         if policy.verify
         else None,
         "orphans": str(policy.orphans),
+        "full_every": policy.full_every,
+        "full_cron": policy.full_cron,
     }
 
 
@@ -185,12 +189,21 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         raise InvalidInput(
             f"{where}: unknown verify key(s) {', '.join(map(str, unknown))}", field="file"
         )
+    kind = str(entry.get("kind") or "server-image")
+    full_every = entry.get("full_every") or 0
+    if isinstance(full_every, bool) or not isinstance(full_every, int):
+        raise InvalidInput(f"{where}: full_every must be a whole number", field="file")
+    of_volumes = kind in {k.value for k in VOLUME_KINDS}  # a file's targets are the kind's
     return PolicySpec(
         id=entry.get("id"),
         name=entry["name"],
-        targets=targets,
-        selector=str(selector) if selector else None,
-        kind=str(entry.get("kind") or "server-image"),
+        targets=None if of_volumes else targets,
+        selector=None if of_volumes else (str(selector) if selector else None),
+        volumes=(targets or None) if of_volumes else None,
+        volume_selector=(str(selector) if selector else None) if of_volumes else None,
+        full_every=full_every,
+        full_cron=str(entry.get("full_cron") or ""),
+        kind=kind,
         schedules=_list(entry.get("schedules"), where, "schedules"),
         timezone=str(entry.get("timezone") or "UTC"),
         window_minutes=window,

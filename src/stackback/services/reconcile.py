@@ -19,7 +19,14 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from stackback.errors import CloudError, NotFound
-from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupKind, BackupStatus
+from stackback.policy import (
+    VOLUME_KINDS,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+)
 from stackback.ports import (
     MARKER_BACKUP,
     MARKER_IMAGE_ID,
@@ -274,9 +281,18 @@ class Reconciler:
         first = infos[0].metadata
         policy_id = first.get(MARKER_POLICY) or None  # stamped empty when there is none
         policy_name = None
+        kinds = {i.ref.kind for i in infos}
+        kind = (
+            BackupKind.VOLUME_BACKUP
+            if kinds == {ArtifactKind.VOLUME_BACKUP}
+            else (BackupKind.SERVER_IMAGE)
+        )
         if policy_id:
             try:
-                policy_name = self.store.get_policy(policy_id).name
+                policy = self.store.get_policy(policy_id)
+                policy_name = policy.name
+                if policy.kind in VOLUME_KINDS:  # a volume's snapshot, not a server's
+                    kind = policy.kind
             except NotFound:  # deleted, or lost with the database: still a policy's backup,
                 policy_id, policy_name = None, f"unknown policy {policy_id}"  # not a manual one
         created = min((i.created_at for i in infos if i.created_at), default=self.clock.now())
@@ -286,7 +302,7 @@ class Reconciler:
                 id=backup_id,
                 target=first.get(MARKER_TARGET, "unknown"),
                 target_name=first.get(MARKER_TARGET_NAME) or None,
-                kind=BackupKind.SERVER_IMAGE,
+                kind=kind,
                 status=status,
                 created_at=created,
                 policy_id=policy_id,

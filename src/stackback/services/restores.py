@@ -16,7 +16,14 @@ from typing import Any, Protocol
 
 from stackback.cloud.bdm import BDM_PROPERTY
 from stackback.errors import CloudError, CloudNotFound, InvalidInput
-from stackback.policy import ArtifactKind, ArtifactStatus, Backup, BackupStatus, check_given
+from stackback.policy import (
+    VOLUME_KINDS,
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupStatus,
+    check_given,
+)
 from stackback.ports import (
     MARKER_VOLUME,
     ArtifactRef,
@@ -36,6 +43,7 @@ from stackback.restoreplan import (
     RestorePlan,
     RestoreState,
     build_plan,
+    build_volume_plan,
     default_name,
 )
 
@@ -93,6 +101,8 @@ class RestoreService:
             }.get(backup.status, f"is {backup.status.value}")
             raise InvalidInput(f"backup {backup.id} {why}: it cannot be restored", field="backup")
         cloud = self._cloud(backup)
+        if backup.kind in VOLUME_KINDS:
+            return PlannedRestore(backup, self._volume_plan(backup, cloud, mode, overrides))
         image_id, properties = self._image(backup, cloud)
         volume_backed = bool(properties.get(BDM_PROPERTY))
         live = self._live_spec(cloud, backup.target)
@@ -170,6 +180,35 @@ class RestoreService:
         if not isinstance(cloud, RestoreCloud):
             raise InvalidInput(f"cloud {backup.cloud or '(default)'} cannot restore servers")
         return cloud
+
+    @staticmethod
+    def _volume_plan(
+        backup: Backup, cloud: Any, mode: RestoreMode, overrides: RestoreOverrides
+    ) -> RestorePlan:
+        """A volume policy's backup: its snapshot or Cinder backup, into a new volume."""
+        artifacts = [
+            a
+            for a in backup.artifacts
+            if a.kind in (ArtifactKind.VOLUME_SNAPSHOT, ArtifactKind.VOLUME_BACKUP)
+        ]
+        if len(artifacts) != 1:
+            raise InvalidInput(f"backup {backup.id} has no volume snapshot or backup to restore")
+        ref = ArtifactRef(artifacts[0].kind, artifacts[0].cloud_id)
+        info = cloud.artifact_statuses([ref])[ref]
+        if info.status is not ArtifactStatus.AVAILABLE:
+            raise InvalidInput(
+                f"{ref.kind.value} {ref.id} of backup {backup.id} is {info.status.value} in "
+                "the cloud: it cannot be restored",
+                field="backup",
+            )
+        return build_volume_plan(
+            mode=mode,
+            name=overrides.name or default_name(backup.target_name, backup.target, backup.id),
+            artifact_id=ref.id,
+            from_backup=ref.kind is ArtifactKind.VOLUME_BACKUP,
+            size_gb=max(1, int(info.size or artifacts[0].size or 1)),
+            overrides=overrides,
+        )
 
     def _image(self, backup: Backup, cloud: Any) -> tuple[str, Mapping[str, str]]:
         """The backup's image and its properties as the cloud has them now."""

@@ -63,7 +63,14 @@ def _spec(body: PolicyFields, **extra: Any) -> PolicySpec:
         fallback=body.fallback,
         max_pause_seconds=body.max_pause_seconds,
         orphans=body.orphans,
-        **verify,
+        volumes=tuple(body.volumes) if body.volumes is not None else None,
+        volume_selector=body.volume_selector,
+        full_every=body.full_every,
+        full_cron=body.full_cron,
+        verify_cron=verify.get("verify_cron"),
+        verify_flavor=verify.get("verify_flavor"),
+        verify_network=verify.get("verify_network"),
+        verify_pick=verify.get("verify_pick"),
         **extra,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +13,7 @@ from openstack.image.v1 import image as image_v1
 from openstack.image.v2 import image as image_v2
 
 from stackback.cloud.bdm import snapshot_children
-from stackback.cloud.states import CINDER_SNAPSHOT_STATES, GLANCE_STATES
+from stackback.cloud.states import CINDER_BACKUP_STATES, CINDER_SNAPSHOT_STATES, GLANCE_STATES
 from stackback.policy import ArtifactKind, ArtifactStatus
 from stackback.ports import ArtifactInfo, ArtifactRef, ServerInfo
 from stackback.records import NetworkSpec, ServerSpec, VolumeSpec
@@ -79,6 +79,44 @@ def image_info(image: Image) -> ArtifactInfo:
         children=snapshot_children(metadata),
         detail=f"glance status {image.status}",
         raw_status=str(image.status or ""),
+    )
+
+
+def backup_parent(backup: Any, siblings: Sequence[Any]) -> str | None:
+    """The parent Cinder chose for an incremental backup: its ``parent_id`` where the API
+    shows it, else the newest earlier backup of the same volume (Cinder's own rule)."""
+    if not backup.is_incremental:
+        return None
+    body: Mapping[str, Any] = backup.to_dict(computed=False)
+    shown = body.get("parent_id") or getattr(backup, "parent_id", None)
+    if shown:
+        return str(shown)
+    earlier = [
+        b
+        for b in siblings
+        if b.volume_id == backup.volume_id
+        and b.id != backup.id
+        and str(b.created_at or "") < str(backup.created_at or "")
+        and b.status not in ("error", "deleted")
+    ]
+    if not earlier:
+        return None
+    return str(max(earlier, key=lambda b: str(b.created_at or "")).id)
+
+
+def backup_info(backup: Any, siblings: Sequence[Any] = ()) -> ArtifactInfo:
+    """A Cinder backup, with the parent Cinder picked when it is incremental."""
+    metadata: Mapping[str, Any] = backup.metadata or {}
+    return ArtifactInfo(
+        ref=ArtifactRef(ArtifactKind.VOLUME_BACKUP, str(backup.id)),
+        status=CINDER_BACKUP_STATES.get(backup.status or "", ArtifactStatus.PENDING),
+        name=backup.name or "",
+        size=backup.size,
+        metadata={key: text(value) for key, value in metadata.items()},
+        created_at=timestamp(backup.created_at),
+        detail=f"cinder backup status {backup.status}",
+        raw_status=str(backup.status or ""),
+        parent=backup_parent(backup, siblings),
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackback.cloud.common import contains, missing_info
-from stackback.cloud.simulator import pausing
+from stackback.cloud.simulator import pausing, volumes
 from stackback.cloud.simulator.compute import (
     KILL_IMAGE,
     create_server_image,
@@ -86,6 +86,7 @@ from stackback.ports import (
     ArtifactRef,
     Clock,
     ServerInfo,
+    VolumeInfo,
 )
 
 __all__ = ["SimConfig", "SimFaults", "SimImage", "SimSnapshot", "SimulatedCloud", "open_simulator"]
@@ -105,6 +106,10 @@ OPERATIONS = frozenset(
         "server_status",
         "pause_server",
         "unpause_server",
+        "get_volume",
+        "find_volumes",
+        "start_volume_backup",
+        "create_volume_from_backup",
     }
     | RESTORE_OPERATIONS
 )
@@ -193,6 +198,9 @@ class SimulatedCloud(SimRestoreOperations):
             row = self._artifact_row(call, ref)
             if row is None:
                 return
+            if ref.kind is ArtifactKind.VOLUME_BACKUP:
+                volumes.delete_backup(call, ref.id)
+                return
             if ref.kind is ArtifactKind.IMAGE:
                 if row["server_id"] and image_state(row, call.now) in ("queued", "saving"):
                     call.conn.execute(  # Nova's snapshot task runs on until its upload fails
@@ -223,6 +231,33 @@ class SimulatedCloud(SimRestoreOperations):
         with self._call("snapshot_volume") as call:
             snapshot_id = pausing.snapshot_volume(call, volume_id, name, metadata)
         return ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, snapshot_id)
+
+    def get_volume(self, volume: str) -> VolumeInfo:
+        """One volume of the project by id or (unique) name."""
+        with self._call("get_volume") as call:
+            return volumes.find_volume(call, volume)
+
+    def find_volumes(self, selector: Selector) -> list[VolumeInfo]:
+        """Every volume of the project whose metadata matches ``selector``."""
+        with self._call("find_volumes") as call:
+            return volumes.matching_volumes(call, selector)
+
+    def start_volume_backup(
+        self, volume_id: str, name: str, metadata: Mapping[str, str], *, incremental: bool
+    ) -> ArtifactRef:
+        """A Cinder backup of the volume; an incremental one's parent is Cinder's choice."""
+        with self._call("start_volume_backup") as call:
+            backup_id = volumes.start_backup(
+                call, volume_id, name, metadata, incremental=incremental
+            )
+        return ArtifactRef(ArtifactKind.VOLUME_BACKUP, backup_id)
+
+    def create_volume_from_backup(
+        self, backup_id: str, *, name: str, metadata: Mapping[str, str]
+    ) -> str:
+        """A new volume restored from a Cinder backup."""
+        with self._call("create_volume_from_backup") as call:
+            return volumes.restore_backup(call, backup_id, name, metadata)
 
     def server_status(self, server_id: str) -> str:
         """The server's Nova status now."""
@@ -255,6 +290,19 @@ class SimulatedCloud(SimRestoreOperations):
         with self._admin() as call:
             find_server_row(call.conn, self.project, server_id)
             return pausing.add_volume(call, server_id, size_gb)
+
+    def create_volume_standalone(
+        self,
+        name: str,
+        *,
+        size_gb: int = 1,
+        metadata: Mapping[str, str] | None = None,
+        server_id: str = "",
+    ) -> VolumeInfo:
+        """A volume of the project (attached to ``server_id`` if given), available at once."""
+        with self._admin() as call:
+            volume_id = volumes.add_volume(call, name, size_gb, metadata or {}, server_id)
+            return volumes.find_volume(call, volume_id)
 
     def create_server(
         self,
@@ -462,9 +510,15 @@ class SimulatedCloud(SimRestoreOperations):
         snapshots = [
             to_sim_snapshot(row, call.now) for row in self._rows(call.conn, "snapshots", ids=ids)
         ]
-        return [artifact_of_image(image) for image in images] + [
-            artifact_of_snapshot(snapshot) for snapshot in snapshots if snapshot.status != "deleted"
-        ]
+        return (
+            [artifact_of_image(image) for image in images]
+            + [
+                artifact_of_snapshot(snapshot)
+                for snapshot in snapshots
+                if snapshot.status != "deleted"
+            ]
+            + volumes.backup_artifacts(call, None if ids is None else list(ids))
+        )
 
     def _matching_artifacts(self, call: SimCall, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
         return [info for info in self._visible_artifacts(call) if contains(info.metadata, metadata)]
@@ -475,6 +529,8 @@ class SimulatedCloud(SimRestoreOperations):
             return "images", "properties"
         if ref.kind is ArtifactKind.VOLUME_SNAPSHOT:
             return "snapshots", "metadata"
+        if ref.kind is ArtifactKind.VOLUME_BACKUP:
+            return "volume_backups", "metadata"
         raise CloudRejected(f"the simulated cloud has no {ref.kind} artifacts")
 
     def _artifact_row(self, call: SimCall, ref: ArtifactRef) -> sqlite3.Row | None:
@@ -510,7 +566,10 @@ def open_simulator(
 
 
 if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
-    from stackback.ports import Cloud
+    from stackback.ports import Cloud, VolumeCloud
 
     def _conforms_to_port(cloud: SimulatedCloud) -> Cloud:
+        return cloud
+
+    def _conforms_to_volume_port(cloud: SimulatedCloud) -> VolumeCloud:
         return cloud

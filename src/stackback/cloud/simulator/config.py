@@ -52,6 +52,7 @@ class SimConfig:
     image_base_seconds: float = 5.0
     image_seconds_per_gb: float = 10.0
     volume_snapshot_seconds: float = 3.0
+    volume_backup_seconds: float = 4.0
     snapshot_delete_seconds: float = 0.0
     latency_seconds: float = 0.0
     host_upload_limit: int | None = 2
@@ -80,6 +81,7 @@ class SimConfig:
             "image_base_seconds",
             "image_seconds_per_gb",
             "volume_snapshot_seconds",
+            "volume_backup_seconds",
             "snapshot_delete_seconds",
             "latency_seconds",
             "server_boot_seconds",

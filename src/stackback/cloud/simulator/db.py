@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, volume_id TEXT NOT NULL,
     size INTEGER NOT NULL, metadata TEXT NOT NULL, created_at REAL NOT NULL,
     ready_at REAL NOT NULL, gone_at REAL);
+CREATE TABLE IF NOT EXISTS volume_backups (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, volume_id TEXT NOT NULL,
+    size INTEGER NOT NULL, metadata TEXT NOT NULL, parent_id TEXT, created_at REAL NOT NULL,
+    ready_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS pauses (
     id INTEGER PRIMARY KEY AUTOINCREMENT, server_id TEXT NOT NULL, paused_at REAL NOT NULL,
     unpaused_at REAL);

@@ -1,0 +1,250 @@
+"""Volume policies end to end on the simulator: Cinder snapshots, and Cinder backup chains."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from pathlib import Path
+from unittest.mock import patch
+
+import pytest
+
+from stackback.chains import FOR_THE_CHAIN, FOREIGN_CHILD, ancestors
+from stackback.errors import InvalidInput
+from stackback.policy import ArtifactKind, ArtifactStatus, BackupKind, BackupStatus, RunState
+from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, ArtifactRef
+from stackback.retention import RetentionPolicy
+from stackback.services.policies import PolicySpec
+from stackback.services.reconcile import Reconciler
+from stackback.store.database import create_db_engine, upgrade
+from stackback.store.sql import BackupFilter, RunFilter, SqlStore
+from tests.engine.conftest import Rig
+
+
+def _runs_succeeded(rig: Rig) -> None:
+    runs = rig.store.list_runs(RunFilter())
+    assert runs and all(r.state is RunState.SUCCEEDED for r in runs), [
+        (r.state, r.error) for r in runs
+    ]
+
+
+def test_volume_snapshots_of_an_in_use_volume_by_name_rotate(rig: Rig) -> None:
+    server = rig.sim.create_server("db1")
+    volume = rig.sim.create_volume_standalone("data1", size_gb=2, server_id=server.id)
+    assert volume.status == "in-use"
+    rig.policies.create(
+        PolicySpec(
+            name="vols",
+            kind="volume-snapshot",
+            volumes=("data1",),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=2),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=5, hours=2))
+    _runs_succeeded(rig)
+    alive = rig.store.list_backups(BackupFilter(target=volume.id))
+    assert [b.status for b in alive] == [BackupStatus.AVAILABLE] * 2
+    assert all(b.kind is BackupKind.VOLUME_SNAPSHOT and b.target_name == "data1" for b in alive)
+    snapshots = {s.id: s for s in rig.sim.snapshots()}
+    assert sorted(snapshots) == sorted(b.artifacts[0].cloud_id for b in alive)
+    for b in alive:
+        meta = snapshots[b.artifacts[0].cloud_id].metadata
+        assert meta[MARKER_CREATED_BY] == "stackback" and meta[MARKER_BACKUP] == b.id
+
+
+def test_volume_selector_picks_volumes_by_metadata(rig: Rig) -> None:
+    tagged = rig.sim.create_volume_standalone("a", metadata={"backup": "yes"})
+    rig.sim.create_volume_standalone("b", metadata={"backup": "no"})
+    rig.policies.create(
+        PolicySpec(
+            name="sel",
+            kind="volume-backup",
+            volume_selector="backup=yes",
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=2, hours=2))
+    _runs_succeeded(rig)
+    backups = rig.store.list_backups(BackupFilter())
+    assert {b.target for b in backups} == {tagged.id}
+    assert all(b.artifacts[0].kind is ArtifactKind.VOLUME_BACKUP for b in backups)
+    assert all(b.parent_id is None for b in backups), "no chain asked for: every one is full"
+
+
+def test_incremental_chains_record_cinders_parent_and_rotate_children_first(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("chain")
+    rig.policies.create(
+        PolicySpec(
+            name="chained",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=3,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=2),
+        )
+    )
+    with patch("stackback.engine.collector.log") as collector_log:
+        rig.engine.drain(rig.clock.now() + timedelta(days=8, hours=2))
+    _runs_succeeded(rig)
+    everything = rig.store.list_backups(BackupFilter(include_deleted=True, limit=None))
+    assert len(everything) >= 8
+    by_age = sorted(everything, key=lambda b: b.created_at)
+    # a full every 3: full, inc, inc, full, inc, inc, full...
+    assert [b.parent_id is None for b in by_age] == [i % 3 == 0 for i in range(len(by_age))]
+    for previous, backup in itertools.pairwise(by_age):
+        if backup.parent_id is not None:
+            assert backup.parent_id == previous.id, "Cinder's parent is recorded as ours"
+    alive = [b for b in everything if b.status is BackupStatus.AVAILABLE]
+    for kept in alive:
+        for parent in ancestors(kept, everything):
+            assert parent.status is BackupStatus.AVAILABLE, "a kept backup lost its parent"
+    assert any(FOR_THE_CHAIN in b.reasons for b in alive)
+    cloud_ids = {i.ref.id for i in rig.sim.list_marked_artifacts()}
+    assert cloud_ids == {b.artifacts[0].cloud_id for b in alive}
+    warnings = [c for c in collector_log.warning.call_args_list if "deleting backup" in str(c)]
+    assert warnings == [], "Cinder's refusal surfaced"
+
+
+def test_a_resumed_run_finds_its_own_backup_instead_of_a_second(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("resume")
+    rig.policies.create(
+        PolicySpec(
+            name="resume",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+
+    class Killed(BaseException):
+        pass
+
+    def die(name: str) -> None:
+        if name == "after-create-volume-artifact":
+            raise Killed
+
+    with patch("stackback.engine.volumes.failpoint", die), pytest.raises(Killed):
+        rig.engine.drain(rig.clock.now() + timedelta(hours=2))
+    run = rig.store.list_runs(RunFilter())[0]
+    assert run.state is RunState.SNAPSHOTTING
+    rig.engine.drain(rig.clock.now() + timedelta(hours=3))
+    _runs_succeeded(rig)
+    (backup,) = rig.store.list_backups(BackupFilter())
+    made = [i for i in rig.sim.list_marked_artifacts() if i.metadata[MARKER_RUN] == run.id]
+    assert [i.ref.id for i in made] == [a.cloud_id for a in backup.artifacts]
+    assert rig.sim.api_calls()["start_volume_backup"] == 1
+
+
+def test_volume_options_need_a_volume_kind(rig: Rig) -> None:
+    with pytest.raises(InvalidInput, match="--kind volume-snapshot"):
+        rig.policies.create(
+            PolicySpec(name="x", volumes=("v",), schedules=("0 1 * * *",), keep_all=True)
+        )
+    with pytest.raises(InvalidInput, match="give --volume"):
+        rig.policies.create(
+            PolicySpec(
+                name="x",
+                kind="volume-backup",
+                targets=("srv",),
+                schedules=("0 1 * * *",),
+                keep_all=True,
+            )
+        )
+    with pytest.raises(InvalidInput, match="full-every"):
+        rig.policies.create(
+            PolicySpec(
+                name="x",
+                kind="volume-snapshot",
+                volumes=("v",),
+                full_every=3,
+                schedules=("0 1 * * *",),
+                keep_all=True,
+            )
+        )
+
+
+def test_a_foreign_child_blocks_its_ancestors_and_says_so(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("shared")
+    rig.policies.create(
+        PolicySpec(
+            name="blocked",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(days=1, hours=2))  # a full, then an incremental
+    ours = sorted(rig.store.list_backups(BackupFilter()), key=lambda b: b.created_at)
+    full, inc = ours[-2], ours[-1]
+    assert inc.parent_id == full.id
+    # someone else's incremental Cinder backup, built by Cinder on stackback's newest
+    theirs = rig.sim.start_volume_backup(volume.id, "theirs", {}, incremental=True)
+    rig.engine.drain(start + timedelta(days=5, hours=2))
+    _runs_succeeded(rig)
+    now_full, now_inc = rig.store.get_backup(full.id), rig.store.get_backup(inc.id)
+    assert now_inc.status is BackupStatus.AVAILABLE and now_full.status is BackupStatus.AVAILABLE
+    assert now_inc.error is not None and FOREIGN_CHILD in now_inc.error
+    assert now_full.reasons == (FOR_THE_CHAIN,)
+    assert theirs.id in {i.ref.id for i in rig.sim.artifact_statuses([theirs]).values()}
+    assert rig.sim.artifact_statuses([theirs])[theirs].status is ArtifactStatus.AVAILABLE
+
+
+def test_a_parent_waits_while_cinder_still_deletes_its_child(rig: Rig) -> None:
+    """Cinder deletes a backup in the background: its parent's refusal meanwhile is neither a
+    failure nor a foreign child; the parent goes on a later pass."""
+    volume = rig.sim.create_volume_standalone("slow")
+    rig.policies.create(
+        PolicySpec(
+            name="slow",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=3,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=5),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(days=1, hours=2))
+    full, inc = sorted(rig.store.list_backups(BackupFilter()), key=lambda b: b.created_at)[-2:]
+    assert inc.parent_id == full.id
+    rig.store.update_backup(inc.id, status=BackupStatus.DELETED)  # recorded gone, still in Cinder
+    rig.store.update_backup(full.id, status=BackupStatus.DELETING)
+    assert rig.engine.collector.collect([full]) == 0
+    waiting = rig.store.get_backup(full.id)
+    assert waiting.status is BackupStatus.DELETING and waiting.error is None
+    assert "Incremental backups exist" in (waiting.artifacts[0].error or "")
+    rig.sim.delete_artifact(ArtifactRef(ArtifactKind.VOLUME_BACKUP, inc.artifacts[0].cloud_id))
+    assert rig.engine.collector.collect([full]) == 1
+    assert rig.store.get_backup(full.id).status is BackupStatus.DELETED
+
+
+def test_reconcile_imports_cinder_backups_as_volume_backups(rig: Rig, tmp_path: Path) -> None:
+    volume = rig.sim.create_volume_standalone("lost")
+    rig.policies.create(
+        PolicySpec(
+            name="lost",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=3),
+        )
+    )
+    rig.engine.drain(rig.clock.now() + timedelta(hours=26))
+    originals = rig.store.list_backups(BackupFilter())
+    assert originals
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    upgrade(engine)
+    fresh = SqlStore(engine)  # the database lost: the policy with it
+    try:
+        report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        assert sorted(report.imported) == sorted(b.id for b in originals)
+        for original in originals:
+            imported = fresh.get_backup(original.id)
+            assert (imported.kind, imported.target) == (BackupKind.VOLUME_BACKUP, volume.id)
+    finally:
+        fresh.dispose()
