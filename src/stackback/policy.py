@@ -35,7 +35,11 @@ class BackupKind(StrEnum):
     DATABASE_BACKUP = "database-backup"
 
 
-IMPLEMENTED_KINDS = frozenset({BackupKind.SERVER_IMAGE, BackupKind.SERVER_CONSISTENT})
+IMPLEMENTED_KINDS = frozenset(
+    {BackupKind.SERVER_IMAGE, BackupKind.SERVER_CONSISTENT, BackupKind.DATABASE_BACKUP}
+)
+CHAIN_KINDS = frozenset({BackupKind.VOLUME_BACKUP, BackupKind.DATABASE_BACKUP})
+"""Kinds whose backups may be incremental (``--full-every`` / ``--full-cron``)."""
 
 
 class RunState(StrEnum):
@@ -251,8 +255,20 @@ class Policy:
     """Its verify schedule (None: its backups are verified only on demand)."""
     orphans: OrphanRule = field(default_factory=OrphanRule)
     """What becomes of the backups of a target that no longer exists."""
+    full_every: int | None = None
+    """Chain kinds: every Nth backup of a chain is full, incrementals between."""
+    full_cron: str | None = None
+    """Chain kinds: a full backup once this cron (in the policy zone) has fired."""
 
     def __post_init__(self) -> None:
+        if self.kind not in CHAIN_KINDS and (
+            self.full_every is not None or self.full_cron is not None
+        ):
+            raise InvalidInput(
+                f"--full-every and --full-cron apply to incremental kinds "
+                f"({', '.join(sorted(k.value for k in CHAIN_KINDS))}), not {self.kind.value}",
+                field="full-every",
+            )
         if self.kind is not BackupKind.SERVER_CONSISTENT and (
             self.consistency is not ConsistencyLevel.CRASH or self.fallback is not Fallback.CRASH
         ):

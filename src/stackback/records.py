@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Protocol
 
-from stackback.policy import Backup, BackupStatus, RunState, Selector
+from stackback.policy import Backup, BackupKind, BackupStatus, RunState, Selector
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class DuePolicy:
     enabled: bool = True
     cloud: str | None = None
     label: str | None = None
+    kind: BackupKind = BackupKind.SERVER_IMAGE
+    """What its targets are: servers, or Trove instances (``database-backup``)."""
 
 
 @dataclass(frozen=True)

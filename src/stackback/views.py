@@ -53,6 +53,8 @@ def policy_summary(view: PolicyView) -> dict[str, Any]:
         "fallback": policy.fallback.value,
         "max_pause_seconds": policy.max_pause_seconds,
         "orphans": str(policy.orphans),
+        "full_every": policy.full_every,
+        "full_cron": policy.full_cron,
         "created_at": policy.created_at,
         "updated_at": policy.updated_at,
         "verify": verify_settings_view(view),

@@ -16,6 +16,8 @@ POLICY_KEYS = {
     "id",
     "name",
     "kind",
+    "full_every",
+    "full_cron",
     "targets",
     "selector",
     "schedules",

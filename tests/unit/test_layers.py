@@ -29,6 +29,7 @@ CORE = [
     "stackback.consistency",
     "stackback.alerts",
     "stackback.verification",
+    "stackback.databases",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

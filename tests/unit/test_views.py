@@ -88,7 +88,7 @@ def test_policy_summary_has_its_schedules_as_objects_as_the_detail_does() -> Non
         "window_minutes", "retention", "retention_description", "enabled", "cloud",
         "label", "created_at", "updated_at", "consistency", "fallback", "max_pause_seconds",
         "verify", "last_verification",
-        "orphans",
+        "orphans", "full_every", "full_cron",
     }  # fmt: skip
     assert summary["schedules"] == [schedule_view(SCHEDULE)]
     assert summary["selector"] == "role=db" and summary["retention"] == {"daily": 7}

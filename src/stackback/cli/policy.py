@@ -158,6 +158,21 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
                 help="Which backup of each target (default newest).",
             ),
             click.option(
+                "--full-every",
+                "full_every",
+                type=click.IntRange(min=0),
+                metavar="N",
+                help="database-backup: every Nth backup is full, incrementals between "
+                "(0 drops the rule).",
+            ),
+            click.option(
+                "--full-cron",
+                "full_cron",
+                metavar="CRON",
+                help="database-backup: a full backup on this cron, incrementals between "
+                "('' drops it).",
+            ),
+            click.option(
                 "--orphans",
                 metavar="RULE",
                 help="Backups of a server that no longer exists: keep (default), "
@@ -237,6 +252,8 @@ def create(
         max_pause_seconds=max_pause,
         **verify_options(keep),
         orphans=orphans,
+        full_every=keep.pop("full_every"),
+        full_cron=keep.pop("full_cron"),
     )
     policy = app.policies.create(spec, offline=keep.pop("offline"))
     show_detail(app.policies.view(policy.id), fmt)
@@ -316,6 +333,8 @@ def set_(
         max_pause_seconds=max_pause,
         **verify_options(keep),
         orphans=orphans,
+        full_every=keep.pop("full_every"),
+        full_cron=keep.pop("full_cron"),
     )
     updated = app.policies.update(current.id, spec, offline=offline)
     show_detail(app.policies.view(updated.id), fmt)

@@ -18,9 +18,10 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
+from stackback.engine.databases import database_cloud
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudNotFound, StackbackError
-from stackback.policy import BackupStatus, Policy
+from stackback.policy import BackupKind, BackupStatus, Policy
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.safety import OrphanRequest, plan_orphans
@@ -75,7 +76,10 @@ class OrphanSweeper:
         for target, cloud in sorted(clouds.items()):
             now = self.clock.now()
             try:
-                self.clouds(cloud).get_server(target)
+                if policy.kind is BackupKind.DATABASE_BACKUP:
+                    database_cloud(self.clouds(cloud)).get_database(target)
+                else:
+                    self.clouds(cloud).get_server(target)
             except CloudNotFound:
                 self.store.record_source(target, now=now, exists=False)
             except StackbackError as error:

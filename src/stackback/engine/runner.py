@@ -31,6 +31,7 @@ from functools import partial
 
 from stackback.engine.collector import Collector
 from stackback.engine.consistent import Wanted, WholeServer
+from stackback.engine.databases import DatabaseBackups
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
 from stackback.errors import (
@@ -259,7 +260,7 @@ class Runner:
         if run.trigger == "schedule" and now >= start_by:
             self._too_late(run, now, start_by)
             return
-        server = self._server(run)
+        server = self._target(run, policy)
         try:
             run = self.store.update_run(
                 run.id,
@@ -318,6 +319,17 @@ class Runner:
             step=self._note("start", now, "missed", why),
         )
 
+    def _databases(self, run: Run) -> DatabaseBackups:
+        return DatabaseBackups(
+            self.store, self.clouds(run.cloud), self.clock, self.settings, self._note, markers
+        )
+
+    def _target(self, run: Run, policy: Policy | None) -> ServerInfo:
+        """The run's server, or its Trove instance (as a target) for a database policy."""
+        if policy is not None and policy.kind is BackupKind.DATABASE_BACKUP:
+            return self._databases(run).instance(run).as_server()
+        return self._server(run)
+
     def _server(self, run: Run, key: str | None = None) -> ServerInfo:
         """The run's server, by ``key`` (the id its backup is kept under) or its target."""
         key = key or run.target
@@ -336,6 +348,9 @@ class Runner:
         now = self.clock.now()
         self.clouds(run.cloud)  # a cloud that cannot be had fails before the backup record
         policy = self._policy(run)
+        if policy is not None and policy.kind is BackupKind.DATABASE_BACKUP:
+            self._database_backup(run, policy, resumed=resumed, now=now)
+            return
         backup = self.store.backup_for_run(run.id)
         if backup is None:
             # Backups are keyed by the server's id, whatever the policy names it by: a
@@ -366,6 +381,24 @@ class Runner:
             detail = self._whole_server(run, backup, server, resumed=resumed, policy=policy)
         else:
             detail = self._server_image(run, backup, server, resumed=resumed)
+        failpoint("after-record-artifact")
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.WAITING,
+            backup_id=backup.id,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=now,
+            step=self._note("snapshot", now, "ok", detail),
+        )
+
+    def _database_backup(self, run: Run, policy: Policy, *, resumed: bool, now: datetime) -> None:
+        """The snapshot step of a ``database-backup`` run (``engine.databases``)."""
+        databases = self._databases(run)
+        backup = databases.record(run, policy, _fence_of(run))
+        failpoint("after-backup-record")
+        detail = databases.take(run, backup, resumed=resumed, fence=_fence_of(run))
         failpoint("after-record-artifact")
         self.store.update_run(
             run.id,

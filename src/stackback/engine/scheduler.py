@@ -21,9 +21,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from stackback.engine.databases import database_cloud
 from stackback.engine.settings import EngineSettings
 from stackback.errors import StackbackError
-from stackback.policy import RunState, Selector
+from stackback.policy import BackupKind, RunState, Selector
 from stackback.ports import CloudResolver, Store
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import cron_schedule, spread_offset
@@ -289,7 +290,13 @@ class Scheduler:
     def _resolve(self, policy: DuePolicy) -> Resolution:
         assert policy.selector is not None
         try:
-            servers = self.clouds(policy.cloud).find_servers(policy.selector)
+            cloud = self.clouds(policy.cloud)
+            if policy.kind is BackupKind.DATABASE_BACKUP:
+                servers = [
+                    db.as_server() for db in database_cloud(cloud).find_databases(policy.selector)
+                ]
+            else:
+                servers = cloud.find_servers(policy.selector)
         except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
             retryable = bool(getattr(error, "retryable", False))

@@ -16,6 +16,7 @@ from stackback.consistency import (
     parse_fallback,
     parse_level,
 )
+from stackback.databases import ChainRule, check_selector
 from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
 from stackback.policy import (
     IMPLEMENTED_KINDS,
@@ -72,6 +73,10 @@ class PolicySpec:
     verify_pick: str | None = None
     orphans: str | None = None
     """``keep``, ``expire-after DURATION`` or ``keep-last N`` (see ``OrphanRule.parse``)."""
+    full_every: int | None = None
+    """Chain kinds: every Nth backup is full (0: no such rule any more)."""
+    full_cron: str | None = None
+    """Chain kinds: a full backup on this cron ('': no such rule any more)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,28 @@ def _verify_settings(current: VerifySettings | None, spec: PolicySpec) -> Verify
     )
 
 
+def _full_rule(
+    base: Policy | None, spec: PolicySpec, timezone: str
+) -> tuple[int | None, str | None]:
+    """``--full-every`` / ``--full-cron`` over the base's (0 and '' drop them)."""
+    if spec.full_every and spec.full_cron and spec.full_cron.strip():
+        raise InvalidInput("give --full-every or --full-cron, not both", field="full-every")
+    full_every = base.full_every if base else None
+    full_cron = base.full_cron if base else None
+    if spec.full_every is not None:
+        full_every = spec.full_every or None
+        full_cron = None if full_every else full_cron
+    if spec.full_cron is not None:
+        full_cron = (
+            check_length(validate_cron(spec.full_cron), NAME_MAX, "--full-cron")
+            if spec.full_cron.strip()
+            else None
+        )
+        full_every = None if full_cron else full_every
+    ChainRule(full_every, full_cron, timezone)
+    return full_every, full_cron
+
+
 def _validate_id(policy_id: str) -> str:
     try:
         return str(uuid.UUID(policy_id))
@@ -212,6 +239,8 @@ class PolicyService:
     def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
         """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
         if offline or self.servers is None or policy.cloud is None:
+            return
+        if policy.kind is BackupKind.DATABASE_BACKUP:  # Trove instances: checked at each run
             return
         self.servers.require_all(targets, policy.cloud)
 
@@ -248,6 +277,14 @@ class PolicyService:
         if spec.selector is not None:
             selector = Selector.parse(spec.selector)
             targets = ()
+        kind = (
+            _parse_kind(spec.kind)
+            if spec.kind
+            else (base.kind if base else BackupKind.SERVER_IMAGE)
+        )
+        if kind is BackupKind.DATABASE_BACKUP and selector is not None:
+            check_selector(selector)
+        full_every, full_cron = _full_rule(base, spec, timezone)
         window = (
             spec.window_minutes
             if spec.window_minutes is not None
@@ -264,9 +301,7 @@ class PolicyService:
         policy = Policy(
             id=base.id if base else (_validate_id(spec.id) if spec.id else str(uuid.uuid4())),
             name=name,
-            kind=_parse_kind(spec.kind)
-            if spec.kind
-            else (base.kind if base else BackupKind.SERVER_IMAGE),
+            kind=kind,
             schedules=schedules,
             timezone=timezone,
             retention=self._retention(base, spec),
@@ -293,6 +328,8 @@ class PolicyService:
             orphans=OrphanRule.parse(spec.orphans)
             if spec.orphans is not None
             else (base.orphans if base else OrphanRule()),
+            full_every=full_every,
+            full_cron=full_cron,
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

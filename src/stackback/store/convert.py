@@ -64,6 +64,8 @@ def policy_from_row(row: PolicyRow, schedules: list[str]) -> Policy:
         if row.verify_cron
         else None,
         orphans=OrphanRule.parse(row.orphans or "keep"),
+        full_every=row.full_every,
+        full_cron=row.full_cron,
     )
 
 
@@ -89,6 +91,8 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.verify_network = verify.network if verify else None
     row.verify_pick = verify.pick if verify else None
     row.orphans = str(policy.orphans)
+    row.full_every = policy.full_every
+    row.full_cron = policy.full_cron
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:

@@ -93,6 +93,7 @@ class BackupStore(SqlBase):
                 restore_source=dict(restore_source) if restore_source is not None else None,
                 consistency=backup.consistency,
                 consistency_detail=backup.consistency_detail,
+                parent_id=backup.parent_id,
             )
             session.add(row)
             session.flush()

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, bindparam, func, select
 
-from stackback.policy import Selector
+from stackback.policy import BackupKind, Selector
 from stackback.records import DuePolicy, DueSchedule, ScheduleState, TickPlan
 from stackback.store.models import ScheduleRow
 from stackback.store.sql.base import POLICIES, SCHEDULES, SqlBase
@@ -46,7 +46,7 @@ class TickStore(SqlBase):
         due = select(s.id).where(s.policy_id == p.id, s.next_fire_at <= now).exists()
         query = (
             select(p.id, p.name, p.timezone, p.window_minutes, p.selector_key)
-            .add_columns(p.selector_value, p.cloud, p.label)
+            .add_columns(p.selector_value, p.cloud, p.label, p.kind)
             .where(p.selector_key.is_not(None), p.enabled.is_(True), due)
         )
         with self.engine.connect() as connection:
@@ -59,6 +59,7 @@ class TickStore(SqlBase):
                     selector=Selector(row.selector_key, row.selector_value or ""),
                     cloud=row.cloud,
                     label=row.label,
+                    kind=BackupKind(row.kind),
                 )
                 for row in connection.execute(query)
             ]
@@ -89,7 +90,7 @@ class TickStore(SqlBase):
             new_runs: list[tuple[Any, ...]] = []
             advances: list[tuple[Any, ...]] = []
             for plan, row in zip(plans, due, strict=True):
-                schedule_id, policy_id, _, _, last_fired_at, _, name, *_, cloud, label = row
+                schedule_id, policy_id, _, _, last_fired_at, _, name, *_, cloud, label, _ = row
                 new_runs.extend(
                     (
                         next(ids),
@@ -163,6 +164,7 @@ class _TickStatements:
                 p.enabled,
                 p.cloud,
                 p.label,
+                p.kind,
             )
             .join_from(SCHEDULES, POLICIES, p.id == s.policy_id)
             .where(s.next_fire_at <= bindparam("now", type_=s.next_fire_at.type))
@@ -221,6 +223,7 @@ def _due_schedule(row: Sequence[Any]) -> DueSchedule:
         enabled,
         cloud,
         label,
+        kind,
     ) = row
     policy = DuePolicy(
         id=policy_id,
@@ -232,6 +235,7 @@ def _due_schedule(row: Sequence[Any]) -> DueSchedule:
         enabled=enabled,
         cloud=cloud,
         label=label,
+        kind=BackupKind(kind),
     )
     schedule = ScheduleState(
         schedule_id, policy_id, cron, next_fire_at, last_fired_at, deferred_fire_at
