@@ -31,6 +31,7 @@ from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
 from stackback.cloud.openstack.probe import OpenStackPortCheck
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
+from stackback.cloud.openstack.trove import OpenStackTroveOperations
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
 from stackback.ports import (
@@ -46,7 +47,7 @@ from stackback.records import VolumeSpec
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
+class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTroveOperations):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(
@@ -127,7 +128,7 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         Glance filters the images on the properties; Cinder ignores metadata filters from
         project users, so snapshots are listed and filtered here.
         """
-        found = self._images(metadata=metadata) + self._snapshots()
+        found = self._images(metadata=metadata) + self._snapshots() + self._trove_backups()
         return [info for info in found if contains(info.metadata, metadata)]
 
     def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
@@ -140,11 +141,15 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
             found.update((info.ref, info) for info in self._images(image_ids))
         if ArtifactKind.VOLUME_SNAPSHOT in kinds:
             found.update((info.ref, info) for info in self._snapshots())
+        if ArtifactKind.DATABASE_BACKUP in kinds:
+            found.update((info.ref, info) for info in self.database_backups())
         return {ref: found.get(ref) or missing_info(ref) for ref in refs}
 
     def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
         """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
         self._check_kinds({ref.kind})
+        if ref.kind is ArtifactKind.DATABASE_BACKUP:
+            raise CloudRejected("a Trove backup has no metadata (its markers are written once)")
         values = {key: str(value) for key, value in metadata.items()}
         with cloud_errors(f"setting metadata of {ref.kind} {ref.id} on {self._where}"):
             if ref.kind is ArtifactKind.IMAGE:
@@ -164,6 +169,9 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         if ref.kind is ArtifactKind.IMAGE:
             with cloud_errors(what):
                 self.conn.image.delete_image(ref.id, ignore_missing=True)
+            return
+        if ref.kind is ArtifactKind.DATABASE_BACKUP:
+            self._delete_trove_backup(ref.id)
             return
         try:
             with cloud_errors(what):
@@ -232,7 +240,11 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
             return {}
 
     def _check_kinds(self, kinds: Iterable[ArtifactKind]) -> None:
-        unsupported = set(kinds) - {ArtifactKind.IMAGE, ArtifactKind.VOLUME_SNAPSHOT}
+        unsupported = set(kinds) - {
+            ArtifactKind.IMAGE,
+            ArtifactKind.VOLUME_SNAPSHOT,
+            ArtifactKind.DATABASE_BACKUP,
+        }
         if unsupported:
             names = ", ".join(sorted(unsupported))
             raise CloudRejected(f"{self._where}: artifacts of kind {names} are not supported")
