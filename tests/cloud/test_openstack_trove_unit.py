@@ -149,7 +149,7 @@ def test_deleting_and_restoring_speak_trove(cloud: OpenStackCloud, trove: FakeTr
 def test_trove_errors_are_mapped_like_the_other_services(
     cloud: OpenStackCloud, trove: FakeTrove
 ) -> None:
-    trove.fail[("POST", "/backups")] = 409
+    trove.fail[("POST", "/backups")] = 422  # "not currently available": taking a backup
     with pytest.raises(CloudBusy):
         cloud.start_database_backup("i-1", name="n", description="d", parent_id=None)
     trove.fail[("GET", "/backups")] = 503

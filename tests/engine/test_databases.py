@@ -186,8 +186,8 @@ def test_deleting_a_trove_backup_deletes_its_descendants(rig: Rig) -> None:
     child = rig.sim.add_foreign_database_backup(db.id, "incr", parent_id=full)
     rig.clock.advance(3600)
     with pytest.raises(CloudBusy):  # a backup is refused while the instance takes another
-        rig.sim.start_database_backup(db.id, name="a", description="", parent_id=None)
-        rig.sim.start_database_backup(db.id, name="b", description="", parent_id=None)
+        rig.sim.start_database_backup(db.id, name="a", description="a", parent_id=None)
+        rig.sim.start_database_backup(db.id, name="b", description="b", parent_id=None)
     rig.clock.advance(3600)
     grandchild = rig.sim.add_foreign_database_backup(db.id, "incr2", parent_id=child)
     rig.clock.advance(3600)

@@ -18,10 +18,13 @@ from openstack.connection import Connection
 from stackback.cloud.openstack.errors import cloud_errors, error_for_status
 from stackback.cloud.states import TROVE_BACKUP_STATES
 from stackback.databases import check_selector, read_markers, selects
-from stackback.errors import CloudNotFound, CloudRejected
+from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
 from stackback.policy import ArtifactKind, ArtifactStatus, Selector
 from stackback.ports import ArtifactInfo, ArtifactRef, DatabaseInfo, DatabaseRestore, DatabaseSpec
 
+UNPROCESSABLE = 422
+"""Trove's answer when a resource's state forbids the action now (an instance taking a
+backup, a backup still running): transient, so :class:`CloudBusy` (retried)."""
 PAGE = 100
 """Backups asked for per page (Trove caps it at its ``backups_page_size``; pages are followed)."""
 
@@ -79,7 +82,9 @@ class OpenStackTroveOperations:
         self, instance_id: str, *, name: str, description: str, parent_id: str | None
     ) -> ArtifactRef:
         """``POST /backups``; stackback names the parent itself (never ``incremental`` alone)."""
-        body: dict[str, Any] = {"name": name, "instance": instance_id, "description": description}
+        body: dict[str, Any] = {"name": name, "instance": instance_id}
+        if description:  # Trove refuses an empty one (400)
+            body["description"] = description
         if parent_id is not None:
             body["parent_id"] = parent_id
             body["incremental"] = 1
@@ -163,6 +168,8 @@ class OpenStackTroveOperations:
             )
         if response.status_code == 404 and missing_ok:
             return None
+        if response.status_code == UNPROCESSABLE:
+            raise CloudBusy(f"{what}: HTTP 422: {response.text}")
         if response.status_code >= 400:
             raise error_for_status(
                 response.status_code, f"{what}: HTTP {response.status_code}: {response.text}"

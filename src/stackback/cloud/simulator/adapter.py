@@ -325,7 +325,7 @@ class SimulatedCloud(SimRestoreOperations):
     ) -> str:
         """A backup a user takes by hand (no markers); its id."""
         with self._admin() as call:
-            return trove.create_backup(call, instance_id, name, description, parent_id)
+            return trove.create_backup(call, instance_id, name, description or None, parent_id)
 
     def kill_next_database_backup(self, instance_id: str, count: int = 1) -> None:
         """The next ``count`` backups of the instance end FAILED."""

@@ -198,9 +198,11 @@ def backup_infos(
 
 
 def create_backup(
-    call: SimCall, instance_id: str, name: str, description: str, parent_id: str | None
+    call: SimCall, instance_id: str, name: str, description: str | None, parent_id: str | None
 ) -> str:
     """``POST /backups``: refused while the instance is busy; its id."""
+    if description == "":
+        raise CloudRejected("Validation error: backup['description'] '' should be non-empty")
     instance = find_instance_row(call.conn, call.project, instance_id)
     status = instance_state(instance, call.now)
     if status != "ACTIVE":
