@@ -476,6 +476,10 @@ class RestoreJobStore(Protocol):
     """
 
     def restore_source(self, backup_id: str) -> ServerSpec | None: ...
+    def database_source(self, backup_id: str) -> DatabaseSpec | None:
+        """What was recorded of a database backup's instance (None: nothing)."""
+        ...
+
     def create_restore(
         self,
         *,
