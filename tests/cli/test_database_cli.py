@@ -23,6 +23,8 @@ def test_a_database_policy_with_incrementals(cli: CliRunner, sim: Sim) -> None:
         7,
         None,
     )
+    exported = cli("policy", "export")
+    assert exported.code == 0 and "full_every: 7" in exported.out  # a policy file keeps it
     changed = ok_json(cli, "policy", "set", "orders", "--full-cron", "0 0 * * 0")
     assert (changed["full_every"], changed["full_cron"]) == (None, "0 0 * * 0")
     selected = ok_json(

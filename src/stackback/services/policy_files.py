@@ -39,6 +39,8 @@ FIELDS = (
     "max_pause_seconds",
     "verify",
     "orphans",
+    "full_every",
+    "full_cron",
 )
 """What a file says of a policy, besides its id; the order a file lists them in."""
 
@@ -74,6 +76,8 @@ def policy_entry(policy: Policy) -> dict[str, Any]:
         if policy.verify
         else None,
         "orphans": str(policy.orphans),
+        "full_every": policy.full_every,
+        "full_cron": policy.full_cron,
     }
 
 
@@ -207,7 +211,15 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         verify_network=str(verify.get("network") or ""),
         verify_pick=str(verify.get("pick") or PICK_NEWEST) if verify else None,
         orphans=str(entry.get("orphans") or "keep"),
+        full_every=_whole(entry.get("full_every") or 0, where, "full_every"),
+        full_cron=str(entry.get("full_cron") or ""),  # none in the file: no full cron
     )
+
+
+def _whole(value: Any, where: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{where}: {key} must be a whole number", field="file")
+    return value
 
 
 def _comparable(entry: Mapping[str, Any]) -> dict[str, Any]:

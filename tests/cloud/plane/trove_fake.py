@@ -159,6 +159,8 @@ def taskmanager_with_the_api_key():
 def sqlite_that_waits():
     # 8. API and task manager share one process and, on SQLite, one file: a writer that
     #    finds it locked waits (busy timeout) and readers do not block writers (WAL).
+    #    Without this, DELETE /backups answers 500 ("database is locked"); with it the
+    #    deletion and its cascade to the children work (checked by removing it).
     import sqlalchemy
     from sqlalchemy import event
     create_engine = sqlalchemy.create_engine
