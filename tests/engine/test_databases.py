@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -18,8 +19,10 @@ from stackback.policy import ArtifactKind, Backup, BackupStatus, Policy, Run, Ru
 from stackback.ports import MARKER_BACKUP, MARKER_POLICY, MARKER_RUN, ArtifactRef
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
+from stackback.services.reconcile import Reconciler
 from stackback.store.sql import BackupFilter, RunFilter
 from tests.engine.conftest import Rig
+from tests.engine.test_reconcile_markers import lose_the_database
 
 DAY = timedelta(days=1)
 
@@ -250,3 +253,22 @@ def test_a_database_selector_names_what_it_can_select(rig: Rig) -> None:
                 full_every=3,
             )
         )
+
+
+def test_reconcile_brings_back_database_backups_with_their_chain(rig: Rig, tmp_path: Path) -> None:
+    db = rig.sim.create_database("orders")
+    rig.sim.add_foreign_database_backup(db.id, "user's", description="nightly by hand")
+    rig.clock.advance(3600)
+    db_policy(rig, db.id, full_every=3)
+    rig.engine.drain(rig.clock.now() + 3 * DAY)
+    made = {b.id: b for b in backups(rig)}
+    fresh = lose_the_database(rig, tmp_path)
+    try:
+        report = Reconciler(fresh, rig.sim, rig.clock, cloud_name=None).run(apply=True)
+        assert set(report.imported) == set(made)  # never the user's backup
+        for backup_id, backup in made.items():
+            back = fresh.get_backup(backup_id)
+            assert back.kind.value == "database-backup"
+            assert back.parent_id == backup.parent_id
+    finally:
+        fresh.dispose()

@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 TROVE_VERSION = "26.0.0"
-REQUIREMENTS = [f"trove=={TROVE_VERSION}", "psycopg2-binary"]
+REQUIREMENTS = [f"trove=={TROVE_VERSION}"]
 DATASTORE = ("mysql", "5.7")
 ADMIN_TOKEN = "admin"
 
