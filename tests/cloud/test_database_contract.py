@@ -1,8 +1,8 @@
 """The database (Trove) contract on the simulator and on Trove's own API code in fake mode.
 
 The Trove runs use ``tests/cloud/plane/trove_fake.py`` (a pinned ``trove`` in a cached
-virtualenv, on 127.0.0.1, its database a fresh one of the test run's PostgreSQL, or
-SQLite where none can be had), started once per session; marked ``trove``.
+virtualenv, on 127.0.0.1, over SQLite with WAL and a busy timeout), started once per
+session; marked ``trove`` (and ``slow``: about 2 minutes, the fake guest takes 10 s a backup).
 """
 
 from __future__ import annotations

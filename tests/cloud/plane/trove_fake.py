@@ -15,8 +15,8 @@ drift (see ``shared/notes/trove-fake-mode.md``), all in this file so that a new
 Trove release shows at once what moved. Requests authenticate with Trove's fake
 auth filter: ``X-Auth-Token: admin``, URLs under ``/v1.0/admin``.
 
-``--db`` is a SQLAlchemy URL: PostgreSQL (the tests give one from their private
-cluster) or ``sqlite:///PATH`` (WAL and a busy timeout are set, see RUNNER).
+``--db`` is a SQLAlchemy URL: ``sqlite:///PATH`` (WAL and a busy timeout are set, see
+RUNNER; the tests use this), or a server database Trove's driver reaches.
 """
 
 from __future__ import annotations
