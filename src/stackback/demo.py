@@ -22,9 +22,9 @@ from stackback.cloud.simulator.config import SimConfig, SimFaults
 from stackback.engine.loop import Engine
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError, CloudUnavailable, InvalidInput
-from stackback.policy import Backup, BackupStatus, Run, RunState
+from stackback.policy import Backup, BackupKind, BackupStatus, Run, RunState
 from stackback.restoreplan import RestoreJob, RestoreOverrides
-from stackback.retention import RetentionPolicy
+from stackback.retention import Duration, RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.services.restores import RestoreService
 from stackback.services.verify import VerifyScheduler, VerifyService
@@ -50,6 +50,12 @@ DEMO_START = datetime(2025, 11, 1, tzinfo=UTC)
 GFS = RetentionPolicy(daily=7, weekly=4, monthly=12, yearly=2)
 VERIFY_CRON = "0 3 1 * *"
 VERIFY_NETWORK = "isolated"
+DATABASE_POLICY = "orders-db"
+"""The demo's Trove database: daily incremental backups on a weekly full."""
+DATABASE_RETENTION = RetentionPolicy(within=Duration.parse("1y"))
+"""Nothing of it is forgotten within the demo: until retention understands chains (a kept
+incremental keeps its ancestors), the collector holds back the deletion of a parent under a
+kept child, and a held deletion is retried every poll."""
 DEMO_MARK = ".stackback-demo"
 """Marks a directory the demo made: a later demo may replace its ``DEMO_FILES`` there."""
 DEMO_FILES = tuple(
@@ -103,6 +109,21 @@ class DemoResult:
     scheduled_verifications: dict[str, int] = field(default_factory=dict)
     """Verdicts of the policy's monthly verifications, by result."""
     restored: DemoRestore | None = None
+    chains: dict[str, list[list[Backup]]] = field(default_factory=dict)
+    """Database targets: their kept backups as chains (a full, then its incrementals)."""
+
+
+def chains_of(backups: list[Backup]) -> list[list[Backup]]:
+    """Backups grouped by chain, oldest first: each chain's full (or its oldest kept
+    member), then the incrementals built on it."""
+    by_id = {b.id: b for b in backups}
+    grouped: dict[str, list[Backup]] = {}
+    for backup in sorted(backups, key=lambda b: b.created_at):
+        root = backup
+        while root.parent_id is not None and root.parent_id in by_id:
+            root = by_id[root.parent_id]
+        grouped.setdefault(root.id, []).append(backup)
+    return list(grouped.values())
 
 
 @dataclass
@@ -171,6 +192,19 @@ class Demo:
                 verify_pick="random-of-7",
             )
         )
+        self.orders = self.sim.create_database("orders-db", datastore="mysql", version="8.0")
+        PolicyService(self.store, self.clock).create(
+            PolicySpec(
+                name=DATABASE_POLICY,
+                targets=("orders-db",),
+                kind="database-backup",
+                schedules=("0 2 * * *",),
+                timezone="Europe/Amsterdam",
+                window_minutes=30,
+                retention=DATABASE_RETENTION,
+                full_cron="0 0 * * 0",
+            )
+        )
 
     def _faults(self, day: int) -> None:
         if day == 20:
@@ -228,7 +262,8 @@ class Demo:
         for backup in self.store.list_backups(
             BackupFilter(statuses=(BackupStatus.AVAILABLE,), limit=None)
         ):
-            newest.setdefault(backup.target, backup)
+            if backup.kind is not BackupKind.DATABASE_BACKUP:  # servers only
+                newest.setdefault(backup.target, backup)
         return newest
 
     def _until_done(self, job_ids: list[str]) -> list[RestoreJob]:
@@ -312,6 +347,11 @@ class Demo:
             events=self.events,
             db_path=self.db_path,
             simulated_days=self.days,
+            chains={
+                backup_list[0].target_name or backup_list[0].target: chains_of(backup_list)
+                for backup_list in kept.values()
+                if backup_list[0].kind is BackupKind.DATABASE_BACKUP
+            },
         )
 
     def close(self) -> None:

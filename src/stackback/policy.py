@@ -41,6 +41,7 @@ IMPLEMENTED_KINDS = frozenset(
         BackupKind.SERVER_CONSISTENT,
         BackupKind.VOLUME_SNAPSHOT,
         BackupKind.VOLUME_BACKUP,
+        BackupKind.DATABASE_BACKUP,
     }
 )
 VOLUME_KINDS = frozenset({BackupKind.VOLUME_SNAPSHOT, BackupKind.VOLUME_BACKUP})
@@ -274,8 +275,8 @@ class Policy:
             self.kind not in CHAINED_KINDS
         ):
             raise InvalidInput(
-                f"--full-every and --full-cron apply to --kind volume-backup only, "
-                f"not {self.kind.value}",
+                f"--full-every and --full-cron apply to incremental kinds "
+                f"({', '.join(sorted(k.value for k in CHAINED_KINDS))}), not {self.kind.value}",
                 field="full_every",
             )
         if self.verify is not None and self.kind in VOLUME_KINDS:

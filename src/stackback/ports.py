@@ -149,9 +149,12 @@ class ArtifactInfo:
     detail: str = ""
     raw_status: str = ""
     """The cloud service's own status (Glance ``queued``/``saving``..., Cinder ``creating``...)."""
-    parent: str | None = None
-    """A Cinder incremental backup's parent, as Cinder chose it (its cloud id); None for a
-    full backup and for other artifacts."""
+    dependents: tuple[ArtifactRef, ...] = ()
+    """Artifacts that need this one and go with it when it is deleted (the Trove backups
+    whose ``parent_id`` names it): whoever made them, this one is not deleted under them."""
+    parent: ArtifactRef | None = None
+    """The artifact this one is an increment of: a Trove backup's ``parent_id``, or the
+    parent Cinder chose for an incremental backup. None for a full backup and for others."""
 
 
 @runtime_checkable
@@ -307,6 +310,108 @@ class BootRequest:
 
 RESOURCE_SERVER = "server"
 RESOURCE_VOLUME = "volume"
+RESOURCE_DATABASE = "database"
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """What a Trove instance is made of: what a restore needs to make another like it."""
+
+    flavor: str
+    volume_size: int
+    datastore: str
+    datastore_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": {
+                "flavor": self.flavor,
+                "volume_size": self.volume_size,
+                "datastore": self.datastore,
+                "datastore_version": self.datastore_version,
+            }
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DatabaseSpec | None:
+        """The spec :meth:`to_dict` wrote (None for anything else, e.g. a server's)."""
+        found = (data or {}).get("database")
+        if not isinstance(found, Mapping):
+            return None
+        return cls(
+            flavor=str(found["flavor"]),
+            volume_size=int(found["volume_size"]),
+            datastore=str(found["datastore"]),
+            datastore_version=str(found["datastore_version"]),
+        )
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """A Trove instance as the backup engine needs to know it."""
+
+    id: str
+    name: str
+    status: str
+    spec: DatabaseSpec
+    project_id: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    """Markers of the restore that made it (Trove keeps no metadata: read from its name)."""
+
+    def as_server(self) -> ServerInfo:
+        """The instance as a run's target (its id and name; no server spec)."""
+        return ServerInfo(self.id, self.name, self.status, project_id=self.project_id)
+
+
+@dataclass(frozen=True)
+class DatabaseRestore:
+    """A new Trove instance from a backup (``restorePoint``)."""
+
+    name: str
+    backup_id: str
+    spec: DatabaseSpec
+    restore_id: str
+    """The restore job's id, stamped so that a resumed job finds the instance it made."""
+
+
+@runtime_checkable
+class DatabaseCloud(Protocol):
+    """What database backups and restores need from a cloud (Trove), beyond :class:`Cloud`.
+
+    Trove backups are artifacts of kind ``database-backup``: ``artifact_statuses``,
+    ``find_artifacts``, ``list_marked_artifacts`` and ``delete_artifact`` handle them,
+    their metadata read from the markers in their description
+    (``stackback.databases.read_markers``), their ``dependents`` the backups whose
+    ``parent_id`` names them. Errors are mapped as for :class:`Cloud`.
+    """
+
+    def get_database(self, instance: str) -> DatabaseInfo:
+        """One Trove instance by id or (unique) name."""
+        ...
+
+    def find_databases(self, selector: Selector) -> list[DatabaseInfo]:
+        """Every instance of the project a database selector takes
+        (``stackback.databases.selects``)."""
+        ...
+
+    def start_database_backup(
+        self, instance_id: str, *, name: str, description: str, parent_id: str | None
+    ) -> ArtifactRef:
+        """``POST /backups`` (``parent_id``: the Trove backup it is an increment of; None: a
+        full one). Returns at once; the backup then goes NEW → BUILDING → COMPLETED."""
+        ...
+
+    def database_backups(self, instance_id: str | None = None) -> list[ArtifactInfo]:
+        """The project's Trove backups (of one instance if given), whoever made them."""
+        ...
+
+    def restore_database(self, request: DatabaseRestore) -> str:
+        """``POST /instances`` with ``restorePoint``; the new instance's id (BUILD → ACTIVE)."""
+        ...
+
+    def delete_database(self, instance_id: str) -> None:
+        """Delete an instance; already gone is not an error."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -444,6 +549,10 @@ class RestoreJobStore(Protocol):
     """
 
     def restore_source(self, backup_id: str) -> ServerSpec | None: ...
+    def database_source(self, backup_id: str) -> DatabaseSpec | None:
+        """What was recorded of a database backup's instance (None: nothing)."""
+        ...
+
     def create_restore(
         self,
         *,

@@ -54,7 +54,7 @@ class DuePolicy:
     label: str | None = None
     project: str | None = None
     kind: BackupKind = BackupKind.SERVER_IMAGE
-    """What its selector selects: servers, or Cinder volumes for the volume kinds."""
+    """What its targets are: servers, Cinder volumes (volume kinds) or Trove instances."""
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,34 @@ class PlannedVolume:
 
 
 @dataclass(frozen=True)
+class DatabasePlan:
+    """A new Trove instance from a backup (``restorePoint``); its flavor is the plan's."""
+
+    backup_ref: str
+    """The Trove backup restored."""
+    volume_size: int
+    datastore: str
+    datastore_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backup_ref": self.backup_ref,
+            "volume_size": self.volume_size,
+            "datastore": self.datastore,
+            "datastore_version": self.datastore_version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatabasePlan:
+        return cls(
+            backup_ref=str(data["backup_ref"]),
+            volume_size=int(data["volume_size"]),
+            datastore=str(data["datastore"]),
+            datastore_version=str(data["datastore_version"]),
+        )
+
+
+@dataclass(frozen=True)
 class RestorePlan:
     """What a restore job will do; recorded with the job, printed by ``--dry-run``."""
 
@@ -91,6 +119,8 @@ class RestorePlan:
     """A verification: what must hold of the server once ACTIVE."""
     volume_only: bool = False
     """A volume policy's backup: the restore makes its ``volumes`` and no server."""
+    database: DatabasePlan | None = None
+    """A database backup's restore: a Trove instance, not a server."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +150,7 @@ class RestorePlan:
             "notes": list(self.notes),
             "checks": self.checks.to_dict() if self.checks else None,
             "volume_only": self.volume_only,
+            "database": self.database.to_dict() if self.database else None,
         }
 
     @classmethod
@@ -153,6 +184,7 @@ class RestorePlan:
             notes=tuple(data.get("notes", ())),
             checks=VerifyChecks.from_dict(data["checks"]) if data.get("checks") else None,
             volume_only=bool(data.get("volume_only")),
+            database=DatabasePlan.from_dict(data["database"]) if data.get("database") else None,
         )
 
 
@@ -166,6 +198,10 @@ class RestoreOverrides:
     key_name: str | None = None
     security_groups: tuple[str, ...] = ()
     availability_zone: str | None = None
+    volume_size: int | None = None
+    """A database restore: the volume size (GB) instead of the recorded one."""
+    datastore: str | None = None
+    datastore_version: str | None = None
 
 
 @dataclass(frozen=True)

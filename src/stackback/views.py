@@ -229,6 +229,12 @@ def plan_view(plan: RestorePlan, backup_id: str) -> dict[str, Any]:
     """A plan: what will be created, from which artifact, with which flavor and network."""
     source = f"image {plan.image_id}" if plan.image_id else "volume snapshots"
     creates = [f"server {plan.name} ({plan.flavor}) from {source}"]
+    if plan.database is not None:
+        db = plan.database
+        creates = [
+            f"database instance {plan.name} ({plan.flavor}, {db.volume_size} GB, "
+            f"{db.datastore} {db.datastore_version}) from Trove backup {db.backup_ref}"
+        ]
     if plan.mode.value == "in-place":
         rebuilt = f"server {plan.server_id} rebuilt from image {plan.image_id}"
         creates = [rebuilt if plan.volumes else f"nothing: {rebuilt}"]

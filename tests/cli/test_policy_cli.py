@@ -16,6 +16,8 @@ POLICY_KEYS = {
     "id",
     "name",
     "kind",
+    "full_every",
+    "full_cron",
     "targets",
     "selector",
     "schedules",
@@ -35,8 +37,6 @@ POLICY_KEYS = {
     "last_verification",
     "orphans",
     "project",
-    "full_every",
-    "full_cron",
 }
 
 

@@ -48,7 +48,7 @@ class OpenStackPlane:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The first test to use the plane pays for starting it: give those tests room.
     for item in items:
-        if item.get_closest_marker("openstack"):
+        if item.get_closest_marker("openstack") or item.get_closest_marker("trove"):
             item.add_marker(pytest.mark.timeout(PLANE_TIMEOUT_SECONDS))
 
 

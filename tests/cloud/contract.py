@@ -893,7 +893,7 @@ class VolumeContract:
         inc = backups.start_volume_backup(volume_id, unique("inc"), stamp, incremental=True)
         created.extend([full, inc])  # deleted newest first
         info = wait_for(harness, inc, ArtifactStatus.AVAILABLE)
-        assert info.parent == full.id, "Cinder builds an increment on the latest backup"
+        assert info.parent == full, "Cinder builds an increment on the latest backup"
         assert info.metadata[MARKER_RUN] == run
         assert {i.ref for i in harness.cloud.find_artifacts({MARKER_RUN: run})} == {full, inc}
         with pytest.raises(CloudRejected):

@@ -30,6 +30,7 @@ CORE = [
     "stackback.alerts",
     "stackback.verification",
     "stackback.chains",
+    "stackback.databases",
 ]
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = Path(stackback.__file__).resolve().parent

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from stackback.cli.output import console, emit_json
 from stackback.demo import Demo, DemoResult
+from stackback.policy import Backup
 
 
 def _render(result: DemoResult, seconds: float) -> None:
@@ -45,6 +46,10 @@ def _render(result: DemoResult, seconds: float) -> None:
             )
         out.print(failures)
     for name, backups in result.kept.items():
+        chains = result.chains.get(name)
+        if chains is not None:
+            _render_chains(name, chains, result.rotated.get(name, 0))
+            continue
         table = Table(
             title=f"{name}: {len(backups)} backups kept, {result.rotated.get(name, 0)} rotated away"
         )
@@ -54,6 +59,27 @@ def _render(result: DemoResult, seconds: float) -> None:
             table.add_row(f"{backup.created_at:%Y-%m-%d %H:%M}", ", ".join(backup.reasons))
         out.print(table)
     _render_finale(result)
+
+
+def _render_chains(name: str, chains: list[list[Backup]], rotated: int) -> None:
+    """A database's kept backups, chain by chain: the full, then its incrementals."""
+    kept = sum(len(chain) for chain in chains)
+    table = Table(
+        title=f"{name} (Trove): {kept} backups kept in {len(chains)} chains, {rotated} rotated away"
+    )
+    table.add_column("Chain")
+    table.add_column("Full (UTC)")
+    table.add_column("Incrementals")
+    table.add_column("Newest (UTC)")
+    for number, chain in enumerate(chains, 1):
+        head, newest = chain[0], chain[-1]
+        table.add_row(
+            str(number),
+            f"{head.created_at:%Y-%m-%d %H:%M}" + ("" if head.parent_id is None else " (incr.)"),
+            str(sum(1 for b in chain if b.parent_id is not None)),
+            f"{newest.created_at:%Y-%m-%d %H:%M}",
+        )
+    console().print(table)
 
 
 def _render_finale(result: DemoResult) -> None:
@@ -139,6 +165,16 @@ def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
                         for name, backups in result.kept.items()
                     },
                     "rotated": result.rotated,
+                    "chains": {
+                        name: [
+                            [
+                                {"created_at": b.created_at, "full": b.parent_id is None}
+                                for b in chain
+                            ]
+                            for chain in chains
+                        ]
+                        for name, chains in result.chains.items()
+                    },
                     "events": [{"day": e.day, "text": e.text} for e in result.events],
                     "verifications": [asdict(v) for v in result.verifications],
                     "scheduled_verifications": result.scheduled_verifications,

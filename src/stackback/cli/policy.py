@@ -125,16 +125,16 @@ def policy_options(*, create: bool) -> Callable[[F], F]:
             ),
             click.option(
                 "--full-every",
-                type=int,
+                type=click.IntRange(min=0),
                 metavar="N",
-                help="volume-backup: a full backup every N, incremental ones between "
-                "(0: every one full).",
+                help="volume-backup, database-backup: a full backup every N, incremental "
+                "ones between (0 drops the rule: every one full).",
             ),
             click.option(
                 "--full-cron",
                 metavar="CRON",
-                help="volume-backup: a full backup when this cron has fired since the last "
-                "full one ('' drops it).",
+                help="volume-backup, database-backup: a full backup when this cron has fired "
+                "since the last full one ('' drops it).",
             ),
             click.option(
                 "--cron",

@@ -73,6 +73,16 @@ def restore_group() -> None:
     "--security-group", "security_groups", metavar="G", multiple=True, help="Instead of recorded."
 )
 @click.option("--availability-zone", metavar="Z", help="Zone instead of the recorded one.")
+@click.option(
+    "--volume-size",
+    type=click.IntRange(min=1),
+    metavar="GB",
+    help="Database backups: the volume size instead of the recorded one.",
+)
+@click.option("--datastore", metavar="TYPE", help="Database backups: instead of the recorded.")
+@click.option(
+    "--datastore-version", metavar="V", help="Database backups: instead of the recorded one."
+)
 @click.option("--dry-run", is_flag=True, help="Print the plan; create nothing.")
 @click.option("--wait", is_flag=True, help="Carry the restore out in this process and wait.")
 @click.option(
@@ -96,12 +106,16 @@ def start(
     key_name: str | None,
     security_groups: tuple[str, ...],
     availability_zone: str | None,
+    volume_size: int | None,
+    datastore: str | None,
+    datastore_version: str | None,
     dry_run: bool,
     wait: bool,
     timeout: float,
     fmt: str,
 ) -> None:
-    """Restore BACKUP: a new server from it (default), or the server rebuilt in place."""
+    """Restore BACKUP: a new server from it (default), or the server rebuilt in place; a
+    database backup: a new Trove instance."""
     if in_place and name is not None:
         raise click.UsageError("--in-place and --as-new exclude each other")
     mode = RestoreMode.IN_PLACE if in_place else RestoreMode.AS_NEW
@@ -112,6 +126,9 @@ def start(
         key_name=key_name,
         security_groups=security_groups,
         availability_zone=availability_zone,
+        volume_size=volume_size,
+        datastore=datastore,
+        datastore_version=datastore_version,
     )
     service = _service(app)
     if dry_run:

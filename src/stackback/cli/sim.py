@@ -17,7 +17,7 @@ from stackback.cloud import is_simulator
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.errors import CloudNotFound, InvalidInput, NotFound
 from stackback.policy import Selector
-from stackback.ports import ServerInfo
+from stackback.ports import DatabaseInfo, ServerInfo
 
 MAX_NAME = 255
 MAX_VOLUMES = 16
@@ -127,6 +127,69 @@ def delete(app: AppContext, /, server: str, fmt: str) -> None:
         raise NotFound(error.message) from None
     cloud.delete_server(found.id)
     emit_object({**_server_row(found), "status": "DELETED"}, fmt)
+
+
+@sim_group.group("database")
+def database_group() -> None:
+    """Trove database instances of the simulated cloud."""
+
+
+def _database_row(db: DatabaseInfo) -> dict[str, Any]:
+    return {
+        "id": db.id,
+        "name": db.name,
+        "status": db.status,
+        "datastore": db.spec.datastore,
+        "datastore_version": db.spec.datastore_version,
+        "flavor": db.spec.flavor,
+        "volume_size": db.spec.volume_size,
+    }
+
+
+@database_group.command("create")
+@click.argument("name")
+@click.option("--datastore", default="mysql", show_default=True, help="Datastore type.")
+@click.option("--datastore-version", default="5.7", show_default=True, help="Its version.")
+@click.option("--flavor", default="m1.small", show_default=True, help="Flavor.")
+@click.option(
+    "--volume-size", type=click.IntRange(1, 16_384), default=2, show_default=True, help="GB."
+)
+@format_option
+@pass_app
+def create_database(
+    app: AppContext,
+    /,
+    name: str,
+    datastore: str,
+    datastore_version: str,
+    flavor: str,
+    volume_size: int,
+    fmt: str,
+) -> None:
+    """Create Trove instance NAME in the simulated cloud (ACTIVE at once)."""
+    if not name.strip() or len(name) > MAX_NAME:
+        raise InvalidInput(f"a database name is 1 to {MAX_NAME} characters", field="name")
+    try:
+        db = _simulator(app).create_database(
+            name,
+            datastore=datastore,
+            version=datastore_version,
+            flavor=flavor,
+            volume_size=volume_size,
+        )
+    except CloudNotFound as error:
+        raise InvalidInput(error.message, field="datastore") from None
+    emit_object(_database_row(db), fmt)
+
+
+@database_group.command("list")
+@format_option
+@pass_app
+def list_databases(app: AppContext, /, fmt: str) -> None:
+    """The simulated cloud's Trove instances."""
+    rows = [_database_row(db) for db in _simulator(app).databases()]
+    columns = ["id", "name", "status", "datastore", "datastore_version", "flavor", "volume_size"]
+    emit_list(rows, columns, fmt, title="Database instances", whole=("id", "name", "status"))
 
 
 COMMANDS = [sim_group]

@@ -21,6 +21,16 @@ GLANCE_STATES: Mapping[str, ArtifactStatus] = {
     "deleted": ArtifactStatus.DELETED,
 }
 
+TROVE_BACKUP_STATES: Mapping[str, ArtifactStatus] = {
+    "NEW": ArtifactStatus.PENDING,
+    "BUILDING": ArtifactStatus.PENDING,
+    "SAVING": ArtifactStatus.PENDING,
+    "COMPLETED": ArtifactStatus.AVAILABLE,
+    "FAILED": ArtifactStatus.FAILED,
+    "DELETE_FAILED": ArtifactStatus.FAILED,
+    "DELETED": ArtifactStatus.DELETED,
+}
+
 CINDER_SNAPSHOT_STATES: Mapping[str, ArtifactStatus] = {
     "creating": ArtifactStatus.PENDING,
     "available": ArtifactStatus.AVAILABLE,

@@ -5,7 +5,8 @@ the collector then deletes its artifacts one by one, recording each success,
 and every failure with its reason and attempt count, so an interrupted or
 failed deletion is retried later and never forgotten. It deletes only
 artifacts that carry stackback's created-by marker for that very backup, and
-never those of a protected backup.
+never those of a protected backup, nor one that other backups are built on (a Trove
+backup's children: Trove would delete them with it).
 
 Just before deleting anything (the point of no return) it checks again, with
 the target's backups locked in the store (``stackback.safety.judge_deletion``'s
@@ -111,7 +112,7 @@ class Collector:
                     artifact.id, status=ArtifactStatus.DELETED, deleted_at=now
                 )
                 continue
-            refusal = _not_ours(backup, info)
+            refusal = _not_ours(backup, info) or _under(info)
             if refusal is not None:
                 failures += 1
                 self.store.update_artifact(
@@ -180,6 +181,19 @@ class Collector:
             reasons=(FOREIGN_CHILD,),
             deletion_guarded=False,
         )
+
+
+def _under(info: ArtifactInfo) -> str | None:
+    """Why an artifact must not be deleted yet: others are built on it (None: none are).
+
+    Trove deletes a backup's descendants with it: deleting a parent under a kept child,
+    or under a user's incremental, would delete them. A chain is deleted newest first,
+    each parent once nothing depends on it any more.
+    """
+    if not info.dependents:
+        return None
+    ids = ", ".join(ref.id for ref in info.dependents)
+    return f"backups built on it still exist ({ids}): deleting it would delete them too"
 
 
 def _not_ours(backup: Backup, info: ArtifactInfo) -> str | None:

@@ -18,10 +18,11 @@ import logging
 from datetime import datetime, timedelta
 from functools import partial
 
+from stackback.engine.databases import database_cloud
 from stackback.engine.settings import EngineSettings
 from stackback.engine.volumes import VOLUME_KINDS, volume_cloud
 from stackback.errors import CloudNotFound, StackbackError
-from stackback.policy import BackupStatus, Policy
+from stackback.policy import BackupKind, BackupStatus, Policy
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import BackupFilter
 from stackback.safety import OrphanRequest, plan_orphans
@@ -78,6 +79,8 @@ class OrphanSweeper:
             try:
                 if policy.kind in VOLUME_KINDS:
                     volume_cloud(self.clouds(cloud)).get_volume(target)
+                elif policy.kind is BackupKind.DATABASE_BACKUP:
+                    database_cloud(self.clouds(cloud)).get_database(target)
                 else:
                     self.clouds(cloud).get_server(target)
             except CloudNotFound:

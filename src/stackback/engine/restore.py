@@ -16,6 +16,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import Any
 
+from stackback.engine.failpoints import failpoint
 from stackback.engine.volumes import volume_cloud
 from stackback.errors import CloudError, CloudNotFound, LeaseLost, StackbackError
 from stackback.ports import (
@@ -24,6 +25,7 @@ from stackback.ports import (
     MARKER_CREATED_BY,
     MARKER_RESTORE,
     MARKER_RESTORE_ITEM,
+    RESOURCE_DATABASE,
     RESOURCE_SERVER,
     RESOURCE_VOLUME,
     BlockDevice,
@@ -31,12 +33,16 @@ from stackback.ports import (
     Clock,
     CloudResolver,
     CloudResource,
+    DatabaseCloud,
+    DatabaseRestore,
+    DatabaseSpec,
     PortCheckCloud,
     RestoreCloud,
     RestoreJobStore,
 )
 from stackback.restoreplan import (
     CreatedResource,
+    DatabasePlan,
     PlannedVolume,
     RestoreJob,
     RestoreMode,
@@ -48,6 +54,7 @@ from stackback.verification import Verification, VerifyChecks, VerifyResult
 log = logging.getLogger(__name__)
 
 SERVER_ITEM = "server"
+DATABASE_ITEM = "database"
 CHECK_STEP = "check"
 PORT_TIMEOUT = 5.0
 """Seconds a port check waits for a connection."""
@@ -167,6 +174,8 @@ class RestoreRunner:
     # -- restoring ------------------------------------------------------------------------
 
     def _restore(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
+        if job.plan.database is not None:
+            return self._restore_database(job, cloud, job.plan.database, now)
         if job.plan.mode is RestoreMode.IN_PLACE:
             return self._rebuild(job, cloud, now)
         found = {r.metadata.get(MARKER_RESTORE_ITEM, ""): r for r in cloud.find_restored(job.id)}
@@ -210,6 +219,63 @@ class RestoreRunner:
             state=RestoreState.SUCCEEDED, finished_at=now,
             lease_owner=None, lease_expires_at=None,
         )  # fmt: skip
+
+    def _restore_database(
+        self, job: RestoreJob, cloud: RestoreCloud, plan: DatabasePlan, now: datetime
+    ) -> RestoreJob:
+        """A new Trove instance from the backup; found again by its name (the plan refused a
+        name already taken), so a resumed job never makes a second one."""
+        if not isinstance(cloud, DatabaseCloud):
+            raise _Abort(f"cloud {job.cloud or '(default)'} has no database service")
+        made = next((c for c in job.created if c.item == DATABASE_ITEM), None)
+        instance_id = made.id if made else None
+        if instance_id is None:
+            try:
+                instance_id = cloud.get_database(job.plan.name).id
+            except CloudNotFound:
+                spec = DatabaseSpec(
+                    job.plan.flavor, plan.volume_size, plan.datastore, plan.datastore_version
+                )
+                instance_id = cloud.restore_database(
+                    DatabaseRestore(job.plan.name, plan.backup_ref, spec, job.id)
+                )
+                failpoint("after-restore-database")
+                job = self._write(job, "create", now, "created", f"database {instance_id}")
+            created = CloudResource(RESOURCE_DATABASE, instance_id, "BUILD", job.plan.name)
+            job = self._remember(job, created, DATABASE_ITEM, server_id=instance_id)
+        try:
+            status = cloud.get_database(instance_id).status
+        except CloudNotFound:
+            status = "deleted"
+        if status == "ACTIVE":
+            took = (now - (job.started_at or job.created_at)).total_seconds()
+            return self._write(
+                job, "active", now, "ok", f"database {instance_id} ACTIVE after {took:.0f} s",
+                state=RestoreState.SUCCEEDED, finished_at=now,
+                lease_owner=None, lease_expires_at=None,
+            )  # fmt: skip
+        if status in ("ERROR", "FAILED", "deleted"):
+            raise _Abort(f"database {instance_id} is {status}")
+        return self._later(job, "wait", now, f"database {instance_id} is {status}")
+
+    def _clean_databases(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
+        """Delete the instance a database restore made (by the id it recorded)."""
+        left = []
+        try:
+            for made in job.created:
+                if made.kind != RESOURCE_DATABASE or not isinstance(cloud, DatabaseCloud):
+                    continue
+                try:
+                    cloud.get_database(made.id)
+                except CloudNotFound:
+                    continue
+                cloud.delete_database(made.id)
+                left.append(made.id)
+        except CloudError as error:
+            return self._later(job, "cleanup", now, f"retrying: {error.message}")
+        if left:
+            return self._later(job, "cleanup", now, "waiting for " + ", ".join(left))
+        return self._finish_cleanup(job, now, f"removed {len(job.created)} created resource(s)")
 
     def _rebuild(self, job: RestoreJob, cloud: RestoreCloud, now: datetime) -> RestoreJob:
         server_id = job.plan.server_id or ""
@@ -430,6 +496,8 @@ class RestoreRunner:
         """Delete what carries the job's marker: servers, then (once they are gone) volumes."""
         if cloud is None:
             return self._finish_cleanup(job, now, "nothing to clean: the cloud cannot restore")
+        if job.plan.database is not None:
+            return self._clean_databases(job, cloud, now)
         try:
             left = self._ours(job, cloud)
             servers = [r for r in left if r.kind == RESOURCE_SERVER]

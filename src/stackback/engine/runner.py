@@ -31,6 +31,7 @@ from functools import partial
 
 from stackback.engine.collector import Collector
 from stackback.engine.consistent import Wanted, WholeServer
+from stackback.engine.databases import DatabaseBackups
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
 from stackback.engine.volumes import VOLUME_KINDS, VolumeStep, volume_cloud, volume_detail
@@ -271,7 +272,7 @@ class Runner:
             volume = self._volume(run)
             source_id, source_name, detail = volume.id, volume.name, volume_detail(volume)
         else:
-            server = self._server(run)
+            server = self._target(run, policy)
             source_id, source_name, detail = server.id, server.name, _start_detail(server)
             host = server.host
         try:
@@ -357,6 +358,17 @@ class Runner:
             step=self._note("start", now, "missed", why),
         )
 
+    def _databases(self, run: Run) -> DatabaseBackups:
+        return DatabaseBackups(
+            self.store, self.clouds(run.cloud), self.clock, self.settings, self._note, markers
+        )
+
+    def _target(self, run: Run, policy: Policy | None) -> ServerInfo:
+        """The run's server, or its Trove instance (as a target) for a database policy."""
+        if policy is not None and policy.kind is BackupKind.DATABASE_BACKUP:
+            return self._databases(run).instance(run).as_server()
+        return self._server(run)
+
     def _server(self, run: Run, key: str | None = None) -> ServerInfo:
         """The run's server, by ``key`` (the id its backup is kept under) or its target."""
         key = key or run.target
@@ -387,6 +399,9 @@ class Runner:
         now = self.clock.now()
         self.clouds(run.cloud)  # a cloud that cannot be had fails before the backup record
         policy = self._policy(run)
+        if policy is not None and policy.kind is BackupKind.DATABASE_BACKUP:
+            self._database_backup(run, policy, resumed=resumed, now=now)
+            return
         backup = self.store.backup_for_run(run.id)
         if backup is None and policy is not None and policy.kind in VOLUME_KINDS:
             volume = self._volume(run, run.server_id)
@@ -446,6 +461,24 @@ class Runner:
             )
         else:
             detail = self._server_image(run, backup, server, resumed=resumed)
+        failpoint("after-record-artifact")
+        self.store.update_run(
+            run.id,
+            run.attempt,
+            state=RunState.WAITING,
+            backup_id=backup.id,
+            lease_owner=None,
+            lease_expires_at=None,
+            not_before=now,
+            step=self._note("snapshot", now, "ok", detail),
+        )
+
+    def _database_backup(self, run: Run, policy: Policy, *, resumed: bool, now: datetime) -> None:
+        """The snapshot step of a ``database-backup`` run (``engine.databases``)."""
+        databases = self._databases(run)
+        backup = databases.record(run, policy, _fence_of(run))
+        failpoint("after-backup-record")
+        detail = databases.take(run, backup, resumed=resumed, fence=_fence_of(run))
         failpoint("after-record-artifact")
         self.store.update_run(
             run.id,

@@ -22,10 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from stackback.engine.databases import database_cloud
 from stackback.engine.settings import EngineSettings
 from stackback.engine.volumes import VOLUME_KINDS, volume_cloud
 from stackback.errors import StackbackError
-from stackback.policy import RunState, Selector
+from stackback.policy import BackupKind, RunState, Selector
 from stackback.ports import CloudResolver, ServerInfo, Store, VolumeInfo
 from stackback.records import DuePolicy, DueSchedule, NewRun, TickPlan
 from stackback.schedule import cron_schedule, spread_offset
@@ -294,11 +295,15 @@ class Scheduler:
         assert policy.selector is not None
         try:
             cloud = self.clouds(policy.cloud)
-            servers: Sequence[ServerInfo | VolumeInfo] = (
-                volume_cloud(cloud).find_volumes(policy.selector)
-                if policy.kind in VOLUME_KINDS
-                else cloud.find_servers(policy.selector)
-            )
+            servers: Sequence[ServerInfo | VolumeInfo]
+            if policy.kind in VOLUME_KINDS:
+                servers = volume_cloud(cloud).find_volumes(policy.selector)
+            elif policy.kind is BackupKind.DATABASE_BACKUP:
+                servers = [
+                    db.as_server() for db in database_cloud(cloud).find_databases(policy.selector)
+                ]
+            else:
+                servers = cloud.find_servers(policy.selector)
         except StackbackError as error:  # a cloud error, or its clouds.yaml entry is gone
             log.warning("policy %s: selector %s: %s", policy.name, policy.selector, error)
             retryable = bool(getattr(error, "retryable", False))

@@ -141,10 +141,10 @@ class VolumeStep:
         stackback does not know), None for a full backup.
         """
         parents = [
-            info.parent
+            info.parent.id
             for ref, info in infos.items()
             if ref.kind is ArtifactKind.VOLUME_BACKUP
-            and info.parent
+            and info.parent is not None
             and any(a.cloud_id == ref.id for a in backup.artifacts)
         ]
         if not parents:

@@ -16,6 +16,7 @@ from stackback.consistency import (
     parse_fallback,
     parse_level,
 )
+from stackback.databases import ChainRule, check_selector
 from stackback.errors import (
     CloudError,
     Conflict,
@@ -248,6 +249,28 @@ def _volume_targets(spec: PolicySpec, kind: BackupKind, base: Policy | None) -> 
     return replace(spec, targets=spec.volumes, selector=spec.volume_selector)
 
 
+def _full_rule(
+    base: Policy | None, spec: PolicySpec, timezone: str
+) -> tuple[int | None, str | None]:
+    """``--full-every`` / ``--full-cron`` over the base's (0 and '' drop them)."""
+    if spec.full_every and spec.full_cron and spec.full_cron.strip():
+        raise InvalidInput("give --full-every or --full-cron, not both", field="full-every")
+    full_every = base.full_every if base else None
+    full_cron = base.full_cron if base else None
+    if spec.full_every is not None:
+        full_every = spec.full_every or None
+        full_cron = None if full_every else full_cron
+    if spec.full_cron is not None:
+        full_cron = (
+            check_length(validate_cron(spec.full_cron), NAME_MAX, "--full-cron")
+            if spec.full_cron.strip()
+            else None
+        )
+        full_every = None if full_cron else full_every
+    ChainRule(full_every, full_cron, timezone)
+    return full_every, full_cron
+
+
 def _validate_id(policy_id: str) -> str:
     try:
         return str(uuid.UUID(policy_id))
@@ -279,6 +302,8 @@ class PolicyService:
         if policy.kind in VOLUME_KINDS:  # its volumes are looked up when it runs
             return
         if offline or self.servers is None or policy.cloud is None:
+            return
+        if policy.kind is BackupKind.DATABASE_BACKUP:  # Trove instances: checked at each run
             return
         self.servers.require_all(targets, policy.cloud)
 
@@ -318,6 +343,14 @@ class PolicyService:
         if spec.selector is not None:
             selector = Selector.parse(spec.selector)
             targets = ()
+        kind = (
+            _parse_kind(spec.kind)
+            if spec.kind
+            else (base.kind if base else BackupKind.SERVER_IMAGE)
+        )
+        if kind is BackupKind.DATABASE_BACKUP and selector is not None:
+            check_selector(selector)
+        full_every, full_cron = _full_rule(base, spec, timezone)
         window = (
             spec.window_minutes
             if spec.window_minutes is not None
@@ -362,12 +395,8 @@ class PolicyService:
             if spec.orphans is not None
             else (base.orphans if base else OrphanRule()),
             project=base.project if base else spec.project,
-            full_every=(spec.full_every or None)
-            if spec.full_every is not None
-            else (base.full_every if base else None),
-            full_cron=(check_length(validate_cron(spec.full_cron), NAME_MAX, "--full-cron"))
-            if spec.full_cron
-            else (None if spec.full_cron == "" else (base.full_cron if base else None)),
+            full_every=full_every,
+            full_cron=full_cron,
         )
         keeps_all_unasked = policy.retention.is_empty() and not spec.keep_all
         if keeps_all_unasked and (base is None or spec.retention is not None):

@@ -190,9 +190,7 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
             f"{where}: unknown verify key(s) {', '.join(map(str, unknown))}", field="file"
         )
     kind = str(entry.get("kind") or "server-image")
-    full_every = entry.get("full_every") or 0
-    if isinstance(full_every, bool) or not isinstance(full_every, int):
-        raise InvalidInput(f"{where}: full_every must be a whole number", field="file")
+    full_every = _whole(entry.get("full_every") or 0, where, "full_every")
     of_volumes = kind in {k.value for k in VOLUME_KINDS}  # a file's targets are the kind's
     return PolicySpec(
         id=entry.get("id"),
@@ -202,7 +200,7 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         volumes=(targets or None) if of_volumes else None,
         volume_selector=(str(selector) if selector else None) if of_volumes else None,
         full_every=full_every,
-        full_cron=str(entry.get("full_cron") or ""),
+        full_cron=str(entry.get("full_cron") or ""),  # none in the file: no full cron
         kind=kind,
         schedules=_list(entry.get("schedules"), where, "schedules"),
         timezone=str(entry.get("timezone") or "UTC"),
@@ -221,6 +219,12 @@ def _spec(entry: Mapping[str, Any]) -> PolicySpec:
         verify_pick=str(verify.get("pick") or PICK_NEWEST) if verify else None,
         orphans=str(entry.get("orphans") or "keep"),
     )
+
+
+def _whole(value: Any, where: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{where}: {key} must be a whole number", field="file")
+    return value
 
 
 def _comparable(entry: Mapping[str, Any]) -> dict[str, Any]:

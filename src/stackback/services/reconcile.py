@@ -128,6 +128,7 @@ class Reconciler:
     """Compares the marked artifacts of one cloud with the backups recorded for it."""
 
     def __init__(self, store: Store, cloud: Cloud, clock: Clock, *, cloud_name: str | None):
+        self._backup_of_artifact: dict[ArtifactRef, str | None] = {}
         self.store = store
         self.cloud = cloud
         self.clock = clock
@@ -137,6 +138,9 @@ class Reconciler:
     def run(self, *, apply: bool) -> ReconcileReport:
         report = ReconcileReport(applied=apply)
         marked = self.cloud.list_marked_artifacts()
+        self._backup_of_artifact = {
+            info.ref: info.metadata.get(MARKER_BACKUP) for info in marked
+        }  # a Trove backup's parent, as the stackback backup it belongs to
         by_backup: dict[str, list[ArtifactInfo]] = defaultdict(list)
         for info in marked:
             backup_id = info.metadata.get(MARKER_BACKUP)
@@ -297,14 +301,17 @@ class Reconciler:
                 policy_id, policy_name = None, f"unknown policy {policy_id}"  # not a manual one
         created = min((i.created_at for i in infos if i.created_at), default=self.clock.now())
         status = _status_of(infos)
+        database = any(i.ref.kind is ArtifactKind.DATABASE_BACKUP for i in infos)
+        parent = next((i.parent for i in infos if i.parent is not None), None)
         backup = self.store.ensure_backup(
             Backup(
                 id=backup_id,
                 target=first.get(MARKER_TARGET, "unknown"),
                 target_name=first.get(MARKER_TARGET_NAME) or None,
-                kind=kind,
+                kind=BackupKind.DATABASE_BACKUP if database else kind,
                 status=status,
                 created_at=created,
+                parent_id=self._backup_of_artifact.get(parent) if parent else None,
                 policy_id=policy_id,
                 policy_name=policy_name,
                 label=first.get(MARKER_LABEL) or None,

@@ -21,6 +21,7 @@ from stackback.policy import (
     ArtifactKind,
     ArtifactStatus,
     Backup,
+    BackupKind,
     BackupStatus,
     check_given,
 )
@@ -31,12 +32,14 @@ from stackback.ports import (
     BootRequest,
     Clock,
     CloudResolver,
+    DatabaseCloud,
     RestoreCloud,
     RestoreJobStore,
     Store,
 )
 from stackback.records import ServerSpec
 from stackback.restoreplan import (
+    DatabasePlan,
     RestoreJob,
     RestoreMode,
     RestoreOverrides,
@@ -100,6 +103,8 @@ class RestoreService:
                 BackupStatus.FAILED: "failed",
             }.get(backup.status, f"is {backup.status.value}")
             raise InvalidInput(f"backup {backup.id} {why}: it cannot be restored", field="backup")
+        if backup.kind is BackupKind.DATABASE_BACKUP:
+            return PlannedRestore(backup, self._database_plan(backup, mode, overrides))
         cloud = self._cloud(backup)
         if backup.kind in VOLUME_KINDS:
             return PlannedRestore(backup, self._volume_plan(backup, cloud, mode, overrides))
@@ -174,6 +179,72 @@ class RestoreService:
         return self.store.request_restore_cancel(ref)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _database_plan(
+        self, backup: Backup, mode: RestoreMode, overrides: RestoreOverrides
+    ) -> RestorePlan:
+        """A new Trove instance from the backup: the recorded flavor, volume size, datastore
+        and version, each overridable; refused before anything is created."""
+        if mode is not RestoreMode.AS_NEW:
+            raise InvalidInput(
+                f"backup {backup.id} is a database backup: restore it --as-new", field="mode"
+            )
+        cloud = self.clouds(backup.cloud)
+        if not isinstance(cloud, DatabaseCloud):
+            raise InvalidInput(f"cloud {backup.cloud or '(default)'} has no database service")
+        refs = [
+            ArtifactRef(a.kind, a.cloud_id)
+            for a in backup.artifacts
+            if a.kind is ArtifactKind.DATABASE_BACKUP
+        ]
+        if not refs:
+            raise InvalidInput(f"backup {backup.id} has no Trove backup", field="backup")
+        try:
+            info = cloud.artifact_statuses(refs)[refs[0]]
+        except CloudError as error:
+            raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
+        if info.status is not ArtifactStatus.AVAILABLE:
+            raise InvalidInput(
+                f"backup {backup.id}: Trove backup {refs[0].id} is {info.raw_status or 'gone'}",
+                field="backup",
+            )
+        recorded = self.store.database_source(backup.id)
+        flavor = overrides.flavor or (recorded.flavor if recorded else None)
+        size = overrides.volume_size or (recorded.volume_size if recorded else None)
+        datastore = overrides.datastore or (recorded.datastore if recorded else None)
+        version = overrides.datastore_version or (recorded.datastore_version if recorded else None)
+        if not (flavor and size and datastore and version):
+            raise InvalidInput(
+                f"backup {backup.id} recorded no instance: give --flavor, --volume-size, "
+                "--datastore and --datastore-version",
+                field="flavor",
+            )
+        name = overrides.name or default_name(backup.target_name, backup.target, backup.id)
+        try:
+            cloud.get_database(name)
+        except CloudNotFound:
+            pass
+        except CloudError as error:
+            raise InvalidInput(f"cannot check the name {name!r}: {error.message}") from None
+        else:  # a resumed job finds its instance by name: it must be the only one
+            raise InvalidInput(f"a database instance named {name!r} exists already", field="name")
+        notes = tuple(
+            f"{what} {value} given on the command line"
+            for what, value in (
+                ("flavor", overrides.flavor),
+                ("volume size", overrides.volume_size),
+                ("datastore", overrides.datastore),
+                ("datastore version", overrides.datastore_version),
+            )
+            if value
+        )
+        return RestorePlan(
+            mode=RestoreMode.AS_NEW,
+            name=name,
+            flavor=flavor,
+            notes=notes,
+            database=DatabasePlan(refs[0].id, size, datastore, version),
+        )
 
     def _cloud(self, backup: Backup) -> RestoreCloud:
         cloud = self.clouds(backup.cloud)

@@ -93,6 +93,8 @@ def fill_policy_row(row: PolicyRow, policy: Policy) -> None:
     row.full_every = policy.full_every
     row.full_cron = policy.full_cron
     row.orphans = str(policy.orphans)
+    row.full_every = policy.full_every
+    row.full_cron = policy.full_cron
 
 
 def schedule_from_row(row: ScheduleRow) -> ScheduleState:

@@ -83,6 +83,7 @@ class PolicyRow(Base):
     verify_pick: Mapped[str | None] = mapped_column(String(32))
     verify_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     orphans: Mapped[str] = mapped_column(String(64), server_default="keep")
+    # chain kinds (database and volume backups): when a backup is full, incrementals between
     full_every: Mapped[int | None] = mapped_column(Integer)
     full_cron: Mapped[str | None] = mapped_column(String(255))
 

@@ -10,7 +10,7 @@ one Glance listing (ids filtered with ``in:``) and one Cinder listing per call.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import openstack
@@ -32,6 +32,7 @@ from stackback.cloud.openstack.errors import cloud_errors
 from stackback.cloud.openstack.images import list_images
 from stackback.cloud.openstack.probe import OpenStackPortCheck
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
+from stackback.cloud.openstack.trove import OpenStackTroveOperations
 from stackback.errors import CloudBusy, CloudRejected
 from stackback.policy import ArtifactKind, Selector
 from stackback.ports import (
@@ -48,7 +49,7 @@ from stackback.records import VolumeSpec
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
+class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTroveOperations):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(
@@ -129,13 +130,17 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         Glance filters the images on the properties; Cinder ignores metadata filters from
         project users, so snapshots are listed and filtered here.
         """
-        found = self._images(metadata=metadata) + self._snapshots() + self._backups()
+        found = (
+            self._images(metadata=metadata)
+            + self._snapshots()
+            + self._backups()
+            + self._trove_backups()
+        )
         return [info for info in found if contains(info.metadata, metadata)]
 
     def artifact_statuses(self, refs: Sequence[ArtifactRef]) -> dict[ArtifactRef, ArtifactInfo]:
         """Status of many artifacts: one Glance and one Cinder listing, not a GET each."""
         kinds = {ref.kind for ref in refs}
-        self._check_kinds(kinds)
         found: dict[ArtifactRef, ArtifactInfo] = {}
         image_ids = sorted({ref.id for ref in refs if ref.kind is ArtifactKind.IMAGE})
         if image_ids:
@@ -144,11 +149,14 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
             found.update((info.ref, info) for info in self._snapshots())
         if ArtifactKind.VOLUME_BACKUP in kinds:
             found.update((info.ref, info) for info in self._backups())
+        if ArtifactKind.DATABASE_BACKUP in kinds:
+            found.update((info.ref, info) for info in self.database_backups())
         return {ref: found.get(ref) or missing_info(ref) for ref in refs}
 
     def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
         """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
-        self._check_kinds({ref.kind})
+        if ref.kind is ArtifactKind.DATABASE_BACKUP:
+            raise CloudRejected("a Trove backup has no metadata (its markers are written once)")
         values = {key: str(value) for key, value in metadata.items()}
         with cloud_errors(f"setting metadata of {ref.kind} {ref.id} on {self._where}"):
             if ref.kind is ArtifactKind.IMAGE:
@@ -166,7 +174,6 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
         (still ``creating``, or already ``deleting``): that is reported as
         :class:`~stackback.errors.CloudBusy`, to be retried (the simulator does the same).
         """
-        self._check_kinds({ref.kind})
         what = f"deleting {ref.kind} {ref.id} on {self._where}"
         if ref.kind is ArtifactKind.IMAGE:
             with cloud_errors(what):
@@ -177,6 +184,9 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
             # records it on the artifact and tries again on a later pass).
             with cloud_errors(what):
                 self.conn.block_storage.delete_backup(ref.id, ignore_missing=True)
+            return
+        if ref.kind is ArtifactKind.DATABASE_BACKUP:
+            self._delete_trove_backup(ref.id)
             return
         try:
             with cloud_errors(what):
@@ -282,16 +292,6 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck):
             return {str(k): text(v) for k, v in found.items() if v is not None}
         except sdk_exc.SDKException:  # the image is gone or hidden: no agent to count on
             return {}
-
-    def _check_kinds(self, kinds: Iterable[ArtifactKind]) -> None:
-        unsupported = set(kinds) - {
-            ArtifactKind.IMAGE,
-            ArtifactKind.VOLUME_SNAPSHOT,
-            ArtifactKind.VOLUME_BACKUP,
-        }
-        if unsupported:
-            names = ", ".join(sorted(unsupported))
-            raise CloudRejected(f"{self._where}: artifacts of kind {names} are not supported")
 
     def _images(
         self, ids: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None

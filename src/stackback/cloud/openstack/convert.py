@@ -82,6 +82,10 @@ def image_info(image: Image) -> ArtifactInfo:
     )
 
 
+def _volume_backup_ref(backup_id: str | None) -> ArtifactRef | None:
+    return ArtifactRef(ArtifactKind.VOLUME_BACKUP, backup_id) if backup_id else None
+
+
 def backup_parent(backup: Any, siblings: Sequence[Any]) -> str | None:
     """The parent Cinder chose for an incremental backup: its ``parent_id`` where the API
     shows it, else the newest earlier backup of the same volume (Cinder's own rule)."""
@@ -116,7 +120,7 @@ def backup_info(backup: Any, siblings: Sequence[Any] = ()) -> ArtifactInfo:
         created_at=timestamp(backup.created_at),
         detail=f"cinder backup status {backup.status}",
         raw_status=str(backup.status or ""),
-        parent=backup_parent(backup, siblings),
+        parent=_volume_backup_ref(backup_parent(backup, siblings)),
     )
 
 

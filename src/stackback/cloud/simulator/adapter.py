@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackback.cloud.common import contains, missing_info
-from stackback.cloud.simulator import pausing, volumes
+from stackback.cloud.simulator import pausing, trove, volumes
 from stackback.cloud.simulator.compute import (
     KILL_IMAGE,
     create_server_image,
@@ -68,6 +68,7 @@ from stackback.cloud.simulator.restore import (
     SimRestoreOperations,
     advance_boots,
 )
+from stackback.databases import check_selector, selects
 from stackback.errors import (
     CloudBusy,
     CloudError,
@@ -85,6 +86,9 @@ from stackback.ports import (
     ArtifactInfo,
     ArtifactRef,
     Clock,
+    DatabaseInfo,
+    DatabaseRestore,
+    DatabaseSpec,
     ServerInfo,
     VolumeInfo,
 )
@@ -112,6 +116,7 @@ OPERATIONS = frozenset(
         "create_volume_from_backup",
     }
     | RESTORE_OPERATIONS
+    | trove.TROVE_OPERATIONS
 )
 INJECTABLE_ERRORS: Mapping[str, type[CloudError]] = {
     cls.__name__: cls
@@ -180,6 +185,8 @@ class SimulatedCloud(SimRestoreOperations):
         """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
         with self._call("set_artifact_metadata") as call:
             table, column = self._storage_of(ref)
+            if ref.kind is ArtifactKind.DATABASE_BACKUP:
+                raise CloudRejected("a Trove backup has no metadata (its markers are written once)")
             row = self._artifact_row(call, ref)
             if row is None:
                 raise CloudNotFound(f"no {ref.kind} {ref.id} in project {self.project}")
@@ -200,6 +207,9 @@ class SimulatedCloud(SimRestoreOperations):
                 return
             if ref.kind is ArtifactKind.VOLUME_BACKUP:
                 volumes.delete_backup(call, ref.id)
+                return
+            if ref.kind is ArtifactKind.DATABASE_BACKUP:
+                trove.delete_backup(call, ref.id)
                 return
             if ref.kind is ArtifactKind.IMAGE:
                 if row["server_id"] and image_state(row, call.now) in ("queued", "saving"):
@@ -278,7 +288,87 @@ class SimulatedCloud(SimRestoreOperations):
         with self._call("unpause_server", server_id=server_id) as call:
             pausing.unpause(call, server_id)
 
+    # -- the DatabaseCloud port (Trove) ----------------------------------------------------
+
+    def get_database(self, instance: str) -> DatabaseInfo:
+        """One Trove instance by id or (unique) name."""
+        with self._call("get_database", server_id=instance) as call:
+            return trove.get_instance(call, instance)
+
+    def find_databases(self, selector: Selector) -> list[DatabaseInfo]:
+        """Every instance a database selector takes (datastore, version or name glob)."""
+        check_selector(selector)
+        with self._call("find_databases") as call:
+            found = trove.instances(call)
+        return [
+            db
+            for db in found
+            if selects(
+                selector,
+                name=db.name,
+                datastore=db.spec.datastore,
+                version=db.spec.datastore_version,
+            )
+        ]
+
+    def start_database_backup(
+        self, instance_id: str, *, name: str, description: str, parent_id: str | None
+    ) -> ArtifactRef:
+        """``POST /backups``: NEW → BUILDING → COMPLETED; 409 while the instance is busy."""
+        with self._call("start_database_backup", server_id=instance_id) as call:
+            backup_id = trove.create_backup(call, instance_id, name, description, parent_id)
+        return ArtifactRef(ArtifactKind.DATABASE_BACKUP, backup_id)
+
+    def database_backups(self, instance_id: str | None = None) -> list[ArtifactInfo]:
+        """The project's Trove backups (of one instance), whoever made them."""
+        with self._call("database_backups") as call:
+            return trove.backup_infos(call, instance_id=instance_id)
+
+    def restore_database(self, request: DatabaseRestore) -> str:
+        """A new instance from a backup (``restorePoint``): BUILD → ACTIVE."""
+        with self._call("restore_database") as call:
+            return trove.restore(call, request)
+
+    def delete_database(self, instance_id: str) -> None:
+        """Delete an instance; already gone is not an error."""
+        with self._call("delete_database", server_id=instance_id) as call:
+            trove.delete_instance(call, instance_id)
+
     # -- administration and test helpers (not part of the Cloud port) ---------------------
+
+    def create_database(
+        self,
+        name: str,
+        *,
+        datastore: str = "mysql",
+        version: str = "5.7",
+        flavor: str = "m1.small",
+        volume_size: int = 2,
+    ) -> DatabaseInfo:
+        """A Trove instance, ACTIVE at once."""
+        with self._admin() as call:
+            spec = DatabaseSpec(flavor, volume_size, datastore, version)
+            return trove.get_instance(call, trove.insert_instance(call, name, spec))
+
+    def databases(self) -> list[DatabaseInfo]:
+        """The project's Trove instances, oldest first."""
+        with self._admin() as call:
+            return trove.instances(call)
+
+    def add_foreign_database_backup(
+        self, instance_id: str, name: str, *, parent_id: str | None = None, description: str = ""
+    ) -> str:
+        """A backup a user takes by hand (no markers); its id."""
+        with self._admin() as call:
+            return trove.create_backup(call, instance_id, name, description or None, parent_id)
+
+    def kill_next_database_backup(self, instance_id: str, count: int = 1) -> None:
+        """The next ``count`` backups of the instance end FAILED."""
+        self._script(trove.KILL_DB_BACKUP, "killed", count, instance_id)
+
+    def fail_next_database_boot(self, count: int = 1) -> None:
+        """The next ``count`` instances created (restored) end in ERROR."""
+        self._script(trove.FAIL_DB_BOOT, "failed", count, None)
 
     def pauses(self, server_id: str) -> list[SimPause]:
         """Every pause of the server, oldest first (seconds since the epoch)."""
@@ -518,6 +608,7 @@ class SimulatedCloud(SimRestoreOperations):
                 if snapshot.status != "deleted"
             ]
             + volumes.backup_artifacts(call, None if ids is None else list(ids))
+            + trove.backup_infos(call, ids=ids)
         )
 
     def _matching_artifacts(self, call: SimCall, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
@@ -531,6 +622,8 @@ class SimulatedCloud(SimRestoreOperations):
             return "snapshots", "metadata"
         if ref.kind is ArtifactKind.VOLUME_BACKUP:
             return "volume_backups", "metadata"
+        if ref.kind is ArtifactKind.DATABASE_BACKUP:
+            return "db_backups", "description"
         raise CloudRejected(f"the simulated cloud has no {ref.kind} artifacts")
 
     def _artifact_row(self, call: SimCall, ref: ArtifactRef) -> sqlite3.Row | None:

@@ -73,6 +73,14 @@ class SimConfig:
     """The console log of every ACTIVE server."""
     open_ports: tuple[int, ...] = (22,)
     """TCP ports that answer on an ACTIVE server with a network."""
+    db_backup_queue_seconds: float = 2.0
+    """A Trove backup stays ``NEW`` this long, then ``BUILDING``."""
+    db_backup_seconds: float = 20.0
+    """How long a full Trove backup is ``BUILDING`` (an incremental: a quarter of it)."""
+    db_boot_seconds: float = 30.0
+    """How long a Trove instance (restored or created) is ``BUILD`` before ``ACTIVE``."""
+    datastores: tuple[str, ...] = ("mysql:5.7", "mysql:8.0", "postgresql:13")
+    """``TYPE:VERSION`` pairs the simulated Trove offers."""
     faults: SimFaults = field(default_factory=SimFaults)
 
     def __post_init__(self) -> None:
@@ -86,6 +94,9 @@ class SimConfig:
             "latency_seconds",
             "server_boot_seconds",
             "volume_create_seconds",
+            "db_backup_queue_seconds",
+            "db_backup_seconds",
+            "db_boot_seconds",
         )
         for name in durations:
             if getattr(self, name) < 0:
@@ -106,7 +117,14 @@ class SimConfig:
     def from_json(cls, text: str) -> SimConfig:
         data: dict[str, Any] = json.loads(text)
         faults = SimFaults(**data.pop("faults", {}))
-        for name in ("flavors", "networks", "volume_types", "security_groups", "open_ports"):
+        for name in (
+            "flavors",
+            "networks",
+            "volume_types",
+            "security_groups",
+            "open_ports",
+            "datastores",
+        ):
             if name in data:
                 data[name] = tuple(data[name])
         return cls(**data, faults=faults)

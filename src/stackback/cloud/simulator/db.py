@@ -56,6 +56,15 @@ CREATE TABLE IF NOT EXISTS pauses (
 CREATE TABLE IF NOT EXISTS scripted_faults (
     id INTEGER PRIMARY KEY AUTOINCREMENT, project TEXT NOT NULL, operation TEXT NOT NULL,
     server_id TEXT, error TEXT NOT NULL, remaining INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS db_instances (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL,
+    flavor TEXT NOT NULL, volume_size INTEGER NOT NULL, datastore TEXT NOT NULL,
+    datastore_version TEXT NOT NULL, created_at REAL NOT NULL, active_at REAL NOT NULL,
+    restore_point TEXT, boot_fails INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS db_backups (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, instance_id TEXT NOT NULL, name TEXT NOT NULL,
+    description TEXT, parent_id TEXT, size REAL NOT NULL, created_at REAL NOT NULL,
+    building_at REAL NOT NULL, ready_at REAL NOT NULL, doomed INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS servers_by_project ON servers (project);
 CREATE INDEX IF NOT EXISTS images_by_project ON images (project);
 CREATE INDEX IF NOT EXISTS images_by_host ON images (host, ready_at);

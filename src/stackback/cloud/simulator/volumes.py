@@ -148,7 +148,9 @@ def artifact_of_backup(row: sqlite3.Row, now: float) -> ArtifactInfo:
         created_at=instant(row["created_at"]),
         detail=f"cinder backup status {status}",
         raw_status=status,
-        parent=row["parent_id"],
+        parent=ArtifactRef(ArtifactKind.VOLUME_BACKUP, row["parent_id"])
+        if row["parent_id"]
+        else None,
     )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import BackupStatus
+from stackback.ports import DatabaseSpec
 from stackback.records import ServerSpec
 from stackback.restoreplan import (
     ACTIVE_RESTORE_STATES,
@@ -109,7 +110,15 @@ class RestoreStore(SqlBase):
         """What was recorded of the backup's server at backup time (None: nothing)."""
         with self._session() as session:
             row = by_id_or_prefix(session, BackupRow, backup_id, "backup")
-            return ServerSpec.from_dict(row.restore_source) if row.restore_source else None
+            if not row.restore_source or "database" in row.restore_source:
+                return None
+            return ServerSpec.from_dict(row.restore_source)
+
+    def database_source(self, backup_id: str) -> DatabaseSpec | None:
+        """What was recorded of a database backup's Trove instance (None: nothing)."""
+        with self._session() as session:
+            row = by_id_or_prefix(session, BackupRow, backup_id, "backup")
+            return DatabaseSpec.from_dict(row.restore_source)
 
     def create_restore(
         self,
