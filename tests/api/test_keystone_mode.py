@@ -138,3 +138,16 @@ def test_keystone_unreachable_is_a_503(
         assert no_token.status_code == 401
     finally:
         assert _stop(process) == 0
+
+
+def test_a_server_shortcut_acts_through_a_new_trust_and_keeps_it_when_enabled_again(
+    keystone_api: tuple[Api, Credentials],
+) -> None:
+    api, credentials = keystone_api
+    api.sim.cloud.create_server("web-1")
+    api.ok("alpha-member", "POST", "/v1/servers/web-1/enable", json={})
+    api.ok("alpha-member", "POST", "/v1/servers/web-1/enable", json={"retention": 2})
+    assert credentials.made == [("u-alpha", None, None)]  # enabling again keeps its credential
+    assert api.as_("beta-member", "POST", "/v1/servers/nope/enable", json={}).status_code == 404
+    assert credentials.made[-1] == ("u-beta", None, None)
+    assert credentials.released == [api.sim.spec]  # given up with the refused shortcut
