@@ -21,8 +21,11 @@ from stackback.services.authz import PolicyAuthorizer
 from stackback.services.container import Services
 from stackback.services.factory import open_store
 from tests.api.conftest import PRINCIPALS, Api, TokenTable, headers, nightly
+from tests.api.test_dashboard_scoping import _login
 from tests.api.test_serve_cli import _start, _stop, _url
 from tests.cli.conftest import Sim, sim  # noqa: F401  (the simulator fixture)
+from tests.web.conftest import csrf_of
+from tests.web.test_dashboard_policies import POLICY_FORM
 
 SECRET = "app-cred-secret-never-echoed-0123456789"
 UNREACHABLE_CLOUDS = """clouds:
@@ -151,3 +154,21 @@ def test_a_server_shortcut_acts_through_a_new_trust_and_keeps_it_when_enabled_ag
     assert api.as_("beta-member", "POST", "/v1/servers/nope/enable", json={}).status_code == 404
     assert credentials.made[-1] == ("u-beta", None, None)
     assert credentials.released == [api.sim.spec]  # given up with the refused shortcut
+
+
+def test_a_policy_created_in_the_dashboard_acts_through_a_trust_of_its_creator(
+    keystone_api: tuple[Api, Credentials],
+) -> None:
+    api, credentials = keystone_api
+    api.sim.cloud.create_server("web-1")
+    _login(api, "alpha-member")
+    form = {**POLICY_FORM, "csrf_token": csrf_of(api.client.get("/policies/new").text)}
+    created = api.client.post("/policies/new", data=form, follow_redirects=False)
+    assert created.status_code == 303, created.text
+    policy = api.services.store.get_policy("nightly")
+    assert policy.project == "alpha" and policy.cloud == api.sim.spec
+    assert credentials.made == [("u-alpha", None, None)]
+    form["name"], form["servers"] = "broken", "nope"
+    refused = api.client.post("/policies/new", data=form, follow_redirects=False)
+    assert refused.status_code != 303
+    assert credentials.released == [api.sim.spec]
