@@ -108,10 +108,13 @@ def test_the_default_limit_is_one_mebibyte(api: Api) -> None:
     _error(response, 413, "too-large")
 
 
-def test_openapi_and_root_free(api: Api) -> None:
+def test_openapi_is_the_api_s_and_the_root_is_the_dashboard(api: Api) -> None:
     document = api.client.get("/openapi.json").json()
     assert all(path.startswith("/v1/") for path in document["paths"])
-    assert api.client.get("/").status_code == 404  # left for the dashboard
+    root = api.client.get("/", follow_redirects=False)
+    assert root.status_code == 303 and "/login" in root.headers["location"]
+    login = api.client.get("/login")
+    assert login.status_code == 200 and login.headers["content-type"].startswith("text/html")
 
 
 def test_nul_characters_are_refused_before_the_database_sees_them(api: Api) -> None:

@@ -104,16 +104,29 @@ def test_serve_runs_api_scheduler_and_workers_with_metrics_on_the_api(
         assert _stop(again) == 0
 
 
-def test_api_alone(sim: Sim) -> None:
+def test_api_alone_with_the_dashboard_at_the_root(sim: Sim) -> None:
     process, lines = _start("--os-cloud", sim.spec, "api", "--port", "0")
     try:
-        (_path, token), *_ = [m.groups() for m in map(TOKEN_LINE.search, lines) if m]
+        (path, token), *_ = [m.groups() for m in map(TOKEN_LINE.search, lines) if m]
         response = httpx.get(
             f"{_url(lines)}/v1/status", headers={"Authorization": f"Bearer {token}"}, timeout=30
         )
         assert response.status_code == 200 and response.json() == []
+        login = httpx.get(f"{_url(lines)}/login", timeout=30)
+        assert login.status_code == 200 and "text/html" in login.headers["content-type"]
+        secret = Path(path).parent / "web-secret"  # replicas sharing the file share the secret
+        assert oct(secret.stat().st_mode & 0o777) == "0o600" and secret.read_text().strip()
     finally:
         assert _stop(process) == 0
+
+
+def test_keystone_mode_without_its_service_cloud_is_one_line(
+    cli: CliRunner,  # noqa: F811
+    sim: Sim,
+) -> None:
+    result = cli("--os-cloud", sim.spec, "api", "--port", "0", "--auth", "keystone")
+    assert result.code == 2
+    assert_one_line_error(result.err, "STACKBACK_KEYSTONE_CLOUD")
 
 
 def test_serve_options_refused_in_one_line(

@@ -77,7 +77,7 @@ def test_policy_serve_rotate_protect_restart_and_isolation(
         )
         store = SqlStore.from_url(db)
         _enable_on_fast_clock(store, policy["id"], origin)
-        serve = start([*base, "serve", *timing], env=env, log=tmp_path / "serve1.log")
+        serve = start([*base, "serve", "--no-api", *timing], env=env, log=tmp_path / "serve1.log")
         try:
 
             def succeeded() -> list[Any]:
@@ -95,7 +95,9 @@ def test_policy_serve_rotate_protect_restart_and_isolation(
             wait_until(in_flight, 120, what="a run in flight")
             os.killpg(serve.pid, signal.SIGKILL)
             serve.wait()
-            serve = start([*base, "serve", *timing], env=env, log=tmp_path / "serve2.log")
+            serve = start(
+                [*base, "serve", "--no-api", *timing], env=env, log=tmp_path / "serve2.log"
+            )
             wait_until(lambda: len(succeeded()) >= 5, 300, what="five backups")
             stackback(env, *base, "policy", "disable", "e2e")
             wait_until(

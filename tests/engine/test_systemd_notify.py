@@ -91,6 +91,8 @@ def test_ready_then_a_graceful_stop_on_sigterm(
     name = f"w-{command}"
     args = ["--db", db_url, "--os-cloud", cloud, command, "--worker-name", name]
     args += ["--lease", str(LEASE), "--poll-interval", "1"]
+    if command == "serve":  # its API on any free port: never a clash with another process
+        args += ["--port", "0"]
     address = notify_socket.getsockname()
     process = start(args, env={"NOTIFY_SOCKET": address}, log=tmp_path / f"{command}.log")
     try:

@@ -1,7 +1,8 @@
 """The API application: ``create_app`` wires the services and the access model into FastAPI.
 
-Everything is under ``/v1`` (and ``/openapi.json``, ``/docs``); ``/`` is left free for the
-dashboard. ``/metrics`` (Prometheus) is served when a registry is given.
+Everything is under ``/v1`` (and ``/openapi.json``, ``/docs``); the dashboard's pages are at
+``/`` (the same services, authenticator and authorizer; left out of the OpenAPI document).
+``/metrics`` (Prometheus) is served when a registry is given.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from stackback.api.models import ErrorBody
 from stackback.api.routes import backups, policies, restores, runs, servers, status
 from stackback.services.access import Authenticator, Authorizer
 from stackback.services.container import Services
+from stackback.web.router import make_router
 
 API_PREFIX = "/v1"
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -40,10 +42,14 @@ def create_app(
     default_cloud: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     metrics_registry: CollectorRegistry | None = None,
+    dashboard: bool = True,
+    web_secret: bytes | None = None,
 ) -> FastAPI:
     """The API over ``services``; each request's token is proven by ``authenticator`` and
     each action decided by ``authorizer``. ``default_cloud``: the cloud a policy or server
-    shortcut gets when its request names none."""
+    shortcut gets when its request names none. ``dashboard``: serve the pages at ``/`` too,
+    their forms' CSRF tokens signed with ``web_secret`` (shared by replicas; default: random
+    per process)."""
     app = FastAPI(
         title="stackback",
         version="1",
@@ -57,6 +63,20 @@ def create_app(
     for module in (policies, servers, runs, backups, restores, status):
         v1.include_router(module.router)
     app.include_router(v1)
+    if dashboard:
+        app.include_router(
+            make_router(
+                store=services.store,
+                clouds=services.clouds,
+                clock=services.clock,
+                authenticator=authenticator,
+                authorizer=authorizer,
+                default_cloud=default_cloud,
+                secret=web_secret,
+                new_credential=services.new_credential,
+                release_credential=services.release_credential,
+            )
+        )
     if metrics_registry is not None:
         registry = metrics_registry
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from stackback.consistency import MAX_PAUSE_LIMIT
 from stackback.retention import MAX_KEEP_COUNT
@@ -311,9 +311,21 @@ class PolicyFields(Body):
     )
 
 
+class ApplicationCredentialIn(Body):
+    """An application credential of the caller's project that the policy acts through."""
+
+    id: str = Field(min_length=1, max_length=255)
+    secret: SecretStr = Field(min_length=1, max_length=1024, json_schema_extra={"writeOnly": True})
+
+
 class PolicyCreate(PolicyFields):
     name: str = Name
     schedules: list[str] = Field(min_length=1, max_length=100)
+    application_credential: ApplicationCredentialIn | None = Field(
+        default=None,
+        description="keystone mode: act through this application credential instead of a "
+        "trust from the caller (its secret is sealed at rest and never returned).",
+    )
 
 
 class PolicyUpdate(PolicyFields):

@@ -15,9 +15,15 @@ from stackback.cli.context import AppContext
 from stackback.cli.policy import pass_app
 from stackback.errors import InvalidInput
 from stackback.ports import CloudResolver, Store
-from stackback.services.access import Authenticator
+from stackback.services.access import Authenticator, Principal
 from stackback.services.container import Services
-from stackback.services.local_auth import TOKEN_FILE, LocalAuthenticator, ensure_local_token
+from stackback.services.local_auth import (
+    TOKEN_FILE,
+    WEB_SECRET_FILE,
+    LocalAuthenticator,
+    ensure_local_token,
+    ensure_secret_file,
+)
 from stackback.services.metrics import Metrics
 
 if TYPE_CHECKING:  # FastAPI and uvicorn are imported only by the commands that serve
@@ -47,10 +53,21 @@ def api_options(func: Any) -> Any:
         ),
         click.option(
             "--auth",
-            type=click.Choice(["local"]),
+            type=click.Choice(["local", "keystone"]),
             default="local",
             show_default=True,
-            help="local: one token, made in the state directory and printed once.",
+            envvar="STACKBACK_AUTH",
+            help="local: one token, made in the state directory and printed once; keystone: "
+            "Keystone tokens (STACKBACK_KEYSTONE_CLOUD names stackback's service user). "
+            "Env: STACKBACK_AUTH.",
+        ),
+        click.option(
+            "--web-secret-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="STACKBACK_WEB_SECRET_FILE",
+            help="The secret signing the dashboard's forms (CSRF), shared by replicas; made "
+            f"(0600) if missing. Default: {WEB_SECRET_FILE} in the state directory. "
+            "Env: STACKBACK_WEB_SECRET_FILE.",
         ),
         click.option(
             "--policy-file",
@@ -66,6 +83,17 @@ def api_options(func: Any) -> Any:
 
 
 def _authenticator(app: AppContext, mode: str) -> Authenticator:
+    if mode == "keystone":
+        from stackback.config import keystone_authenticator
+
+        credentials = app.credentials
+        if credentials is None:
+            raise InvalidInput(
+                "--auth keystone needs STACKBACK_KEYSTONE_CLOUD (the clouds.yaml entry of "
+                "stackback's service user)",
+                field="STACKBACK_KEYSTONE_CLOUD",
+            )
+        return keystone_authenticator(app.settings, app.clock, keystone=credentials.keystone)
     if mode != "local":  # pragma: no cover - click refuses any other
         raise InvalidInput(f"unknown --auth {mode!r}", field="auth")
     token, created = ensure_local_token(app.settings.state_dir)
@@ -73,6 +101,36 @@ def _authenticator(app: AppContext, mode: str) -> Authenticator:
         path = app.settings.state_dir / TOKEN_FILE
         click.echo(f"API token (local mode; shown once, kept in {path}): {token}", err=True)
     return LocalAuthenticator(token)
+
+
+def _services(
+    app: AppContext, mode: str, store: Store | None, clouds: CloudResolver | None
+) -> Services:
+    """The API's services; in keystone mode a new policy gets its trust (or application
+    credential) and a deleted one gives it up."""
+    services = Services(store or app.store, clouds or app.clouds, app.clock)
+    credentials = app.credentials if mode == "keystone" else None
+    if credentials is None:
+        return services
+    from stackback.services.keystone import credentials_for_new_policy
+
+    def new_credential(principal: Principal, app_id: str | None, app_secret: str | None) -> str:
+        return credentials_for_new_policy(
+            principal,
+            credentials,
+            application_credential_id=app_id,
+            application_credential_secret=app_secret,
+        )
+
+    services.new_credential = new_credential
+    services.release_credential = credentials.release
+    return services
+
+
+def web_secret(app: AppContext, given: Path | None) -> bytes:
+    """The dashboard's CSRF secret: the file's (made, 0600, on first use)."""
+    secret, _ = ensure_secret_file(given or app.settings.state_dir / WEB_SECRET_FILE)
+    return secret.encode()
 
 
 def _policy_file(app: AppContext, given: Path | None) -> Path | None:
@@ -135,15 +193,21 @@ def api_server(
         ) from None
     sock.listen(128)
     sock.set_inheritable(True)
-    authorizer = PolicyAuthorizer(_policy_file(app, options.get("policy_file")))
-    services = Services(store or app.store, clouds or app.clouds, app.clock)
-    application = create_app(
-        services,
-        _authenticator(app, options["auth"]),
-        authorizer,
-        default_cloud=app.settings.cloud,
-        metrics_registry=metrics.registry if metrics is not None else None,
-    )
+    try:
+        authorizer = PolicyAuthorizer(_policy_file(app, options.get("policy_file")))
+        mode = options["auth"]
+        authenticator = _authenticator(app, mode)
+        application = create_app(
+            _services(app, mode, store, clouds),
+            authenticator,
+            authorizer,
+            default_cloud=app.settings.cloud,
+            metrics_registry=metrics.registry if metrics is not None else None,
+            web_secret=web_secret(app, options.get("web_secret_file")),
+        )
+    except BaseException:
+        sock.close()
+        raise
     config = uvicorn.Config(application, log_level="warning", access_log=False, lifespan="off")
     return ApiServer(uvicorn.Server(config), sock)
 
@@ -162,7 +226,10 @@ def api(app: AppContext, /, **options: Any) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server.start()
-    click.echo(f"API on {server.url}/v1 (OpenAPI: {server.url}/openapi.json)", err=True)
+    click.echo(
+        f"API on {server.url}/v1 (OpenAPI: {server.url}/openapi.json; dashboard: {server.url}/)",
+        err=True,
+    )
     try:
         stop.wait()
     finally:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stackback.ports import Clock, CloudResolver, Store
+from stackback.services.access import Principal
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.services.restores import RestoreService
@@ -13,6 +14,10 @@ from stackback.services.runs import RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 from stackback.services.verify import VerifyService
+
+NewCredential = Callable[[Principal, str | None, str | None], str]
+"""Stores what a new policy of a principal acts through later (keystone mode: a trust, or
+the application credential id and secret given) and returns the policy's ``cloud``."""
 
 
 @dataclass
@@ -24,6 +29,8 @@ class Services:
     clock: Clock
     release_credential: Callable[[str | None], object] | None = None
     """Gives up a deleted policy's stored credential (keystone mode); None: nothing to do."""
+    new_credential: NewCredential | None = None
+    """keystone mode: the credential a policy created through a face acts through."""
 
     @property
     def policies(self) -> PolicyService:

@@ -14,14 +14,22 @@ TOKEN_FILE = "api-token"
 LOCAL_USER = "local-operator"
 
 
+WEB_SECRET_FILE = "web-secret"
+
+
 def ensure_local_token(state_dir: Path) -> tuple[str, bool]:
     """The local token (created, 0600, if there is none yet); True when it was just created."""
-    path = state_dir / TOKEN_FILE
+    return ensure_secret_file(state_dir / TOKEN_FILE)
+
+
+def ensure_secret_file(path: Path) -> tuple[str, bool]:
+    """The random secret kept in ``path`` (created, 0600, with its directory, if there is
+    none yet: processes sharing the file share the secret); True when it was just created."""
     try:
         return path.read_text().strip(), False
     except FileNotFoundError:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

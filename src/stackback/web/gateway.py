@@ -2,20 +2,24 @@
 
 Each method asks the :class:`~stackback.services.access.Authorizer` first (a listing for
 the principal's own project, a record for the project that owns it), then calls the
-service. Project scoping of what the services read (``project=``) belongs here too.
+service. Every list and show is scoped to the principal's project exactly as the API's:
+a record of another project is not found (404, never 403); whoever may act on every
+project (``stackback:all_projects``, e.g. an admin) sees every project's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from stackback.errors import Forbidden
+from stackback.errors import Forbidden, NotFound
 from stackback.policy import Backup, Policy, Run, RunState
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.restoreplan import RestoreJob, RestoreMode, RestoreOverrides
 from stackback.services.access import Action, Authorizer, Principal
 from stackback.services.backups import BackupService
+from stackback.services.container import NewCredential
 from stackback.services.policies import PolicyService, PolicySpec, PolicyView
 from stackback.services.restores import DEFAULT_TIMEOUT, PlannedRestore, RestoreService
 from stackback.services.runs import RunService
@@ -33,6 +37,10 @@ class Backends:
     store: Store
     clouds: CloudResolver
     clock: Clock
+    new_credential: NewCredential | None = None
+    """keystone mode: the trust a policy created in the dashboard acts through."""
+    release_credential: Callable[[str | None], object] | None = None
+    default_cloud: str | None = None
 
 
 class Gateway:
@@ -57,20 +65,43 @@ class Gateway:
             return False
         return True
 
+    @property
+    def scope(self) -> str | None:
+        """The project whose records the principal sees (None: every project)."""
+        if self.may(Action.ALL_PROJECTS):
+            return None
+        if self.principal.project_id is None:
+            raise Forbidden("a token scoped to a project is needed to see its records")
+        return self.principal.project_id
+
+    def visible(self, project: str | None, what: str, ref: str) -> None:
+        """Raise ``NotFound`` for a record of a project outside the principal's scope."""
+        scope = self.scope
+        if scope is not None and project != scope:
+            raise NotFound(f"no {what} {ref!r}")
+
+    def check(self, action: Action, project: str | None, what: str, ref: str) -> None:
+        """Not found outside the scope, then ``Forbidden`` unless the rules allow it."""
+        self.visible(project, what, ref)
+        self.allow(action, project)
+
     def run_project(self, run: Run) -> str | None:
         """The project that owns a run: its policy's (None for an on-demand run)."""
         if run.policy_id is None:
             return None
-        return next(
-            (p.project for p in self._policies.list_policies() if p.id == run.policy_id), None
-        )
+        try:
+            return self.backends.store.get_policy(run.policy_id).project
+        except NotFound:
+            return None
 
     # -- services ---------------------------------------------------------------------------
 
     @property
     def _policies(self) -> PolicyService:
         b = self.backends
-        return PolicyService(b.store, b.clock, ServerDirectory(b.clouds))
+        return PolicyService(
+            b.store, b.clock, ServerDirectory(b.clouds), release_credential=b.release_credential
+        )
 
     @property
     def _runs(self) -> RunService:
@@ -91,24 +122,36 @@ class Gateway:
 
     def policy_views(self) -> list[PolicyView]:
         self.allow(Action.POLICY_LIST)
-        return self._policies.views()
+        return self._policies.views(project=self.scope)
 
     def policy_view(self, ref: str) -> PolicyView:
         view = self._policies.view(ref)
-        self.allow(Action.POLICY_SHOW, view.policy.project)
+        self.check(Action.POLICY_SHOW, view.policy.project, "policy", ref)
         return view
 
     def policy_for_update(self, ref: str) -> Policy:
         policy = self._policies.get(ref)
-        self.allow(Action.POLICY_UPDATE, policy.project)
+        self.check(Action.POLICY_UPDATE, policy.project, "policy", ref)
         return policy
 
     def allow_create_policy(self) -> None:
         self.allow(Action.POLICY_CREATE, self.principal.project_id)
 
     def create_policy(self, spec: PolicySpec, *, offline: bool = False) -> Policy:
+        """The policy belongs to the principal's project (as the API's); in keystone mode it
+        acts later through a trust from the principal."""
         self.allow_create_policy()
-        return self._policies.create(spec, offline=offline)
+        spec = replace(spec, project=self.principal.project_id)
+        new_credential = self.backends.new_credential
+        if new_credential is None or spec.cloud not in (None, self.backends.default_cloud):
+            return self._policies.create(spec, offline=offline)
+        credential = new_credential(self.principal, None, None)
+        try:
+            return self._policies.create(replace(spec, cloud=credential), offline=offline)
+        except Exception:
+            if self.backends.release_credential is not None:
+                self.backends.release_credential(credential)
+            raise
 
     def update_policy(self, ref: str, spec: PolicySpec, *, offline: bool = False) -> Policy:
         current = self.policy_for_update(ref)
@@ -120,7 +163,7 @@ class Gateway:
 
     def run_now(self, ref: str) -> list[Run]:
         policy = self._policies.get(ref)
-        self.allow(Action.POLICY_RUN, policy.project)
+        self.check(Action.POLICY_RUN, policy.project, "policy", ref)
         return self._policies.run_now(policy.id)
 
     # -- runs -------------------------------------------------------------------------------
@@ -129,37 +172,37 @@ class Gateway:
         self, *, policy: str | None = None, state: RunState | None = None, limit: int = RECENT_RUNS
     ) -> list[Run]:
         self.allow(Action.RUN_LIST)
-        return self._runs.list_runs(policy=policy, state=state, limit=limit)
+        return self._runs.list_runs(policy=policy, state=state, limit=limit, project=self.scope)
 
     def run(self, ref: str) -> Run:
         run = self._runs.get(ref)
-        self.allow(Action.RUN_SHOW, self.run_project(run))
+        self.check(Action.RUN_SHOW, self.run_project(run), "run", ref)
         return run
 
     # -- backups ----------------------------------------------------------------------------
 
     def backups(self, *, server: str | None = None, policy: str | None = None) -> list[Backup]:
         self.allow(Action.BACKUP_LIST)
-        return self._backups.list_backups(server=server, policy=policy)
+        return self._backups.list_backups(server=server, policy=policy, project=self.scope)
 
     def backup(self, ref: str) -> Backup:
         backup = self._backups.get(ref)
-        self.allow(Action.BACKUP_SHOW, backup.project)
+        self.check(Action.BACKUP_SHOW, backup.project, "backup", ref)
         return backup
 
     def protect(self, ref: str, protected: bool) -> Backup:
         backup = self._backups.get(ref)
-        self.allow(Action.BACKUP_PROTECT, backup.project)
+        self.check(Action.BACKUP_PROTECT, backup.project, "backup", ref)
         return self._backups.protect(backup.id, protected)
 
     def delete_backup(self, ref: str) -> Backup:
         backup = self._backups.get(ref)
-        self.allow(Action.BACKUP_DELETE, backup.project)
+        self.check(Action.BACKUP_DELETE, backup.project, "backup", ref)
         return self._backups.delete(backup.id)
 
     def allow_restore(self, ref: str) -> Backup:
         backup = self._backups.get(ref)
-        self.allow(Action.BACKUP_RESTORE, backup.project)
+        self.check(Action.BACKUP_RESTORE, backup.project, "backup", ref)
         return backup
 
     def restore_plan(
@@ -188,7 +231,7 @@ class Gateway:
     def restore_job(self, ref: str) -> RestoreJob:
         job = self._restores.get(ref)
         backup = self._backups.get(job.backup_id)
-        self.allow(Action.RESTORE_SHOW, backup.project)
+        self.check(Action.RESTORE_SHOW, backup.project, "restore", ref)
         return job
 
     # -- status -----------------------------------------------------------------------------
@@ -196,4 +239,4 @@ class Gateway:
     def status(self) -> list[TargetReport]:
         self.allow(Action.STATUS_SHOW)
         b = self.backends
-        return StatusService(b.store, b.clock).report()
+        return StatusService(b.store, b.clock).report(project=self.scope)

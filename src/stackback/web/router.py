@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.resources import files
 
 from fastapi import APIRouter
@@ -9,6 +10,7 @@ from starlette.responses import Response
 
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.services.access import Authenticator, Authorizer
+from stackback.services.container import NewCredential
 from stackback.web import backup_pages, login, policy_pages, run_pages
 from stackback.web.gateway import Backends
 from stackback.web.pages import Web, page_route_class
@@ -26,6 +28,8 @@ def make_router(
     authorizer: Authorizer,
     default_cloud: str | None = None,
     secret: bytes | None = None,
+    new_credential: NewCredential | None = None,
+    release_credential: Callable[[str | None], object] | None = None,
 ) -> APIRouter:
     """The dashboard's pages over the services built on ``store``, ``clouds`` and ``clock``.
 
@@ -33,10 +37,16 @@ def make_router(
     SameSite=Strict cookie); every page and action asks ``authorizer``. New policies
     use ``default_cloud`` unless the form names another. ``secret`` signs the forms'
     CSRF tokens (default: random per process, so replicas behind one address need one).
-    The routes are left out of the OpenAPI document.
+    The routes are left out of the OpenAPI document. ``new_credential`` (keystone mode):
+    what a policy created here acts through; ``release_credential`` gives it up.
     """
     sessions = Sessions(authenticator, secret)
-    web = Web(Backends(store, clouds, clock), authorizer, sessions, default_cloud)
+    web = Web(
+        Backends(store, clouds, clock, new_credential, release_credential, default_cloud),
+        authorizer,
+        sessions,
+        default_cloud,
+    )
     router = APIRouter(route_class=page_route_class(web), include_in_schema=False)
 
     @router.get("/static/style.css", name="web_stylesheet")

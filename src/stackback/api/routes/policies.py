@@ -17,6 +17,7 @@ from stackback.api.models import (
     RunOut,
 )
 from stackback.api.routes.common import Limit, Marker, page
+from stackback.errors import InvalidInput
 from stackback.policy import Policy
 from stackback.retention import RetentionPolicy
 from stackback.services.access import Action
@@ -89,11 +90,37 @@ def create_policy(
     body: PolicyCreate, who: Caller = Depends(allowed(Action.POLICY_CREATE))
 ) -> dict[str, Any]:
     """The policy belongs to the caller's project. Servers it names must exist in its cloud
-    (the API's; naming another is for admins of every project)."""
+    (the API's; naming another is for admins of every project). In keystone mode it acts
+    later through a trust from the caller, or the application credential the body names."""
     service = who.services.policies
-    body = body.model_copy(update={"cloud": who.cloud(body.cloud)})
+    cloud = who.cloud(body.cloud)
+    credential = _new_credential(who, body, cloud)
+    body = body.model_copy(update={"cloud": credential or cloud, "application_credential": None})
     spec = _spec(body, name=body.name, project=who.principal.project_id)
-    return policy_detail(service.view_of(service.create(spec)))
+    try:
+        created = service.create(spec)
+    except Exception:
+        if credential is not None and who.services.release_credential is not None:
+            who.services.release_credential(credential)
+        raise
+    return policy_detail(service.view_of(created))
+
+
+def _new_credential(who: Caller, body: PolicyCreate, cloud: str | None) -> str | None:
+    """keystone mode, on the API's own cloud: the stored credential the new policy acts
+    through (``credential:<id>``); None otherwise (another cloud is acted on as named)."""
+    new_credential = who.services.new_credential
+    given = body.application_credential
+    if new_credential is None or cloud != who.state.default_cloud:
+        if given is not None:
+            raise InvalidInput(
+                "an application credential is only taken in keystone mode, on the API's cloud",
+                field="application_credential",
+            )
+        return None
+    if given is None:
+        return new_credential(who.principal, None, None)
+    return new_credential(who.principal, given.id, given.secret.get_secret_value())
 
 
 @router.get("/{policy}", response_model=PolicyOut, summary="Show a policy (id or name)")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from stackback.api.access import Caller, allowed
 from stackback.api.models import PolicyOut, ServerDisabled, ServerEnable, ServerOut
 from stackback.errors import NotFound
+from stackback.policy import Policy
 from stackback.services.access import Action
 from stackback.services.policies import PolicyService
 from stackback.views import covering_policies, policy_detail
@@ -16,13 +17,29 @@ from stackback.views import covering_policies, policy_detail
 router = APIRouter(prefix="/servers", tags=["servers"])
 
 
-def _check_shortcut(who: Caller, server: str, action: Action) -> None:
-    """The server's shortcut policy, if there is one, must be the caller's to change."""
+def _check_shortcut(who: Caller, server: str, action: Action) -> Policy | None:
+    """The server's shortcut policy, if there is one; it must be the caller's to change."""
     try:
         existing = who.services.policies.get(PolicyService.shortcut_name(server))
     except NotFound:
-        return
+        return None
     who.check(action, existing.project, "backup schedule of server", server)
+    return existing
+
+
+def _shortcut_cloud(
+    who: Caller, existing: Policy | None, named: str | None
+) -> tuple[str | None, str | None]:
+    """The cloud the shortcut policy acts through, and the credential made for it (keystone
+    mode, on the API's cloud: a new policy gets a trust from the caller, through which the
+    server is looked up; an existing one keeps its own)."""
+    cloud = who.cloud(named)
+    if who.services.new_credential is None or cloud != who.state.default_cloud:
+        return cloud, None
+    if existing is not None:
+        return existing.cloud, None
+    credential = who.services.new_credential(who.principal, None, None)
+    return credential, credential
 
 
 @router.get("/{server}", response_model=ServerOut, summary="Which policies cover a server")
@@ -51,16 +68,22 @@ def enable_server(
 ) -> dict[str, Any]:
     """A daily policy for the server keeping N backups; enabling again changes it."""
     body = body or ServerEnable()
-    _check_shortcut(who, server, Action.POLICY_UPDATE)
+    existing = _check_shortcut(who, server, Action.POLICY_UPDATE)
+    cloud, credential = _shortcut_cloud(who, existing, body.cloud)
     service = who.services.policies
-    policy = service.enable_server(
-        server,
-        retention=body.retention,
-        cron=body.cron,
-        timezone=body.timezone,
-        cloud=who.cloud(body.cloud),
-        project=who.principal.project_id,
-    )
+    try:
+        policy = service.enable_server(
+            server,
+            retention=body.retention,
+            cron=body.cron,
+            timezone=body.timezone,
+            cloud=cloud,
+            project=who.principal.project_id,
+        )
+    except Exception:
+        if credential is not None and who.services.release_credential is not None:
+            who.services.release_credential(credential)
+        raise
     return policy_detail(service.view_of(policy))
 
 
