@@ -94,8 +94,8 @@ class ChainRule:
     """When a database policy takes a full backup; incrementals between.
 
     ``full_every``: every Nth good backup of a chain is a full one (1: all full).
-    ``full_cron``: a full once its cron has fired since the last good full. Neither:
-    every backup is full.
+    ``full_cron``: a full once its cron has fired since the last good full. Both: a full
+    when either asks for one. Neither: every backup is full.
     """
 
     full_every: int | None = None
@@ -108,8 +108,6 @@ class ChainRule:
                 f"--full-every needs a count from 1 to 10000, got {self.full_every}",
                 field="full-every",
             )
-        if self.full_every is not None and self.full_cron is not None:
-            raise InvalidInput("give --full-every or --full-cron, not both", field="full-every")
         if self.full_cron is not None:
             CronSchedule(self.full_cron, self.timezone)
 
@@ -144,12 +142,18 @@ def choose(rule: ChainRule, history: Sequence[Backup], now: datetime) -> ChainCh
     last_full = fulls[-1]
     chain = [b for b in good if b.created_at >= last_full.created_at]
     tip = chain[-1]
+    why: list[str] = []
     if rule.full_cron is not None:
         fire = CronSchedule(rule.full_cron, rule.timezone).next_after(last_full.created_at)
         if fire <= now:
             return ChainChoice(None, f"full: --full-cron fired at {fire:%Y-%m-%d %H:%M} UTC")
-        return ChainChoice(tip, f"incremental on {tip.id} (next full at {fire:%Y-%m-%d %H:%M} UTC)")
-    if rule.full_every is None or len(chain) >= rule.full_every:
-        every = rule.full_every or 1
-        return ChainChoice(None, f"full: every {every} backups ({len(chain)} in the chain)")
-    return ChainChoice(tip, f"incremental on {tip.id} ({len(chain) + 1} of {rule.full_every})")
+        why.append(f"next full at {fire:%Y-%m-%d %H:%M} UTC")
+    elif rule.full_every is None:
+        return ChainChoice(None, "full: every backup is full (no --full-every or --full-cron)")
+    if rule.full_every is not None:
+        if len(chain) >= rule.full_every:
+            return ChainChoice(
+                None, f"full: every {rule.full_every} backups ({len(chain)} in the chain)"
+            )
+        why.insert(0, f"{len(chain) + 1} of {rule.full_every}")
+    return ChainChoice(tip, f"incremental on {tip.id} ({'; '.join(why)})")

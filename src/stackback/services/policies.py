@@ -252,21 +252,18 @@ def _volume_targets(spec: PolicySpec, kind: BackupKind, base: Policy | None) -> 
 def _full_rule(
     base: Policy | None, spec: PolicySpec, timezone: str
 ) -> tuple[int | None, str | None]:
-    """``--full-every`` / ``--full-cron`` over the base's (0 and '' drop them)."""
-    if spec.full_every and spec.full_cron and spec.full_cron.strip():
-        raise InvalidInput("give --full-every or --full-cron, not both", field="full-every")
+    """``--full-every`` / ``--full-cron`` over the base's (0 and '' drop them; with both, a
+    backup is full when either asks for it)."""
     full_every = base.full_every if base else None
     full_cron = base.full_cron if base else None
     if spec.full_every is not None:
         full_every = spec.full_every or None
-        full_cron = None if full_every else full_cron
     if spec.full_cron is not None:
         full_cron = (
             check_length(validate_cron(spec.full_cron), NAME_MAX, "--full-cron")
             if spec.full_cron.strip()
             else None
         )
-        full_every = None if full_cron else full_every
     ChainRule(full_every, full_cron, timezone)
     return full_every, full_cron
 
