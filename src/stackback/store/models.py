@@ -106,6 +106,7 @@ class RunRow(Base):
         # keyset pages of the run list: (scheduled_for desc, id), within a project or not
         Index("ix_runs_page", "scheduled_for", "id"),
         Index("ix_runs_project_page", "project", "scheduled_for", "id"),
+        Index("ix_runs_policy_page", "policy_id", "scheduled_for", "id"),
         Index(
             "uq_runs_one_active_per_target",
             "target",

@@ -107,5 +107,10 @@ def target_busy() -> Exists:
 def keyset_after(
     key: Any, id_column: Any, marker_key: datetime, marker_id: str
 ) -> ColumnElement[bool]:
-    """Rows after the marker row in a list ordered by (``key`` desc, id): the next page."""
-    return or_(key < marker_key, and_(key == marker_key, id_column > marker_id))
+    """Rows after the marker row in a list ordered by (``key`` desc, id): the next page.
+
+    ``key <= marker_key`` comes first, on its own: it is what an index on (``key`` desc,
+    id) starts its scan at, so a page deep into the list reads only its own rows (the OR
+    alone was a filter over every row before the marker).
+    """
+    return and_(key <= marker_key, or_(key < marker_key, id_column > marker_id))
