@@ -40,6 +40,7 @@ class Base(DeclarativeBase):
 
 
 SELECTOR_POLICIES_SQL = "selector_key IS NOT NULL"
+NO_PROJECT_SQL = "project IS NULL"
 
 
 class PolicyRow(Base):
@@ -53,12 +54,21 @@ class PolicyRow(Base):
             sqlite_where=text(SELECTOR_POLICIES_SQL),
             postgresql_where=text(SELECTOR_POLICIES_SQL),
         ),
-        # a project's policies in name order (the API's pages)
-        Index("ix_policies_project_name", "project", "name"),
+        # names are unique within a project (and among policies of no project); a
+        # project's policies in name order (the API's pages), every policy by (name, id)
+        Index("uq_policies_project_name", "project", "name", unique=True),
+        Index(
+            "uq_policies_name_without_project",
+            "name",
+            unique=True,
+            sqlite_where=text(NO_PROJECT_SQL),
+            postgresql_where=text(NO_PROJECT_SQL),
+        ),
+        Index("ix_policies_name_page", "name", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     cloud: Mapped[str | None] = mapped_column(String(255))
     project: Mapped[str | None] = mapped_column(String(255))
