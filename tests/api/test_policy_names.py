@@ -37,6 +37,7 @@ def test_two_projects_each_have_their_own_nightly(api: Api) -> None:
     assert "id" in ambiguous.json()["error"]["message"]
     shown = api.ok(ADMIN, "GET", f"/v1/policies/{beta['id']}?all_projects=1")
     assert shown["project"] == "beta"
+    assert api.ok(B, "GET", "/v1/status?policy=nightly")[0]["policy_id"] == beta["id"]
     runs = api.ok(B, "POST", "/v1/policies/nightly/run", 202)
     assert {run["target"] for run in runs} == {"db-1"}
     assert api.ok(B, "GET", "/v1/runs?policy=nightly")["items"][0]["policy_id"] == beta["id"]
