@@ -8,6 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from stackback.clock import SystemClock
+from stackback.retention import RetentionPolicy
+from stackback.services.factory import open_store
+from stackback.services.policies import PolicyService, PolicySpec
 from tests.cli.conftest import CliRunner, Result, assert_one_line_error, ok_json
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -442,3 +446,34 @@ def test_volume_options_are_refused_where_they_do_not_apply(dbcli: CliRunner) ->
         assert result.code == 2, (result.out, result.err)
         assert wanted in result.err and "Traceback" not in result.err
         assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_name_that_two_projects_use_asks_the_cli_for_the_id(
+    dbcli: CliRunner, db_url: str
+) -> None:
+    """Policies made through the API in two projects; the CLI names none of them."""
+    store = open_store(db_url)
+    service = PolicyService(store, SystemClock())
+    made = [
+        service.create(
+            PolicySpec(
+                name="nightly",
+                targets=("x",),
+                schedules=(CRON,),
+                retention=RetentionPolicy(last=7),
+                project=project,
+            ),
+            offline=True,
+        )
+        for project in ("alpha", "beta")
+    ]
+    store.dispose()
+    result = dbcli("policy", "show", "nightly")
+    assert result.code == 2
+    assert_one_line_error(result.err, "nightly", "give the policy's id", made[0].id, made[1].id)
+    assert ok_json(dbcli, "policy", "show", made[1].id)["project"] == "beta"
+    created = ok_json(
+        dbcli, "policy", "create", "nightly", "--server", "y", "--cron", CRON, "--keep-last", "7"
+    )
+    assert created["project"] is None
+    assert dbcli("policy", "show", "nightly").code == 2

@@ -472,10 +472,10 @@ def test_a_policy_change_landing_between_read_and_write_is_not_overwritten(
     reads = 0
     read = store.get_policy
 
-    def read_then_someone_disables(ref: str) -> Policy:
+    def read_then_someone_disables(ref: str, *, project: str | None = None) -> Policy:
         nonlocal reads
         reads += 1
-        policy = read(ref)
+        policy = read(ref, project=project)
         if reads == 1:
             other_process.set_enabled(created.id, False)
         return policy

@@ -9,7 +9,7 @@ from functools import partial
 
 from stackback.chains import ancestors, live_children
 from stackback.engine.collector import Collector
-from stackback.errors import CloudError, Conflict, InvalidInput, NotFound
+from stackback.errors import CloudError, Conflict, InvalidInput
 from stackback.policy import (
     CHAINED_KINDS,
     LABEL_MAX,
@@ -75,10 +75,7 @@ class BackupService:
         check_given(policy, "--policy")
         policy_id = None
         if policy:
-            found = self.store.get_policy(policy)
-            if project is not None and found.project != project:
-                raise NotFound(f"no policy {policy!r}")
-            policy_id = found.id
+            policy_id = self.store.get_policy(policy, project=project).id
         return with_current_policy_names(
             self.store,
             self.store.list_backups(
@@ -95,8 +92,10 @@ class BackupService:
             ),
         )
 
-    def get(self, ref: str) -> Backup:
-        return with_current_policy_names(self.store, [self.store.get_backup(ref)])[0]
+    def get(self, ref: str, *, project: str | None = None) -> Backup:
+        """A backup by id or a unique prefix of it (among ``project``'s, if given)."""
+        backup = self.store.get_backup(ref, project=project)
+        return with_current_policy_names(self.store, [backup])[0]
 
     def chain(self, backup: Backup) -> tuple[list[str], list[str]] | None:
         """The backup's chain: the ids it depends on (its full backup first, then each

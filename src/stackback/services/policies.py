@@ -427,10 +427,13 @@ class PolicyService:
         self._check_servers(policy, policy.targets, offline)
         return self.store.create_policy(policy, self._next_fires(policy), now=self.clock.now())
 
-    def update(self, ref: str, spec: PolicySpec, *, offline: bool = False) -> Policy:
-        """Apply ``spec`` to the policy as it is when written (re-read if changed meanwhile)."""
+    def update(
+        self, ref: str, spec: PolicySpec, *, offline: bool = False, project: str | None = None
+    ) -> Policy:
+        """Apply ``spec`` to the policy as it is when written (re-read if changed meanwhile);
+        ``ref`` names one of ``project``'s policies, if given."""
         for attempt in range(1, UPDATE_ATTEMPTS + 1):
-            current = self.store.get_policy(ref)
+            current = self.store.get_policy(ref, project=project)
             policy = self._build(current, spec)
             if attempt == 1 and spec.targets is not None:
                 added = [t for t in policy.targets if t not in current.targets]
@@ -450,17 +453,17 @@ class PolicyService:
                     raise
         raise AssertionError("unreachable")
 
-    def set_enabled(self, ref: str, enabled: bool) -> Policy:
-        return self.update(ref, PolicySpec(enabled=enabled))
+    def set_enabled(self, ref: str, enabled: bool, *, project: str | None = None) -> Policy:
+        return self.update(ref, PolicySpec(enabled=enabled), project=project)
 
-    def run_now(self, ref: str) -> list[Run]:
+    def run_now(self, ref: str, *, project: str | None = None) -> list[Run]:
         """One on-demand run per target of the policy, due now (``policy run``).
 
         A selector is resolved now, by asking the policy's cloud. The runs carry the
         policy (its kind, label and cloud), so that its retention rotates them as it
         does scheduled ones; the schedules are left as they are.
         """
-        policy = self.store.get_policy(ref)
+        policy = self.store.get_policy(ref, project=project)
         targets = list(policy.targets)
         if policy.selector is not None:
             targets = [server.id for server in self._selected(policy, policy.selector)]
@@ -492,16 +495,18 @@ class PolicyService:
             ) from error
         return sorted(servers, key=lambda server: server.id)
 
-    def get(self, ref: str) -> Policy:
-        return self.store.get_policy(ref)
+    def get(self, ref: str, *, project: str | None = None) -> Policy:
+        """The policy with id or name ``ref``: only ``project``'s, if given (names are unique
+        within a project; without one, a name several projects use asks for the id)."""
+        return self.store.get_policy(ref, project=project)
 
     def list_policies(self) -> list[Policy]:
         return self.store.list_policies()
 
-    def delete(self, refs: Sequence[str]) -> list[Policy]:
+    def delete(self, refs: Sequence[str], *, project: str | None = None) -> list[Policy]:
         # All or nothing: resolve every name before deleting any, and delete each policy
         # once even when it is named twice (by name and by id, say).
-        policies = {p.id: p for p in (self.store.get_policy(ref) for ref in refs)}
+        policies = {p.id: p for p in (self.store.get_policy(ref, project=project) for ref in refs)}
         now = self.clock.now()
         deleted = [self.store.delete_policy(policy_id, now=now) for policy_id in policies]
         if self.release_credential is not None:
@@ -510,9 +515,9 @@ class PolicyService:
                 self.release_credential(cloud)
         return deleted
 
-    def view(self, ref: str) -> PolicyView:
-        """A policy with its schedules' next run times."""
-        return self.view_of(self.store.get_policy(ref))
+    def view(self, ref: str, *, project: str | None = None) -> PolicyView:
+        """A policy (``project``'s, if given) with its schedules' next run times."""
+        return self.view_of(self.store.get_policy(ref, project=project))
 
     def views(
         self, *, project: str | None = None, limit: int | None = None, marker: str | None = None
@@ -567,6 +572,8 @@ class PolicyService:
     ) -> Policy:
         """A daily policy for one server keeping N backups; enabling again updates it.
 
+        The policy belongs to ``project``, and is looked for among its policies (its name
+        is unique there: other projects have their own for servers of the same name).
         The policy records ``cloud`` (the one the server is in), which is asked first
         whether the server exists unless ``offline``.
         """
@@ -584,7 +591,7 @@ class PolicyService:
         if not offline and self.servers is not None and cloud is not None:
             self.servers.require(server, cloud)
         try:
-            current = self._shortcut_policy(server)
+            current = self._shortcut_policy(server, project)
         except NotFound:
             return self.create(
                 PolicySpec(
@@ -606,7 +613,7 @@ class PolicyService:
             retention=replace(current.retention, last=retention) if retention else None,
             cloud=cloud,
         )
-        return self.update(current.id, spec, offline=True)
+        return self.update(current.id, spec, offline=True, project=project)
 
     def server_coverage(
         self, server: str, cloud: str | None, *, project: str | None = None
@@ -626,16 +633,17 @@ class PolicyService:
                 found = None
         return coverage(server, found, checked, self.store.list_policies(project=project))
 
-    def disable_server(self, server: str) -> Policy:
-        """Stop the shortcut policy of a server; its backups stay."""
+    def disable_server(self, server: str, *, project: str | None = None) -> Policy:
+        """Stop the shortcut policy of a server (``project``'s, if given); its backups stay."""
         try:
-            return self.set_enabled(self._shortcut_policy(server).id, False)
+            return self.set_enabled(self._shortcut_policy(server, project).id, False)
         except NotFound:
             raise NotFound(f"server {server!r} has no backup schedule to disable") from None
 
-    def _shortcut_policy(self, server: str) -> Policy:
-        """The server's per-server policy; ``Conflict`` if that name backs up something else."""
-        policy = self.store.get_policy(self.shortcut_name(server))
+    def _shortcut_policy(self, server: str, project: str | None = None) -> Policy:
+        """The server's per-server policy (``project``'s, if given); ``Conflict`` if that name
+        backs up something else."""
+        policy = self.store.get_policy(self.shortcut_name(server), project=project)
         if policy.name != self.shortcut_name(server) or policy.targets != (server,):
             what = f"servers {', '.join(policy.targets)}" if policy.targets else "a selector"
             raise Conflict(

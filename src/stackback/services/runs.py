@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from stackback.engine.runner import Runner
 from stackback.engine.settings import EngineSettings
 from stackback.engine.worker import Worker, worker_name
-from stackback.errors import Conflict, InvalidInput, NotFound, WaitTimedOut
+from stackback.errors import Conflict, InvalidInput, WaitTimedOut
 from stackback.policy import Run, RunState, check_given
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.records import RunFilter
@@ -53,10 +53,7 @@ class RunService:
         check_given(policy, "--policy")
         policy_id = None
         if policy:
-            found = self.store.get_policy(policy)
-            if project is not None and found.project != project:
-                raise NotFound(f"no policy {policy!r}")
-            policy_id = found.id
+            policy_id = self.store.get_policy(policy, project=project).id
         runs = self.store.list_runs(
             RunFilter(
                 policy_id=policy_id,
@@ -71,9 +68,10 @@ class RunService:
         )
         return with_current_policy_names(self.store, runs)
 
-    def get(self, ref: str) -> Run:
-        """One run (by id or a unique prefix of it) with its steps."""
-        return with_current_policy_names(self.store, [self.store.get_run(ref)])[0]
+    def get(self, ref: str, *, project: str | None = None) -> Run:
+        """One run (by id or a unique prefix of it; among ``project``'s runs, if given) with
+        its steps."""
+        return with_current_policy_names(self.store, [self.store.get_run(ref, project=project)])[0]
 
     def delete(self, refs: Sequence[str]) -> list[Run]:
         """Delete finished runs' records, all or nothing (their backups stay)."""

@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from stackback.errors import NotFound
 from stackback.policy import BackupStatus, Policy, Run, RunState
 from stackback.ports import Clock, Store
 from stackback.records import BackupFilter, RunFilter
@@ -48,9 +47,7 @@ class StatusService:
     ) -> list[TargetReport]:
         """Every target of every policy (of ``project``, if given; of one policy, if named)."""
         if policy_ref:
-            policies = [self.store.get_policy(policy_ref)]
-            if project is not None and policies[0].project != project:
-                raise NotFound(f"no policy {policy_ref!r}")
+            policies = [self.store.get_policy(policy_ref, project=project)]
         else:
             policies = self.store.list_policies(project=project)
         now = self.clock.now()

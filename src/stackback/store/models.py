@@ -41,6 +41,7 @@ class Base(DeclarativeBase):
 
 
 SELECTOR_POLICIES_SQL = "selector_key IS NOT NULL"
+NO_PROJECT_SQL = "project IS NULL"
 
 
 class PolicyRow(Base):
@@ -54,12 +55,21 @@ class PolicyRow(Base):
             sqlite_where=text(SELECTOR_POLICIES_SQL),
             postgresql_where=text(SELECTOR_POLICIES_SQL),
         ),
-        # a project's policies in name order (the API's pages)
-        Index("ix_policies_project_name", "project", "name"),
+        # names are unique within a project (and among policies of no project); a
+        # project's policies in name order (the API's pages), every policy by (name, id)
+        Index("uq_policies_project_name", "project", "name", unique=True),
+        Index(
+            "uq_policies_name_without_project",
+            "name",
+            unique=True,
+            sqlite_where=text(NO_PROJECT_SQL),
+            postgresql_where=text(NO_PROJECT_SQL),
+        ),
+        Index("ix_policies_name_page", "name", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(32))
     cloud: Mapped[str | None] = mapped_column(String(255))
     project: Mapped[str | None] = mapped_column(String(255))
@@ -110,6 +120,7 @@ class RunRow(Base):
         # keyset pages of the run list: (scheduled_for desc, id), within a project or not
         Index("ix_runs_page", "scheduled_for", "id"),
         Index("ix_runs_project_page", "project", "scheduled_for", "id"),
+        Index("ix_runs_policy_page", "policy_id", "scheduled_for", "id"),
         Index(
             "uq_runs_one_active_per_target",
             "target",

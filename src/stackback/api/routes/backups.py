@@ -20,7 +20,7 @@ router = APIRouter(prefix="/backups", tags=["backups"])
 
 
 def visible_backup(who: Caller, action: Action, backup_id: str) -> Backup:
-    backup = who.services.backups.get(backup_id)
+    backup = who.services.backups.get(backup_id, project=who.scope)
     who.check(action, backup.project, "backup", backup_id)
     return backup
 

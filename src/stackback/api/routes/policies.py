@@ -29,7 +29,7 @@ router = APIRouter(prefix="/policies", tags=["policies"])
 
 def visible_policy(who: Caller, action: Action, ref: str) -> Policy:
     """The policy ``ref`` (id or name) if the caller sees it and may take ``action`` on it."""
-    policy = who.services.policies.get(ref)
+    policy = who.services.policies.get(ref, project=who.scope)
     who.check(action, policy.project, "policy", ref)
     return policy
 

@@ -18,7 +18,7 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 
 def visible_run(who: Caller, action: Action, run_id: str) -> Run:
-    run = who.services.runs.get(run_id)
+    run = who.services.runs.get(run_id, project=who.scope)
     who.check(action, run.project, "run", run_id)
     return run
 

@@ -17,10 +17,13 @@ from stackback.views import covering_policies, policy_detail
 router = APIRouter(prefix="/servers", tags=["servers"])
 
 
-def _check_shortcut(who: Caller, server: str, action: Action) -> Policy | None:
-    """The server's shortcut policy, if there is one; it must be the caller's to change."""
+def _check_shortcut(
+    who: Caller, server: str, action: Action, project: str | None
+) -> Policy | None:
+    """The server's shortcut policy in ``project`` (every project's: None), if there is
+    one; it must be the caller's to change."""
     try:
-        existing = who.services.policies.get(PolicyService.shortcut_name(server))
+        existing = who.services.policies.get(PolicyService.shortcut_name(server), project=project)
     except NotFound:
         return None
     who.check(action, existing.project, "backup schedule of server", server)
@@ -66,9 +69,10 @@ def enable_server(
     body: ServerEnable | None = None,
     who: Caller = Depends(allowed(Action.POLICY_CREATE)),
 ) -> dict[str, Any]:
-    """A daily policy for the server keeping N backups; enabling again changes it."""
+    """A daily policy for the server keeping N backups; enabling again changes it. The
+    policy is the caller's project's (other projects have their own for their servers)."""
     body = body or ServerEnable()
-    existing = _check_shortcut(who, server, Action.POLICY_UPDATE)
+    existing = _check_shortcut(who, server, Action.POLICY_UPDATE, who.principal.project_id)
     cloud, credential = _shortcut_cloud(who, existing, body.cloud)
     service = who.services.policies
     try:
@@ -93,9 +97,9 @@ def disable_server(
 ) -> dict[str, Any]:
     """Its backups stay; ``still_backed_up_by`` names the caller's other enabled policies
     covering it."""
-    _check_shortcut(who, server, Action.POLICY_UPDATE)
+    _check_shortcut(who, server, Action.POLICY_UPDATE, who.scope)
     service = who.services.policies
-    policy = service.disable_server(server)
+    policy = service.disable_server(server, project=who.scope)
     covered = service.server_coverage(server, policy.cloud, project=who.scope)
     still = [
         p.name for p in (*covered.explicit, *covered.by_selector) if p.enabled and p.id != policy.id

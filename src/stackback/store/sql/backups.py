@@ -267,8 +267,8 @@ class BackupStore(SqlBase):
             )
             return done.rowcount == 1
 
-    def _backup_row(self, session: Session, ref: str) -> BackupRow:
-        return by_id_or_prefix(session, BackupRow, ref, "backup")
+    def _backup_row(self, session: Session, ref: str, project: str | None = None) -> BackupRow:
+        return by_id_or_prefix(session, BackupRow, ref, "backup", project=project)
 
     def _backup(self, session: Session, row: BackupRow) -> Backup:
         artifacts = session.scalars(
@@ -278,9 +278,9 @@ class BackupStore(SqlBase):
         ).all()
         return backup_from_row(row, list(artifacts))
 
-    def get_backup(self, ref: str) -> Backup:
+    def get_backup(self, ref: str, *, project: str | None = None) -> Backup:
         with self._session() as session:
-            return self._backup(session, self._backup_row(session, ref))
+            return self._backup(session, self._backup_row(session, ref, project))
 
     def backup_for_run(self, run_id: str) -> Backup | None:
         with self._session() as session:

@@ -77,15 +77,22 @@ _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 _Row = TypeVar("_Row", RunRow, BackupRow)
 
 
-def by_id_or_prefix(session: Session, model: type[_Row], ref: str, what: str) -> _Row:
-    """The row whose id is ``ref``, or the only one whose id starts with it (6+ characters)."""
+def by_id_or_prefix(
+    session: Session, model: type[_Row], ref: str, what: str, *, project: str | None = None
+) -> _Row:
+    """The row whose id is ``ref``, or the only one whose id starts with it (6+ characters).
+
+    With ``project``, only that project's rows count: another project's row is not found,
+    and does not make a prefix ambiguous (its existence is not told).
+    """
     row = session.get(model, ref)
-    if row is not None:
+    if row is not None and (project is None or row.project == project):
         return row
     if len(ref) >= MIN_ID_PREFIX and _ID_PREFIX.fullmatch(ref):
-        rows = session.scalars(
-            select(model).where(model.id.startswith(ref, autoescape=True)).limit(2)
-        ).all()
+        query = select(model).where(model.id.startswith(ref, autoescape=True))
+        if project is not None:
+            query = query.where(model.project == project)
+        rows = session.scalars(query.limit(2)).all()
         if len(rows) > 1:
             raise InvalidInput(f"{ref!r} is the start of several {what} ids: give more of it")
         if rows:
@@ -107,5 +114,10 @@ def target_busy() -> Exists:
 def keyset_after(
     key: Any, id_column: Any, marker_key: datetime, marker_id: str
 ) -> ColumnElement[bool]:
-    """Rows after the marker row in a list ordered by (``key`` desc, id): the next page."""
-    return or_(key < marker_key, and_(key == marker_key, id_column > marker_id))
+    """Rows after the marker row in a list ordered by (``key`` desc, id): the next page.
+
+    ``key <= marker_key`` comes first, on its own: it is what an index on (``key`` desc,
+    id) starts its scan at, so a page deep into the list reads only its own rows (the OR
+    alone was a filter over every row before the marker).
+    """
+    return and_(key <= marker_key, or_(key < marker_key, id_column > marker_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from stackback.errors import Conflict, InvalidInput, NotFound, PolicyChanged
@@ -21,16 +21,43 @@ from stackback.store.sql.verify import set_verify_next
 class PolicyStore(SqlBase):
     """Policies and their schedules."""
 
-    def _policy_row(self, session: Session, ref: str, *, lock: bool = False) -> PolicyRow:
-        """The policy with id or name ``ref``; ``lock`` holds its row to the transaction's end
-        (a writer that read it first must not overwrite a change made meanwhile)."""
+    def _policy_row(
+        self, session: Session, ref: str, *, lock: bool = False, project: str | None = None
+    ) -> PolicyRow:
+        """The policy with id or name ``ref`` (only ``project``'s, if given); ``lock`` holds
+        its row to the transaction's end (a writer that read it first must not overwrite a
+        change made meanwhile). Names are unique within a project: a name that policies of
+        several projects have, asked without a project, is ``InvalidInput``."""
         row = session.get(PolicyRow, ref, with_for_update=lock or None)
+        if row is not None and project is not None and row.project != project:
+            row = None
         if row is None:
-            by_name = select(PolicyRow).where(PolicyRow.name == ref)
-            row = session.scalars(by_name.with_for_update() if lock else by_name).first()
+            by_name = select(PolicyRow).where(PolicyRow.name == ref).order_by(PolicyRow.id)
+            if project is not None:
+                by_name = by_name.where(PolicyRow.project == project)
+            rows = session.scalars(by_name.with_for_update() if lock else by_name).all()
+            if len(rows) > 1:
+                ids = ", ".join(f"{r.id} (project {r.project or 'none'})" for r in rows)
+                raise InvalidInput(
+                    f"{len(rows)} policies are named {ref!r}: {ids}; give the policy's id",
+                    field="policy",
+                )
+            row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"no policy named or with id {ref!r}")
         return row
+
+    def _name_taken(
+        self, session: Session, name: str, project: str | None, but: str | None = None
+    ) -> bool:
+        """Whether another policy of ``project`` (or of none) is named ``name``."""
+        query = select(PolicyRow.id).where(
+            PolicyRow.name == name,
+            PolicyRow.project.is_(None) if project is None else PolicyRow.project == project,
+        )
+        if but is not None:
+            query = query.where(PolicyRow.id != but)
+        return session.scalars(query).first() is not None
 
     def _crons(self, session: Session, policy_id: str) -> list[str]:
         return list(
@@ -46,7 +73,7 @@ class PolicyStore(SqlBase):
     ) -> Policy:
         """Store a new policy and its schedules (with their first fire times)."""
         with self._session() as session:
-            if session.scalars(select(PolicyRow.id).where(PolicyRow.name == policy.name)).first():
+            if self._name_taken(session, policy.name, policy.project):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
             row = PolicyRow(id=policy.id, created_at=now, updated_at=now)
             fill_policy_row(row, policy)
@@ -73,10 +100,7 @@ class PolicyStore(SqlBase):
             row = self._policy_row(session, policy.id, lock=True)
             if read_at is not None and row.updated_at != read_at:
                 raise PolicyChanged(f"policy {row.name!r} was changed meanwhile")
-            clash = session.scalars(
-                select(PolicyRow.id).where(PolicyRow.name == policy.name, PolicyRow.id != row.id)
-            ).first()
-            if clash:
+            if self._name_taken(session, policy.name, row.project, but=row.id):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
             if next_fires is not None:
                 self._replace_schedules(session, row, policy, next_fires, now=now)
@@ -215,9 +239,9 @@ class PolicyStore(SqlBase):
                         )
                     )
 
-    def get_policy(self, ref: str) -> Policy:
+    def get_policy(self, ref: str, *, project: str | None = None) -> Policy:
         with self._session() as session:
-            row = self._policy_row(session, ref)
+            row = self._policy_row(session, ref, project=project)
             return policy_from_row(row, self._crons(session, row.id))
 
     def list_policies(
@@ -226,7 +250,7 @@ class PolicyStore(SqlBase):
         """Policies by name; only ``project``'s if given; at most ``limit``; after the policy
         whose id is ``marker`` (the last of the previous page) if given."""
         with self._session() as session:
-            query = select(PolicyRow).order_by(PolicyRow.name)
+            query = select(PolicyRow).order_by(PolicyRow.name, PolicyRow.id)
             if project is not None:
                 query = query.where(PolicyRow.project == project)
             if marker is not None:
@@ -235,7 +259,12 @@ class PolicyStore(SqlBase):
                     raise InvalidInput(
                         f"marker {marker!r} is not a policy of this list", field="marker"
                     )
-                query = query.where(PolicyRow.name > last.name)
+                query = query.where(  # names repeat across projects: (name, id) is the key
+                    or_(
+                        PolicyRow.name > last.name,
+                        and_(PolicyRow.name == last.name, PolicyRow.id > last.id),
+                    )
+                )
             rows = session.scalars(query.limit(limit)).all()
             crons: dict[str, list[str]] = {r.id: [] for r in rows}
             schedules = select(ScheduleRow).order_by(ScheduleRow.position)

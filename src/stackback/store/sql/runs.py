@@ -300,9 +300,9 @@ class RunStore(SqlBase):
             ).all()
             return run_from_row(row, list(steps))
 
-    def get_run(self, run_id: str) -> Run:
+    def get_run(self, run_id: str, *, project: str | None = None) -> Run:
         with self._session() as session:
-            row = by_id_or_prefix(session, RunRow, run_id, "run")
+            row = by_id_or_prefix(session, RunRow, run_id, "run", project=project)
             steps = session.scalars(
                 select(RunStepRow).where(RunStepRow.run_id == row.id).order_by(RunStepRow.id)
             ).all()
