@@ -162,7 +162,7 @@ def test_projects_are_isolated_and_a_policy_runs_through_its_trust(
 
             revoke(identities, owner)
             assert client.get("/v1/policies", headers={"X-Auth-Token": owner}).status_code == 401
-            later = app.services.runs.run_now(policy["id"])  # as the scheduler would
+            later = app.services.policies.run_now(policy["id"])  # as the scheduler would
             again = _drive(app, later[0].id)
             assert again.state is RunState.SUCCEEDED, again.error
 

@@ -17,9 +17,7 @@ from stackback.views import covering_policies, policy_detail
 router = APIRouter(prefix="/servers", tags=["servers"])
 
 
-def _check_shortcut(
-    who: Caller, server: str, action: Action, project: str | None
-) -> Policy | None:
+def _check_shortcut(who: Caller, server: str, action: Action, project: str | None) -> Policy | None:
     """The server's shortcut policy in ``project`` (every project's: None), if there is
     one; it must be the caller's to change."""
     try:
