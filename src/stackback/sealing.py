@@ -57,12 +57,20 @@ class SecretBox:
         keys = [line.strip() for line in path.read_bytes().splitlines() if line.strip()]
         return cls(keys)
 
-    def seal(self, secret: str) -> str:
-        return self._fernet.encrypt(secret.encode()).decode("ascii")
+    def seal(self, secret: str, *, at: int | None = None) -> str:
+        """``secret`` sealed (stamped with ``at``, seconds since the epoch; default now)."""
+        data = secret.encode()
+        if at is None:
+            return self._fernet.encrypt(data).decode("ascii")
+        return self._fernet.encrypt_at_time(data, at).decode("ascii")
 
-    def open(self, sealed: str) -> str:
+    def open(self, sealed: str, *, ttl: int | None = None, at: int | None = None) -> str:
+        """The secret in ``sealed``; ``SecretUnreadable`` if no key opens it, or (``ttl``)
+        if it was sealed more than ``ttl`` seconds before ``at`` (default now)."""
         try:
-            return self._fernet.decrypt(sealed.encode("ascii")).decode()
+            if ttl is not None and at is not None:
+                return self._fernet.decrypt_at_time(sealed.encode("ascii"), ttl, at).decode()
+            return self._fernet.decrypt(sealed.encode("ascii"), ttl).decode()
         except (InvalidToken, ValueError):
             raise SecretUnreadable(
                 "a stored secret cannot be decrypted with the secret key file's keys "

@@ -120,6 +120,50 @@ def test_api_alone_with_the_dashboard_at_the_root(sim: Sim) -> None:
         assert _stop(process) == 0
 
 
+def _log_in(url: str, token: str) -> tuple[str, str]:
+    """Log in to the dashboard at ``url``: (the Set-Cookie header, the session cookie)."""
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        form = browser.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert csrf is not None
+        response = browser.post("/login", data={"token": token, "csrf_token": csrf.group(1)})
+        assert response.status_code == 303, response.text
+        header = next(
+            c for c in response.headers.get_list("set-cookie") if c.startswith("stackback_session")
+        )
+        return header, browser.cookies["stackback_session"]
+
+
+def test_the_dashboard_s_cookie_is_sealed_with_the_secret_file_s_keys(sim: Sim) -> None:
+    args = ("--os-cloud", sim.spec, "api", "--port", "0", "--web-session-lifetime", "600")
+    process, lines = _start(*args)
+    try:
+        (path, token), *_ = [m.groups() for m in map(TOKEN_LINE.search, lines) if m]
+        header, cookie = _log_in(_url(lines), token)
+        assert token not in header and token[:12] not in header and token[-12:] not in header
+        assert "Max-Age=600;" in header
+    finally:
+        assert _stop(process) == 0
+    secret = Path(path).parent / "web-secret"
+    secret.write_text("a-new-secret-put-first\n" + secret.read_text())
+    process, lines = _start(*args)
+    try:
+        url = _url(lines)
+        kept = httpx.get(f"{url}/policies", cookies={"stackback_session": cookie}, timeout=30)
+        assert kept.status_code == 200  # the old secret still opens the old session
+        _, fresh = _log_in(url, token)
+    finally:
+        assert _stop(process) == 0
+    secret.write_text("another-secret\n")
+    process, lines = _start(*args)
+    try:
+        for old in (cookie, fresh):
+            gone = httpx.get(f"{_url(lines)}/policies", cookies={"stackback_session": old})
+            assert gone.status_code == 303 and "/login" in gone.headers["location"]
+    finally:
+        assert _stop(process) == 0
+
+
 def test_keystone_mode_without_its_service_cloud_is_one_line(
     cli: CliRunner,  # noqa: F811
     sim: Sim,

@@ -122,6 +122,7 @@ def test_create_a_policy_run_it_and_protect_its_backup_in_chromium(
     page.wait_for_url(f"{served.url}/policies")
     session = next(c for c in context.cookies() if c["name"] == "stackback_session")
     assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert ADMIN_TOKEN[:8] not in session["value"] and ADMIN_TOKEN[-8:] not in session["value"]
 
     # Create a policy: a bad cron first (the message on the form), then a good one.
     page.click("#new-policy")

@@ -7,6 +7,9 @@ Everything is under ``/v1`` (and ``/openapi.json``, ``/docs``); the dashboard's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import timedelta
+
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -18,6 +21,7 @@ from stackback.api.routes import backups, policies, restores, runs, servers, sta
 from stackback.services.access import Authenticator, Authorizer
 from stackback.services.container import Services
 from stackback.web.router import make_router
+from stackback.web.session import DEFAULT_SESSION_LIFETIME
 
 API_PREFIX = "/v1"
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -43,13 +47,15 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     metrics_registry: CollectorRegistry | None = None,
     dashboard: bool = True,
-    web_secret: bytes | None = None,
+    web_secret: bytes | Sequence[bytes] | None = None,
+    web_session_lifetime: timedelta = DEFAULT_SESSION_LIFETIME,
 ) -> FastAPI:
     """The API over ``services``; each request's token is proven by ``authenticator`` and
     each action decided by ``authorizer``. ``default_cloud``: the cloud a policy or server
     shortcut gets when its request names none. ``dashboard``: serve the pages at ``/`` too,
-    their forms' CSRF tokens signed with ``web_secret`` (shared by replicas; default: random
-    per process)."""
+    their session cookies sealed and forms' CSRF tokens signed with ``web_secret`` (shared
+    by replicas; several: the first is used, all open cookies; default: random per process),
+    a session lasting at most ``web_session_lifetime``."""
     app = FastAPI(
         title="stackback",
         version="1",
@@ -75,6 +81,7 @@ def create_app(
                 secret=web_secret,
                 new_credential=services.new_credential,
                 release_credential=services.release_credential,
+                session_lifetime=web_session_lifetime,
             )
         )
     if metrics_registry is not None:

@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from stackback.services.container import Services
 from stackback.services.local_auth import (
     TOKEN_FILE,
     WEB_SECRET_FILE,
+    WEB_SESSION_LIFETIME,
     LocalAuthenticator,
     ensure_local_token,
     ensure_secret_file,
@@ -65,9 +67,19 @@ def api_options(func: Any) -> Any:
             "--web-secret-file",
             type=click.Path(dir_okay=False, path_type=Path),
             envvar="STACKBACK_WEB_SECRET_FILE",
-            help="The secret signing the dashboard's forms (CSRF), shared by replicas; made "
-            f"(0600) if missing. Default: {WEB_SECRET_FILE} in the state directory. "
+            help="The secret sealing the dashboard's session cookies and signing its forms "
+            "(CSRF), shared by replicas; made (0600) if missing; one per line, the first used, "
+            f"every one opening cookies. Default: {WEB_SECRET_FILE} in the state directory. "
             "Env: STACKBACK_WEB_SECRET_FILE.",
+        ),
+        click.option(
+            "--web-session-lifetime",
+            type=click.IntRange(60),
+            default=int(WEB_SESSION_LIFETIME.total_seconds()),
+            show_default=True,
+            envvar="STACKBACK_WEB_SESSION_LIFETIME",
+            help="Seconds a dashboard login lasts at most (never past its token's expiry). "
+            "Env: STACKBACK_WEB_SESSION_LIFETIME.",
         ),
         click.option(
             "--policy-file",
@@ -127,10 +139,10 @@ def _services(
     return services
 
 
-def web_secret(app: AppContext, given: Path | None) -> bytes:
-    """The dashboard's CSRF secret: the file's (made, 0600, on first use)."""
-    secret, _ = ensure_secret_file(given or app.settings.state_dir / WEB_SECRET_FILE)
-    return secret.encode()
+def web_secret(app: AppContext, given: Path | None) -> list[bytes]:
+    """The dashboard's secrets: the file's lines (made, 0600, with one on first use)."""
+    text, _ = ensure_secret_file(given or app.settings.state_dir / WEB_SECRET_FILE)
+    return [line.strip().encode() for line in text.splitlines() if line.strip()]
 
 
 def _policy_file(app: AppContext, given: Path | None) -> Path | None:
@@ -204,6 +216,9 @@ def api_server(
             default_cloud=app.settings.cloud,
             metrics_registry=metrics.registry if metrics is not None else None,
             web_secret=web_secret(app, options.get("web_secret_file")),
+            web_session_lifetime=timedelta(
+                seconds=options.get("web_session_lifetime") or WEB_SESSION_LIFETIME.total_seconds()
+            ),
         )
     except BaseException:
         sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from stackback.errors import Unauthenticated
@@ -15,6 +16,8 @@ LOCAL_USER = "local-operator"
 
 
 WEB_SECRET_FILE = "web-secret"
+WEB_SESSION_LIFETIME = timedelta(hours=8)
+"""The longest a dashboard login lasts unless the operator says otherwise."""
 
 
 def ensure_local_token(state_dir: Path) -> tuple[str, bool]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from stackback.consistency import ConsistencyLevel, Fallback
 from stackback.errors import InvalidInput
-from stackback.policy import IMPLEMENTED_KINDS, Policy
+from stackback.policy import IMPLEMENTED_KINDS, BackupKind, Policy
 from stackback.retention import COUNT_RULES, WITHIN_RULES, RetentionPolicy
 from stackback.services.policies import PolicySpec
 
@@ -37,7 +37,8 @@ TEXT_FIELDS = (
     *KEEP_DURATIONS,
 )
 FLAGS = ("keep_all", "offline", "disabled")
-KINDS = tuple(kind.value for kind in IMPLEMENTED_KINDS)
+KINDS = tuple(kind.value for kind in BackupKind if kind in IMPLEMENTED_KINDS)
+"""In a fixed order (not a set's, which changes per process): the first is the default."""
 CONSISTENCY_LEVELS = tuple(level.value for level in ConsistencyLevel)
 FALLBACKS = tuple(fallback.value for fallback in Fallback)
 

@@ -1,54 +1,118 @@
-"""Who is logged in (a token in an HttpOnly, SameSite=Strict cookie) and the forms' CSRF
-tokens (an HMAC of that token, or of a login nonce before logging in)."""
+"""Who is logged in and the forms' CSRF tokens.
+
+The session cookie (HttpOnly, SameSite=Strict) holds the user's token sealed (Fernet, a
+key derived from the dashboard's secret) together with the time the session ends: the
+earlier of the token's expiry and the session lifetime. The token never travels in clear
+after the login form, and a cookie past its end, altered, or sealed under another secret
+proves nobody. CSRF tokens are an HMAC of the session cookie (or of a login nonce before
+logging in).
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from urllib.parse import quote, unquote
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from starlette.requests import Request
 from starlette.responses import Response
 
 from stackback.errors import Forbidden, Unauthenticated
+from stackback.sealing import SecretBox, SecretUnreadable
 from stackback.services.access import Authenticator, Principal
+from stackback.services.local_auth import WEB_SESSION_LIFETIME
 
 SESSION_COOKIE = "stackback_session"
 LOGIN_COOKIE = "stackback_login"
 FLASH_COOKIE = "stackback_flash"
 CSRF_FIELD = "csrf_token"
 FLASH_MAX = 500
+DEFAULT_SESSION_LIFETIME = WEB_SESSION_LIFETIME
+SESSION_KEY_INFO = b"stackback dashboard session cookie"
+
+
+def session_key(secret: bytes) -> bytes:
+    """The Fernet key that seals session cookies, derived from the dashboard's secret (apart
+    from the CSRF HMAC that uses the secret itself)."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=SESSION_KEY_INFO)
+    return base64.urlsafe_b64encode(derived.derive(secret))
 
 
 class Sessions:
-    """Logs principals in and out, and signs and checks the forms they post."""
+    """Logs principals in and out, and signs and checks the forms they post.
 
-    def __init__(self, authenticator: Authenticator, secret: bytes | None = None) -> None:
+    ``secret``: the dashboard's secret, or several (the first seals and signs; every one
+    opens cookies, so a new secret put first rotates without logging everyone out).
+    ``lifetime``: the longest a session lasts. ``now``: seconds since the epoch."""
+
+    def __init__(
+        self,
+        authenticator: Authenticator,
+        secret: bytes | Sequence[bytes] | None = None,
+        *,
+        lifetime: timedelta = DEFAULT_SESSION_LIFETIME,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.authenticator = authenticator
-        self._secret = secret or secrets.token_bytes(32)
+        given = [secret] if isinstance(secret, bytes) else list(secret or ())
+        keys = [key for key in given if key] or [secrets.token_bytes(32)]
+        self._secret = keys[0]
+        self._box = SecretBox([session_key(key) for key in keys])
+        self._lifetime = max(1, int(lifetime.total_seconds()))
+        self._now = now
 
     def principal(self, request: Request) -> Principal:
         """The principal whose token the session cookie holds; ``Unauthenticated`` if none."""
-        token = request.cookies.get(SESSION_COOKIE)
-        if not token:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
             raise Unauthenticated("log in to use the dashboard")
-        return self.authenticator.authenticate(token)
+        return self.authenticator.authenticate(self._open(cookie))
 
     def log_in(self, request: Request, response: Response, token: str) -> Principal:
-        """Check ``token`` and keep it in the session cookie (until it expires)."""
+        """Check ``token`` and keep it, sealed, in the session cookie until the session ends
+        (the token's expiry or the session lifetime, whichever comes first)."""
         principal = self.authenticator.authenticate(token)
-        max_age = None
+        now = int(self._now())
+        ends = now + self._lifetime
         if principal.expires_at is not None:
-            max_age = max(0, int((principal.expires_at - datetime.now(UTC)).total_seconds()))
-        self._set(request, response, SESSION_COOKIE, token, max_age=max_age)
+            ends = min(ends, int(principal.expires_at.timestamp()))
+        sealed = self.seal(token, ends=ends, at=now)
+        self._set(request, response, SESSION_COOKIE, sealed, max_age=max(0, ends - now))
         response.delete_cookie(LOGIN_COOKIE, path="/")
         return principal
 
+    def seal(self, token: str, *, ends: int, at: int) -> str:
+        """A session cookie's value: ``token`` sealed at ``at``, good until ``ends``."""
+        payload = json.dumps({"token": token, "ends": ends}, separators=(",", ":"))
+        return self._box.seal(payload, at=at)
+
+    def _open(self, cookie: str) -> str:
+        """The token sealed in ``cookie``; ``Unauthenticated`` if it is not one of this
+        dashboard's, was altered, or its session has ended."""
+        now = int(self._now())
+        try:
+            payload = json.loads(self._box.open(cookie, ttl=self._lifetime, at=now))
+        except (SecretUnreadable, ValueError):
+            raise Unauthenticated("the session has ended: log in again") from None
+        if not isinstance(payload, dict):
+            raise Unauthenticated("the session has ended: log in again")
+        token, ends = payload.get("token"), payload.get("ends")
+        if not isinstance(token, str) or not isinstance(ends, int) or ends <= now:
+            raise Unauthenticated("the session has ended: log in again")
+        return token
+
     @staticmethod
     def log_out(response: Response) -> None:
+        """Clear the session cookie. A copy of it taken before stays good until its session
+        ends: sealed cookies are not recorded anywhere, so they cannot be revoked."""
         response.delete_cookie(SESSION_COOKIE, path="/")
 
     # -- CSRF ------------------------------------------------------------------------------
