@@ -58,12 +58,12 @@ def harness(openstack_plane: Plane) -> Iterator[PlaneHarness]:
 
 
 class _Rig:
-    def __init__(self, harness: PlaneHarness, tmp_path: Path) -> None:
+    def __init__(self, harness: PlaneHarness, tmp_path: Path, cloud_name: str = "alpha") -> None:
         db = create_db_engine(f"sqlite:///{tmp_path / 'stackback.db'}")
         upgrade(db)
         self.store = SqlStore(db)
         self.clock = SystemClock()
-        self.cloud = OpenStackCloud(harness.plane.connection("alpha"), cloud_name="alpha")
+        self.cloud = OpenStackCloud(harness.plane.connection(cloud_name), cloud_name=cloud_name)
         settings = EngineSettings(
             poll_interval=timedelta(seconds=1), pause_poll_interval=timedelta(seconds=0.5)
         )
@@ -102,17 +102,20 @@ class _Rig:
         return backup
 
 
-def _actions(harness: PlaneHarness, server_id: str) -> list[Any]:
+def _actions(harness: PlaneHarness, server_id: str, conn: Any = None) -> list[Any]:
     """Nova's instance actions of the server, oldest first."""
-    found = list(harness.alpha.compute.server_actions(server_id))
+    found = list((conn or harness.alpha).compute.server_actions(server_id))
     return sorted(found, key=lambda a: (str(a.start_time), str(a.request_id)))
 
 
-def _metadata(harness: PlaneHarness, kind: ArtifactKind, cloud_id: str) -> dict[str, str]:
+def _metadata(
+    harness: PlaneHarness, kind: ArtifactKind, cloud_id: str, conn: Any = None
+) -> dict[str, str]:
+    conn = conn or harness.alpha
     if kind is ArtifactKind.IMAGE:
-        image = harness.alpha.image.get_image(cloud_id)
+        image = conn.image.get_image(cloud_id)
         return {str(k): str(v) for k, v in (image.properties or {}).items()}
-    snapshot = harness.alpha.block_storage.get_snapshot(cloud_id)
+    snapshot = conn.block_storage.get_snapshot(cloud_id)
     return {str(k): str(v) for k, v in (snapshot.metadata or {}).items()}
 
 
@@ -207,4 +210,79 @@ def test_a_paused_whole_server_backup_on_the_plane_then_a_crash_one_after_a_deta
     finally:
         with contextlib.suppress(Exception):
             _clean(rig, harness, [rig.store.get_backup(b.id) for b in backups])
+        rig.store.dispose()
+
+
+def test_volumes_of_a_consistent_group_are_one_group_snapshot_in_a_paused_backup_on_the_plane(
+    harness: PlaneHarness, tmp_path: Path
+) -> None:
+    """As admin (only admins can read a group type's promise): two attached volumes in a
+    group whose type promises consistent snapshots, one attached volume in no group."""
+    rig = _Rig(harness, tmp_path, cloud_name="admin")
+    admin = harness.admin
+    cinder: Any = admin.block_storage
+    server_id = ""
+    backup: Backup | None = None
+    try:
+        server = admin.compute.create_server(
+            name=unique("whole-group"),
+            flavor_id=harness.flavor_id,
+            image_id=harness.image_id,
+            networks="none",
+        )
+        server_id = server.id
+        group_id, grouped = harness.create_volume_group(True, 2)
+        alone = cinder.create_volume(size=1, name=unique("whole-alone"))
+        cinder.wait_for_status(alone, "available", interval=1, wait=120)
+        admin.compute.wait_for_server(server, interval=1, wait=180)
+        for volume_id in (*grouped, alone.id):
+            admin.compute.create_volume_attachment(server_id, volume_id=volume_id)
+            cinder.wait_for_status(cinder.get_volume(volume_id), "in-use", interval=1, wait=120)
+        before = {a.request_id for a in _actions(harness, server_id, admin)}
+
+        backup = rig.backup(server_id, rig.policy(server_id, "paused"))
+        kinds = sorted(a.kind.value for a in backup.artifacts)
+        assert kinds == ["group-snapshot", "image"] + ["volume-snapshot"] * 3, kinds
+        (group_snapshot,) = [
+            a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.GROUP_SNAPSHOT
+        ]
+        found = cinder.get_group_snapshot(group_snapshot)
+        assert found.group_id == group_id and found.status == "available"
+        recorded = {a.cloud_id for a in backup.artifacts if a.kind is ArtifactKind.VOLUME_SNAPSHOT}
+        members = {
+            str(s.volume_id): str(s.id) for s in cinder.snapshots(details=True) if s.id in recorded
+        }
+        assert set(members) == {*grouped, alone.id}
+        in_group = {
+            str(s.id)
+            for s in cinder.snapshots(details=True)
+            if getattr(s, "group_snapshot_id", None) == group_snapshot
+        }
+        assert in_group == {members[v] for v in grouped}
+        for snapshot_id in recorded:
+            stamp = _metadata(harness, ArtifactKind.VOLUME_SNAPSHOT, snapshot_id, admin)
+            assert stamp.get(MARKER_BACKUP) == backup.id
+            assert stamp.get(MARKER_VOLUME) in members
+        detail = backup.consistency_detail or ""
+        assert f"group snapshot {group_snapshot} of consistency group {group_id}" in detail
+        assert f"per volume: {alone.id}" in detail
+        assert backup.consistency == "paused", detail
+        names = [
+            a.action for a in _actions(harness, server_id, admin) if a.request_id not in before
+        ]
+        assert "pause" in names and "unpause" in names, names
+        assert admin.compute.get_server(server_id).status == "ACTIVE"
+        line = f"whole-server paused backup {backup.id} with a consistency group: {detail}"
+        print("\n" + line)
+        (tmp_path / "whole-server-group.txt").write_text(line + "\n")
+    finally:
+        if backup is not None:
+            with contextlib.suppress(Exception):
+                _clean(rig, harness, [rig.store.get_backup(backup.id)])
+        if server_id:
+            with contextlib.suppress(Exception):
+                admin.compute.delete_server(server_id)
+                admin.compute.wait_for_delete(server, interval=1, wait=120)
+        with contextlib.suppress(Exception):
+            cinder.delete_volume(alone.id)
         rig.store.dispose()
