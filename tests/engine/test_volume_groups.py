@@ -5,6 +5,7 @@ volume; the backup says which, and never claims a group snapshot that was not ta
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from stackback.errors import CloudRejected
 from stackback.policy import ArtifactKind, Backup, BackupStatus, RunState
@@ -130,3 +131,22 @@ def test_rotation_deletes_a_group_snapshot_with_its_members(rig: Rig) -> None:
     assert [g.metadata[MARKER_BACKUP] for g in left] == [new.id]
     assert all(s.metadata[MARKER_BACKUP] == new.id for s in rig.sim.snapshots())
     assert all(a.error is None for a in gone.artifacts)
+
+
+def test_members_going_with_their_group_snapshot_are_waited_for_not_deleted_again(
+    rig: Rig,
+) -> None:
+    rig.sim.configure(replace(rig.sim.config(), snapshot_delete_seconds=120))
+    server = data_server(rig, volumes=2)
+    _group(rig, server.attached_volumes)
+    made = policy(rig, server.id)
+    _, old = one_day(rig)
+    _, _new = one_day(rig)
+    rig.store.update_backup(old.id, status=BackupStatus.DELETING)
+    for _ in range(3):
+        rig.engine.collector.collect_pending()
+        rig.clock.advance(60)
+    gone = rig.store.get_backup(old.id)
+    assert gone.status is BackupStatus.DELETED
+    assert [a.error for a in gone.artifacts if a.error] == []
+    assert made.id == gone.policy_id

@@ -106,7 +106,8 @@ class Collector:
         )
         refs = [ArtifactRef(a.kind, a.cloud_id) for a in remaining]
         infos = cloud.artifact_statuses(refs) if refs else {}
-        going: set[ArtifactRef] = set()
+        going: set[ArtifactRef] = set()  # members of a group snapshot deleted in this pass
+        grouped = any(a.kind is ArtifactKind.GROUP_SNAPSHOT for a in backup.artifacts)
         failures = 0
         for artifact, ref in zip(remaining, refs, strict=True):
             now = self.clock.now()
@@ -116,8 +117,8 @@ class Collector:
                     artifact.id, status=ArtifactStatus.DELETED, deleted_at=now
                 )
                 continue
-            if ref in going:  # a member of a group snapshot being deleted: gone next pass
-                failures += 1
+            if ref in going or (grouped and info.status is ArtifactStatus.DELETING):
+                failures += 1  # going with its group snapshot: asking again would be refused
                 continue
             refusal = _not_ours(backup, info) or _under(info)
             if refusal is not None:
