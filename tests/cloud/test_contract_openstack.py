@@ -19,6 +19,8 @@ import pytest
 from openstack.connection import Connection
 
 from stackback.cloud.openstack import OpenStackCloud
+from stackback.cloud.openstack.groups import SPECS_HIDDEN
+from stackback.errors import CloudRejected
 from stackback.ports import Cloud, GroupCloud, RestoreCloud, ServerInfo, VolumeCloud
 from tests.cloud.contract import (
     CloudContract,
@@ -284,3 +286,39 @@ class TestOpenStackCloudContract(
     CloudContract, RestoreContract, ConsistencyContract, VolumeContract, GroupContract
 ):
     pass
+
+
+def test_a_project_member_cannot_see_a_group_types_promise_so_never_takes_a_group_snapshot(
+    plane_harness: PlaneHarness,
+) -> None:
+    """Cinder shows group specs to admins only: with a member's credentials a group whose
+    type promises consistent snapshots is not seen to, and its group snapshot is refused."""
+    admin: Any = plane_harness.admin.block_storage
+    member: Any = plane_harness.alpha.block_storage
+    group_type = admin.create_group_type(
+        name=f"contract-gt-{uuid.uuid4().hex[:8]}",
+        group_specs={"consistent_group_snapshot_enabled": "<is> True"},
+    )
+    plane_harness.group_types.append(group_type.id)
+    volume_type = next(iter(member.types())).id
+    group = member.create_group(
+        name=f"contract-g-{uuid.uuid4().hex[:8]}",
+        group_type=group_type.id,
+        volume_types=[volume_type],
+    )
+    try:
+        plane_harness.wait_until(lambda: member.get_group(group.id).status == "available", 120)
+        volume = member.create_volume(
+            size=1, name="contract-member-gv", group_id=group.id, volume_type=volume_type
+        )
+        member.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+        cloud = OpenStackCloud(plane_harness.plane.connection("alpha"), cloud_name="alpha")
+        (seen,) = cloud.volume_groups_of([volume.id])
+        assert seen.id == group.id and seen.volume_ids == (volume.id,)
+        assert not seen.consistent and seen.why_not == SPECS_HIDDEN
+        with pytest.raises(CloudRejected):
+            cloud.create_group_snapshot(group.id, "contract-gs", "")
+    finally:
+        with contextlib.suppress(Exception):
+            member.delete_group(group.id, delete_volumes=True)
+            member.wait_for_delete(member.get_group(group.id), interval=POLL_S, wait=60)
