@@ -265,6 +265,10 @@ class GroupCloud(Protocol):
         other is refused: ``CloudRejected``). Returns at once with its member snapshots."""
         ...
 
+    def group_snapshot_members(self, group_snapshot_id: str) -> Mapping[str, ArtifactRef]:
+        """Volume id → member snapshot of a group snapshot (``{}`` once it is gone)."""
+        ...
+
 
 @dataclass(frozen=True)
 class VolumeInfo:

@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 
+import pytest
+
+from stackback.engine import consistent as consistent_module
 from stackback.errors import CloudRejected
 from stackback.policy import ArtifactKind, Backup, BackupStatus, RunState
 from stackback.ports import MARKER_BACKUP, MARKER_RUN, MARKER_VOLUME
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
+from stackback.store.sql import RunFilter
 from tests.engine.conftest import Rig
-from tests.engine.test_whole_server import data_server, one_day, policy
+from tests.engine.test_whole_server import DAY, data_server, one_day, policy
 
 PROMISE = {"consistent_group_snapshot_enabled": "<is> True"}
 _CLAIMED = re.compile(r"group snapshot (?P<id>[0-9a-f-]{36})")
@@ -150,3 +155,34 @@ def test_members_going_with_their_group_snapshot_are_waited_for_not_deleted_agai
     assert gone.status is BackupStatus.DELETED
     assert [a.error for a in gone.artifacts if a.error] == []
     assert made.id == gone.policy_id
+
+
+class _WorkerDied(BaseException):
+    """Stands for kill -9: nothing of the dying worker runs after it."""
+
+
+def test_a_worker_dying_before_stamping_the_members_is_resumed_without_snapshotting_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = data_server(rig, volumes=2)
+    _group(rig, server.attached_volumes)
+    policy(rig, server.id)
+
+    def failpoint(at: str) -> None:
+        if at == "after-group-snapshot":
+            raise _WorkerDied(at)
+
+    monkeypatch.setattr(consistent_module, "failpoint", failpoint)
+    with pytest.raises(_WorkerDied):
+        rig.engine.drain(rig.clock.now() + DAY)
+    assert all(MARKER_BACKUP not in s.metadata for s in rig.sim.snapshots())  # not stamped
+    monkeypatch.undo()
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))  # the lease expires: taken over
+    run = rig.store.list_runs(RunFilter(limit=10))[0]
+    assert run.state is RunState.SUCCEEDED and run.attempt > 1
+    backup = rig.store.get_backup(run.backup_id or "")
+    assert len(rig.sim.snapshots()) == 2 and len(rig.sim.group_snapshots()) == 1
+    assert _members(rig, backup).keys() == set(server.attached_volumes)
+    for snap in rig.sim.snapshots():
+        assert snap.metadata[MARKER_BACKUP] == backup.id
+        assert snap.metadata[MARKER_VOLUME] == snap.volume_id

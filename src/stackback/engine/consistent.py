@@ -205,6 +205,7 @@ class WholeServer:
             server = self._takeover_unpause(run, server, prior, asked_at)
         if not found:  # nothing was made yet: take it as if for the first time
             return self.take(run, backup, server, policy, stamp, name)
+        found = self._stamp_members(run, found, stamp)
         for info in found:
             self._record_artifact(run, backup, info.ref, info.status)
         made = self._make_missing(run, backup, server, found, volumes, stamp, name)
@@ -413,6 +414,7 @@ class WholeServer:
             group.id, volume_snapshot_name(name, group.id), description(stamp, full=True)
         )
         self._record_artifact(run, backup, made.ref, ArtifactStatus.PENDING)
+        failpoint("after-group-snapshot")
         for volume_id, member in made.members.items():
             self.cloud.set_artifact_metadata(member, {**stamp, MARKER_VOLUME: volume_id})
             self._record_artifact(run, backup, member, ArtifactStatus.PENDING)
@@ -479,6 +481,23 @@ class WholeServer:
         children = [child for info in found for child in info.children]
         infos = list(found) + list(self.cloud.artifact_statuses(children).values())
         return not any(still_needs_pause(info.raw_status) for info in infos)
+
+    def _stamp_members(
+        self, run: Run, found: list[ArtifactInfo], stamp: Mapping[str, str]
+    ) -> list[ArtifactInfo]:
+        """Stamp the members of a group snapshot the stopped worker made but had not stamped
+        yet (Cinder makes them unmarked), so that their volumes are not snapshotted again."""
+        groups = [i.ref.id for i in found if i.ref.kind is ArtifactKind.GROUP_SNAPSHOT]
+        if not groups or not isinstance(self.cloud, GroupCloud):
+            return found
+        stamped = {info.ref for info in found}
+        missing = False
+        for group_snapshot in groups:
+            for volume_id, member in self.cloud.group_snapshot_members(group_snapshot).items():
+                if member not in stamped:
+                    self.cloud.set_artifact_metadata(member, {**stamp, MARKER_VOLUME: volume_id})
+                    missing = True
+        return self.cloud.find_artifacts({MARKER_RUN: run.id}) if missing else found
 
     def _make_missing(
         self,

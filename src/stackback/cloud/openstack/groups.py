@@ -68,12 +68,19 @@ class OpenStackGroupOperations:
             made = cinder.create_group_snapshot(
                 group_id=group_id, name=name, description=description
             )
-            members = {
+        members = self.group_snapshot_members(str(made.id))
+        return GroupSnapshot(ArtifactRef(ArtifactKind.GROUP_SNAPSHOT, str(made.id)), members)
+
+    def group_snapshot_members(self, group_snapshot_id: str) -> dict[str, ArtifactRef]:
+        """Volume id → member snapshot (Cinder lists them with ``group_snapshot_id``)."""
+        cinder: Any = self.conn.block_storage
+        with cloud_errors(f"listing the snapshots of group snapshot {group_snapshot_id}"):
+            return {
                 str(s.volume_id): ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, str(s.id))
                 for s in cinder.snapshots(details=True)
-                if getattr(s, "group_snapshot_id", None) == made.id
+                if getattr(s, "group_snapshot_id", None) == group_snapshot_id
+                and s.status != "deleted"
             }
-        return GroupSnapshot(ArtifactRef(ArtifactKind.GROUP_SNAPSHOT, str(made.id)), members)
 
     def _group(self, cinder: Any, group_id: str, volumes: Sequence[Any]) -> VolumeGroup:
         group = cinder.get_group(group_id)

@@ -118,6 +118,7 @@ OPERATIONS = frozenset(
         "create_volume_from_backup",
         "volume_groups_of",
         "create_group_snapshot",
+        "group_snapshot_members",
     }
     | RESTORE_OPERATIONS
     | trove.TROVE_OPERATIONS
@@ -291,6 +292,11 @@ class SimulatedCloud(SimRestoreOperations):
         """A group snapshot of a group whose type promises consistency (else ``CloudRejected``)."""
         with self._call("create_group_snapshot") as call:
             return groups.create_group_snapshot(call, group_id, name, description)
+
+    def group_snapshot_members(self, group_snapshot_id: str) -> Mapping[str, ArtifactRef]:
+        """Volume id → member snapshot of a group snapshot."""
+        with self._call("group_snapshot_members") as call:
+            return groups.members_of(call, group_snapshot_id)
 
     def server_status(self, server_id: str) -> str:
         """The server's Nova status now."""

@@ -135,6 +135,15 @@ def create_group_snapshot(
     return GroupSnapshot(ArtifactRef(ArtifactKind.GROUP_SNAPSHOT, snapshot_id), members)
 
 
+def members_of(call: SimCall, snapshot_id: str) -> dict[str, ArtifactRef]:
+    rows = call.conn.execute(
+        "SELECT id, volume_id FROM snapshots WHERE group_snapshot_id = ? AND project = ?"
+        " AND gone_at IS NULL ORDER BY created_at, id",
+        (snapshot_id, call.project),
+    ).fetchall()
+    return {r["volume_id"]: ArtifactRef(ArtifactKind.VOLUME_SNAPSHOT, r["id"]) for r in rows}
+
+
 def group_snapshot_row(call: SimCall, snapshot_id: str) -> sqlite3.Row | None:
     row: sqlite3.Row | None = call.conn.execute(
         "SELECT * FROM group_snapshots WHERE id = ? AND project = ?", (snapshot_id, call.project)
