@@ -20,7 +20,7 @@ level it *obtained*, from what was done and observed, never the one asked for:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -172,3 +172,74 @@ def spread_detail(seconds: float, count: int) -> str:
     if count <= 1:
         return "one snapshot"
     return f"{count} snapshots started within {seconds:.1f}s"
+
+
+#: The group spec by which a Cinder group type promises consistent group snapshots.
+CONSISTENT_GROUP_SPEC = "consistent_group_snapshot_enabled"
+
+
+def promises_consistent_snapshots(group_specs: Mapping[str, str]) -> bool:
+    """Does a group type with these specs promise consistent group snapshots
+    (``consistent_group_snapshot_enabled="<is> True"``)?"""
+    value = group_specs.get(CONSISTENT_GROUP_SPEC, "")
+    return value.replace("<is>", "").strip().lower() == "true"
+
+
+@dataclass(frozen=True)
+class VolumeGroup:
+    """A Cinder group (microversion 3.13+) and whether its type promises consistent snapshots."""
+
+    id: str
+    name: str
+    volume_ids: tuple[str, ...]
+    group_type: str
+    consistent: bool
+    """Its group type's specs promise consistent group snapshots (as far as they can be read)."""
+    why_not: str = ""
+    """Why it does not, when it does not (the specs say otherwise, or cannot be read)."""
+
+
+@dataclass(frozen=True)
+class GroupPlan:
+    """How a backup's volumes are snapshotted: some groups whole, the other volumes one by one."""
+
+    groups: tuple[VolumeGroup, ...]
+    """Groups taken as one group snapshot each."""
+    alone: tuple[str, ...]
+    """Volumes taken one by one, in the order given."""
+    why_alone: tuple[str, ...] = ()
+    """Why a group some of these volumes are in was not taken as a group snapshot."""
+
+
+def plan_groups(volumes: Sequence[str], groups: Sequence[VolumeGroup]) -> GroupPlan:
+    """A group is snapshotted whole when its type promises consistent group snapshots and every
+    volume of it is one of ``volumes`` (a group snapshot takes every member); else per volume."""
+    wanted = set(volumes)
+    together: list[VolumeGroup] = []
+    why: list[str] = []
+    for group in groups:
+        if not wanted & set(group.volume_ids):
+            continue
+        others = [v for v in group.volume_ids if v not in wanted]
+        if not group.consistent:
+            why.append(f"group {group.id}: {group.why_not or 'its type promises no consistency'}")
+        elif others:
+            why.append(f"group {group.id} also holds {', '.join(others)}, not in this backup")
+        elif group not in together:
+            together.append(group)
+    grouped = {v for group in together for v in group.volume_ids}
+    return GroupPlan(tuple(together), tuple(v for v in volumes if v not in grouped), tuple(why))
+
+
+def groups_detail(taken: Mapping[str, VolumeGroup], plan: GroupPlan) -> str:
+    """What the backup says of its volumes: ``taken`` maps each group snapshot made to its group."""
+    parts = [
+        f"group snapshot {snapshot} of consistency group {group.id} ({', '.join(group.volume_ids)})"
+        for snapshot, group in taken.items()
+    ]
+    if plan.alone:
+        alone = f"per volume: {', '.join(plan.alone)}"
+        if plan.why_alone:
+            alone += f" ({'; '.join(plan.why_alone)})"
+        parts.append(alone)
+    return "volumes: " + "; ".join(parts) if parts else ""

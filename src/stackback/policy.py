@@ -91,6 +91,8 @@ class ArtifactKind(StrEnum):
     VOLUME_SNAPSHOT = "volume-snapshot"
     VOLUME_BACKUP = "volume-backup"
     DATABASE_BACKUP = "database-backup"
+    GROUP_SNAPSHOT = "group-snapshot"
+    """A Cinder group snapshot; its member volume snapshots are recorded as artifacts too."""
 
 
 class ArtifactStatus(StrEnum):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from stackback.consistency import VolumeGroup
 from stackback.policy import (
     Artifact,
     ArtifactKind,
@@ -229,6 +230,43 @@ class Cloud(Protocol):
 
     def unpause_server(self, server_id: str) -> None:
         """Nova ``unpause`` of a paused server."""
+        ...
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """A Cinder group snapshot just asked for, and the member snapshot of each volume."""
+
+    ref: ArtifactRef
+    """Kind ``group-snapshot``; it goes creating → available, its members with it."""
+    members: Mapping[str, ArtifactRef]
+    """Volume id → its member snapshot (kind ``volume-snapshot``), which Cinder deletes only
+    with the group snapshot."""
+
+
+@runtime_checkable
+class GroupCloud(Protocol):
+    """Cinder groups (block storage microversion 3.14+), for whole-server backups.
+
+    A group snapshot's ``ArtifactInfo`` names its member snapshots as ``children`` and reads
+    its markers from its description (Cinder keeps no metadata on group snapshots:
+    ``stackback.databases.description``); deleting it deletes its members, and a member
+    cannot be deleted on its own (``CloudBusy``, as Cinder's 400 "must not be part of a
+    group").
+    """
+
+    def volume_groups_of(self, volume_ids: Sequence[str]) -> list[VolumeGroup]:
+        """The groups any of these volumes is in, each with all its volumes and whether its
+        type promises consistent group snapshots."""
+        ...
+
+    def create_group_snapshot(self, group_id: str, name: str, description: str) -> GroupSnapshot:
+        """``POST /group_snapshots`` of a group whose type promises consistent snapshots (any
+        other is refused: ``CloudRejected``). Returns at once with its member snapshots."""
+        ...
+
+    def group_snapshot_members(self, group_snapshot_id: str) -> Mapping[str, ArtifactRef]:
+        """Volume id → member snapshot of a group snapshot (``{}`` once it is gone)."""
         ...
 
 

@@ -25,10 +25,12 @@ from typing import Protocol
 
 import pytest
 
+from stackback.databases import description
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected
 from stackback.policy import ArtifactKind, ArtifactStatus, Selector
 from stackback.ports import (
     CREATED_BY_VALUE,
+    MARKER_BACKUP,
     MARKER_CREATED_BY,
     MARKER_LABEL,
     MARKER_RESTORE,
@@ -42,6 +44,7 @@ from stackback.ports import (
     BlockDevice,
     BootRequest,
     Cloud,
+    GroupCloud,
     RestoreCloud,
     ServerInfo,
     VolumeCloud,
@@ -920,3 +923,75 @@ class VolumeContract:
             harness.volume_cloud.start_volume_backup(
                 volume_id, unique("inc"), volume_markers(unique("run"), volume_id), incremental=True
             )
+
+
+class GroupHarness(CloudHarness, Protocol):
+    """A harness whose cloud serves Cinder groups (:class:`GroupCloud`)."""
+
+    group_cloud: GroupCloud
+    """The groups port, bound to a project where group types' specs can be read."""
+    group_artifacts: Cloud
+    """The same cloud and project as ``group_cloud``, through the :class:`Cloud` port."""
+
+    def create_volume_group(self, consistent: bool, volumes: int) -> tuple[str, tuple[str, ...]]:
+        """A group of ``volumes`` new 1 GB volumes in ``group_cloud``'s project, of a new
+        group type that promises consistent group snapshots or not; (group id, volume ids)."""
+        ...
+
+
+class GroupContract:
+    """Cinder groups: a volume's group with its members and its type's promise, group
+    snapshots (members per volume, markers in the description, deleted together with their
+    members, a member not deletable alone), refused for a type that promises nothing."""
+
+    def test_a_volume_group_is_found_with_its_volumes_and_its_promise(
+        self, harness: GroupHarness
+    ) -> None:
+        promising, volumes = harness.create_volume_group(True, 2)
+        plain, others = harness.create_volume_group(False, 1)
+        found = {g.id: g for g in harness.group_cloud.volume_groups_of([volumes[0], others[0]])}
+        assert set(found) == {promising, plain}
+        assert set(found[promising].volume_ids) == set(volumes)
+        assert found[promising].consistent and not found[plain].consistent
+        assert found[plain].why_not
+        assert harness.group_cloud.volume_groups_of([]) == []
+
+    def test_a_group_snapshot_has_a_member_per_volume_and_goes_with_them(
+        self, harness: GroupHarness
+    ) -> None:
+        group_id, volumes = harness.create_volume_group(True, 2)
+        run, backup = str(uuid.uuid4()), str(uuid.uuid4())
+        stamp = {MARKER_RUN: run, MARKER_BACKUP: backup, MARKER_CREATED_BY: CREATED_BY_VALUE}
+        made = harness.group_cloud.create_group_snapshot(
+            group_id, unique("contract-gs"), description(stamp, full=True)
+        )
+        cloud = harness.group_artifacts
+        assert made.ref.kind is ArtifactKind.GROUP_SNAPSHOT
+        assert set(made.members) == set(volumes)
+        info = wait_for_in(harness, cloud, made.ref, ArtifactStatus.AVAILABLE)
+        assert set(info.children) == set(made.members.values())
+        assert info.metadata[MARKER_BACKUP] == backup and info.metadata[MARKER_RUN] == run
+        assert made.ref in {i.ref for i in cloud.find_artifacts({MARKER_RUN: run})}
+        for member in made.members.values():
+            assert cloud.artifact_statuses([member])[member].status is ArtifactStatus.AVAILABLE
+        member = next(iter(made.members.values()))
+        with pytest.raises(CloudBusy):
+            cloud.delete_artifact(member)  # Cinder: "must not be part of a group"
+        cloud.delete_artifact(made.ref)
+        wait_for_in(harness, cloud, made.ref, ArtifactStatus.DELETED)
+        for member in made.members.values():
+            wait_for_in(harness, cloud, member, ArtifactStatus.DELETED)
+
+    def test_a_group_snapshot_of_a_group_that_promises_nothing_is_refused(
+        self, harness: GroupHarness
+    ) -> None:
+        group_id, _ = harness.create_volume_group(False, 1)
+        with pytest.raises(CloudRejected):
+            harness.group_cloud.create_group_snapshot(group_id, unique("contract-gs"), "")
+
+
+def wait_for_in(
+    harness: CloudHarness, cloud: Cloud, ref: ArtifactRef, wanted: ArtifactStatus
+) -> ArtifactInfo:
+    harness.wait_until(lambda: status(cloud, ref).status is wanted, TIMEOUT_S)
+    return status(cloud, ref)

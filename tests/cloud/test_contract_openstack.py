@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,11 +19,14 @@ import pytest
 from openstack.connection import Connection
 
 from stackback.cloud.openstack import OpenStackCloud
-from stackback.ports import Cloud, RestoreCloud, ServerInfo, VolumeCloud
+from stackback.cloud.openstack.groups import SPECS_HIDDEN
+from stackback.errors import CloudRejected
+from stackback.ports import Cloud, GroupCloud, RestoreCloud, ServerInfo, VolumeCloud
 from tests.cloud.contract import (
     CloudContract,
     CloudHarness,
     ConsistencyContract,
+    GroupContract,
     RestoreContract,
     VolumeContract,
 )
@@ -77,6 +81,13 @@ class PlaneHarness:
         self.backups_unavailable: str | None = NO_BACKUP_SERVICE
         self.servers: list[str] = []
         self.volumes: list[str] = []
+        # Group types' specs are shown to admins only: the groups port runs as admin.
+        self.admin = plane.connection("admin")
+        admin_cloud = OpenStackCloud(plane.connection("admin"), cloud_name="admin")
+        self.group_cloud: GroupCloud = admin_cloud
+        self.group_artifacts: Cloud = admin_cloud
+        self.groups: list[str] = []
+        self.group_types: list[str] = []
         compute = self.alpha.compute
         self.flavor_id = compute.find_flavor(FLAVOR, ignore_missing=False).id
         self.image_id = self.alpha.image.find_image(IMAGE, ignore_missing=False).id
@@ -207,7 +218,45 @@ class PlaneHarness:
         until cinder-volume has the request, which the contract may or may not catch."""
         yield
 
+    def create_volume_group(self, consistent: bool, volumes: int) -> tuple[str, tuple[str, ...]]:
+        """In the admin project: a new group type (promising or not), a group, its volumes."""
+        cinder: Any = self.admin.block_storage
+        specs = {"consistent_group_snapshot_enabled": "<is> True"} if consistent else {}
+        group_type = cinder.create_group_type(
+            name=f"contract-gt-{uuid.uuid4().hex[:8]}", group_specs=specs
+        )
+        self.group_types.append(group_type.id)
+        volume_type = next(iter(cinder.types())).id
+        group = cinder.create_group(
+            name=f"contract-g-{uuid.uuid4().hex[:8]}",
+            group_type=group_type.id,
+            volume_types=[volume_type],
+        )
+        self.groups.append(group.id)
+        self.wait_until(lambda: cinder.get_group(group.id).status == "available", 120)
+        made = [
+            cinder.create_volume(
+                size=1, name=f"contract-gv-{i}", group_id=group.id, volume_type=volume_type
+            )
+            for i in range(volumes)
+        ]
+        for volume in made:
+            cinder.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+        return str(group.id), tuple(str(v.id) for v in made)
+
     def close(self) -> None:
+        cinder: Any = self.admin.block_storage
+        for group_id in self.groups:
+            with contextlib.suppress(Exception):
+                for snapshot in cinder.group_snapshots(details=True):
+                    if snapshot.group_id == group_id:
+                        cinder.delete_group_snapshot(snapshot.id, ignore_missing=True)
+                        cinder.wait_for_delete(snapshot, interval=POLL_S, wait=60)
+                cinder.delete_group(group_id, delete_volumes=True)
+                cinder.wait_for_delete(cinder.get_group(group_id), interval=POLL_S, wait=60)
+        for type_id in self.group_types:
+            with contextlib.suppress(Exception):
+                cinder.delete_group_type(type_id, ignore_missing=True)
         for server_id in self.servers:
             self.delete_server(server_id)
         for volume_id in self.volumes:  # detached once its server is gone
@@ -234,6 +283,42 @@ def harness(plane_harness: PlaneHarness) -> CloudHarness:
 
 
 class TestOpenStackCloudContract(
-    CloudContract, RestoreContract, ConsistencyContract, VolumeContract
+    CloudContract, RestoreContract, ConsistencyContract, VolumeContract, GroupContract
 ):
     pass
+
+
+def test_a_project_member_cannot_see_a_group_types_promise_so_never_takes_a_group_snapshot(
+    plane_harness: PlaneHarness,
+) -> None:
+    """Cinder shows group specs to admins only: with a member's credentials a group whose
+    type promises consistent snapshots is not seen to, and its group snapshot is refused."""
+    admin: Any = plane_harness.admin.block_storage
+    member: Any = plane_harness.alpha.block_storage
+    group_type = admin.create_group_type(
+        name=f"contract-gt-{uuid.uuid4().hex[:8]}",
+        group_specs={"consistent_group_snapshot_enabled": "<is> True"},
+    )
+    plane_harness.group_types.append(group_type.id)
+    volume_type = next(iter(member.types())).id
+    group = member.create_group(
+        name=f"contract-g-{uuid.uuid4().hex[:8]}",
+        group_type=group_type.id,
+        volume_types=[volume_type],
+    )
+    try:
+        plane_harness.wait_until(lambda: member.get_group(group.id).status == "available", 120)
+        volume = member.create_volume(
+            size=1, name="contract-member-gv", group_id=group.id, volume_type=volume_type
+        )
+        member.wait_for_status(volume, "available", interval=POLL_S, wait=120)
+        cloud = OpenStackCloud(plane_harness.plane.connection("alpha"), cloud_name="alpha")
+        (seen,) = cloud.volume_groups_of([volume.id])
+        assert seen.id == group.id and seen.volume_ids == (volume.id,)
+        assert not seen.consistent and seen.why_not == SPECS_HIDDEN
+        with pytest.raises(CloudRejected):
+            cloud.create_group_snapshot(group.id, "contract-gs", "")
+    finally:
+        with contextlib.suppress(Exception):
+            member.delete_group(group.id, delete_volumes=True)
+            member.wait_for_delete(member.get_group(group.id), interval=POLL_S, wait=60)

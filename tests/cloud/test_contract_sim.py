@@ -12,11 +12,12 @@ import pytest
 
 from stackback.clock import VirtualClock
 from stackback.cloud.simulator import SimulatedCloud
-from stackback.ports import Cloud, RestoreCloud, ServerInfo, VolumeCloud
+from stackback.ports import Cloud, GroupCloud, RestoreCloud, ServerInfo, VolumeCloud
 from tests.cloud.contract import (
     CloudContract,
     CloudHarness,
     ConsistencyContract,
+    GroupContract,
     RestoreContract,
     VolumeContract,
 )
@@ -37,6 +38,14 @@ class SimHarness:
         self.other_project_cloud: Cloud = SimulatedCloud(path, clock, project="beta")
         self.volume_cloud: VolumeCloud = self.sim
         self.backups_unavailable: str | None = None
+        self.group_cloud: GroupCloud = self.sim
+        self.group_artifacts: Cloud = self.sim
+
+    def create_volume_group(self, consistent: bool, volumes: int) -> tuple[str, tuple[str, ...]]:
+        specs = {"consistent_group_snapshot_enabled": "<is> True"} if consistent else {}
+        group_type = self.sim.create_group_type("contract-type", specs)
+        members = tuple(self.create_volume(f"contract-grouped-{i}") for i in range(volumes))
+        return self.sim.create_volume_group("contract-group", group_type, members), members
 
     def create_volume(self, name: str, metadata: Mapping[str, str] | None = None) -> str:
         return self.sim.create_volume_standalone(name, metadata=metadata).id
@@ -104,6 +113,6 @@ def harness(tmp_path: Path) -> CloudHarness:
 
 
 class TestSimulatedCloudContract(
-    CloudContract, RestoreContract, ConsistencyContract, VolumeContract
+    CloudContract, RestoreContract, ConsistencyContract, VolumeContract, GroupContract
 ):
     pass

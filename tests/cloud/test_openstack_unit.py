@@ -276,6 +276,9 @@ class FakeBlockStorage:
 
     stored_backups: list[Any] = []
 
+    def group_snapshots(self, **query: Any) -> Iterator[Any]:
+        return iter(())
+
 
 class FakeCompute:
     def __init__(self, servers: list[Server]) -> None:

@@ -100,9 +100,14 @@ class Collector:
             log.warning("not deleting backup %s: %s", backup.id, verdict.refusal)
             return False
         cloud = self.clouds(backup.cloud)
-        remaining = [a for a in backup.artifacts if a.status is not ArtifactStatus.DELETED]
+        remaining = sorted(  # a group snapshot first: Cinder deletes its members with it
+            (a for a in backup.artifacts if a.status is not ArtifactStatus.DELETED),
+            key=lambda a: a.kind is not ArtifactKind.GROUP_SNAPSHOT,
+        )
         refs = [ArtifactRef(a.kind, a.cloud_id) for a in remaining]
         infos = cloud.artifact_statuses(refs) if refs else {}
+        going: set[ArtifactRef] = set()  # members of a group snapshot deleted in this pass
+        grouped = any(a.kind is ArtifactKind.GROUP_SNAPSHOT for a in backup.artifacts)
         failures = 0
         for artifact, ref in zip(remaining, refs, strict=True):
             now = self.clock.now()
@@ -111,6 +116,9 @@ class Collector:
                 self.store.update_artifact(
                     artifact.id, status=ArtifactStatus.DELETED, deleted_at=now
                 )
+                continue
+            if ref in going or (grouped and info.status is ArtifactStatus.DELETING):
+                failures += 1  # going with its group snapshot: asking again would be refused
                 continue
             refusal = _not_ours(backup, info) or _under(info)
             if refusal is not None:
@@ -147,6 +155,8 @@ class Collector:
                     delete_attempts=artifact.delete_attempts + 1,
                 )
                 continue
+            if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+                going.update(info.children)
             self.store.update_artifact(
                 artifact.id, status=ArtifactStatus.DELETED, deleted_at=now, error=None
             )

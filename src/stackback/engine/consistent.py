@@ -30,14 +30,19 @@ from stackback.consistency import (
     Approach,
     ConsistencyLevel,
     Fallback,
+    GroupPlan,
+    VolumeGroup,
     choose_approach,
     fall_back,
+    groups_detail,
+    plan_groups,
     spread_detail,
     still_needs_pause,
 )
+from stackback.databases import description
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudBusy, CloudError, CloudRejected, RunFailed
+from stackback.errors import CloudBusy, CloudError, CloudNotFound, CloudRejected, RunFailed
 from stackback.policy import ArtifactKind, ArtifactStatus, Backup, Policy, Run, Step
 from stackback.ports import (
     MARKER_IMAGE_ID,
@@ -47,6 +52,8 @@ from stackback.ports import (
     ArtifactRef,
     Clock,
     Cloud,
+    GroupCloud,
+    GroupSnapshot,
     ServerInfo,
     Store,
 )
@@ -142,6 +149,7 @@ class WholeServer:
     ) -> str:
         """Snapshot the server and its volumes at the policy's level; the step's detail."""
         volumes = self._volumes_at_backup(backup, server)
+        plan = self._plan_groups(volumes)
         approach = choose_approach(
             policy.consistency,
             policy.fallback,
@@ -160,16 +168,18 @@ class WholeServer:
         if approach.action is Action.FAIL:
             raise RunFailed(_cannot(policy, approach.reason))
         try:
-            refs, spread = self._start(run, backup, server, volumes, stamp, name)
+            refs, spread, groups = self._start(run, backup, server, plan, stamp, name)
             failpoint("after-snapshots-requested")
             if paused_at is not None:
                 obtained = self._hold_then_unpause(run, server.id, refs, paused_at, policy)
             else:
-                obtained = _without_pause(approach, spread, len(refs))
+                obtained = _without_pause(approach, spread, 1 + len(volumes))
         except Exception:
             if paused_at is not None:  # never leave the server paused (a dead worker's
                 self._unpause(run, server.id, paused_at, "after an error")  # takeover does)
             raise
+        if groups:
+            obtained = Obtained(obtained.level, f"{obtained.detail}; {groups}")
         self._record(run, backup, obtained)
         return f"image and {len(volumes)} volume snapshot(s) requested: " + ", ".join(
             ref.id for ref in refs
@@ -195,6 +205,7 @@ class WholeServer:
             server = self._takeover_unpause(run, server, prior, asked_at)
         if not found:  # nothing was made yet: take it as if for the first time
             return self.take(run, backup, server, policy, stamp, name)
+        found = self._stamp_members(run, found, stamp)
         for info in found:
             self._record_artifact(run, backup, info.ref, info.status)
         made = self._make_missing(run, backup, server, found, volumes, stamp, name)
@@ -348,24 +359,66 @@ class WholeServer:
 
     # -- snapshots -------------------------------------------------------------------
 
+    def _plan_groups(self, volumes: Sequence[str]) -> GroupPlan:
+        """Which volumes go as one Cinder group snapshot (their group's type promises
+        consistent group snapshots and the group holds nothing else), which one by one."""
+        if not volumes or not isinstance(self.cloud, GroupCloud):
+            return GroupPlan((), tuple(volumes))
+        try:
+            groups = self.cloud.volume_groups_of(volumes)
+        except (CloudRejected, CloudNotFound) as error:  # e.g. no group API at this version
+            return GroupPlan((), tuple(volumes), (f"groups not readable: {error.message}",))
+        return plan_groups(volumes, groups)
+
     def _start(
         self,
         run: Run,
         backup: Backup,
         server: ServerInfo,
-        volumes: Sequence[str],
+        plan: GroupPlan,
         stamp: Mapping[str, str],
         name: str,
-    ) -> tuple[list[ArtifactRef], float]:
-        """The image, then each volume's snapshot, one right after another; their spread."""
+    ) -> tuple[list[ArtifactRef], float, str]:
+        """The image, then each group snapshot and each other volume's snapshot, one right
+        after another; their spread, and what the backup says of its volumes."""
         first = self.clock.now()
         self._still_ours(run)
         refs = [self._start_image(run, backup, server, stamp, name)]
         last = first
-        for volume_id in volumes:
+        taken: dict[str, VolumeGroup] = {}
+        alone = list(plan.alone)
+        why_alone = list(plan.why_alone)
+        for group in plan.groups:
+            last = self.clock.now()
+            try:
+                made = self._start_group(run, backup, group, stamp, name)
+            except CloudRejected as error:  # its type changed since it was read
+                why_alone.append(f"Cinder refused a group snapshot of {group.id}: {error.message}")
+                alone.extend(group.volume_ids)
+                continue
+            taken[made.ref.id] = group
+            refs += [made.ref, *made.members.values()]
+        for volume_id in alone:
             last = self.clock.now()
             refs.append(self._start_volume(run, backup, volume_id, stamp, name))
-        return refs, (last - first).total_seconds()
+        said = groups_detail(taken, GroupPlan(plan.groups, tuple(alone), tuple(why_alone)))
+        return refs, (last - first).total_seconds(), said
+
+    def _start_group(
+        self, run: Run, backup: Backup, group: VolumeGroup, stamp: Mapping[str, str], name: str
+    ) -> GroupSnapshot:
+        """One group snapshot (its markers in its description: Cinder keeps no metadata on
+        it); each member snapshot stamped like a volume snapshot of this backup."""
+        assert isinstance(self.cloud, GroupCloud)
+        made = self.cloud.create_group_snapshot(
+            group.id, volume_snapshot_name(name, group.id), description(stamp, full=True)
+        )
+        self._record_artifact(run, backup, made.ref, ArtifactStatus.PENDING)
+        failpoint("after-group-snapshot")
+        for volume_id, member in made.members.items():
+            self.cloud.set_artifact_metadata(member, {**stamp, MARKER_VOLUME: volume_id})
+            self._record_artifact(run, backup, member, ArtifactStatus.PENDING)
+        return made
 
     def _start_image(
         self, run: Run, backup: Backup, server: ServerInfo, stamp: Mapping[str, str], name: str
@@ -428,6 +481,23 @@ class WholeServer:
         children = [child for info in found for child in info.children]
         infos = list(found) + list(self.cloud.artifact_statuses(children).values())
         return not any(still_needs_pause(info.raw_status) for info in infos)
+
+    def _stamp_members(
+        self, run: Run, found: list[ArtifactInfo], stamp: Mapping[str, str]
+    ) -> list[ArtifactInfo]:
+        """Stamp the members of a group snapshot the stopped worker made but had not stamped
+        yet (Cinder makes them unmarked), so that their volumes are not snapshotted again."""
+        groups = [i.ref.id for i in found if i.ref.kind is ArtifactKind.GROUP_SNAPSHOT]
+        if not groups or not isinstance(self.cloud, GroupCloud):
+            return found
+        stamped = {info.ref for info in found}
+        missing = False
+        for group_snapshot in groups:
+            for volume_id, member in self.cloud.group_snapshot_members(group_snapshot).items():
+                if member not in stamped:
+                    self.cloud.set_artifact_metadata(member, {**stamp, MARKER_VOLUME: volume_id})
+                    missing = True
+        return self.cloud.find_artifacts({MARKER_RUN: run.id}) if missing else found
 
     def _make_missing(
         self,

@@ -29,6 +29,7 @@ from stackback.cloud.openstack.convert import (
     text,
 )
 from stackback.cloud.openstack.errors import cloud_errors
+from stackback.cloud.openstack.groups import OpenStackGroupOperations
 from stackback.cloud.openstack.images import list_images
 from stackback.cloud.openstack.probe import OpenStackPortCheck
 from stackback.cloud.openstack.restore import OpenStackRestoreOperations, attached_volume_specs
@@ -49,7 +50,12 @@ from stackback.records import VolumeSpec
 IMAGE_IDS_PER_LISTING = 60
 
 
-class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTroveOperations):
+class OpenStackCloud(
+    OpenStackRestoreOperations,
+    OpenStackPortCheck,
+    OpenStackTroveOperations,
+    OpenStackGroupOperations,
+):
     """A :class:`~stackback.ports.Cloud` for the project of one openstacksdk connection."""
 
     def __init__(
@@ -135,6 +141,7 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTr
             + self._snapshots()
             + self._backups()
             + self._trove_backups()
+            + self._group_snapshots(optional=True)
         )
         return [info for info in found if contains(info.metadata, metadata)]
 
@@ -151,12 +158,16 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTr
             found.update((info.ref, info) for info in self._backups())
         if ArtifactKind.DATABASE_BACKUP in kinds:
             found.update((info.ref, info) for info in self.database_backups())
+        if ArtifactKind.GROUP_SNAPSHOT in kinds:
+            found.update((info.ref, info) for info in self._group_snapshots())
         return {ref: found.get(ref) or missing_info(ref) for ref in refs}
 
     def set_artifact_metadata(self, ref: ArtifactRef, metadata: Mapping[str, str]) -> None:
         """Merge ``metadata`` into an image's properties or a snapshot's metadata."""
         if ref.kind is ArtifactKind.DATABASE_BACKUP:
             raise CloudRejected("a Trove backup has no metadata (its markers are written once)")
+        if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+            raise CloudRejected("a group snapshot has no metadata (its markers are fixed)")
         values = {key: str(value) for key, value in metadata.items()}
         with cloud_errors(f"setting metadata of {ref.kind} {ref.id} on {self._where}"):
             if ref.kind is ArtifactKind.IMAGE:
@@ -187,6 +198,9 @@ class OpenStackCloud(OpenStackRestoreOperations, OpenStackPortCheck, OpenStackTr
             return
         if ref.kind is ArtifactKind.DATABASE_BACKUP:
             self._delete_trove_backup(ref.id)
+            return
+        if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+            self._delete_group_snapshot(ref.id)
             return
         try:
             with cloud_errors(what):
@@ -337,10 +351,13 @@ def _volume_info(volume: Any) -> VolumeInfo:
 
 
 if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
-    from stackback.ports import Cloud, VolumeCloud
+    from stackback.ports import Cloud, GroupCloud, VolumeCloud
 
     def _conforms_to_port(cloud: OpenStackCloud) -> Cloud:
         return cloud
 
     def _conforms_to_volume_port(cloud: OpenStackCloud) -> VolumeCloud:
+        return cloud
+
+    def _conforms_to_group_port(cloud: OpenStackCloud) -> GroupCloud:
         return cloud

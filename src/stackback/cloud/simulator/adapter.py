@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stackback.cloud.common import contains, missing_info
-from stackback.cloud.simulator import pausing, trove, volumes
+from stackback.cloud.simulator import groups, pausing, trove, volumes
 from stackback.cloud.simulator.compute import (
     KILL_IMAGE,
     create_server_image,
@@ -68,6 +68,7 @@ from stackback.cloud.simulator.restore import (
     SimRestoreOperations,
     advance_boots,
 )
+from stackback.consistency import VolumeGroup
 from stackback.databases import check_selector, selects
 from stackback.errors import (
     CloudBusy,
@@ -89,6 +90,7 @@ from stackback.ports import (
     DatabaseInfo,
     DatabaseRestore,
     DatabaseSpec,
+    GroupSnapshot,
     ServerInfo,
     VolumeInfo,
 )
@@ -114,6 +116,9 @@ OPERATIONS = frozenset(
         "find_volumes",
         "start_volume_backup",
         "create_volume_from_backup",
+        "volume_groups_of",
+        "create_group_snapshot",
+        "group_snapshot_members",
     }
     | RESTORE_OPERATIONS
     | trove.TROVE_OPERATIONS
@@ -187,6 +192,10 @@ class SimulatedCloud(SimRestoreOperations):
             table, column = self._storage_of(ref)
             if ref.kind is ArtifactKind.DATABASE_BACKUP:
                 raise CloudRejected("a Trove backup has no metadata (its markers are written once)")
+            if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+                raise CloudRejected(
+                    "a group snapshot has no metadata (its markers are written once)"
+                )
             row = self._artifact_row(call, ref)
             if row is None:
                 raise CloudNotFound(f"no {ref.kind} {ref.id} in project {self.project}")
@@ -211,6 +220,9 @@ class SimulatedCloud(SimRestoreOperations):
             if ref.kind is ArtifactKind.DATABASE_BACKUP:
                 trove.delete_backup(call, ref.id)
                 return
+            if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+                groups.delete_group_snapshot(call, ref.id)
+                return
             if ref.kind is ArtifactKind.IMAGE:
                 if row["server_id"] and image_state(row, call.now) in ("queued", "saving"):
                     call.conn.execute(  # Nova's snapshot task runs on until its upload fails
@@ -220,6 +232,8 @@ class SimulatedCloud(SimRestoreOperations):
                     )
                 call.conn.execute("DELETE FROM images WHERE id = ?", (ref.id,))
                 return
+            if groups.in_live_group_snapshot(call, row):
+                raise CloudBusy(groups.MEMBER_REFUSAL)
             if snapshot_state(row, call.now) != "available":
                 raise CloudBusy(
                     "Invalid snapshot: Snapshot status must be available or error"
@@ -268,6 +282,21 @@ class SimulatedCloud(SimRestoreOperations):
         """A new volume restored from a Cinder backup."""
         with self._call("create_volume_from_backup") as call:
             return volumes.restore_backup(call, backup_id, name, metadata)
+
+    def volume_groups_of(self, volume_ids: Sequence[str]) -> list[VolumeGroup]:
+        """The Cinder groups any of these volumes is in."""
+        with self._call("volume_groups_of") as call:
+            return groups.groups_of(call, volume_ids)
+
+    def create_group_snapshot(self, group_id: str, name: str, description: str) -> GroupSnapshot:
+        """A group snapshot of a group whose type promises consistency (else ``CloudRejected``)."""
+        with self._call("create_group_snapshot") as call:
+            return groups.create_group_snapshot(call, group_id, name, description)
+
+    def group_snapshot_members(self, group_snapshot_id: str) -> Mapping[str, ArtifactRef]:
+        """Volume id → member snapshot of a group snapshot."""
+        with self._call("group_snapshot_members") as call:
+            return groups.members_of(call, group_snapshot_id)
 
     def server_status(self, server_id: str) -> str:
         """The server's Nova status now."""
@@ -369,6 +398,21 @@ class SimulatedCloud(SimRestoreOperations):
     def fail_next_database_boot(self, count: int = 1) -> None:
         """The next ``count`` instances created (restored) end in ERROR."""
         self._script(trove.FAIL_DB_BOOT, "failed", count, None)
+
+    def create_group_type(self, name: str, specs: Mapping[str, str]) -> str:
+        """A Cinder group type with these group specs; its id."""
+        with self._admin() as call:
+            return groups.add_group_type(call, name, specs)
+
+    def create_volume_group(self, name: str, group_type: str, volume_ids: Sequence[str]) -> str:
+        """A Cinder group of the project holding these volumes; its id."""
+        with self._admin() as call:
+            return groups.add_group(call, name, group_type, volume_ids)
+
+    def group_snapshots(self) -> list[ArtifactInfo]:
+        """The project's group snapshots, oldest first (whatever made them)."""
+        with self._admin() as call:
+            return groups.group_snapshot_artifacts(call)
 
     def pauses(self, server_id: str) -> list[SimPause]:
         """Every pause of the server, oldest first (seconds since the epoch)."""
@@ -561,6 +605,9 @@ class SimulatedCloud(SimRestoreOperations):
     def _purge_gone(conn: sqlite3.Connection, now: float) -> None:
         """Forget what the cloud no longer lists: deleted snapshots, failed snapshot images."""
         conn.execute("DELETE FROM snapshots WHERE gone_at IS NOT NULL AND gone_at <= ?", (now,))
+        conn.execute(
+            "DELETE FROM group_snapshots WHERE gone_at IS NOT NULL AND gone_at <= ?", (now,)
+        )
         conn.execute("DELETE FROM images WHERE doomed = 1 AND ready_at <= ?", (now,))
 
     def _update_server_metadata(
@@ -609,6 +656,7 @@ class SimulatedCloud(SimRestoreOperations):
             ]
             + volumes.backup_artifacts(call, None if ids is None else list(ids))
             + trove.backup_infos(call, ids=ids)
+            + groups.group_snapshot_artifacts(call, ids)
         )
 
     def _matching_artifacts(self, call: SimCall, metadata: Mapping[str, str]) -> list[ArtifactInfo]:
@@ -624,6 +672,8 @@ class SimulatedCloud(SimRestoreOperations):
             return "volume_backups", "metadata"
         if ref.kind is ArtifactKind.DATABASE_BACKUP:
             return "db_backups", "description"
+        if ref.kind is ArtifactKind.GROUP_SNAPSHOT:
+            return "group_snapshots", "description"
         raise CloudRejected(f"the simulated cloud has no {ref.kind} artifacts")
 
     def _artifact_row(self, call: SimCall, ref: ArtifactRef) -> sqlite3.Row | None:
@@ -631,7 +681,11 @@ class SimulatedCloud(SimRestoreOperations):
         row: sqlite3.Row | None = call.conn.execute(
             f"SELECT * FROM {table} WHERE id = ? AND project = ?", (ref.id, self.project)
         ).fetchone()
-        if row is not None and table == "snapshots" and snapshot_state(row, call.now) == "deleted":
+        if (
+            row is not None
+            and table in ("snapshots", "group_snapshots")
+            and snapshot_state(row, call.now) == "deleted"
+        ):
             return None
         return row
 
@@ -659,10 +713,13 @@ def open_simulator(
 
 
 if TYPE_CHECKING:  # the type checker proves the adapter satisfies its port
-    from stackback.ports import Cloud, VolumeCloud
+    from stackback.ports import Cloud, GroupCloud, VolumeCloud
 
     def _conforms_to_port(cloud: SimulatedCloud) -> Cloud:
         return cloud
 
     def _conforms_to_volume_port(cloud: SimulatedCloud) -> VolumeCloud:
+        return cloud
+
+    def _conforms_to_group_port(cloud: SimulatedCloud) -> GroupCloud:
         return cloud

@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS db_backups (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, instance_id TEXT NOT NULL, name TEXT NOT NULL,
     description TEXT, parent_id TEXT, size REAL NOT NULL, created_at REAL NOT NULL,
     building_at REAL NOT NULL, ready_at REAL NOT NULL, doomed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS group_types (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, specs TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS volume_groups (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, group_type TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS group_snapshots (
+    id TEXT PRIMARY KEY, project TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
+    description TEXT NOT NULL, created_at REAL NOT NULL, ready_at REAL NOT NULL, gone_at REAL);
 CREATE INDEX IF NOT EXISTS servers_by_project ON servers (project);
 CREATE INDEX IF NOT EXISTS images_by_project ON images (project);
 CREATE INDEX IF NOT EXISTS images_by_host ON images (host, ready_at);
@@ -90,6 +98,8 @@ _ADDED_COLUMNS = (
     ("volumes", "availability_zone", "TEXT NOT NULL DEFAULT 'nova'"),
     ("volumes", "created_at", "REAL NOT NULL DEFAULT 0"),
     ("volumes", "ready_at", "REAL NOT NULL DEFAULT 0"),
+    ("volumes", "group_id", "TEXT"),
+    ("snapshots", "group_snapshot_id", "TEXT"),
 )
 """Columns added after the first release of the file format (older files get them)."""
 
