@@ -19,7 +19,7 @@ which parent an increment is), for Cinder and Trove alike, from a :class:`ChainR
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +36,7 @@ __all__ = [
     "ChainChoice",
     "ChainRule",
     "ancestors",
+    "by_id",
     "choose",
     "deletion_order",
     "foreign_blocked",
@@ -54,16 +55,26 @@ not stackback's: retention holds it (and keeps its ancestors) from then on."""
 _GONE = (BackupStatus.DELETED,)
 
 
-def _by_id(backups: Iterable[Backup]) -> dict[str, Backup]:
+def _by_id(backups: Iterable[Backup] | Mapping[str, Backup]) -> Mapping[str, Backup]:
+    if isinstance(backups, Mapping):
+        return backups
     return {b.id: b for b in backups}
 
 
-def ancestors(backup: Backup, backups: Iterable[Backup]) -> list[Backup]:
+def by_id(backups: Iterable[Backup]) -> dict[str, Backup]:
+    """``backups`` by id: pass it to :func:`ancestors` and :func:`foreign_rooted` when asking
+    about many backups of one target (each call is then as long as the chain, not the target)."""
+    return {b.id: b for b in backups}
+
+
+def ancestors(backup: Backup, backups: Iterable[Backup] | Mapping[str, Backup]) -> list[Backup]:
     """The backups ``backup`` depends on, its parent first, as far as ``backups`` know them."""
+    if backup.parent_id is None:
+        return []
     known = _by_id(backups)
     found: list[Backup] = []
     seen = {backup.id}
-    parent_id = backup.parent_id
+    parent_id: str | None = backup.parent_id
     while parent_id is not None and parent_id not in seen and parent_id in known:
         seen.add(parent_id)
         parent = known[parent_id]
@@ -72,10 +83,12 @@ def ancestors(backup: Backup, backups: Iterable[Backup]) -> list[Backup]:
     return found
 
 
-def foreign_rooted(backup: Backup, backups: Iterable[Backup]) -> bool:
+def foreign_rooted(backup: Backup, backups: Iterable[Backup] | Mapping[str, Backup]) -> bool:
     """Whether ``backup``'s chain reaches a parent that is not one of ``backups``."""
+    if backup.parent_id is None:
+        return False
     known = _by_id(backups)
-    chain = [backup, *ancestors(backup, known.values())]
+    chain = [backup, *ancestors(backup, known)]
     root_parent = chain[-1].parent_id
     return root_parent is not None and root_parent not in known
 
@@ -100,15 +113,13 @@ def deletion_order(backups: Sequence[Backup]) -> list[Backup]:
 
     Backups outside any chain keep their oldest-first order; a chain's members come
     newest first (a child is always newer than its parent), at the place of its oldest.
+    O(n log n): a backup without a parent is its own root.
     """
-    known = _by_id(backups)
-
-    def root(b: Backup) -> Backup:
-        chain = ancestors(b, known.values())
-        return chain[-1] if chain else b
+    known = by_id(backups)
 
     def key(b: Backup) -> tuple[datetime, str, float, str]:
-        top = root(b)
+        chain = ancestors(b, known)
+        top = chain[-1] if chain else b
         return (top.created_at, top.id, -b.created_at.timestamp(), b.id)
 
     return sorted(backups, key=key)

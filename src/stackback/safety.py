@@ -45,6 +45,7 @@ from stackback.chains import (
     FOREIGN_CHILD,
     FOREIGN_PARENT,
     ancestors,
+    by_id,
     deletion_order,
     foreign_blocked,
     foreign_rooted,
@@ -406,17 +407,18 @@ def _keep_chains(
     rooted in a backup stackback does not know may still need, and what a backup
     stackback did not make depends on (with its ancestors)."""
     kept_ids = {b.id for b, _ in keep}
+    known = by_id(backups.backups)
     forgetting = {b.id: b for b in forget}
     blocked = [b for b in forgetting.values() if foreign_blocked(b)]
     for b in blocked:
         del forgetting[b.id]
     for kept in [*(b for b, _ in keep), *blocked]:
-        for parent in ancestors(kept, backups.backups):
+        for parent in ancestors(kept, known):
             if parent.id in forgetting and parent.id not in kept_ids:
                 keep.append((forgetting.pop(parent.id), (FOR_THE_CHAIN,)))
                 kept_ids.add(parent.id)
     held = [(b, FOREIGN_CHILD) for b in blocked] + [
-        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, backups.backups)
+        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, known)
     ]
     held_ids = {b.id for b, _ in held}
     return keep, [b for b in forgetting.values() if b.id not in held_ids], held
