@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
 from stackback.errors import InvalidInput
 from stackback.policy import Backup, BackupStatus, Policy
@@ -53,6 +54,8 @@ FOREIGN_CHILD = "a backup stackback did not make depends on it"
 not stackback's: retention holds it (and keeps its ancestors) from then on."""
 
 _GONE = (BackupStatus.DELETED,)
+_created_then_id = attrgetter("created_at", "id")
+_parent_id = attrgetter("parent_id")
 
 
 def _by_id(backups: Iterable[Backup] | Mapping[str, Backup]) -> Mapping[str, Backup]:
@@ -113,8 +116,10 @@ def deletion_order(backups: Sequence[Backup]) -> list[Backup]:
 
     Backups outside any chain keep their oldest-first order; a chain's members come
     newest first (a child is always newer than its parent), at the place of its oldest.
-    O(n log n): a backup without a parent is its own root.
+    O(n log n); with no chain among them, one sort by (created, id).
     """
+    if set(map(_parent_id, backups)) <= {None}:
+        return sorted(backups, key=_created_then_id)
     known = by_id(backups)
 
     def key(b: Backup) -> tuple[datetime, str, float, str]:
