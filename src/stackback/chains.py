@@ -13,15 +13,20 @@ backup has none. The rules retention and deletion follow over a chain:
 - a backup the cloud would not delete because a backup stackback did not make depends
   on it is held, and so are its ancestors (:func:`foreign_blocked`).
 
-:func:`wants_full` decides whether the next backup of a chained kind is a full one.
+:func:`choose` decides whether the next backup of a chained kind is a full one (and of
+which parent an increment is), for Cinder and Trove alike, from a :class:`ChainRule`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 
-from stackback.policy import Backup, BackupStatus
+from stackback.errors import InvalidInput
+from stackback.policy import Backup, BackupStatus, Policy
+from stackback.schedule import cron_schedule
 
 __all__ = [
     "FOREIGN_CHILD",
@@ -29,13 +34,16 @@ __all__ = [
     "FOR_THE_CHAIN",
     "FULL",
     "INCREMENTAL",
+    "ChainChoice",
+    "ChainRule",
     "ancestors",
+    "by_id",
+    "choose",
     "deletion_order",
     "foreign_blocked",
     "foreign_rooted",
     "is_full",
     "live_children",
-    "wants_full",
 ]
 
 FOR_THE_CHAIN = "for the chain"
@@ -46,18 +54,30 @@ FOREIGN_CHILD = "a backup stackback did not make depends on it"
 not stackback's: retention holds it (and keeps its ancestors) from then on."""
 
 _GONE = (BackupStatus.DELETED,)
+_created_then_id = attrgetter("created_at", "id")
+_parent_id = attrgetter("parent_id")
 
 
-def _by_id(backups: Iterable[Backup]) -> dict[str, Backup]:
+def _by_id(backups: Iterable[Backup] | Mapping[str, Backup]) -> Mapping[str, Backup]:
+    if isinstance(backups, Mapping):
+        return backups
     return {b.id: b for b in backups}
 
 
-def ancestors(backup: Backup, backups: Iterable[Backup]) -> list[Backup]:
+def by_id(backups: Iterable[Backup]) -> dict[str, Backup]:
+    """``backups`` by id: pass it to :func:`ancestors` and :func:`foreign_rooted` when asking
+    about many backups of one target (each call is then as long as the chain, not the target)."""
+    return {b.id: b for b in backups}
+
+
+def ancestors(backup: Backup, backups: Iterable[Backup] | Mapping[str, Backup]) -> list[Backup]:
     """The backups ``backup`` depends on, its parent first, as far as ``backups`` know them."""
+    if backup.parent_id is None:
+        return []
     known = _by_id(backups)
     found: list[Backup] = []
     seen = {backup.id}
-    parent_id = backup.parent_id
+    parent_id: str | None = backup.parent_id
     while parent_id is not None and parent_id not in seen and parent_id in known:
         seen.add(parent_id)
         parent = known[parent_id]
@@ -66,10 +86,12 @@ def ancestors(backup: Backup, backups: Iterable[Backup]) -> list[Backup]:
     return found
 
 
-def foreign_rooted(backup: Backup, backups: Iterable[Backup]) -> bool:
+def foreign_rooted(backup: Backup, backups: Iterable[Backup] | Mapping[str, Backup]) -> bool:
     """Whether ``backup``'s chain reaches a parent that is not one of ``backups``."""
+    if backup.parent_id is None:
+        return False
     known = _by_id(backups)
-    chain = [backup, *ancestors(backup, known.values())]
+    chain = [backup, *ancestors(backup, known)]
     root_parent = chain[-1].parent_id
     return root_parent is not None and root_parent not in known
 
@@ -94,49 +116,107 @@ def deletion_order(backups: Sequence[Backup]) -> list[Backup]:
 
     Backups outside any chain keep their oldest-first order; a chain's members come
     newest first (a child is always newer than its parent), at the place of its oldest.
+    O(n log n); with no chain among them, one sort by (created, id).
     """
-    known = _by_id(backups)
-
-    def root(b: Backup) -> Backup:
-        chain = ancestors(b, known.values())
-        return chain[-1] if chain else b
+    if set(map(_parent_id, backups)) <= {None}:
+        return sorted(backups, key=_created_then_id)
+    known = by_id(backups)
 
     def key(b: Backup) -> tuple[datetime, str, float, str]:
-        top = root(b)
+        chain = ancestors(b, known)
+        top = chain[-1] if chain else b
         return (top.created_at, top.id, -b.created_at.timestamp(), b.id)
 
     return sorted(backups, key=key)
 
 
-def wants_full(
-    history: Sequence[Backup], *, full_every: int | None, full_due: bool = False
-) -> bool:
-    """Whether the next backup of a chained kind must be a full one.
+@dataclass(frozen=True)
+class ChainRule:
+    """When a chained policy (Cinder volume backups, Trove database backups) takes a full.
+
+    ``full_every``: every Nth good backup of a chain is a full one (1: all full).
+    ``full_cron``: a full once its cron has fired since the last good full. Both: a full
+    when either asks for one. Neither: every backup is full.
+    """
+
+    full_every: int | None = None
+    full_cron: str | None = None
+    timezone: str = "UTC"
+
+    def __post_init__(self) -> None:
+        if self.full_every is not None and not 1 <= self.full_every <= 10_000:
+            raise InvalidInput(
+                f"--full-every needs a count from 1 to 10000, got {self.full_every}",
+                field="full-every",
+            )
+        if self.full_cron is not None:
+            cron_schedule(self.full_cron, self.timezone)
+
+    @classmethod
+    def of(cls, policy: Policy | None) -> ChainRule:
+        """A policy's rule (no policy: every backup full)."""
+        if policy is None:
+            return cls()
+        return cls(policy.full_every, policy.full_cron, policy.timezone)
+
+
+@dataclass(frozen=True)
+class ChainChoice:
+    """What the next backup of a target is: a full one, or an increment of ``parent``.
+
+    ``parent`` is the chain's tip (the newest good backup). Trove is given it; Cinder
+    picks the parent itself, and stackback reads back the one it picked.
+    """
+
+    parent: Backup | None
+    why: str
+
+    @property
+    def full(self) -> bool:
+        return self.parent is None
+
+
+def choose(rule: ChainRule, history: Sequence[Backup], now: datetime) -> ChainChoice:
+    """Full or incremental for the next backup, from the target's backups of the policy.
 
     ``history`` holds the earlier backups of the same target and policy, any order.
-    A full one is wanted when no good backup is there to build on, when the newest
-    finished one was a full that failed (the chain has no new start), when
-    ``full_due`` (the policy's own full-backup schedule fired), or when the chain of
-    the newest good backup already holds ``full_every`` backups.
+    A full one is chosen when the rule asks for no chain, when no good backup is there
+    to build on, when the newest finished one was a full that failed (the chain has no
+    new start), when the newest good backup's chain does not start at a good full of
+    stackback's, when ``full_cron`` fired since the last good full, or when the chain
+    already holds ``full_every`` backups. Otherwise an increment of the chain's tip
+    (never a user's backup).
     """
-    if full_due:
-        return True
+    if rule.full_every is None and rule.full_cron is None:
+        return ChainChoice(None, "full: every backup is full (no --full-every or --full-cron)")
     finished = sorted(
         (b for b in history if b.status in (BackupStatus.AVAILABLE, BackupStatus.FAILED)),
         key=lambda b: (b.created_at, b.id),
     )
-    if not finished:
-        return True
-    newest = finished[-1]
-    if newest.status is BackupStatus.FAILED and is_full(newest):
-        return True
     good = [b for b in finished if b.status is BackupStatus.AVAILABLE]
     if not good:
-        return True
-    if full_every is None:
-        return False
-    chain_length = 1 + len(ancestors(good[-1], history))
-    return chain_length >= full_every
+        return ChainChoice(None, "full: no good full backup yet")
+    if finished[-1].status is BackupStatus.FAILED and is_full(finished[-1]):
+        return ChainChoice(None, f"full: the last full ({finished[-1].id}) failed")
+    tip = good[-1]
+    chain = [tip, *ancestors(tip, history)]
+    root = chain[-1]
+    if not is_full(root) or root.status is not BackupStatus.AVAILABLE:
+        return ChainChoice(None, "full: the newest good backup's chain has no good full")
+    why: list[str] = []
+    if rule.full_cron is not None:
+        fulls = [b for b in good if is_full(b)]
+        fire = cron_schedule(rule.full_cron, rule.timezone).next_after(fulls[-1].created_at)
+        if fire <= now:
+            return ChainChoice(None, f"full: --full-cron fired at {fire:%Y-%m-%d %H:%M} UTC")
+        why.append(f"next full at {fire:%Y-%m-%d %H:%M} UTC")
+    if rule.full_every is not None:
+        if len(chain) >= rule.full_every:
+            return ChainChoice(
+                None, f"full: every {rule.full_every} backups ({len(chain)} in the chain)"
+            )
+        why.insert(0, f"{len(chain) + 1} of {rule.full_every}")
+    return ChainChoice(tip, f"incremental on {tip.id} ({'; '.join(why)})")
 
 
 FULL = "full"

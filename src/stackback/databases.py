@@ -1,4 +1,4 @@
-"""Trove database backups: their markers, which instances a selector takes, full or incremental.
+"""Trove database backups: their markers, and which instances a selector takes.
 
 Pure: no cloud, database or clock (``now`` is a parameter). Trove backups carry no
 metadata, so stackback's markers travel in the backup's description (and a short
@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
 
 from stackback.errors import InvalidInput
-from stackback.policy import Backup, BackupStatus, Selector
-from stackback.schedule import CronSchedule
+from stackback.policy import Selector
 
 DESCRIPTION_PREFIX = "stackback backup"
 """How a description stackback wrote begins; the markers follow as ``key=value`` words."""
@@ -89,71 +87,5 @@ def selects(selector: Selector, *, name: str, datastore: str, version: str) -> b
     return value is not None and fnmatch.fnmatchcase(value, selector.value)
 
 
-@dataclass(frozen=True)
-class ChainRule:
-    """When a database policy takes a full backup; incrementals between.
-
-    ``full_every``: every Nth good backup of a chain is a full one (1: all full).
-    ``full_cron``: a full once its cron has fired since the last good full. Both: a full
-    when either asks for one. Neither: every backup is full.
-    """
-
-    full_every: int | None = None
-    full_cron: str | None = None
-    timezone: str = "UTC"
-
-    def __post_init__(self) -> None:
-        if self.full_every is not None and not 1 <= self.full_every <= 10_000:
-            raise InvalidInput(
-                f"--full-every needs a count from 1 to 10000, got {self.full_every}",
-                field="full-every",
-            )
-        if self.full_cron is not None:
-            CronSchedule(self.full_cron, self.timezone)
-
-
-@dataclass(frozen=True)
-class ChainChoice:
-    """What the next backup of a target is: a full one, or an increment of ``parent``."""
-
-    parent: Backup | None
-    why: str
-
-    @property
-    def full(self) -> bool:
-        return self.parent is None
-
-
-def choose(rule: ChainRule, history: Sequence[Backup], now: datetime) -> ChainChoice:
-    """Full or incremental for the next backup, from the target's backups of the policy.
-
-    Only good (available) backups count: a failed full leaves the last good full as
-    it was, so the next backup is full again. An incremental's parent is the newest
-    good backup since the last good full (the chain's tip), never a user's backup:
-    stackback names the parent itself.
-    """
-    good = sorted(
-        (b for b in history if b.status is BackupStatus.AVAILABLE),
-        key=lambda b: (b.created_at, b.id),
-    )
-    fulls = [b for b in good if b.parent_id is None]
-    if not fulls:
-        return ChainChoice(None, "full: no good full backup yet")
-    last_full = fulls[-1]
-    chain = [b for b in good if b.created_at >= last_full.created_at]
-    tip = chain[-1]
-    why: list[str] = []
-    if rule.full_cron is not None:
-        fire = CronSchedule(rule.full_cron, rule.timezone).next_after(last_full.created_at)
-        if fire <= now:
-            return ChainChoice(None, f"full: --full-cron fired at {fire:%Y-%m-%d %H:%M} UTC")
-        why.append(f"next full at {fire:%Y-%m-%d %H:%M} UTC")
-    elif rule.full_every is None:
-        return ChainChoice(None, "full: every backup is full (no --full-every or --full-cron)")
-    if rule.full_every is not None:
-        if len(chain) >= rule.full_every:
-            return ChainChoice(
-                None, f"full: every {rule.full_every} backups ({len(chain)} in the chain)"
-            )
-        why.insert(0, f"{len(chain) + 1} of {rule.full_every}")
-    return ChainChoice(tip, f"incremental on {tip.id} ({'; '.join(why)})")
+# Whether a backup is full or incremental is the rule every chained kind shares:
+# ``stackback.chains.choose``.

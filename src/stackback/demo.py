@@ -24,7 +24,7 @@ from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudError, CloudUnavailable, InvalidInput
 from stackback.policy import Backup, BackupKind, BackupStatus, Run, RunState
 from stackback.restoreplan import RestoreJob, RestoreOverrides
-from stackback.retention import Duration, RetentionPolicy
+from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.services.restores import RestoreService
 from stackback.services.verify import VerifyScheduler, VerifyService
@@ -52,10 +52,9 @@ VERIFY_CRON = "0 3 1 * *"
 VERIFY_NETWORK = "isolated"
 DATABASE_POLICY = "orders-db"
 """The demo's Trove database: daily incremental backups on a weekly full."""
-DATABASE_RETENTION = RetentionPolicy(within=Duration.parse("1y"))
-"""Nothing of it is forgotten within the demo: until retention understands chains (a kept
-incremental keeps its ancestors), the collector holds back the deletion of a parent under a
-kept child, and a held deletion is retried every poll."""
+DATABASE_RETENTION = RetentionPolicy(daily=14, weekly=8)
+"""GFS over chains: a kept incremental keeps its full and the incrementals between (kept
+"for the chain"); a week's chain is forgotten, newest first, once none of it is kept."""
 DEMO_MARK = ".stackback-demo"
 """Marks a directory the demo made: a later demo may replace its ``DEMO_FILES`` there."""
 DEMO_FILES = tuple(
@@ -111,6 +110,8 @@ class DemoResult:
     restored: DemoRestore | None = None
     chains: dict[str, list[list[Backup]]] = field(default_factory=dict)
     """Database targets: their kept backups as chains (a full, then its incrementals)."""
+    forgotten_chains: dict[str, list[list[Backup]]] = field(default_factory=dict)
+    """Database targets: their deleted backups as chains, what retention forgot."""
 
 
 def chains_of(backups: list[Backup]) -> list[list[Backup]]:
@@ -331,6 +332,7 @@ class Demo:
         by_state = Counter(r.state.value for r in runs)
         backups = self.store.list_backups(BackupFilter(include_deleted=True, limit=1_000_000))
         kept: dict[str, list[Backup]] = {}
+        deleted: dict[str, list[Backup]] = {}
         rotated: Counter[str] = Counter()
         for backup in backups:
             name = backup.target_name or backup.target
@@ -338,6 +340,12 @@ class Demo:
                 kept.setdefault(name, []).append(backup)
             elif backup.status is BackupStatus.DELETED:
                 rotated[name] += 1
+                deleted.setdefault(name, []).append(backup)
+        databases = {
+            backup.target_name or backup.target
+            for backup in backups
+            if backup.kind is BackupKind.DATABASE_BACKUP
+        }
         return DemoResult(
             runs_by_state=by_state,
             kept=dict(sorted(kept.items())),
@@ -347,10 +355,9 @@ class Demo:
             events=self.events,
             db_path=self.db_path,
             simulated_days=self.days,
-            chains={
-                backup_list[0].target_name or backup_list[0].target: chains_of(backup_list)
-                for backup_list in kept.values()
-                if backup_list[0].kind is BackupKind.DATABASE_BACKUP
+            chains={name: chains_of(kept.get(name, [])) for name in sorted(databases)},
+            forgotten_chains={
+                name: chains_of(deleted.get(name, [])) for name in sorted(databases)
             },
         )
 

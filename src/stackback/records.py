@@ -198,6 +198,13 @@ class TargetBackups:
         positions = dict(zip(map(attrgetter("id"), self.backups), count()))
         return positions if len(positions) == len(self.backups) else None
 
+    @cached_property
+    def parent_ids(self) -> frozenset[str]:
+        """The ids these backups name as their parent: a backup whose id is not here has no
+        increment among them (one pass, kept across ``with_changes``: no change moves a
+        parent)."""
+        return frozenset(b.parent_id for b in self.backups if b.parent_id is not None)
+
     def find(self, backup_id: str) -> Backup | None:
         """The backup with this id, if the decision sees it."""
         positions = self._positions
@@ -235,6 +242,8 @@ class TargetBackups:
         forgotten = sorted([*earlier, *newly], key=lambda b: (b.created_at, b.id))
         result = replace(self, backups=backups, forgotten_by_run=tuple(forgotten))
         result.__dict__["_positions"] = positions  # the same ids in the same places
+        if "parent_ids" in self.__dict__:
+            result.__dict__["parent_ids"] = self.__dict__["parent_ids"]
         return result
 
     def _with_changes_scanning(self, by_id: Mapping[str, BackupChange]) -> TargetBackups:

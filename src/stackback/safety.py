@@ -45,6 +45,7 @@ from stackback.chains import (
     FOREIGN_CHILD,
     FOREIGN_PARENT,
     ancestors,
+    by_id,
     deletion_order,
     foreign_blocked,
     foreign_rooted,
@@ -176,7 +177,7 @@ def judge_deletion(request: DeletionRequest, backups: TargetBackups) -> Deletion
             subject.id, f"backup {subject.id} is protected: unprotect it or use --force"
         )
     dependents = [
-        c for c in live_children(subject, backups.backups) if c.status is not BackupStatus.DELETING
+        c for c in _live_children(subject, backups) if c.status is not BackupStatus.DELETING
     ]
     if dependents:  # even with force: the cloud refuses to delete a parent with children
         return DeletionVerdict(
@@ -208,7 +209,7 @@ def _final_check(subject: Backup, backups: TargetBackups) -> DeletionVerdict:
             subject.id, f"backup {subject.id} is {subject.status.value}, not being deleted"
         )
     reasons: tuple[str, ...] | Unchanged = UNCHANGED
-    children = live_children(subject, backups.backups)
+    children = _live_children(subject, backups)
     if children and all(c.status is BackupStatus.DELETING for c in children):
         return DeletionVerdict(  # not refused: deleted once its children are gone
             subject.id,
@@ -383,7 +384,7 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             keep.append((spared, (why,)))
     keep, forget, chain_held = _keep_chains(keep, forget, backups)
     changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
-    forget = deletion_order(sorted(forget, key=_created_at))
+    forget = deletion_order(forget)  # oldest first, each chain newest first
     forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
     held = held.after(chain_held)
     gone = (BackupStatus.DELETING, BackupStatus.DELETED)
@@ -399,24 +400,41 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
     )
 
 
+def _live_children(subject: Backup, backups: TargetBackups) -> list[Backup]:
+    """``live_children`` of ``subject``, without a scan when no backup names it as parent."""
+    if subject.id not in backups.parent_ids:
+        return []
+    return live_children(subject, backups.backups)
+
+
 def _keep_chains(
     keep: list[tuple[Backup, tuple[str, ...]]], forget: list[Backup], backups: TargetBackups
 ) -> tuple[list[tuple[Backup, tuple[str, ...]]], list[Backup], list[tuple[Backup, str]]]:
     """Keep every ancestor of a kept backup ("for the chain"); hold back what a chain
     rooted in a backup stackback does not know may still need, and what a backup
     stackback did not make depends on (with its ancestors)."""
+    if not backups.parent_ids:  # no chain: nothing to walk, only foreign children to hold
+        blocked_ids = {b.id for b in forget if b.error is not None and foreign_blocked(b)}
+        if not blocked_ids:
+            return keep, forget, []
+        return (
+            keep,
+            [b for b in forget if b.id not in blocked_ids],
+            [(b, FOREIGN_CHILD) for b in forget if b.id in blocked_ids],
+        )
     kept_ids = {b.id for b, _ in keep}
+    known = by_id(backups.backups)
     forgetting = {b.id: b for b in forget}
     blocked = [b for b in forgetting.values() if foreign_blocked(b)]
     for b in blocked:
         del forgetting[b.id]
     for kept in [*(b for b, _ in keep), *blocked]:
-        for parent in ancestors(kept, backups.backups):
+        for parent in ancestors(kept, known):
             if parent.id in forgetting and parent.id not in kept_ids:
                 keep.append((forgetting.pop(parent.id), (FOR_THE_CHAIN,)))
                 kept_ids.add(parent.id)
     held = [(b, FOREIGN_CHILD) for b in blocked] + [
-        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, backups.backups)
+        (b, FOREIGN_PARENT) for b in forgetting.values() if foreign_rooted(b, known)
     ]
     held_ids = {b.id for b, _ in held}
     return keep, [b for b in forgetting.values() if b.id not in held_ids], held

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stackback.errors import CloudNotFound, Conflict, InvalidInput
+from stackback.errors import CloudNotFound, CloudUnavailable, Conflict, InvalidInput
 from stackback.ports import MARKER_RESTORE, MARKER_RESTORE_ITEM, BootRequest
 from stackback.restoreplan import CreatedResource, RestoreMode, RestoreOverrides, RestoreState
 from stackback.services.backups import BackupService
@@ -371,3 +371,15 @@ def test_a_transient_cloud_error_is_retried_and_creates_one_server(rig: RestoreR
     assert job.state is RestoreState.SUCCEEDED, job.error
     assert [s.outcome for s in job.steps if s.name == "retry"] == ["waiting"]
     assert rig.inventory() == (servers + 1, volumes)
+
+
+def test_a_transient_cloud_error_at_start_is_raised_as_itself_to_ask_again(
+    rig: RestoreRig,
+) -> None:
+    source = rig.sim.create_server("web")
+    backup = rig.backup(source.id)
+    rig.sim.fail_next("artifact_statuses", CloudUnavailable)
+    with pytest.raises(CloudUnavailable):  # not InvalidInput: nothing is wrong with the backup
+        rig.restores.start(backup.id)
+    job = rig.runner().drive(rig.restores.start(backup.id).id)  # asked again, it goes
+    assert job.state is RestoreState.SUCCEEDED, job.error

@@ -22,10 +22,11 @@ from stackback.chains import (
     FOREIGN_CHILD,
     FOREIGN_PARENT,
     INCREMENTAL,
+    ChainRule,
     ancestors,
+    choose,
     deletion_order,
     foreign_rooted,
-    wants_full,
 )
 from stackback.policy import (
     Artifact,
@@ -235,19 +236,29 @@ def test_deletion_order_keeps_unchained_backups_oldest_first() -> None:
     assert [x.id for x in deletion_order([c, a, b])] == ["a", "b", "c"]
 
 
-def test_wants_full() -> None:
+def test_choose_full_or_incremental() -> None:
     full = vbackup("full", 0, detail="full")
     inc1 = vbackup("inc1", 1, "full", detail=INCREMENTAL)
-    assert wants_full([], full_every=None)
-    assert not wants_full([full], full_every=None)
-    assert wants_full([full], full_every=None, full_due=True)
-    assert not wants_full([full], full_every=3)
-    assert not wants_full([full, inc1], full_every=3)
-    assert wants_full([full, inc1, vbackup("inc2", 2, "inc1")], full_every=3)
+    now = full.created_at + timedelta(days=30)
+
+    def wants_full(history: list[Backup], rule: ChainRule) -> bool:
+        return choose(rule, history, now).full
+
+    cron_only = ChainRule(full_cron="0 0 1 1 *")
+    assert wants_full([], cron_only)
+    assert not wants_full([full], cron_only)
+    assert wants_full([full], ChainRule(full_cron="0 0 * * *")), "the full cron fired"
+    assert wants_full([full], ChainRule()), "neither rule: every backup full"
+    every3 = ChainRule(full_every=3)
+    assert not wants_full([full], every3)
+    assert not wants_full([full, inc1], every3)
+    assert wants_full([full, inc1, vbackup("inc2", 2, "inc1")], every3)
+    every5 = ChainRule(full_every=5)
     failed_full = vbackup("again", 3, status=BackupStatus.FAILED, detail="full")
-    assert wants_full([full, inc1, failed_full], full_every=5), "a failed full: the next is full"
+    assert wants_full([full, inc1, failed_full], every5), "a failed full: the next is full"
     failed_inc = vbackup("again", 3, status=BackupStatus.FAILED, detail=INCREMENTAL)
-    assert not wants_full([full, inc1, failed_inc], full_every=5)
+    assert not wants_full([full, inc1, failed_inc], every5)
+    assert choose(every5, [full, inc1, failed_inc], now).parent == inc1, "the chain's tip"
 
 
 def test_a_backup_held_for_a_foreign_child_keeps_its_ancestors() -> None:

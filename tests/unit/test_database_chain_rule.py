@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from stackback.databases import ChainRule, choose
+from stackback.chains import ChainRule, choose
 from stackback.policy import Backup, BackupKind, BackupStatus
 
 MONDAY = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)

@@ -48,7 +48,7 @@ def _render(result: DemoResult, seconds: float) -> None:
     for name, backups in result.kept.items():
         chains = result.chains.get(name)
         if chains is not None:
-            _render_chains(name, chains, result.rotated.get(name, 0))
+            _render_chains(name, chains, result.forgotten_chains.get(name, []))
             continue
         table = Table(
             title=f"{name}: {len(backups)} backups kept, {result.rotated.get(name, 0)} rotated away"
@@ -61,23 +61,29 @@ def _render(result: DemoResult, seconds: float) -> None:
     _render_finale(result)
 
 
-def _render_chains(name: str, chains: list[list[Backup]], rotated: int) -> None:
-    """A database's kept backups, chain by chain: the full, then its incrementals."""
+def _render_chains(name: str, chains: list[list[Backup]], forgotten: list[list[Backup]]) -> None:
+    """A database's kept backups, chain by chain: the full, then its incrementals; and what
+    retention forgot (whole chains, newest first)."""
     kept = sum(len(chain) for chain in chains)
+    gone = sum(len(chain) for chain in forgotten)
     table = Table(
-        title=f"{name} (Trove): {kept} backups kept in {len(chains)} chains, {rotated} rotated away"
+        title=f"{name} (Trove): {kept} backups kept in {len(chains)} chains; "
+        f"{gone} backups in {len(forgotten)} chains forgotten"
     )
     table.add_column("Chain")
     table.add_column("Full (UTC)")
     table.add_column("Incrementals")
     table.add_column("Newest (UTC)")
+    table.add_column("Why it is kept")
     for number, chain in enumerate(chains, 1):
         head, newest = chain[0], chain[-1]
+        reasons = dict.fromkeys(r for b in reversed(chain) for r in b.reasons)
         table.add_row(
             str(number),
             f"{head.created_at:%Y-%m-%d %H:%M}" + ("" if head.parent_id is None else " (incr.)"),
             str(sum(1 for b in chain if b.parent_id is not None)),
             f"{newest.created_at:%Y-%m-%d %H:%M}",
+            ", ".join(reasons),
         )
     console().print(table)
 
@@ -174,6 +180,16 @@ def demo(days: int, seed: int, directory: Path | None, fmt: str) -> None:
                             for chain in chains
                         ]
                         for name, chains in result.chains.items()
+                    },
+                    "forgotten_chains": {
+                        name: [
+                            [
+                                {"created_at": b.created_at, "full": b.parent_id is None}
+                                for b in chain
+                            ]
+                            for chain in chains
+                        ]
+                        for name, chains in result.forgotten_chains.items()
                     },
                     "events": [{"day": e.day, "text": e.text} for e in result.events],
                     "verifications": [asdict(v) for v in result.verifications],

@@ -120,7 +120,15 @@ class Collector:
             if ref in going or (grouped and info.status is ArtifactStatus.DELETING):
                 failures += 1  # going with its group snapshot: asking again would be refused
                 continue
-            refusal = _not_ours(backup, info) or _under(info)
+            refusal = _not_ours(backup, info)
+            if refusal is None and info.dependents:
+                foreign = self._foreign_dependents(backup, info.dependents)
+                if foreign:
+                    self._hold_for_foreign_child(
+                        backup, f"{', '.join(foreign)} (not stackback's) would go with it"
+                    )
+                    return False
+                refusal = _under(info)
             if refusal is not None:
                 failures += 1
                 self.store.update_artifact(
@@ -138,7 +146,7 @@ class Collector:
                     and not self._children_still_in_cloud(backup, cloud)
                 ):
                     # no increment of stackback's is left in the cloud: Cinder knows another
-                    self._hold_for_foreign_child(backup, error)
+                    self._hold_for_foreign_child(backup, f"the cloud said: {error.message}")
                     return False
                 failures += 1
                 self.store.update_artifact(
@@ -179,10 +187,20 @@ class Collector:
         infos = cloud.artifact_statuses(refs) if refs else {}
         return any(info.status is not ArtifactStatus.DELETED for info in infos.values())
 
-    def _hold_for_foreign_child(self, backup: Backup, error: CloudError) -> None:
-        """Give a backup back (available) that the cloud keeps for a child stackback did not
-        make: not a failure; retention holds it, and its ancestors, from now on."""
-        why = f"deletion held: {FOREIGN_CHILD} (the cloud said: {error.message})"
+    def _foreign_dependents(self, backup: Backup, dependents: Sequence[ArtifactRef]) -> list[str]:
+        """The cloud ids of backups stackback did not make that are built on ``backup``'s
+        artifact (Trove would delete them with it)."""
+        known = self.store.list_backups(
+            BackupFilter(target=backup.target, include_deleted=True, limit=None)
+        )
+        ours = {a.cloud_id for b in known for a in b.artifacts}
+        return [ref.id for ref in dependents if ref.id not in ours]
+
+    def _hold_for_foreign_child(self, backup: Backup, detail: str) -> None:
+        """Give a backup back (available) that the cloud keeps, or would delete with it, for
+        a child stackback did not make: not a failure; retention holds it, and its
+        ancestors, from now on."""
+        why = f"deletion held: {FOREIGN_CHILD} ({detail})"
         log.warning("not deleting backup %s: %s", backup.id, why)
         self.store.update_backup(
             backup.id,

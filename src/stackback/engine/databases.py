@@ -8,9 +8,10 @@ resumed after a crash looks for a Trove backup whose description names its run
 before asking for another, so it never makes a second one.
 
 Whether the backup is full or an increment, and of which parent, is
-``stackback.databases.choose``'s decision over the target's good backups of the
-policy; stackback always names the parent itself (without one Trove chains onto
-the instance's last completed backup, which may be a user's).
+``stackback.chains.choose``'s decision (the rule Cinder volume backups follow too)
+over the target's backups of the policy; stackback always names the parent itself
+(without one Trove chains onto the instance's last completed backup, which may be a
+user's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from stackback.databases import ChainRule, backup_name, choose, description
+from stackback.chains import ChainRule, choose
+from stackback.databases import backup_name, description
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudNotFound, RunFailed
@@ -52,13 +54,6 @@ def database_cloud(cloud: Cloud) -> DatabaseCloud:
     if not isinstance(cloud, DatabaseCloud):
         raise RunFailed("this cloud has no database service (Trove): database backups need one")
     return cloud
-
-
-def chain_rule(policy: Policy | None) -> ChainRule:
-    """The policy's full/incremental rule (none: every backup full)."""
-    if policy is None:
-        return ChainRule()
-    return ChainRule(policy.full_every, policy.full_cron, policy.timezone)
 
 
 class DatabaseBackups:
@@ -103,7 +98,7 @@ class DatabaseBackups:
         history = self.store.list_backups(
             BackupFilter(target=instance.id, policy_id=run.policy_id, limit=None)
         )
-        choice = choose(chain_rule(policy), history, now)
+        choice = choose(ChainRule.of(policy), history, now)
         backup = self.store.ensure_backup(
             Backup(
                 id=str(uuid.uuid4()),

@@ -2,7 +2,8 @@
 
 ``volume-snapshot`` takes a forced Cinder snapshot (the volume may be in use);
 ``volume-backup`` asks the Cinder backup service for a full or an incremental backup,
-as the policy's chain settings say (``stackback.chains.wants_full``). Both are stamped
+as the policy's chain settings say (``stackback.chains.choose``, the rule Trove backups
+follow too). Both are stamped
 with the run's markers: a resumed run finds its own artifact by its run id instead of
 asking for a second one. Cinder chooses an incremental's parent itself; once the backup
 is available, :meth:`VolumeStep.record_parent` reads it back and records it as the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from stackback.chains import FULL, INCREMENTAL, is_full, wants_full
+from stackback.chains import FULL, INCREMENTAL, ChainChoice, ChainRule, choose
 from stackback.engine.failpoints import failpoint
 from stackback.engine.settings import EngineSettings
 from stackback.errors import CloudRejected
@@ -23,7 +24,6 @@ from stackback.policy import (
     ArtifactKind,
     Backup,
     BackupKind,
-    BackupStatus,
     Policy,
     Run,
 )
@@ -38,7 +38,6 @@ from stackback.ports import (
     VolumeInfo,
 )
 from stackback.records import BackupFilter
-from stackback.schedule import cron_schedule
 
 __all__ = ["VOLUME_KINDS", "VolumeStep", "volume_cloud", "volume_detail"]
 
@@ -101,7 +100,8 @@ class VolumeStep:
             failpoint("after-create-volume-artifact")
             self._record(ref)
             return f"volume snapshot {ref.id} requested"
-        full = self._wants_full(backup, policy)
+        choice = self._choose(backup, policy)
+        full = choice.full
         self.store.update_backup(
             backup.id, consistency_detail=FULL if full else INCREMENTAL, fence=fence
         )
@@ -110,9 +110,9 @@ class VolumeStep:
         )
         failpoint("after-create-volume-artifact")
         self._record(ref)
-        return f"{FULL if full else INCREMENTAL} volume backup {ref.id} requested"
+        return f"{FULL if full else INCREMENTAL} volume backup {ref.id} requested ({choice.why})"
 
-    def _wants_full(self, backup: Backup, policy: Policy | None) -> bool:
+    def _choose(self, backup: Backup, policy: Policy | None) -> ChainChoice:
         history = [
             b
             for b in self.store.list_backups(
@@ -120,17 +120,7 @@ class VolumeStep:
             )
             if b.id != backup.id and b.kind is BackupKind.VOLUME_BACKUP
         ]
-        if policy is None or (policy.full_every is None and policy.full_cron is None):
-            return True  # no chain asked for: every backup is a full one
-        full_due = False
-        if policy.full_cron is not None:
-            fulls = [b for b in history if b.status is BackupStatus.AVAILABLE and is_full(b)]
-            last_full = max(fulls, key=lambda b: b.created_at, default=None)
-            full_due = last_full is None or (
-                cron_schedule(policy.full_cron, policy.timezone).next_after(last_full.created_at)
-                <= self.clock.now()
-            )
-        return wants_full(history, full_every=policy.full_every, full_due=full_due)
+        return choose(ChainRule.of(policy), history, self.clock.now())
 
     def record_parent(
         self, backup: Backup, infos: Mapping[ArtifactRef, ArtifactInfo], fence: tuple[str, int]

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from stackback.chains import ChainRule
 from stackback.consistency import (
     DEFAULT_MAX_PAUSE_SECONDS,
     ConsistencyLevel,
@@ -16,7 +17,7 @@ from stackback.consistency import (
     parse_fallback,
     parse_level,
 )
-from stackback.databases import ChainRule, check_selector
+from stackback.databases import check_selector
 from stackback.errors import (
     CloudError,
     Conflict,

@@ -202,6 +202,8 @@ class RestoreService:
         try:
             info = cloud.artifact_statuses(refs)[refs[0]]
         except CloudError as error:
+            if error.retryable:  # the cloud's passing trouble, not the backup's: ask again
+                raise
             raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
         if info.status is not ArtifactStatus.AVAILABLE:
             raise InvalidInput(
@@ -290,6 +292,8 @@ class RestoreService:
         try:
             info = cloud.artifact_statuses([ref])[ref]
         except CloudError as error:
+            if error.retryable:  # the cloud's passing trouble, not the backup's: ask again
+                raise
             raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
         if info.status is not ArtifactStatus.AVAILABLE:
             raise InvalidInput(
@@ -312,6 +316,8 @@ class RestoreService:
         try:
             infos = cloud.artifact_statuses(refs)
         except CloudError as error:
+            if error.retryable:  # the cloud's passing trouble, not the backup's: ask again
+                raise
             raise InvalidInput(f"backup {backup.id}: {error.message}", field="backup") from None
         found: list[tuple[str, str]] = []
         for ref in refs:
