@@ -356,9 +356,7 @@ class Demo:
             db_path=self.db_path,
             simulated_days=self.days,
             chains={name: chains_of(kept.get(name, [])) for name in sorted(databases)},
-            forgotten_chains={
-                name: chains_of(deleted.get(name, [])) for name in sorted(databases)
-            },
+            forgotten_chains={name: chains_of(deleted.get(name, [])) for name in sorted(databases)},
         )
 
     def close(self) -> None:
