@@ -120,6 +120,7 @@ def test_the_secret_is_write_only_in_the_openapi_document(
     assert refused.status_code == 422 and "s" * 1025 not in refused.text
 
 
+@pytest.mark.slow  # a real `stackback api` process
 def test_keystone_unreachable_is_a_503(
     sim: Sim,  # noqa: F811
     tmp_path: Path,

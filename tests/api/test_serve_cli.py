@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli.conftest import STACKBACK, CliRunner, Sim, assert_one_line_error, cli  # noqa: F401
 
@@ -58,6 +59,7 @@ def _url(lines: list[str]) -> str:
     return found.group(1)
 
 
+@pytest.mark.slow  # a real `stackback` process
 def test_serve_runs_api_scheduler_and_workers_with_metrics_on_the_api(
     sim: Sim, tmp_path: Path
 ) -> None:
@@ -104,6 +106,7 @@ def test_serve_runs_api_scheduler_and_workers_with_metrics_on_the_api(
         assert _stop(again) == 0
 
 
+@pytest.mark.slow  # a real `stackback` process
 def test_api_alone_with_the_dashboard_at_the_root(sim: Sim) -> None:
     process, lines = _start("--os-cloud", sim.spec, "api", "--port", "0")
     try:
@@ -134,6 +137,7 @@ def _log_in(url: str, token: str) -> tuple[str, str]:
         return header, browser.cookies["stackback_session"]
 
 
+@pytest.mark.slow  # a real `stackback` process
 def test_the_dashboard_s_cookie_is_sealed_with_the_secret_file_s_keys(sim: Sim) -> None:
     args = ("--os-cloud", sim.spec, "api", "--port", "0", "--web-session-lifetime", "600")
     process, lines = _start(*args)
