@@ -8,7 +8,9 @@ rename one or change its meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from stackback.alerts import Delivery
@@ -345,3 +347,16 @@ def covering_policies(
         {**policy_summary(view_of(p)), "covers": selector_covers.format(p.selector)}
         for p in covered.by_selector
     ]
+
+
+def jsonable(value: Any) -> Any:
+    """A view's value as JSON has it: times in ISO 8601, enums as their values (every face)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(item) for item in value]
+    return value

@@ -13,6 +13,8 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
+from stackback.views import jsonable
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 FORMATS = ("table", "json")
@@ -29,18 +31,6 @@ def format_option(func: F) -> F:
         show_default=True,
         help="Output format.",
     )(func)
-
-
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def _cell(value: Any) -> str:
@@ -64,7 +54,7 @@ def console(*, stderr: bool = False) -> Console:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(to_jsonable(data), indent=2, sort_keys=False))
+    click.echo(json.dumps(jsonable(data), indent=2, sort_keys=False))
 
 
 SHORT_ID = 8

@@ -10,10 +10,11 @@ import click
 import yaml
 
 from stackback.cli.context import AppContext
-from stackback.cli.output import emit_list, to_jsonable
+from stackback.cli.output import emit_list
 from stackback.cli.policy import pass_app, policy_group
 from stackback.errors import InvalidInput
 from stackback.services.policy_files import Change, PolicyFiles
+from stackback.views import jsonable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +53,7 @@ def _emit(changes: list[Change], fmt: str, *, dry_run: bool) -> None:
     if fmt == "table":
         for row in rows:
             row["changes"] = [
-                f"{key}: {json.dumps(to_jsonable(c['from']))} -> {json.dumps(to_jsonable(c['to']))}"
+                f"{key}: {json.dumps(jsonable(c['from']))} -> {json.dumps(jsonable(c['to']))}"
                 for key, c in row["changes"].items()
             ]
     title = "Plan (dry run: nothing changed)" if dry_run else "Applied"

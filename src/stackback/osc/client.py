@@ -21,11 +21,11 @@ from stackback.cloud.openstack import OpenStackCloud
 from stackback.config import Settings, load_settings
 from stackback.ports import Clock, Cloud, Store
 from stackback.services.backups import BackupService
+from stackback.services.container import Services
 from stackback.services.factory import open_store
 from stackback.services.policies import PolicyService
 from stackback.services.restores import RestoreService
 from stackback.services.runs import RunService
-from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 from stackback.services.verify import VerifyService
 
@@ -108,28 +108,33 @@ class StackbackClient:
         return self._clouds
 
     @property
+    def services(self) -> Services:
+        """The services over this client's store, clouds and clock (as every face has them)."""
+        return Services(self.store, self.clouds, self.clock)
+
+    @property
     def policies(self) -> PolicyService:
-        return PolicyService(self.store, self.clock, ServerDirectory(self.clouds))
+        return self.services.policies
 
     @property
     def backups(self) -> BackupService:
-        return BackupService(self.store, self.clouds, self.clock)
+        return self.services.backups
 
     @property
     def runs(self) -> RunService:
-        return RunService(self.store, self.clouds, self.clock)
+        return self.services.runs
 
     @property
     def restores(self) -> RestoreService:
-        return RestoreService(self.store, self.clouds, self.clock)
+        return self.services.restores
 
     @property
     def verifications(self) -> VerifyService:
-        return VerifyService(self.store, self.clouds, self.clock)
+        return self.services.verify
 
     @property
     def status(self) -> StatusService:
-        return StatusService(self.store, self.clock)
+        return self.services.status
 
     def close(self) -> None:
         if self._store is not None:

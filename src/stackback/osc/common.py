@@ -20,22 +20,10 @@ from sqlalchemy.exc import DatabaseError, DBAPIError, InterfaceError, Operationa
 
 from stackback.errors import InvalidInput, NotFound, StackbackError
 from stackback.osc.client import StackbackClient
+from stackback.views import jsonable
 
 MACHINE_FORMATS = ("json", "yaml")
 """Formats that get every key of a listed object (a table gets the usual columns)."""
-
-
-def jsonable(value: Any) -> Any:
-    """A view's value as JSON has it: times in ISO 8601, enums as their values."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(key): jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(item) for item in value]
-    return value
 
 
 def readable(value: Any) -> str:
