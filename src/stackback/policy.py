@@ -433,6 +433,36 @@ class Backup:
         """Its server no longer exists (as last checked)."""
         return self.source_gone_at is not None
 
+    @classmethod
+    def of_run(
+        cls,
+        run: Run,
+        *,
+        backup_id: str,
+        target: str,
+        target_name: str | None,
+        kind: BackupKind,
+        created_at: datetime,
+        project: str | None,
+        parent_id: str | None = None,
+    ) -> Backup:
+        """The new (``creating``) backup that ``run`` takes of ``target``."""
+        return cls(
+            id=backup_id,
+            target=target,
+            target_name=target_name,
+            kind=kind,
+            status=BackupStatus.CREATING,
+            created_at=created_at,
+            policy_id=run.policy_id,
+            policy_name=run.policy_name,
+            run_id=run.id,
+            label=run.label,
+            cloud=run.cloud,
+            project=project,
+            parent_id=parent_id,
+        )
+
     @property
     def is_manual(self) -> bool:
         """Taken on demand (``backup now``), never by a policy, not even one deleted since."""

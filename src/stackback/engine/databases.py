@@ -30,7 +30,6 @@ from stackback.policy import (
     ArtifactStatus,
     Backup,
     BackupKind,
-    BackupStatus,
     Policy,
     Run,
     server_label,
@@ -100,18 +99,13 @@ class DatabaseBackups:
         )
         choice = choose(ChainRule.of(policy), history, now)
         backup = self.store.ensure_backup(
-            Backup(
-                id=str(uuid.uuid4()),
+            Backup.of_run(
+                run,
+                backup_id=str(uuid.uuid4()),
                 target=instance.id,
                 target_name=run.target_name,
                 kind=BackupKind.DATABASE_BACKUP,
-                status=BackupStatus.CREATING,
                 created_at=now,
-                policy_id=run.policy_id,
-                policy_name=run.policy_name,
-                run_id=run.id,
-                label=run.label,
-                cloud=run.cloud,
                 project=policy.project if policy else None,
                 parent_id=choice.parent.id if choice.parent else None,
             ),

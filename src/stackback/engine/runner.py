@@ -406,18 +406,13 @@ class Runner:
         if backup is None and policy is not None and policy.kind in VOLUME_KINDS:
             volume = self._volume(run, run.server_id)
             backup = self.store.ensure_backup(
-                Backup(
-                    id=str(uuid.uuid4()),
+                Backup.of_run(
+                    run,
+                    backup_id=str(uuid.uuid4()),
                     target=volume.id,
                     target_name=run.target_name or volume.name,
                     kind=policy.kind,
-                    status=BackupStatus.CREATING,
                     created_at=now,
-                    policy_id=run.policy_id,
-                    policy_name=run.policy_name,
-                    run_id=run.id,
-                    label=run.label,
-                    cloud=run.cloud,
                     project=policy.project,
                 ),
                 fence=_fence_of(run),
@@ -429,18 +424,13 @@ class Runner:
             # name now.
             server = server or self._server(run, run.server_id)
             backup = self.store.ensure_backup(
-                Backup(
-                    id=str(uuid.uuid4()),
+                Backup.of_run(
+                    run,
+                    backup_id=str(uuid.uuid4()),
                     target=server.id,
                     target_name=run.target_name,
                     kind=policy.kind if policy else BackupKind.SERVER_IMAGE,
-                    status=BackupStatus.CREATING,
                     created_at=now,
-                    policy_id=run.policy_id,
-                    policy_name=run.policy_name,
-                    run_id=run.id,
-                    label=run.label,
-                    cloud=run.cloud,
                     project=run.project or (policy.project if policy else None),
                 ),
                 fence=_fence_of(run),
@@ -462,16 +452,7 @@ class Runner:
         else:
             detail = self._server_image(run, backup, server, resumed=resumed)
         failpoint("after-record-artifact")
-        self.store.update_run(
-            run.id,
-            run.attempt,
-            state=RunState.WAITING,
-            backup_id=backup.id,
-            lease_owner=None,
-            lease_expires_at=None,
-            not_before=now,
-            step=self._note("snapshot", now, "ok", detail),
-        )
+        self._snapshot_taken(run, backup, now, detail)
 
     def _database_backup(self, run: Run, policy: Policy, *, resumed: bool, now: datetime) -> None:
         """The snapshot step of a ``database-backup`` run (``engine.databases``)."""
@@ -480,6 +461,10 @@ class Runner:
         failpoint("after-backup-record")
         detail = databases.take(run, backup, resumed=resumed, fence=_fence_of(run))
         failpoint("after-record-artifact")
+        self._snapshot_taken(run, backup, now, detail)
+
+    def _snapshot_taken(self, run: Run, backup: Backup, now: datetime, detail: str) -> None:
+        """The snapshot step is done: the run waits for its artifacts (released to any worker)."""
         self.store.update_run(
             run.id,
             run.attempt,
