@@ -115,7 +115,15 @@ def status(cloud: Cloud, ref: ArtifactRef) -> ArtifactInfo:
 def wait_for(
     harness: CloudHarness, ref: ArtifactRef, wanted: ArtifactStatus, *, timeout_s: float = TIMEOUT_S
 ) -> ArtifactInfo:
-    harness.wait_until(lambda: status(harness.cloud, ref).status is wanted, timeout_s)
+    """Wait until REF is WANTED; an artifact that ends FAILED instead fails at once."""
+
+    def reached() -> bool:
+        now = status(harness.cloud, ref).status
+        if now is ArtifactStatus.FAILED and wanted is not ArtifactStatus.FAILED:
+            raise AssertionError(f"{ref} failed while waiting for {wanted.value}")
+        return now is wanted
+
+    harness.wait_until(reached, timeout_s)
     return status(harness.cloud, ref)
 
 

@@ -37,17 +37,6 @@ FLAVOR = "m1.tiny"
 IMAGE = "stackback-tiny"
 POLL_S = 1.0
 BOOT_TIMEOUT_S = 180
-NO_BACKUP_SERVICE = (
-    "the plane runs no cinder-backup service, and its only volume backend, Cinder's "
-    "FakeLoggingVolumeDriver, cannot serve one: its volumes hold no data and its "
-    "initialize_connection answers driver_volume_type 'iscsi' with no target, which no os-brick "
-    "connector can attach (cinder-backup reads a volume through os-brick). What it would take: a "
-    "launcher driver backing each volume with a sparse file and answering 'local' with its "
-    "device_path (os-brick's LocalConnector), plus cinder-backup with the posix backup driver "
-    "writing to a directory (all installed in the plane venv), in tests/cloud/plane/plane.py: "
-    "not done yet. Cinder backups are covered on the simulator "
-    "(this contract) and by the adapter's unit tests"
-)
 #: Fake hypervisor upload time inside ``slow_uploads``: long enough to see PENDING and a 409.
 SLOW_UPLOAD_S = 10.0
 
@@ -78,7 +67,7 @@ class PlaneHarness:
             plane.connection("beta"), cloud_name="beta"
         )
         self.volume_cloud: VolumeCloud = alpha_cloud
-        self.backups_unavailable: str | None = NO_BACKUP_SERVICE
+        self.backups_unavailable: str | None = None  # cinder-backup: posix, over file_volume.py
         self.servers: list[str] = []
         self.volumes: list[str] = []
         # Group types' specs are shown to admins only: the groups port runs as admin.

@@ -145,7 +145,7 @@ def wait_healthy(state: dict[str, Any]) -> None:
                 s.binary == b and s.state == "up" for s in conn.compute.services()
             ),
         )
-    for binary in ("cinder-scheduler", "cinder-volume"):
+    for binary in ("cinder-scheduler", "cinder-volume", "cinder-backup"):
         wait(
             f"{binary} up",
             lambda b=binary: any(

@@ -551,10 +551,22 @@ class Plane:
                     "host": "stackback-cinder",
                     "my_ip": "127.0.0.1",
                     "glance_api_servers": self.url("glance"),
+                    # cinder-backup: the posix driver into a directory, in chunks of 64 MiB
+                    # (the default, 1.9 GB, reads a whole 1 GB volume into memory at once).
+                    "backup_driver": "cinder.backup.drivers.posix.PosixBackupDriver",
+                    "backup_posix_path": f"{run}/cinder/backups",
+                    "backup_file_size": str(64 * 1024**2),
                 },
                 "fake": {
-                    "volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",
+                    # file_volume.py (on the cinder-volume launcher's path): the fake driver
+                    # with a sparse file per volume, attached through os-brick's LocalConnector.
+                    "volume_driver": "file_volume.FileVolumeDriver",
                     "volume_backend_name": "fake",
+                },
+                # os-brick's privileged helper without sudo (the plane runs as root).
+                "privsep_osbrick": {
+                    "helper_command": f"{self.bin / 'privsep-helper'} --config-file "
+                    f"{self.etc / 'cinder' / 'cinder.conf'}"
                 },
                 "database": {"connection": self.db_url("cinder")},
                 "keystone_authtoken": self.authtoken("cinder"),
@@ -719,6 +731,7 @@ class Plane:
         self.gunicorn("cinder", "cinder.wsgi.api", *cinder_conf, env={})
         self.spawn("cinder-scheduler", [str(self.bin / "cinder-scheduler"), *cinder_conf])
         self.spawn("cinder-volume", self.venv_python("cinder_volume.py", *cinder_conf))
+        self.spawn("cinder-backup", [str(self.bin / "cinder-backup"), *cinder_conf])
 
     def bootstrap(self, step: str) -> None:
         self.run_step(
