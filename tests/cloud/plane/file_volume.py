@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from cinder.tests import fake_driver
@@ -57,13 +58,13 @@ class FileVolumeDriver(fake_driver.FakeLoggingVolumeDriver):
         return update
 
     def delete_volume(self, volume: Any) -> None:
-        _remove(self._volume_path(volume))
+        Path(self._volume_path(volume)).unlink(missing_ok=True)
 
     def create_snapshot(self, snapshot: Any) -> None:
         _sparse_copy(self.local_path(snapshot.volume), self._snapshot_path(snapshot))
 
     def delete_snapshot(self, snapshot: Any) -> None:
-        _remove(self._snapshot_path(snapshot))
+        Path(self._snapshot_path(snapshot)).unlink(missing_ok=True)
 
     def create_volume_from_snapshot(self, volume: Any, snapshot: Any) -> None:
         source = _sized(self._snapshot_path(snapshot), snapshot["volume_size"])
@@ -89,10 +90,3 @@ class FileVolumeDriver(fake_driver.FakeLoggingVolumeDriver):
     def initialize_connection_snapshot(self, snapshot: Any, connector: Any) -> dict[str, Any]:
         path = _sized(self._snapshot_path(snapshot), snapshot["volume_size"])
         return {"driver_volume_type": "local", "data": {"device_path": path}}
-
-
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
