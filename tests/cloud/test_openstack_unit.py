@@ -481,6 +481,33 @@ def test_a_cinder_backup_reads_back_the_parent_cinder_chose() -> None:
     assert backup_info(inc2, siblings).parent == ArtifactRef(ArtifactKind.VOLUME_BACKUP, "b-inc1")
 
 
+def test_the_parent_read_back_replays_cinders_choice_not_the_listing_order() -> None:
+    from openstack.block_storage.v3.backup import Backup as CinderBackup
+
+    from stackback.cloud.openstack.convert import backup_info
+
+    def made(backup_id: str, at: str, **fields: Any) -> CinderBackup:
+        return CinderBackup(
+            **{"status": "available", **fields}, id=backup_id, volume_id="v1", created_at=at
+        )
+
+    full = made("b-full", "2026-01-01T01:00:00", has_dependent_backups=True)
+    # Asked for before the incremental but still being made then: Cinder passed it over.
+    late = made("b-late", "2026-01-01T23:59:00", has_dependent_backups=False)
+    failed = made("b-failed", "2026-01-02T00:30:00", status="error")
+    inc = made("b-inc", "2026-01-02T01:00:00", is_incremental=True)
+    found = backup_info(inc, [late, inc, failed, full]).parent
+    assert found == ArtifactRef(ArtifactKind.VOLUME_BACKUP, "b-full")
+    # Without Cinder's dependents flag: the latest available one by its data's time.
+    bare = [made(b.id, b.created_at, status=b.status) for b in (full, late, failed)]
+    assert backup_info(inc, bare).parent == ArtifactRef(ArtifactKind.VOLUME_BACKUP, "b-late")
+    # A backup of an older snapshot: ordered by data_timestamp, not by when it was made.
+    older_data = made("b-snap", "2026-01-01T12:00:00", data_timestamp="2025-12-31T00:00:00")
+    assert backup_info(inc, [full, older_data]).parent == ArtifactRef(
+        ArtifactKind.VOLUME_BACKUP, "b-full"
+    )
+
+
 def test_start_server_image_maps_409_to_busy(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> str:
         raise http_error(409, "Cannot 'createImage' instance while it is in task_state x")

@@ -86,26 +86,37 @@ def _volume_backup_ref(backup_id: str | None) -> ArtifactRef | None:
     return ArtifactRef(ArtifactKind.VOLUME_BACKUP, backup_id) if backup_id else None
 
 
+#: States a backup cannot have been in when Cinder chose it as a parent (it takes an
+#: ``available`` one), nor reached from ``available`` since.
+NEVER_PARENT_STATES = frozenset({"creating", "error", "deleted"})
+
+
 def backup_parent(backup: Any, siblings: Sequence[Any]) -> str | None:
     """The parent Cinder chose for an incremental backup: its ``parent_id`` where the API
-    shows it, else the newest earlier backup of the same volume (Cinder's own rule)."""
+    shows it (it does not to project users), else Cinder's own rule replayed: of the
+    volume's backups made before this one that were ``available``, the latest by
+    ``data_timestamp``; those Cinder says have dependents are preferred, which rules out a
+    backup that was still being made when this one was asked for."""
     if not backup.is_incremental:
         return None
     body: Mapping[str, Any] = backup.to_dict(computed=False)
     shown = body.get("parent_id") or getattr(backup, "parent_id", None)
     if shown:
         return str(shown)
+    asked_at = str(backup.created_at or "")
     earlier = [
         b
         for b in siblings
         if b.volume_id == backup.volume_id
         and b.id != backup.id
-        and str(b.created_at or "") < str(backup.created_at or "")
-        and b.status not in ("error", "deleted")
+        and str(b.created_at or "") < asked_at
+        and b.status not in NEVER_PARENT_STATES
     ]
-    if not earlier:
+    with_dependents = [b for b in earlier if getattr(b, "has_dependent_backups", None)]
+    candidates = with_dependents or earlier
+    if not candidates:
         return None
-    return str(max(earlier, key=lambda b: str(b.created_at or "")).id)
+    return str(max(candidates, key=lambda b: str(b.data_timestamp or b.created_at or "")).id)
 
 
 def backup_info(backup: Any, siblings: Sequence[Any] = ()) -> ArtifactInfo:
