@@ -8,7 +8,7 @@ rename one or change its meaning.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -164,9 +164,19 @@ def _last_seen(backup: Backup) -> Any:
     return max(known) if known else None
 
 
-def backup_detail(backup: Backup) -> dict[str, Any]:
-    """One backup: the summary's keys."""
-    return backup_summary(backup)
+def backup_detail(
+    backup: Backup, chain: tuple[Sequence[str], Sequence[str]] | None = None
+) -> dict[str, Any]:
+    """One backup: the summary's keys; given its chain (``BackupService.chain``, a chained
+    kind's ``show``), also ``chain``, the ids it depends on (its full backup first, then each
+    increment down to its parent), and ``children``, the ids of the live backups that are
+    increments of it."""
+    data = backup_summary(backup)
+    if chain is not None:
+        depends_on, children = chain
+        data["chain"] = list(depends_on)
+        data["children"] = list(children)
+    return data
 
 
 def run_tries(run: Run) -> int:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from stackback.policy import Backup, BackupKind, BackupStatus
+from stackback.store.database import create_db_engine
+from stackback.store.sql import SqlStore
 from tests.cli.conftest import CliRunner, Sim, ok_json
 from tests.cli.test_backup_cli import BACKUP_KEYS, RUN_KEYS
 from tests.osc.conftest import OscRunner, osc_json
@@ -180,3 +185,33 @@ def test_a_database_fault_and_a_bad_limit_are_one_line(
     assert f"database sqlite:///{garbage}: file is not a database" in line
     bad = osc("backup", "run", "list", "--limit", "0")
     assert bad.code == 2 and "at least 1" in bad.err and "Traceback" not in bad.err
+
+
+def test_backup_show_gives_the_chain_as_the_cli_does(
+    osc: OscRunner, cli: CliRunner, tmp_path: Path
+) -> None:
+    ok_json(cli, "policy", "create", "vb", "--kind", "volume-backup", "--volume", "vol1",
+            "--full-every", "3", "--cron", "0 1 * * *", "--keep-last", "1")  # fmt: skip
+    store = SqlStore(create_db_engine(f"sqlite:///{tmp_path / 'osc.db'}"))
+    try:
+        policy = store.get_policy("vb")
+        ids: list[str] = []
+        for day in range(3):
+            made = store.ensure_backup(
+                Backup(
+                    id=str(uuid.uuid4()),
+                    target="vol1",
+                    kind=BackupKind.VOLUME_BACKUP,
+                    status=BackupStatus.AVAILABLE,
+                    created_at=datetime(2026, 1, 1, 1, tzinfo=UTC) + timedelta(days=day),
+                    policy_id=policy.id,
+                    policy_name=policy.name,
+                    parent_id=ids[-1] if ids else None,
+                )
+            )
+            ids.append(made.id)
+    finally:
+        store.dispose()
+    shown = osc_json(osc, "backup", "show", ids[1])
+    assert (shown["chain"], shown["children"]) == ([ids[0]], [ids[2]])
+    assert shown == ok_json(cli, "backup", "show", ids[1])

@@ -121,6 +121,13 @@ def test_backup_summary_and_detail_share_one_shape_with_artifact_views() -> None
     assert backup_detail(BACKUP) == summary
 
 
+def test_backup_detail_with_a_chain_adds_it_and_children_and_nothing_else() -> None:
+    summary = backup_summary(BACKUP)
+    shown = backup_detail(BACKUP, (("full", "inc-1"), ("inc-3",)))
+    assert shown == {**summary, "chain": ["full", "inc-1"], "children": ["inc-3"]}
+    assert backup_detail(BACKUP, ([], [])) == {**summary, "chain": [], "children": []}
+
+
 def test_a_protected_backup_is_kept_for_being_protected() -> None:
     protected = Backup(**{**BACKUP.__dict__, "protected": True})
     assert backup_summary(protected)["reasons"] == ["protected"]

@@ -187,6 +187,24 @@ def test_create_a_policy_run_it_and_protect_its_backup_in_chromium(
     assert page.inner_text("#status .verdict") == "ok"
     shots.take(page, "status")
 
+    # The policy's retention preview, the (empty) restores page, then delete the policy
+    # from its page after the confirmation page.
+    page.goto(policy_url)
+    page.click("a:has-text('Retention preview')")
+    kept = page.locator("#preview tr.preview-row[data-action='keep']")
+    assert kept.count() == 1 and kept.locator(".reasons").inner_text() == "protected"
+    shots.take(page, "retention-preview")
+    page.click("nav a:has-text('Restores')")
+    assert "No restores yet." in page.inner_text("main")
+    page.goto(policy_url)
+    page.click("a.danger:has-text('Delete')")
+    assert world.store.list_policies() != []
+    shots.take(page, "policy-delete")
+    page.click("#confirm-delete")
+    page.wait_for_selector(".flash")
+    assert "policy browser-nightly deleted" in page.inner_text(".flash")
+    assert world.store.list_policies() == []
+
     # An unknown id: a 404 page, not a traceback.
     response = page.goto(f"{served.url}/backups/0123456789abcdef")
     assert response is not None and response.status == 404
@@ -202,6 +220,8 @@ def test_create_a_policy_run_it_and_protect_its_backup_in_chromium(
         "run",
         "backups",
         "status",
+        "retention-preview",
+        "policy-delete",
     }
     for path in shots.taken:
         data = path.read_bytes()

@@ -138,6 +138,16 @@ class BackupOut(Shape):
     timezone: str | None = Field(
         default=None, description="Its policy's zone (in list and show; times are UTC)."
     )
+    chain: list[str] | None = Field(
+        default=None,
+        description="In show, for an incremental kind (volume-backup, database-backup): the "
+        "ids of the backups it depends on, its full backup first, down to its parent.",
+    )
+    children: list[str] | None = Field(
+        default=None,
+        description="In show, for an incremental kind: the ids of the live backups that are "
+        "increments of it (it is deleted only after them).",
+    )
 
 
 class RunOut(Shape):

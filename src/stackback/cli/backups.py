@@ -32,9 +32,7 @@ def _show_backup(
 ) -> None:
     """One backup, its artifacts one per line (``show``, ``protect``, ``delete`` alike);
     ``show`` adds its chain (what it depends on, full first; what depends on it)."""
-    data = backup_detail(backup)
-    if chain is not None:
-        data["chain"], data["children"] = chain
+    data = backup_detail(backup, chain)
     if fmt == "table":
         if chain is not None:
             data["chain"] = " <- ".join([*data["chain"], "(this)"]) if data["chain"] else None

@@ -46,10 +46,11 @@ class _OneBackup(StackbackCommand, command.ShowOne):
 
 
 class ShowBackup(_OneBackup):
-    """Show one backup and its artifacts."""
+    """Show one backup, its artifacts and its chain (incremental backups)."""
 
     def take_action(self, parsed_args: argparse.Namespace) -> tuple[Any, Any]:
-        return one(backup_detail(self.client.backups.get(parsed_args.backup)))
+        found = self.client.backups.get(parsed_args.backup)
+        return one(backup_detail(found, self.client.backups.chain(found)))
 
 
 class ProtectBackup(_OneBackup):

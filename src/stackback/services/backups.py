@@ -97,14 +97,17 @@ class BackupService:
         backup = self.store.get_backup(ref, project=project)
         return with_current_policy_names(self.store, [backup])[0]
 
-    def chain(self, backup: Backup) -> tuple[list[str], list[str]] | None:
+    def chain(
+        self, backup: Backup, *, project: str | None = None
+    ) -> tuple[list[str], list[str]] | None:
         """The backup's chain: the ids it depends on (its full backup first, then each
         increment down to its parent), and the ids of the backups that increment it; None
-        for a kind without chains."""
+        for a kind without chains. Only ``project``'s backups are looked at, if given (a
+        parent outside it is one stackback does not know here)."""
         if backup.kind not in CHAINED_KINDS:
             return None
         known = self.store.list_backups(
-            BackupFilter(target=backup.target, include_deleted=True, limit=None)
+            BackupFilter(target=backup.target, include_deleted=True, limit=None, project=project)
         )
         line = [backup, *ancestors(backup, known)]
         parents = [b.id for b in reversed(line[1:])]

@@ -1,4 +1,5 @@
-"""Backups per target on a time line, one backup, protect/unprotect, delete, restore as new."""
+"""Backups per target on a time line, one backup, protect/unprotect, delete, restore as new;
+restores (the list and one with its steps)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,26 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from stackback.errors import InvalidInput
+from stackback.restoreplan import RestoreState
 from stackback.views import backup_detail, plan_view, restore_view
 from stackback.web.gateway import Gateway
 from stackback.web.pages import PostedForm, Web
 from stackback.web.timeline import timelines
 
 RESTORE_FIELDS = ("name", "flavor", "network")
+RESTORE_STATES = tuple(state.value for state in RestoreState)
+
+
+def parse_restore_state(value: str | None) -> RestoreState | None:
+    if not value:
+        return None
+    try:
+        return RestoreState(value)
+    except ValueError:
+        raise InvalidInput(
+            f"unknown restore state {value!r}: expected one of {', '.join(RESTORE_STATES)}",
+            field="state",
+        ) from None
 
 
 def _given(form: FormData, name: str) -> str | None:
@@ -42,7 +57,7 @@ def add_routes(router: APIRouter, web: Web) -> None:
         found = gateway.backup(backup_id)
         context = {
             "title": f"Backup {found.id[:8]}",
-            "backup": backup_detail(found),
+            "backup": backup_detail(found, gateway.backup_chain(found)),
             "project": found.project,
         }
         return web.render(request, "backup.html", context, gateway=gateway)
@@ -133,6 +148,19 @@ def add_routes(router: APIRouter, web: Web) -> None:
         return web.redirect(
             request, "web_restore", restore_id=job.id, flash=f"restore {job.id[:8]} started"
         )
+
+    @router.get("/restores", name="web_restores")
+    def restores(request: Request) -> Response:
+        gateway = web.gateway(request)
+        state = request.query_params.get("state") or None
+        found = gateway.restores(state=parse_restore_state(state))
+        context = {
+            "title": "Restores",
+            "restores": [restore_view(job) for job in found],
+            "states": RESTORE_STATES,
+            "state_filter": state or "",
+        }
+        return web.render(request, "restores.html", context, gateway=gateway)
 
     @router.get("/restores/{restore_id}", name="web_restore")
     def restore_job(request: Request, restore_id: str) -> Response:

@@ -16,9 +16,9 @@ from datetime import timedelta
 from stackback.errors import Forbidden, NotFound
 from stackback.policy import Backup, Policy, Run, RunState
 from stackback.ports import Clock, CloudResolver, Store
-from stackback.restoreplan import RestoreJob, RestoreMode, RestoreOverrides
+from stackback.restoreplan import RestoreJob, RestoreMode, RestoreOverrides, RestoreState
 from stackback.services.access import Action, Authorizer, Principal
-from stackback.services.backups import BackupService
+from stackback.services.backups import BackupService, PreviewRow
 from stackback.services.container import NewCredential
 from stackback.services.policies import PolicyService, PolicySpec, PolicyView
 from stackback.services.restores import DEFAULT_TIMEOUT, PlannedRestore, RestoreService
@@ -161,6 +161,23 @@ class Gateway:
         current = self.policy_for_update(ref)
         return self._policies.set_enabled(current.id, enabled)
 
+    def delete_policy(self, ref: str) -> Policy:
+        """As ``policy delete`` and ``DELETE /v1/policies/{id}``: its backups and runs stay."""
+        policy = self._policies.get(ref)
+        self.check(Action.POLICY_DELETE, policy.project, "policy", ref)
+        (deleted,) = self._policies.delete([policy.id])
+        return deleted
+
+    def allow_delete_policy(self, ref: str) -> PolicyView:
+        view = self._policies.view(ref)
+        self.check(Action.POLICY_DELETE, view.policy.project, "policy", ref)
+        return view
+
+    def retention_preview(self, ref: str) -> tuple[PolicyView, list[PreviewRow]]:
+        """What the policy would keep and forget now, and why (deletes nothing)."""
+        view = self.policy_view(ref)
+        return view, self._backups.preview(view.policy.id)
+
     def run_now(self, ref: str) -> list[Run]:
         policy = self._policies.get(ref)
         self.check(Action.POLICY_RUN, policy.project, "policy", ref)
@@ -189,6 +206,10 @@ class Gateway:
         backup = self._backups.get(ref)
         self.check(Action.BACKUP_SHOW, backup.project, "backup", ref)
         return backup
+
+    def backup_chain(self, backup: Backup) -> tuple[list[str], list[str]] | None:
+        """A backup's chain as ``backup show`` and the API show it (within the scope)."""
+        return self._backups.chain(backup, project=self.scope)
 
     def protect(self, ref: str, protected: bool) -> Backup:
         backup = self._backups.get(ref)
@@ -228,10 +249,20 @@ class Gateway:
             backup.id, mode=RestoreMode.AS_NEW, overrides=overrides, timeout=timeout
         )
 
+    def restores(
+        self, *, state: RestoreState | None = None, limit: int = RECENT_RUNS
+    ) -> list[RestoreJob]:
+        """Restore jobs (and verifications), newest first, of the principal's project."""
+        self.allow(Action.RESTORE_LIST)
+        return self._restores.list(state=state, limit=limit, project=self.scope)
+
     def restore_job(self, ref: str) -> RestoreJob:
         job = self._restores.get(ref)
-        backup = self._backups.get(job.backup_id)
-        self.check(Action.RESTORE_SHOW, backup.project, "restore", ref)
+        try:
+            project = self._backups.get(job.backup_id).project
+        except NotFound:  # its backup's record is gone: only an every-project principal sees it
+            project = None
+        self.check(Action.RESTORE_SHOW, project, "restore", ref)
         return job
 
     # -- status -----------------------------------------------------------------------------

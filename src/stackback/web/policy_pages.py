@@ -1,4 +1,5 @@
-"""Policies: the list with next run times, one policy, create, edit, enable/disable, run now."""
+"""Policies: the list with next run times, one policy, create, edit, enable/disable, run now,
+delete (after a confirmation page), and the retention preview."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from stackback.errors import InvalidInput, NotFound, ServerLookupFailed, StackbackError
-from stackback.views import policy_detail, policy_summary, run_summary
+from stackback.views import policy_detail, policy_summary, preview_view, run_summary
 from stackback.web.forms import (
     CONSISTENCY_LEVELS,
     FALLBACKS,
@@ -118,6 +119,30 @@ def add_routes(router: APIRouter, web: Web) -> None:
         return web.redirect(
             request, "web_policy", policy_id=policy.id, flash=f"policy {policy.name} saved"
         )
+
+    @router.get("/policies/{policy_id}/delete", name="web_policy_delete_confirm")
+    def confirm_delete(request: Request, policy_id: str) -> Response:
+        gateway = web.gateway(request)
+        view = gateway.allow_delete_policy(policy_id)
+        context = {"title": f"Delete policy {view.policy.name}?", "policy": policy_detail(view)}
+        return web.render(request, "policy_delete.html", context, gateway=gateway)
+
+    @router.post("/policies/{policy_id}/delete", name="web_policy_delete")
+    def delete_policy(request: Request, policy_id: str, form: PostedForm) -> Response:
+        gateway = web.posting(request, form)
+        deleted = gateway.delete_policy(policy_id)
+        return web.redirect(request, "web_policies", flash=f"policy {deleted.name} deleted")
+
+    @router.get("/policies/{policy_id}/retention", name="web_policy_preview")
+    def retention_preview(request: Request, policy_id: str) -> Response:
+        gateway = web.gateway(request)
+        view, rows = gateway.retention_preview(policy_id)
+        context = {
+            "title": f"Retention preview of {view.policy.name}",
+            "policy": policy_summary(view),
+            "rows": [preview_view(row) for row in rows],
+        }
+        return web.render(request, "policy_preview.html", context, gateway=gateway)
 
     def toggle(request: Request, policy_id: str, form: PostedForm, enabled: bool) -> Response:
         gateway = web.posting(request, form)

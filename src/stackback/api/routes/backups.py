@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -54,9 +55,12 @@ def list_backups(
 def show_backup(
     backup_id: str, who: Caller = Depends(allowed(Action.BACKUP_SHOW))
 ) -> dict[str, Any]:
-    """Its artifacts, consistency, why retention keeps it, and its last verification."""
+    """Its artifacts, consistency, why retention keeps it, its last verification and, for
+    an incremental kind (Cinder volume, Trove database backups), its chain."""
     backup = visible_backup(who, Action.BACKUP_SHOW, backup_id)
-    return zoned(backup_detail, policy_zones(who.services.policies, [backup]))(backup)
+    chain = who.services.backups.chain(backup, project=who.scope)
+    shown = partial(backup_detail, chain=chain)
+    return zoned(shown, policy_zones(who.services.policies, [backup]))(backup)
 
 
 def _protect(who: Caller, backup_id: str, protected: bool) -> dict[str, Any]:
