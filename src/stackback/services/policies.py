@@ -293,7 +293,8 @@ class PolicyService:
         """Asks the policy's cloud whether the servers it names exist; None: never asked."""
         self.release_credential = release_credential
         """Gives up the stored credential (``credential:<id>``) of a deleted policy that no
-        other policy uses (``PolicyCredentials.release``); None: never done."""
+        other policy uses (``PolicyCredentials.release``: retired while the policy's backups
+        still need it, revoked once nothing does); None: never done."""
 
     def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
         """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
