@@ -204,6 +204,22 @@ def test_revoke_refuses_while_backups_need_it_unless_forced(
     assert no_keystone["delete"] == ["trust-9"]
 
 
+def test_the_store_never_begins_revoking_what_is_needed(
+    tenant: Tenant, no_keystone: dict[str, list[Any]]
+) -> None:
+    ref = tenant.policy_with_backups("nightly", 1)
+    credential_id = str(credential_id_of(ref))
+    now = tenant.clock.now()
+    for force in (False, True):  # a policy names it: never
+        assert tenant.store.begin_revocation(credential_id, now=now, force=force)[2] is False
+    tenant.store.delete_policy("nightly", now=now)  # retired by nobody: still active
+    credential, usage, begun = tenant.store.begin_revocation(credential_id, now=now)
+    assert (begun, usage.backups, credential.state) == (False, 1, CredentialState.ACTIVE)
+    credential, _usage, begun = tenant.store.begin_revocation(credential_id, now=now, force=True)
+    assert begun and credential.state is CredentialState.REVOKED
+    assert no_keystone["delete"] == []  # the store only records: Keystone is the service's
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

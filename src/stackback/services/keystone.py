@@ -263,7 +263,7 @@ class PolicyCredentials:
             )
         except NotFound:
             return None
-        if not credential.state.opens or usage.needed:
+        if not credential.state.opens or usage.policies:
             return credential
         return self._revoke(credential_id, force=False) or self.store.get_credential(credential_id)
 

@@ -37,9 +37,11 @@ class CredentialClouds:
                 f"cloud {credential_ref(credential_id)!r}: no such credential"
             ) from None
         if not credential.state.opens:  # a retired one still serves what was made through it
+            when = credential.revoked_at or credential.retired_at
+            at = f" at {when:%Y-%m-%d %H:%M}Z" if when is not None else ""
             raise CloudRejected(
                 f"cloud {credential.cloud_ref!r}: the credential was given up "
-                f"({credential.state.value} at {credential.revoked_at:%Y-%m-%d %H:%M}Z)"
+                f"({credential.state.value}{at})"
             )
         if credential.kind is CredentialKind.TRUST:
             trust_id = credential.keystone_id
