@@ -157,6 +157,20 @@ def test_a_policy_without_backups_gives_its_trust_up_at_once(
     assert no_keystone["delete"] == ["trust-9"] and tenant.state(ref) is CredentialState.REVOKED
 
 
+def test_a_policy_moved_to_another_cloud_gives_its_credential_up_the_same_way(
+    tenant: Tenant, no_keystone: dict[str, list[Any]]
+) -> None:
+    kept = tenant.policy_with_backups("kept", 1)
+    bare = tenant.policy_with_backups("bare", 0)
+    for name in ("kept", "bare"):
+        tenant.policies.update(name, PolicySpec(cloud="operators-cloud"), offline=True)
+    assert (tenant.state(kept), tenant.state(bare)) == (
+        CredentialState.RETIRED,
+        CredentialState.REVOKED,
+    )
+    assert len(no_keystone["delete"]) == 1
+
+
 def test_a_retired_credential_takes_no_new_policy_or_run(
     tenant: Tenant, no_keystone: dict[str, list[Any]]
 ) -> None:
