@@ -447,12 +447,16 @@ class PolicyService:
             )
             next_fires = self._next_fires(policy) if timing_changed else None
             try:
-                return self.store.update_policy(
+                updated = self.store.update_policy(
                     policy, next_fires, now=self.clock.now(), read_at=current.updated_at
                 )
             except PolicyChanged:
                 if attempt == UPDATE_ATTEMPTS:
                     raise
+                continue
+            if current.cloud != updated.cloud and self.release_credential is not None:
+                self.release_credential(current.cloud)  # the credential it acted through
+            return updated
         raise AssertionError("unreachable")
 
     def set_enabled(self, ref: str, enabled: bool, *, project: str | None = None) -> Policy:
