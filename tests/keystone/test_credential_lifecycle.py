@@ -28,11 +28,14 @@ from stackback.ports import Cloud
 from stackback.records import BackupFilter, CredentialKind, CredentialState, credential_id_of
 from stackback.retention import RetentionPolicy
 from stackback.sealing import SecretBox
+from stackback.services.authz import PolicyAuthorizer
 from stackback.services.backups import BackupService
+from stackback.services.container import Services
 from stackback.services.keystone import PolicyCredentials
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.services.servers import ServerDirectory
 from stackback.store.sql import SqlStore
+from stackback.web.gateway import Backends, Gateway
 from tests.cli.conftest import CliRunner, cli, ok_json  # noqa: F401 - the cli fixture
 from tests.keystone.test_keystone_cli import CLOUDS_YAML
 from tests.keystone.test_keystone_unit import FakeKeystone, principal
@@ -232,6 +235,17 @@ def test_the_store_never_begins_revoking_what_is_needed(
     credential, _usage, begun = tenant.store.begin_revocation(credential_id, now=now, force=True)
     assert begun and credential.state is CredentialState.REVOKED
     assert no_keystone["delete"] == []  # the store only records: Keystone is the service's
+
+
+def test_every_face_deletes_backups_with_the_release_hook(tenant: Tenant) -> None:
+    def release(cloud: str | None) -> None:
+        return None
+
+    services = Services(tenant.store, tenant.cloud, tenant.clock, release_credential=release)
+    assert services.backups.release_credential is release
+    backends = Backends(tenant.store, tenant.cloud, tenant.clock, release_credential=release)
+    gateway = Gateway(backends, PolicyAuthorizer(), principal())
+    assert gateway._backups.release_credential is release
 
 
 # --------------------------------------------------------------------------- the CLI
