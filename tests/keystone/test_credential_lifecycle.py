@@ -31,7 +31,7 @@ from stackback.sealing import SecretBox
 from stackback.services.authz import PolicyAuthorizer
 from stackback.services.backups import BackupService
 from stackback.services.container import Services
-from stackback.services.keystone import PolicyCredentials
+from stackback.services.keystone import CredentialSweep, PolicyCredentials
 from stackback.services.policies import PolicyService, PolicySpec
 from stackback.services.servers import ServerDirectory
 from stackback.store.sql import SqlStore
@@ -235,6 +235,21 @@ def test_the_store_never_begins_revoking_what_is_needed(
     credential, _usage, begun = tenant.store.begin_revocation(credential_id, now=now, force=True)
     assert begun and credential.state is CredentialState.REVOKED
     assert no_keystone["delete"] == []  # the store only records: Keystone is the service's
+
+
+def test_the_sweep_revokes_retired_credentials_nothing_needs(
+    tenant: Tenant, no_keystone: dict[str, list[Any]]
+) -> None:
+    needed = tenant.policy_with_backups("kept", 1)
+    missed = tenant.credentials.for_new_policy(principal())
+    now = tenant.clock.now()
+    tenant.store.delete_policy("kept", now=now)  # deleted without its release (a crash, say)
+    for ref in (needed, missed):
+        tenant.store.retire_credential(str(credential_id_of(ref)), now=now, detail="retired")
+    assert tenant.state(missed) is CredentialState.RETIRED
+    CredentialSweep(tenant.credentials).run(now)
+    assert tenant.state(missed) is CredentialState.REVOKED
+    assert tenant.state(needed) is CredentialState.RETIRED and len(no_keystone["delete"]) == 1
 
 
 def test_every_face_deletes_backups_with_the_release_hook(tenant: Tenant) -> None:

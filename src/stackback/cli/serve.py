@@ -200,6 +200,10 @@ def _run_engine(
         app.clock = _scaled_clock(options, app.clock)
     monitoring = _monitoring(app, options, api_metrics=api and engine_on)
     credentials = app.credentials
+    if credentials is not None:
+        from stackback.services.keystone import CredentialSweep
+
+        monitoring.periodic.append(CredentialSweep(credentials))
     engine = Engine(
         monitoring.store,
         monitoring.clouds,

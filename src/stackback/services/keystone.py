@@ -323,6 +323,24 @@ class PolicyCredentials:
         )
 
 
+class CredentialSweep:
+    """The engine's periodic task that revokes retired credentials nothing needs any more:
+    those a deletion's release missed (a process stopped between the two, say)."""
+
+    name = "credentials"
+
+    def __init__(
+        self, credentials: PolicyCredentials, *, interval: timedelta = timedelta(hours=1)
+    ) -> None:
+        self.credentials = credentials
+        self.interval = interval
+
+    def run(self, now: datetime) -> None:
+        for credential, usage in self.credentials.store.list_credentials():
+            if credential.state is CredentialState.RETIRED and not usage.needed:
+                self.credentials.release(credential.cloud_ref)
+
+
 def credentials_for_new_policy(
     principal: Principal,
     credentials: PolicyCredentials,
@@ -340,7 +358,11 @@ def credentials_for_new_policy(
 
 
 if TYPE_CHECKING:  # the type checker proves the authenticator honours the faces' contract
+    from stackback.engine.loop import Periodic
     from stackback.services.access import Authenticator
+
+    def _sweeps(sweep: CredentialSweep) -> Periodic:
+        return sweep
 
     def _authenticates(authenticator: KeystoneAuthenticator) -> Authenticator:
         return authenticator
