@@ -27,6 +27,7 @@ from stackback.records import (
     BackupFilter,
     Credential,
     CredentialState,
+    CredentialUsage,
     Decision,
     DuePolicy,
     DueSchedule,
@@ -570,6 +571,30 @@ class CredentialStore(Protocol):
     ) -> Credential:
         """Record a credential given up (revoked, or its revocation failed); its sealed
         secret is erased."""
+        ...
+
+    def list_credentials(self) -> list[tuple[Credential, CredentialUsage]]:
+        """Every credential with what still acts through it."""
+        ...
+
+    def credential_usage(self, credential_id: str) -> CredentialUsage:
+        """What acts through the credential: policies naming it, backups not yet deleted,
+        unfinished runs, restores in progress; ``NotFound`` for an unknown id."""
+        ...
+
+    def retire_credential(
+        self, credential_id: str, *, now: datetime, detail: str
+    ) -> tuple[Credential, CredentialUsage]:
+        """An active credential no policy names becomes ``retired`` (what still needs it
+        acts through it; nothing new may)."""
+        ...
+
+    def begin_revocation(
+        self, credential_id: str, *, now: datetime, force: bool = False
+    ) -> tuple[Credential, CredentialUsage, bool]:
+        """Atomically: record it revoked when nothing needs it (``force``: even if backups,
+        runs or restores do; never while a policy names it), before Keystone is told. The
+        flag says whether it was; a new policy or run naming it waits for, then sees, this."""
         ...
 
 

@@ -368,10 +368,19 @@ class CredentialKind(StrEnum):
 
 class CredentialState(StrEnum):
     ACTIVE = "active"
+    RETIRED = "retired"
+    """No policy uses it any more, but backups made through it still need it (to be
+    rotated, deleted or restored): it still opens its cloud, and no new policy or run may
+    use it. Revoked once the last of them is gone."""
     REVOKED = "revoked"
     """Given up: the trust deleted in Keystone (or the app credential's secret forgotten)."""
     REVOKE_FAILED = "revoke-failed"
     """Given up, but Keystone could not be told (``detail`` says why): the trust may remain."""
+
+    @property
+    def opens(self) -> bool:
+        """Whether workers may still act through it (on what already needs it, if retired)."""
+        return self in (CredentialState.ACTIVE, CredentialState.RETIRED)
 
 
 @dataclass(frozen=True)
@@ -392,11 +401,45 @@ class Credential:
     state: CredentialState = CredentialState.ACTIVE
     revoked_at: datetime | None = None
     detail: str | None = None
+    retired_at: datetime | None = None
 
     @property
     def cloud_ref(self) -> str:
         """The value a policy's ``cloud`` holds to act through this credential."""
         return credential_ref(self.id)
+
+
+@dataclass(frozen=True)
+class CredentialUsage:
+    """What still acts through a credential: the policies naming it (by name), and the
+    backups not yet deleted, runs not yet finished and restores in progress naming it."""
+
+    policies: tuple[str, ...] = ()
+    backups: int = 0
+    runs: int = 0
+    restores: int = 0
+
+    @property
+    def needed(self) -> bool:
+        """Whether revoking it would leave something unmanageable."""
+        return bool(self.policies or self.backups or self.runs or self.restores)
+
+    def describe(self) -> str:
+        """``"policy nightly, 3 backups, 1 run"``; ``"nothing"`` when nothing needs it."""
+        parts = [f"policy {name}" for name in self.policies]
+        for number, noun in (
+            (self.backups, "backup"),
+            (self.runs, "run in progress"),
+            (self.restores, "restore in progress"),
+        ):
+            if number:
+                parts.append(f"{number} {noun}" if number == 1 else f"{number} {_plural(noun)}")
+        return ", ".join(parts) or "nothing"
+
+
+def _plural(noun: str) -> str:
+    head, _, tail = noun.partition(" ")
+    return f"{head}s {tail}".strip()
 
 
 def credential_ref(credential_id: str) -> str:

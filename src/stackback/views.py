@@ -15,6 +15,7 @@ from typing import Any
 
 from stackback.alerts import Delivery
 from stackback.policy import Artifact, Backup, Policy, Run, Step
+from stackback.records import Credential, CredentialUsage
 from stackback.restoreplan import RestoreJob, RestorePlan
 from stackback.services.backups import PreviewRow
 from stackback.services.policies import PolicyView, ScheduleView
@@ -313,6 +314,26 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "detail": delivery.detail,
         "at": delivery.at,
         "summary": delivery.payload.get("summary"),
+    }
+
+
+def credential_view(credential: Credential, usage: CredentialUsage) -> dict[str, Any]:
+    """A stored credential and what acts through it; never its secret (not even sealed)."""
+    return {
+        "id": credential.id,
+        "kind": credential.kind.value,
+        "project": credential.project_id,
+        "user": credential.user_id,
+        "keystone_id": credential.keystone_id,
+        "status": credential.state.value,
+        "policies": list(usage.policies),
+        "backups": usage.backups,
+        "runs": usage.runs,
+        "restores": usage.restores,
+        "created_at": credential.created_at,
+        "retired_at": credential.retired_at,
+        "revoked_at": credential.revoked_at,
+        "detail": credential.detail,
     }
 
 

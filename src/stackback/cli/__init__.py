@@ -101,6 +101,7 @@ def _register() -> None:
         alerts,
         api_server,
         backups,
+        credentials,
         db,
         demo,
         policy,
@@ -135,6 +136,7 @@ def _register() -> None:
         sim,
         status,
         alerts,
+        credentials,
     )
     for module in modules:
         for command in module.COMMANDS:

@@ -51,13 +51,18 @@ class AppContext:
         return self._store
 
     @property
+    def credential_store(self) -> CredentialStore:
+        """The stored trusts and application credentials (read without Keystone)."""
+        store = self.store
+        if not isinstance(store, CredentialStore):
+            raise InvalidInput("this store keeps no credentials", field="db")
+        return store
+
+    @property
     def credentials(self) -> PolicyCredentials | None:
         """Stored trusts and application credentials (``keystone`` mode only)."""
         if self._credentials is None and self.settings.keystone is not None:
-            store = self.store
-            if not isinstance(store, CredentialStore):
-                raise InvalidInput("this store keeps no credentials", field="db")
-            self._credentials = policy_credentials(self.settings, store, self.clock)
+            self._credentials = policy_credentials(self.settings, self.credential_store, self.clock)
         return self._credentials
 
     @property

@@ -199,6 +199,11 @@ def _run_engine(
     if options.get("time_scale"):
         app.clock = _scaled_clock(options, app.clock)
     monitoring = _monitoring(app, options, api_metrics=api and engine_on)
+    credentials = app.credentials
+    if credentials is not None:
+        from stackback.services.keystone import CredentialSweep
+
+        monitoring.periodic.append(CredentialSweep(credentials))
     engine = Engine(
         monitoring.store,
         monitoring.clouds,
@@ -209,6 +214,7 @@ def _run_engine(
         worker_name=options.get("worker_name"),
         periodic=monitoring.periodic,
         verifier=VerifyScheduler(app.store, app.clouds, app.clock),
+        release_credential=credentials.release if credentials is not None else None,
     )
     # One INFO line per finished run; -v adds every step (DEBUG).
     logging.getLogger("stackback").setLevel(logging.DEBUG if app.verbose else logging.INFO)

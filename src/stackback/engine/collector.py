@@ -15,12 +15,15 @@ unless the operator forced the deletion, that another good (available) backup
 of the same target remains: a manual ``backup delete`` racing a rotation must
 not leave the target without a good backup. A refused deletion restores the
 backup (available if its artifacts are intact) with the reason as its error.
+
+A backup made through a stored credential (``credential:<id>``) that is gone is reported
+to ``release_credential``, which revokes the credential once nothing needs it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 from stackback.chains import FOREIGN_CHILD
@@ -38,7 +41,7 @@ from stackback.ports import (
     CloudResolver,
     Store,
 )
-from stackback.records import BackupFilter
+from stackback.records import BackupFilter, credential_id_of
 from stackback.safety import DeletionRequest, DeletionStage, judge_deletion
 
 log = logging.getLogger(__name__)
@@ -53,11 +56,15 @@ class Collector:
         clouds: CloudResolver,
         clock: Clock,
         settings: EngineSettings | None = None,
+        *,
+        release_credential: Callable[[str | None], object] | None = None,
     ) -> None:
         self.store = store
         self.clouds = clouds
         self.clock = clock
         self.settings = settings or EngineSettings()
+        self.release_credential = release_credential
+        """Told the cloud of each backup gone through a stored credential; None: nothing."""
 
     def collect_pending(self, limit: int = 100) -> int:
         """One pass over the deletion queue; returns how many backups were finished."""
@@ -170,7 +177,28 @@ class Collector:
             )
         if failures:
             return False
-        return self.store.finish_deletion(backup.id, now=self.clock.now())
+        finished = self.store.finish_deletion(backup.id, now=self.clock.now())
+        if finished:
+            self._backup_gone(backup)
+        return finished
+
+    def _backup_gone(self, backup: Backup) -> None:
+        """Let the backup's credential go if it was the last thing needing it (its trouble
+        is logged, never the deletion's: a credential kept is looked at again later)."""
+        if self.release_credential is None or credential_id_of(backup.cloud) is None:
+            return
+        try:
+            self.release_credential(backup.cloud)
+        except StackbackError as error:
+            log.warning(
+                "backup %s deleted; its credential %s not released: %s (error id %s)",
+                backup.id,
+                backup.cloud,
+                error,
+                error.error_id,
+            )
+        except Exception:
+            log.exception("backup %s deleted; releasing %s failed", backup.id, backup.cloud)
 
     def _children_still_in_cloud(self, backup: Backup, cloud: Cloud) -> bool:
         """Whether an increment stackback made of ``backup`` is still in the cloud (Cinder

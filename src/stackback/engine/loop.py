@@ -61,14 +61,29 @@ class Engine:
     """Run in a thread of their own by ``serve``; between steps by ``drain``."""
     verifier: Ticker | None = None
     """Fires verifications on the scheduler's tick (``services.verify.VerifyScheduler``)."""
+    release_credential: Callable[[str | None], object] | None = None
+    """Told the cloud of each deleted backup: revokes a stored credential nothing needs any
+    more (keystone mode: ``PolicyCredentials.release``)."""
 
     def __post_init__(self) -> None:
         self.scheduler = Scheduler(self.store, self.clouds, self.settings)
-        self.runner = Runner(self.store, self.clouds, self.clock, self.settings)
+        self.runner = Runner(
+            self.store,
+            self.clouds,
+            self.clock,
+            self.settings,
+            release_credential=self.release_credential,
+        )
         self.worker = Worker(
             self.store, self.runner, self.clock, self.settings, name=self.worker_name
         )
-        self.collector = Collector(self.store, self.clouds, self.clock, self.settings)
+        self.collector = Collector(
+            self.store,
+            self.clouds,
+            self.clock,
+            self.settings,
+            release_credential=self.release_credential,
+        )
         self.orphans = OrphanSweeper(self.store, self.clouds, self.clock, self.settings)
         self.restores = (
             RestoreRunner(

@@ -160,12 +160,16 @@ class Runner:
         clouds: CloudResolver,
         clock: Clock,
         settings: EngineSettings | None = None,
+        *,
+        release_credential: Callable[[str | None], object] | None = None,
     ) -> None:
         self.store = store
         self.clouds = clouds
         self.clock = clock
         self.settings = settings or EngineSettings()
-        self.collector = Collector(store, clouds, clock, self.settings)
+        self.collector = Collector(
+            store, clouds, clock, self.settings, release_credential=release_credential
+        )
         self._policies: dict[str, Policy | None] = {}
 
     # -- entry points ----------------------------------------------------------------

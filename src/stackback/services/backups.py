@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -51,10 +52,20 @@ class PreviewRow:
 class BackupService:
     """Recovery points as the operator sees them."""
 
-    def __init__(self, store: Store, clouds: CloudResolver, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clouds: CloudResolver,
+        clock: Clock,
+        *,
+        release_credential: Callable[[str | None], object] | None = None,
+    ) -> None:
         self.store = store
         self.clouds = clouds
         self.clock = clock
+        self.release_credential = release_credential
+        """Told the cloud of a deleted backup: revokes a stored credential nothing needs
+        any more (keystone mode); None: nothing to do."""
 
     def list_backups(
         self,
@@ -147,7 +158,9 @@ class BackupService:
         )
         if verdict.refusal is not None:
             raise Conflict(verdict.refusal)
-        Collector(self.store, self.clouds, self.clock).collect([backup], strict=True)
+        Collector(
+            self.store, self.clouds, self.clock, release_credential=self.release_credential
+        ).collect([backup], strict=True)
         return self.store.get_backup(backup.id)
 
     def _recheck_the_others(self, backup: Backup) -> None:

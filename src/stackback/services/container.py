@@ -28,7 +28,8 @@ class Services:
     clouds: CloudResolver
     clock: Clock
     release_credential: Callable[[str | None], object] | None = None
-    """Gives up a deleted policy's stored credential (keystone mode); None: nothing to do."""
+    """Gives up a stored credential once nothing needs it, when a policy naming it or a
+    backup made through it is deleted (keystone mode); None: nothing to do."""
     new_credential: NewCredential | None = None
     """keystone mode: the credential a policy created through a face acts through."""
 
@@ -47,7 +48,9 @@ class Services:
 
     @property
     def backups(self) -> BackupService:
-        return BackupService(self.store, self.clouds, self.clock)
+        return BackupService(
+            self.store, self.clouds, self.clock, release_credential=self.release_credential
+        )
 
     @property
     def runs(self) -> RunService:

@@ -28,7 +28,14 @@ from stackback.cloud.openstack.identity import (
     delete_trust,
     validate_token,
 )
-from stackback.errors import Forbidden, InvalidInput, NotFound, StackbackError, Unauthenticated
+from stackback.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    StackbackError,
+    Unauthenticated,
+)
 from stackback.ports import Clock, CredentialStore
 from stackback.records import (
     Credential,
@@ -237,22 +244,62 @@ class PolicyCredentials:
         )
 
     def release(self, cloud: str | None) -> Credential | None:
-        """Give up the credential a deleted policy's ``cloud`` names (best effort, recorded).
+        """Give up the credential ``cloud`` names once nothing needs it (recorded).
 
-        A trust is deleted in Keystone (``revoke-failed`` with the reason when it cannot
-        be); an application credential is the tenant's: only its sealed secret is erased.
-        None when ``cloud`` names no stored credential.
+        Called when a policy naming it is deleted and when a backup made through it is
+        gone. While a policy names it: unchanged. While only backups not yet deleted (or
+        unfinished runs, or restores in progress) name it: ``retired``, still opening its
+        cloud so they can be rotated, deleted or restored. Once nothing does: revoked (see
+        :meth:`revoke`). None when ``cloud`` names no stored credential.
         """
         credential_id = credential_id_of(cloud)
         if credential_id is None:
             return None
         try:
-            credential = self.store.get_credential(credential_id)
+            credential, usage = self.store.retire_credential(
+                credential_id,
+                now=self.clock.now(),
+                detail="retired: no policy acts through it; kept for what was made through it",
+            )
         except NotFound:
             return None
-        if credential.state is not CredentialState.ACTIVE:
+        if not credential.state.opens or usage.policies:
             return credential
+        return self._revoke(credential_id, force=False) or self.store.get_credential(credential_id)
+
+    def revoke(self, credential_id: str, *, force: bool = False) -> tuple[Credential, str]:
+        """The operator's revocation: ``Conflict`` while a policy names the credential, or
+        (without ``force``) while backups, runs or restores need it. Returns the credential
+        as recorded and what was left unmanageable by it ("nothing" unless forced)."""
+        credential = self.store.get_credential(credential_id)
+        if credential.state is CredentialState.REVOKED:
+            return credential, "nothing"
+        usage = self.store.credential_usage(credential_id)
+        if usage.policies:
+            names = ", ".join(usage.policies)
+            raise Conflict(
+                f"credential {credential_id} is used by policy {names}: delete or change "
+                "the policy instead"
+            )
+        if usage.needed and not force:
+            raise Conflict(
+                f"credential {credential_id} is still needed by {usage.describe()}: they "
+                "could no longer be rotated, deleted or restored through it (use --force)"
+            )
+        revoked = self._revoke(credential_id, force=force)
+        if revoked is None:  # something came to need it meanwhile
+            raise Conflict(f"credential {credential_id} is needed again: not revoked")
+        return revoked, usage.describe()
+
+    def _revoke(self, credential_id: str, *, force: bool) -> Credential | None:
+        """Record the credential revoked (if nothing needs it, or ``force``), then tell
+        Keystone: a trust is deleted there (``revoke-failed`` with the reason when it
+        cannot be); an application credential is the tenant's: only its sealed secret is
+        erased. None when the store refused (still needed, or already revoked)."""
         now = self.clock.now()
+        credential, _usage, begun = self.store.begin_revocation(credential_id, now=now, force=force)
+        if not begun:
+            return None
         if credential.kind is CredentialKind.APPLICATION_CREDENTIAL:
             detail = "its secret erased (the application credential itself is the tenant's)"
             return self.store.end_credential(
@@ -276,6 +323,24 @@ class PolicyCredentials:
         )
 
 
+class CredentialSweep:
+    """The engine's periodic task that revokes retired credentials nothing needs any more:
+    those a deletion's release missed (a process stopped between the two, say)."""
+
+    name = "credentials"
+
+    def __init__(
+        self, credentials: PolicyCredentials, *, interval: timedelta = timedelta(hours=1)
+    ) -> None:
+        self.credentials = credentials
+        self.interval = interval
+
+    def run(self, now: datetime) -> None:
+        for credential, usage in self.credentials.store.list_credentials():
+            if credential.state is CredentialState.RETIRED and not usage.needed:
+                self.credentials.release(credential.cloud_ref)
+
+
 def credentials_for_new_policy(
     principal: Principal,
     credentials: PolicyCredentials,
@@ -293,7 +358,11 @@ def credentials_for_new_policy(
 
 
 if TYPE_CHECKING:  # the type checker proves the authenticator honours the faces' contract
+    from stackback.engine.loop import Periodic
     from stackback.services.access import Authenticator
+
+    def _sweeps(sweep: CredentialSweep) -> Periodic:
+        return sweep
 
     def _authenticates(authenticator: KeystoneAuthenticator) -> Authenticator:
         return authenticator

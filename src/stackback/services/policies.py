@@ -293,7 +293,8 @@ class PolicyService:
         """Asks the policy's cloud whether the servers it names exist; None: never asked."""
         self.release_credential = release_credential
         """Gives up the stored credential (``credential:<id>``) of a deleted policy that no
-        other policy uses (``PolicyCredentials.release``); None: never done."""
+        other policy uses (``PolicyCredentials.release``: retired while the policy's backups
+        still need it, revoked once nothing does); None: never done."""
 
     def _check_servers(self, policy: Policy, targets: Sequence[str], offline: bool) -> None:
         """Refuse servers the policy's cloud does not have (only where a cloud is named)."""
@@ -446,12 +447,16 @@ class PolicyService:
             )
             next_fires = self._next_fires(policy) if timing_changed else None
             try:
-                return self.store.update_policy(
+                updated = self.store.update_policy(
                     policy, next_fires, now=self.clock.now(), read_at=current.updated_at
                 )
             except PolicyChanged:
                 if attempt == UPDATE_ATTEMPTS:
                     raise
+                continue
+            if current.cloud != updated.cloud and self.release_credential is not None:
+                self.release_credential(current.cloud)  # the credential it acted through
+            return updated
         raise AssertionError("unreachable")
 
     def set_enabled(self, ref: str, enabled: bool, *, project: str | None = None) -> Policy:

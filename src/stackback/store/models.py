@@ -197,6 +197,8 @@ class BackupRow(Base):
         # keyset pages of the backup list: (created_at desc, id), within a project or not
         Index("ix_backups_page", "created_at", "id"),
         Index("ix_backups_project_page", "project", "created_at", "id"),
+        # what still needs a stored credential (``credential:<id>``) before it is revoked
+        Index("ix_backups_cloud", "cloud"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -350,3 +352,4 @@ class CredentialRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     detail: Mapped[str | None] = mapped_column(Text)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

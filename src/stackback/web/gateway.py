@@ -111,7 +111,7 @@ class Gateway:
     @property
     def _backups(self) -> BackupService:
         b = self.backends
-        return BackupService(b.store, b.clouds, b.clock)
+        return BackupService(b.store, b.clouds, b.clock, release_credential=b.release_credential)
 
     @property
     def _restores(self) -> RestoreService:

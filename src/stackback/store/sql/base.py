@@ -13,10 +13,11 @@ from sqlalchemy import Engine, Exists, Table, and_, exists, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
-from stackback.errors import InvalidInput, LeaseLost, NotFound
+from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import ACTIVE_RUN_STATES, RunState
+from stackback.records import CredentialState, credential_id_of
 from stackback.store.database import ensure_migrated
-from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
+from stackback.store.models import BackupRow, CredentialRow, PolicyRow, RunRow, ScheduleRow
 
 WORKABLE_STATES = (
     RunState.PENDING.value,
@@ -63,6 +64,21 @@ class SqlBase:
                 f"run {run_id} was taken over (attempt {row.attempt}, this worker holds {attempt})"
             )
         return row
+
+
+def require_active_credential(session: Session, cloud: str | None) -> None:
+    """Refuse a new policy or run acting through a stored credential that was retired or
+    revoked (``Conflict``); its row stays locked until the transaction ends, so a
+    revocation deciding that nothing needs it waits (a credential not stored is left to the
+    cloud provider to refuse)."""
+    credential_id = credential_id_of(cloud)
+    if credential_id is None:
+        return
+    row = session.get(CredentialRow, credential_id, with_for_update=True)
+    if row is not None and row.state != CredentialState.ACTIVE.value:
+        raise Conflict(
+            f"credential {credential_id} is {row.state}: no new policy or run may act through it"
+        )
 
 
 SCHEDULES = cast(Table, ScheduleRow.__table__)

@@ -14,7 +14,7 @@ from stackback.records import ScheduleState
 from stackback.schedule import CronSchedule
 from stackback.store.convert import fill_policy_row, policy_from_row, schedule_from_row
 from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
-from stackback.store.sql.base import SqlBase, new_id
+from stackback.store.sql.base import SqlBase, new_id, require_active_credential
 from stackback.store.sql.verify import set_verify_next
 
 
@@ -75,6 +75,7 @@ class PolicyStore(SqlBase):
         with self._session() as session:
             if self._name_taken(session, policy.name, policy.project):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
+            require_active_credential(session, policy.cloud)
             row = PolicyRow(id=policy.id, created_at=now, updated_at=now)
             fill_policy_row(row, policy)
             set_verify_next(row, now)
@@ -102,6 +103,8 @@ class PolicyStore(SqlBase):
                 raise PolicyChanged(f"policy {row.name!r} was changed meanwhile")
             if self._name_taken(session, policy.name, row.project, but=row.id):
                 raise Conflict(f"a policy named {policy.name!r} already exists")
+            if policy.cloud != row.cloud:
+                require_active_credential(session, policy.cloud)
             if next_fires is not None:
                 self._replace_schedules(session, row, policy, next_fires, now=now)
             verify_timing = (row.verify_cron, row.timezone, row.enabled)

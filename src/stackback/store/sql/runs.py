@@ -22,6 +22,7 @@ from stackback.store.sql.base import (
     by_id_or_prefix,
     keyset_after,
     new_id,
+    require_active_credential,
     target_busy,
 )
 from stackback.store.types import UTCDateTime
@@ -47,6 +48,7 @@ class RunStore(SqlBase):
     ) -> Run:
         """An on-demand run (``backup now``), due at once."""
         with self._session() as session:
+            require_active_credential(session, cloud)
             row = RunRow(
                 id=new_id(),
                 policy_id=policy.id if policy else None,

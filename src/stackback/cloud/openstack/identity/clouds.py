@@ -11,7 +11,7 @@ from stackback.cloud.openstack.adapter import OpenStackCloud
 from stackback.cloud.openstack.identity.service import KeystoneService
 from stackback.errors import CloudRejected, NotFound
 from stackback.ports import Cloud, CredentialStore
-from stackback.records import CredentialKind, CredentialState, credential_ref
+from stackback.records import CredentialKind, credential_ref
 from stackback.sealing import SecretBox
 
 
@@ -36,10 +36,12 @@ class CredentialClouds:
             raise CloudRejected(
                 f"cloud {credential_ref(credential_id)!r}: no such credential"
             ) from None
-        if credential.state is not CredentialState.ACTIVE:
+        if not credential.state.opens:  # a retired one still serves what was made through it
+            when = credential.revoked_at or credential.retired_at
+            at = f" at {when:%Y-%m-%d %H:%M}Z" if when is not None else ""
             raise CloudRejected(
                 f"cloud {credential.cloud_ref!r}: the credential was given up "
-                f"({credential.state.value} at {credential.revoked_at:%Y-%m-%d %H:%M}Z)"
+                f"({credential.state.value}{at})"
             )
         if credential.kind is CredentialKind.TRUST:
             trust_id = credential.keystone_id
