@@ -1,7 +1,8 @@
 """The API (and its dashboard) in keystone mode against the plane's real Keystone, wired as
 ``stackback api --auth keystone`` wires it: project beta cannot see, change, run, restore
-or delete anything of alpha's through any endpoint, a reader cannot write, and a policy
-created through the API runs through its trust after its creator's token is revoked.
+or delete anything of alpha's through any endpoint, a reader cannot write, a policy
+created through the API runs through its trust after its creator's token is revoked, and
+that trust outlives the deleted policy until its last backup is gone.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,13 @@ from openstack.connection import Connection
 from stackback.cli.api_server import ApiServer, api_server
 from stackback.cli.context import AppContext
 from stackback.config import load_settings
+from stackback.engine.collector import Collector
+from stackback.engine.restore import RestoreRunner
 from stackback.engine.runner import Runner
 from stackback.engine.worker import Worker
 from stackback.policy import RunState
+from stackback.records import CredentialState, credential_id_of
+from stackback.restoreplan import RestoreState
 from stackback.store.database import create_db_engine, upgrade
 from tests.api.isolation import assert_project_isolation
 from tests.cloud.test_keystone_openstack import (  # noqa: F401 - module-scoped fixtures
@@ -166,8 +172,45 @@ def test_projects_are_isolated_and_a_policy_runs_through_its_trust(
             secrets_stay_out_of_logs.append(fresh)
             for listed in _ok(client, fresh, "GET", "/v1/policies", 200)["items"]:
                 _ok(client, fresh, "DELETE", f"/v1/policies/{listed['id']}", 204)
+            _the_trust_outlives_the_policy_until_its_last_backup(
+                app, client, identities, fresh, policy["cloud"]
+            )
     finally:
         for image in conn.image.images(owner=identities.alpha):
             conn.image.delete_image(image, ignore_missing=True)
         for found in conn.compute.servers():
             conn.compute.delete_server(found, ignore_missing=True)
+
+
+def _the_trust_outlives_the_policy_until_its_last_backup(
+    app: AppContext,
+    client: httpx.Client,
+    identities: Identities,  # noqa: F811
+    token: str,
+    cloud: str,
+) -> None:
+    """The deleted policy's backups still need its trust (to be deleted, rotated or
+    restored): retired, still working in Keystone, and deleted there with the last backup."""
+    credential = app.store.get_credential(str(credential_id_of(cloud)))
+    assert credential.state is CredentialState.RETIRED, credential
+    identities.keystone().trust_connection(credential.keystone_id).authorize()
+    runner = RestoreRunner(
+        app.store, app.clouds, app.clock, owner="w-plane", poll=timedelta(seconds=1)
+    )
+    for restore in _ok(client, token, "GET", "/v1/restores", 200)["items"]:
+        app.services.restores.cancel(restore["id"])  # the backup's restore, never started
+        assert runner.drive(restore["id"]).state is RestoreState.CANCELLED
+    backups = _ok(client, token, "GET", "/v1/backups", 200)["items"]
+    assert backups, "the policy's backups outlive it"
+    for backup in backups:
+        _ok(client, token, "DELETE", f"/v1/backups/{backup['id']}?force=true", 202)
+    collector = Collector(
+        app.store, app.clouds, app.clock, release_credential=app.services.release_credential
+    )
+    deadline = time.monotonic() + 120
+    while app.store.get_credential(credential.id).state is not CredentialState.REVOKED:
+        assert time.monotonic() < deadline, app.store.list_credentials()
+        collector.collect_pending()
+        time.sleep(1)
+    with pytest.raises(Exception):  # noqa: B017 - the trust is gone: no token through it
+        identities.keystone().trust_connection(credential.keystone_id).authorize()
