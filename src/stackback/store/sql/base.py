@@ -16,7 +16,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from stackback.errors import InvalidInput, LeaseLost, NotFound
 from stackback.policy import ACTIVE_RUN_STATES, RunState
 from stackback.store.database import ensure_migrated
-from stackback.store.models import BackupRow, PolicyRow, RunRow, ScheduleRow
+from stackback.store.models import BackupRow, PolicyRow, RestoreRow, RunRow, ScheduleRow
 
 WORKABLE_STATES = (
     RunState.PENDING.value,
@@ -74,7 +74,7 @@ MIN_ID_PREFIX = 6
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
-_Row = TypeVar("_Row", RunRow, BackupRow)
+_Row = TypeVar("_Row", RunRow, BackupRow, RestoreRow)
 
 
 def by_id_or_prefix(
