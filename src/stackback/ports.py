@@ -702,7 +702,12 @@ class Store(RestoreJobStore, VerificationStore, Protocol):
         retention: Mapping[str, object] | None,
         cloud: str | None = None,
         policy: Policy | None = None,
-    ) -> Run: ...
+        project: str | None = None,
+    ) -> Run:
+        """An on-demand run, due now, of ``policy``'s project, else of ``project`` (the
+        project the cloud says its target belongs to)."""
+        ...
+
     def claim_runs(
         self,
         now: datetime,
