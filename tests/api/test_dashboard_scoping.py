@@ -119,6 +119,8 @@ def test_the_dashboard_looks_names_and_id_prefixes_up_within_the_project(
         ("/policies/nightly", policies["beta"]["id"]),
         ("/runs/fedcba", "fedcba02"),
         ("/backups/abcdef", "abcdef02"),
+        ("/policies/nightly/edit", policies["beta"]["id"]),
+        ("/backups/abcdef/restore", "abcdef02"),
     ):
         page = api.client.get(path)
         assert page.status_code == 200 and own in page.text, (path, page.status_code)
