@@ -625,7 +625,8 @@ class RestoreJobStore(Protocol):
         now: datetime,
         deadline_at: datetime,
     ) -> RestoreJob:
-        """Record a job of an available backup; anything else is refused (``InvalidInput``)."""
+        """Record a job of an available backup, of the backup's project; anything else is
+        refused (``InvalidInput``)."""
         ...
 
     def claim_restores(
@@ -648,7 +649,10 @@ class RestoreJobStore(Protocol):
         **values: Any,
     ) -> RestoreJob: ...
     def next_restore_wakeup(self) -> datetime | None: ...
-    def get_restore(self, ref: str) -> RestoreJob: ...
+    def get_restore(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """A job by id or unique id prefix (only among ``project``'s jobs, if given)."""
+        ...
+
     def list_restores(
         self,
         *,
@@ -656,8 +660,13 @@ class RestoreJobStore(Protocol):
         limit: int = 200,
         project: str | None = None,
         marker: str | None = None,
-    ) -> list[RestoreJob]: ...
-    def request_restore_cancel(self, ref: str) -> RestoreJob: ...
+    ) -> list[RestoreJob]:
+        """Newest first (only ``project``'s, if given; the page after ``marker``)."""
+        ...
+
+    def request_restore_cancel(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """Ask a job (only among ``project``'s, if given) to stop and undo what it made."""
+        ...
 
 
 @runtime_checkable
@@ -718,7 +727,12 @@ class Store(RestoreJobStore, VerificationStore, Protocol):
         retention: Mapping[str, object] | None,
         cloud: str | None = None,
         policy: Policy | None = None,
-    ) -> Run: ...
+        project: str | None = None,
+    ) -> Run:
+        """An on-demand run, due now, of ``policy``'s project, else of ``project`` (the
+        project the cloud says its target belongs to)."""
+        ...
+
     def claim_runs(
         self,
         now: datetime,

@@ -237,6 +237,8 @@ class RestoreJob:
     created_at: datetime
     deadline_at: datetime
     cloud: str | None = None
+    project: str | None = None
+    """The project of the restored backup (None: of no project, seen by every-project callers)."""
     server_id: str | None = None
     created: tuple[CreatedResource, ...] = ()
     steps: tuple[RestoreStep, ...] = ()

@@ -263,6 +263,7 @@ def restore_view(job: RestoreJob) -> dict[str, Any]:
     return {
         "id": job.id,
         "backup_id": job.backup_id,
+        "project": job.project,
         "mode": job.mode.value,
         "state": job.state.value,
         "name": job.plan.name,

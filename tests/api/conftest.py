@@ -25,6 +25,7 @@ PRINCIPALS = {
     "alpha-reader": Principal("u-alpha-reader", "alpha", frozenset({"reader"})),
     "beta-member": Principal("u-beta", "beta", frozenset({"member", "reader"})),
     "beta-reader": Principal("u-beta-reader", "beta", frozenset({"reader"})),
+    "demo-member": Principal("u-demo", "demo", frozenset({"member", "reader"})),
     "cloud-admin": Principal("u-admin", "admin", frozenset({"admin", "member", "reader"})),
 }
 

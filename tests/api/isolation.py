@@ -14,6 +14,10 @@ from typing import Any
 import httpx
 
 METHODS = ("get", "post", "put", "patch", "delete")
+PREFIXED = ("run_id", "backup_id", "restore_id")
+"""Path parameters the API also takes as a unique id prefix."""
+PREFIX = 8
+"""How much of an id the prefix checks give (more than the store's minimum of 6)."""
 STABLE_KEYS = ("name", "project", "enabled", "protected", "retention", "targets", "deleted_at")
 """What must read the same before and after the intruder and the reader tried everything."""
 
@@ -26,6 +30,13 @@ class _Nobody(dict[str, str]):
 
 
 NOBODY = _Nobody()
+
+
+class _Prefixes(dict[str, str]):
+    """Path parameters as given, an id prefix replaced by one of no id."""
+
+    def __init__(self, given: Mapping[str, str]) -> None:
+        super().__init__({k: ("f" * PREFIX if k in PREFIXED else v) for k, v in given.items()})
 
 
 def _operations(document: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -72,6 +83,8 @@ def assert_project_isolation(
       but must not name any of alpha's ids; so may the server shortcuts, which act on the
       intruder's own policy for a server of that name); its lists name none of alpha's
       ids; asking for every project's (``?all_projects=1``) is refused (403);
+    - the same holds when alpha's run, backup or restore is named by an id prefix (which
+      alpha's owner resolves: a GET of it answers 200): 404, as a prefix of no id;
     - the reader gets 403 from every endpoint that is not a GET (it reads alpha's: 200);
     - afterwards alpha still sees each of its resources as it was.
     """
@@ -97,6 +110,25 @@ def assert_project_isolation(
 
     before = read_as_owner()
     checked = []
+    for method, path in operations:
+        prefixed = {
+            name: alpha[name][:PREFIX] if name in PREFIXED else alpha[name]
+            for name in _params(path)
+        }
+        if prefixed == {name: alpha[name] for name in _params(path)}:
+            continue
+        url = path.format(**prefixed)
+        if method == "GET":
+            own = _call(client, owner_token, method, url)
+            assert own.status_code == 200, (method, url, "owner by prefix", own.text)
+        response = _call(client, intruder_token, method, url)
+        assert response.status_code == 404, (method, url, "by prefix", response.text)
+        unknown = _call(client, intruder_token, method, path.format_map(_Prefixes(prefixed)))
+        assert unknown.status_code == 404, (method, path, "unknown prefix", unknown.text)
+        assert unknown.json()["error"]["code"] == response.json()["error"]["code"]
+        leaked = [s for s in secrets if s in response.text]
+        assert not leaked, (method, url, "names alpha's", leaked, response.text)
+        checked.append(f"{method} {path} (by id prefix)")
     for method, path in operations:
         url = path.format(**alpha)
         response = _call(client, intruder_token, method, url)

@@ -3,10 +3,16 @@ only (another project's records are not listed, and their pages are not found)."
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from stackback.policy import Backup, BackupKind, BackupStatus
 from tests.api.conftest import Api, nightly
 from tests.web.conftest import csrf_of
+
+NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def _login(api: Api, token: str) -> None:
@@ -70,3 +76,53 @@ def test_a_beta_user_sees_nothing_of_alpha_in_the_dashboard(api: Api) -> None:
     _login(api, "cloud-admin")  # who acts on every project sees every project's
     assert "alpha-db" in api.client.get("/policies").text
     assert api.client.get(f"/backups/{backup_id}").status_code == 200
+
+
+def test_the_dashboard_looks_names_and_id_prefixes_up_within_the_project(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alpha and beta each have a policy named nightly, and a run and a backup whose ids
+    share their first six characters: to beta each is its own (never an ambiguity that tells
+    alpha's exists), and a longer prefix of alpha's is not found."""
+    store = api.services.store
+    api.sim.cloud.create_server("web-1")
+    policies = {
+        project: api.ok(
+            f"{project}-member", "POST", "/v1/policies", 201, json=nightly("nightly", "web-1")
+        )
+        for project in ("alpha", "beta")
+    }
+    run_ids = iter(["fedcba01-0000-4000-8000-000000000001", "fedcba02-0000-4000-8000-000000000002"])
+    monkeypatch.setattr("stackback.store.sql.runs.new_id", lambda: next(run_ids))
+    for project, policy in policies.items():
+        store.create_manual_run(
+            target="srv",
+            now=NOW,
+            label=None,
+            retention=None,
+            policy=store.get_policy(policy["id"]),
+        )
+        number = "01" if project == "alpha" else "02"
+        store.ensure_backup(
+            Backup(
+                id=f"abcdef{number}-0000-4000-8000-0000000000{number}",
+                target="srv",
+                kind=BackupKind.SERVER_IMAGE,
+                status=BackupStatus.AVAILABLE,
+                created_at=NOW,
+                project=project,
+            )
+        )
+
+    _login(api, "beta-member")
+    for path, own in (
+        ("/policies/nightly", policies["beta"]["id"]),
+        ("/runs/fedcba", "fedcba02"),
+        ("/backups/abcdef", "abcdef02"),
+        ("/policies/nightly/edit", policies["beta"]["id"]),
+        ("/backups/abcdef/restore", "abcdef02"),
+    ):
+        page = api.client.get(path)
+        assert page.status_code == 200 and own in page.text, (path, page.status_code)
+    for path in ("/runs/fedcba01", "/backups/abcdef01"):
+        assert api.client.get(path).status_code == 404, path

@@ -193,6 +193,7 @@ class RunDetailOut(RunOut):
 class RestoreOut(Shape):
     id: str
     backup_id: str
+    project: str | None = None
     mode: str
     state: str
     name: str | None

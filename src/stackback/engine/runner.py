@@ -272,6 +272,7 @@ class Runner:
             return
         host: str | None = None
         server: ServerInfo | None = None
+        project = run.project
         if policy is not None and policy.kind in VOLUME_KINDS:
             volume = self._volume(run)
             source_id, source_name, detail = volume.id, volume.name, volume_detail(volume)
@@ -279,11 +280,14 @@ class Runner:
             server = self._target(run, policy)
             source_id, source_name, detail = server.id, server.name, _start_detail(server)
             host = server.host
+            if project is None and run.policy_id is None and run.policy_name is None:
+                project = server.project_id  # backup now: the project the cloud says it is in
         try:
             run = self.store.update_run(
                 run.id,
                 run.attempt,
                 state=RunState.SNAPSHOTTING,
+                project=project,
                 target_name=source_name,
                 server_id=source_id,  # one active run per server (or volume), however named
                 host=host,

@@ -219,7 +219,9 @@ class BackupService:
         """An on-demand backup; ``keep_last`` rotates backups of the same label only.
 
         The named cloud is first asked whether the server exists (unless ``offline``), so
-        that a typo or an unreachable cloud is reported now, not when the run starts.
+        that a typo or an unreachable cloud is reported now, not when the run starts; the
+        run then belongs to the project the cloud says the server is in (otherwise it is
+        given that project when it starts, see ``Runner``).
         """
         if keep_last is not None and keep_last < 1:
             raise InvalidInput("--keep-last must be at least 1", field="keep_last")
@@ -230,10 +232,16 @@ class BackupService:
         if cloud is not None:
             check_length(cloud, NAME_MAX, "--os-cloud")
         retention = RetentionPolicy(last=keep_last).to_dict() if keep_last else None
+        project = None
         if not offline and cloud is not None:
-            ServerDirectory(self.clouds).require(server, cloud)
+            project = ServerDirectory(self.clouds).require(server, cloud).project_id
         return self.store.create_manual_run(
-            target=server, now=self.clock.now(), label=label, retention=retention, cloud=cloud
+            target=server,
+            now=self.clock.now(),
+            label=label,
+            retention=retention,
+            cloud=cloud,
+            project=project,
         )
 
     def recent_good_backup(

@@ -161,8 +161,10 @@ class RestoreService:
             deadline_at=now + timeout,
         )
 
-    def get(self, ref: str) -> RestoreJob:
-        return self.store.get_restore(ref)
+    def get(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """A job by id or unique id prefix (among ``project``'s, if given: another project's
+        is not found, as one that does not exist)."""
+        return self.store.get_restore(ref, project=project)
 
     def list(
         self,
@@ -172,11 +174,12 @@ class RestoreService:
         project: str | None = None,
         marker: str | None = None,
     ) -> list[RestoreJob]:
-        """Newest first (only of ``project``'s backups, if given; the page after ``marker``)."""
+        """Newest first (only ``project``'s, if given; the page after ``marker``)."""
         return self.store.list_restores(state=state, limit=limit, project=project, marker=marker)
 
-    def cancel(self, ref: str) -> RestoreJob:
-        return self.store.request_restore_cancel(ref)
+    def cancel(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """Ask the job (among ``project``'s, if given) to stop and remove what it created."""
+        return self.store.request_restore_cancel(ref, project=project)
 
     # -- internals ------------------------------------------------------------------------
 

@@ -268,6 +268,7 @@ class RestoreRow(Base):
     __table_args__ = (
         Index("ix_restores_claimable", "state", "not_before"),
         Index("ix_restores_page", "created_at", "id"),
+        Index("ix_restores_project_page", "project", "created_at", "id"),
         # Retention asks whether a restore in progress reads a backup before forgetting it.
         Index(
             "ix_restores_active_backup",
@@ -284,6 +285,7 @@ class RestoreRow(Base):
     mode: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     cloud: Mapped[str | None] = mapped_column(String(255))
+    project: Mapped[str | None] = mapped_column(String(255))
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     server_id: Mapped[str | None] = mapped_column(String(255))
     created: Mapped[list[dict[str, Any]]] = mapped_column(JSON)

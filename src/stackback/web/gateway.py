@@ -85,15 +85,6 @@ class Gateway:
         self.visible(project, what, ref)
         self.allow(action, project)
 
-    def run_project(self, run: Run) -> str | None:
-        """The project that owns a run: its policy's (None for an on-demand run)."""
-        if run.policy_id is None:
-            return None
-        try:
-            return self.backends.store.get_policy(run.policy_id).project
-        except NotFound:
-            return None
-
     # -- services ---------------------------------------------------------------------------
 
     @property
@@ -125,12 +116,12 @@ class Gateway:
         return self._policies.views(project=self.scope)
 
     def policy_view(self, ref: str) -> PolicyView:
-        view = self._policies.view(ref)
+        view = self._policies.view(ref, project=self.scope)
         self.check(Action.POLICY_SHOW, view.policy.project, "policy", ref)
         return view
 
     def policy_for_update(self, ref: str) -> Policy:
-        policy = self._policies.get(ref)
+        policy = self._policies.get(ref, project=self.scope)
         self.check(Action.POLICY_UPDATE, policy.project, "policy", ref)
         return policy
 
@@ -163,13 +154,13 @@ class Gateway:
 
     def delete_policy(self, ref: str) -> Policy:
         """As ``policy delete`` and ``DELETE /v1/policies/{id}``: its backups and runs stay."""
-        policy = self._policies.get(ref)
+        policy = self._policies.get(ref, project=self.scope)
         self.check(Action.POLICY_DELETE, policy.project, "policy", ref)
         (deleted,) = self._policies.delete([policy.id])
         return deleted
 
     def allow_delete_policy(self, ref: str) -> PolicyView:
-        view = self._policies.view(ref)
+        view = self._policies.view(ref, project=self.scope)
         self.check(Action.POLICY_DELETE, view.policy.project, "policy", ref)
         return view
 
@@ -179,7 +170,7 @@ class Gateway:
         return view, self._backups.preview(view.policy.id)
 
     def run_now(self, ref: str) -> list[Run]:
-        policy = self._policies.get(ref)
+        policy = self._policies.get(ref, project=self.scope)
         self.check(Action.POLICY_RUN, policy.project, "policy", ref)
         return self._policies.run_now(policy.id)
 
@@ -192,8 +183,8 @@ class Gateway:
         return self._runs.list_runs(policy=policy, state=state, limit=limit, project=self.scope)
 
     def run(self, ref: str) -> Run:
-        run = self._runs.get(ref)
-        self.check(Action.RUN_SHOW, self.run_project(run), "run", ref)
+        run = self._runs.get(ref, project=self.scope)
+        self.check(Action.RUN_SHOW, run.project, "run", ref)
         return run
 
     # -- backups ----------------------------------------------------------------------------
@@ -203,7 +194,7 @@ class Gateway:
         return self._backups.list_backups(server=server, policy=policy, project=self.scope)
 
     def backup(self, ref: str) -> Backup:
-        backup = self._backups.get(ref)
+        backup = self._backups.get(ref, project=self.scope)
         self.check(Action.BACKUP_SHOW, backup.project, "backup", ref)
         return backup
 
@@ -212,17 +203,17 @@ class Gateway:
         return self._backups.chain(backup, project=self.scope)
 
     def protect(self, ref: str, protected: bool) -> Backup:
-        backup = self._backups.get(ref)
+        backup = self._backups.get(ref, project=self.scope)
         self.check(Action.BACKUP_PROTECT, backup.project, "backup", ref)
         return self._backups.protect(backup.id, protected)
 
     def delete_backup(self, ref: str) -> Backup:
-        backup = self._backups.get(ref)
+        backup = self._backups.get(ref, project=self.scope)
         self.check(Action.BACKUP_DELETE, backup.project, "backup", ref)
         return self._backups.delete(backup.id)
 
     def allow_restore(self, ref: str) -> Backup:
-        backup = self._backups.get(ref)
+        backup = self._backups.get(ref, project=self.scope)
         self.check(Action.BACKUP_RESTORE, backup.project, "backup", ref)
         return backup
 
@@ -257,12 +248,8 @@ class Gateway:
         return self._restores.list(state=state, limit=limit, project=self.scope)
 
     def restore_job(self, ref: str) -> RestoreJob:
-        job = self._restores.get(ref)
-        try:
-            project = self._backups.get(job.backup_id).project
-        except NotFound:  # its backup's record is gone: only an every-project principal sees it
-            project = None
-        self.check(Action.RESTORE_SHOW, project, "restore", ref)
+        job = self._restores.get(ref, project=self.scope)
+        self.check(Action.RESTORE_SHOW, job.project, "restore", ref)
         return job
 
     # -- status -----------------------------------------------------------------------------

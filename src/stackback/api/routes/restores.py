@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends
 from stackback.api.access import Caller, allowed
 from stackback.api.models import Page, RestoreOut
 from stackback.api.routes.common import Limit, Marker, page
-from stackback.errors import NotFound
 from stackback.restoreplan import RestoreState
 from stackback.services.access import Action
 from stackback.views import restore_view
@@ -34,10 +33,6 @@ def list_restores(
 def show_restore(
     restore_id: str, who: Caller = Depends(allowed(Action.RESTORE_SHOW))
 ) -> dict[str, Any]:
-    job = who.services.restores.get(restore_id)
-    try:
-        project = who.services.backups.get(job.backup_id).project
-    except NotFound:  # its backup's record is gone: only an every-project caller sees it
-        project = None
-    who.check(Action.RESTORE_SHOW, project, "restore", restore_id)
+    job = who.services.restores.get(restore_id, project=who.scope)
+    who.check(Action.RESTORE_SHOW, job.project, "restore", restore_id)
     return restore_view(job)

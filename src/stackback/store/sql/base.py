@@ -17,7 +17,14 @@ from stackback.errors import Conflict, InvalidInput, LeaseLost, NotFound
 from stackback.policy import ACTIVE_RUN_STATES, RunState
 from stackback.records import CredentialState, credential_id_of
 from stackback.store.database import ensure_migrated
-from stackback.store.models import BackupRow, CredentialRow, PolicyRow, RunRow, ScheduleRow
+from stackback.store.models import (
+    BackupRow,
+    CredentialRow,
+    PolicyRow,
+    RestoreRow,
+    RunRow,
+    ScheduleRow,
+)
 
 WORKABLE_STATES = (
     RunState.PENDING.value,
@@ -90,7 +97,7 @@ MIN_ID_PREFIX = 6
 _ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
-_Row = TypeVar("_Row", RunRow, BackupRow)
+_Row = TypeVar("_Row", RunRow, BackupRow, RestoreRow)
 
 
 def by_id_or_prefix(

@@ -30,7 +30,6 @@ from stackback.restoreplan import (
 )
 from stackback.store.models import BackupRow, RestoreRow
 from stackback.store.sql.base import (
-    MIN_ID_PREFIX,
     SqlBase,
     by_id_or_prefix,
     keyset_after,
@@ -62,6 +61,7 @@ def restore_from_row(row: RestoreRow) -> RestoreJob:
         created_at=row.created_at,
         deadline_at=row.deadline_at,
         cloud=row.cloud,
+        project=row.project,
         server_id=row.server_id,
         created=tuple(
             CreatedResource(str(c["kind"]), str(c["id"]), str(c["item"])) for c in row.created
@@ -146,6 +146,7 @@ class RestoreStore(SqlBase):
                 mode=plan.mode.value,
                 state=RestoreState.PENDING.value,
                 cloud=cloud,
+                project=backup.project,
                 plan=plan.to_dict(),
                 created=[],
                 steps=[],
@@ -246,9 +247,13 @@ class RestoreStore(SqlBase):
         times = [max(t for t in row if t is not None) for row in rows]
         return min(times) if times else None
 
-    def get_restore(self, ref: str) -> RestoreJob:
+    def get_restore(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """A job by id or unique id prefix (only among ``project``'s jobs, if given: another
+        project's is not found and makes no prefix ambiguous)."""
         with self._session() as session:
-            return restore_from_row(self._restore_row(session, ref))
+            return restore_from_row(
+                by_id_or_prefix(session, RestoreRow, ref, "restore", project=project)
+            )
 
     def list_restores(
         self,
@@ -258,22 +263,17 @@ class RestoreStore(SqlBase):
         project: str | None = None,
         marker: str | None = None,
     ) -> list[RestoreJob]:
-        """Newest first; only those of ``project``'s backups if given; after ``marker`` (the
-        last job of the previous page) if given."""
+        """Newest first; only ``project``'s if given; after ``marker`` (the last job of the
+        previous page) if given."""
         with self._session() as session:
             query = select(RestoreRow).order_by(RestoreRow.created_at.desc(), RestoreRow.id)
             if state is not None:
                 query = query.where(RestoreRow.state == state.value)
             if project is not None:
-                query = query.join(BackupRow, BackupRow.id == RestoreRow.backup_id).where(
-                    BackupRow.project == project
-                )
+                query = query.where(RestoreRow.project == project)
             if marker is not None:
                 last = session.get(RestoreRow, marker)
-                if last is not None and project is not None:
-                    owner = session.get(BackupRow, last.backup_id)
-                    last = last if owner is not None and owner.project == project else None
-                if last is None:
+                if last is None or (project is not None and last.project != project):
                     raise InvalidInput(
                         f"marker {marker!r} is not a restore of this list", field="marker"
                     )
@@ -282,28 +282,15 @@ class RestoreStore(SqlBase):
                 )
             return [restore_from_row(row) for row in session.scalars(query.limit(limit))]
 
-    def request_restore_cancel(self, ref: str) -> RestoreJob:
-        """Ask the job's worker to stop and remove what it created; a finished job: Conflict."""
+    def request_restore_cancel(self, ref: str, *, project: str | None = None) -> RestoreJob:
+        """Ask the job's worker to stop and remove what it created; a finished job: Conflict.
+        Only among ``project``'s jobs, if given."""
         with self._session() as session:
-            row = self._restore_row(session, ref)
+            row = by_id_or_prefix(session, RestoreRow, ref, "restore", project=project)
             if RestoreState(row.state).is_terminal:
                 raise Conflict(f"restore {row.id} is already {row.state}")
             row.cancel_requested = True
             return restore_from_row(row)
-
-    def _restore_row(self, session: Session, ref: str) -> RestoreRow:
-        row = session.get(RestoreRow, ref)
-        if row is not None:
-            return row
-        if len(ref) >= MIN_ID_PREFIX:
-            rows = session.scalars(
-                select(RestoreRow).where(RestoreRow.id.startswith(ref, autoescape=True)).limit(2)
-            ).all()
-            if len(rows) > 1:
-                raise InvalidInput(f"{ref!r} is the start of several restore ids: give more of it")
-            if rows:
-                return rows[0]
-        raise NotFound(f"no restore {ref!r}")
 
 
 def spec_column(spec: ServerSpec | None) -> Mapping[str, Any] | None:

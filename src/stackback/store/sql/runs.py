@@ -45,8 +45,10 @@ class RunStore(SqlBase):
         retention: Mapping[str, object] | None,
         cloud: str | None = None,
         policy: Policy | None = None,
+        project: str | None = None,
     ) -> Run:
-        """An on-demand run (``backup now``), due at once."""
+        """An on-demand run, due at once: of ``policy`` (``policy run``), of its project; else
+        (``backup now``) of ``project``, the project its target belongs to, if known."""
         with self._session() as session:
             require_active_credential(session, cloud)
             row = RunRow(
@@ -63,7 +65,7 @@ class RunStore(SqlBase):
                 cloud=cloud,
                 retention=dict(retention) if retention is not None else None,
                 created_at=now,
-                project=policy.project if policy else None,
+                project=policy.project if policy else project,
             )
             session.add(row)
             session.flush()

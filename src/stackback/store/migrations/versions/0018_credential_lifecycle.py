@@ -4,7 +4,7 @@ its backups still need it (to be rotated, deleted or restored), and revoked with
 ``credentials.retired_at`` records when its last policy went; ``ix_backups_cloud`` finds the
 backups a credential's cloud (``credential:<id>``) still names.
 
-Revision ID: 0018_credential_lifecycle
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-04
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 from stackback.store.types import UTCDateTime
 
-revision = "0018_credential_lifecycle"
+revision = "0018"
 down_revision = "0017"
 branch_labels = None
 depends_on = None
