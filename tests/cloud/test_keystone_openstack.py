@@ -28,14 +28,16 @@ from stackback.clock import SystemClock, VirtualClock
 from stackback.cloud import CloudProvider
 from stackback.cloud.openstack import OpenStackCloud
 from stackback.cloud.openstack.identity import KeystoneService
+from stackback.engine.collector import Collector
 from stackback.engine.runner import Runner
 from stackback.engine.worker import Worker
 from stackback.errors import InvalidInput, StackbackError, Unauthenticated
-from stackback.policy import RunState, Selector
+from stackback.policy import BackupStatus, RunState, Selector
 from stackback.records import CredentialKind, CredentialState, credential_id_of
 from stackback.retention import RetentionPolicy
 from stackback.sealing import SecretBox
 from stackback.services.access import Principal
+from stackback.services.backups import BackupService
 from stackback.services.keystone import (
     KeystoneAuthenticator,
     PolicyCredentials,
@@ -481,9 +483,18 @@ def test_a_policys_backup_runs_through_its_trust_once_the_users_token_is_gone(
         image = conn.image.get_image(backup.artifacts[0].cloud_id)
         assert image.owner == identities.alpha and image.status == "active"
 
-        policies.delete([policy.id])
-        ended = sql_store.get_credential(str(credential_id_of(ref)))
-        assert ended.state is CredentialState.REVOKED
+        policies.delete([policy.id])  # its backup still needs the trust: retired, kept
+        kept = sql_store.get_credential(str(credential_id_of(ref)))
+        assert kept.state is CredentialState.RETIRED, kept
+        backups = BackupService(sql_store, clouds, clock, release_credential=credentials.release)
+        backups.delete(backup.id, force=True)  # through the trust; the last one revokes it
+        collector = Collector(sql_store, clouds, clock, release_credential=credentials.release)
+        deadline = time.monotonic() + 60
+        while sql_store.get_credential(kept.id).state is not CredentialState.REVOKED:
+            assert time.monotonic() < deadline, sql_store.get_credential(kept.id)
+            collector.collect_pending()
+            time.sleep(0.5)
+        assert sql_store.get_backup(backup.id).status is BackupStatus.DELETED
     finally:
         for image in conn.image.images(owner=identities.alpha):
             conn.image.delete_image(image, ignore_missing=True)
