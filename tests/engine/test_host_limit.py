@@ -147,6 +147,7 @@ def test_hosts_are_opaque_per_project_as_nova_shows_them_to_a_tenant(
     first, second = _servers(rig)[:2]
     assert first.host == second.host
     assert first.host is not None and "compute" not in first.host
+    assert first.host.startswith("hostid:"), "the simulator shows a tenant's hostId"
     other = SimulatedCloud(tmp_path / "sim.sqlite", rig.clock, project="other")
     try:
         neighbour = other.create_server("neighbour", host="compute-a")
