@@ -568,6 +568,10 @@ class Runner:
                     self._record_artifact(run, backup, child, ArtifactStatus.PENDING)
                     discovered.append(child.id)
         if broken:
+            if backup.kind is BackupKind.VOLUME_BACKUP:
+                # a failed incremental still counts against its parent in Cinder: recorded
+                # as its child, it is deleted before the parent (stackback.safety)
+                self._volume_step(run).record_parent(backup, infos, _fence_of(run))
             self._discard(run, backup, "; ".join(broken))
             raise RunFailed("backup failed: " + "; ".join(broken))
         if discovered or pending:
