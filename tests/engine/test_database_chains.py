@@ -6,6 +6,7 @@ so, with the user's backup id) without the collector waking at every poll."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import pytest
 
@@ -152,3 +153,30 @@ def test_a_users_incremental_holds_the_chain_and_says_so(rig: Rig) -> None:
     assert {b.id for b in chain} <= set(reasons)
     assert reasons[inc2.id] == (FOREIGN_CHILD,)
     assert reasons[inc1.id] == reasons[full.id] == (FOR_THE_CHAIN,)
+
+
+def test_a_failed_trove_incremental_goes_before_its_parent_when_the_chain_goes(rig: Rig) -> None:
+    """Trove lists a FAILED incremental among its parent's dependents (and would delete it
+    with the parent): stackback deletes its own failed child first, then the parent, with no
+    failure surfacing and nothing left to retry."""
+    db = rig.sim.create_database("orders")
+    keep_last_one(rig, db.id, 2)
+    rig.engine.drain(rig.clock.now() + DAY)  # F
+    (full,) = backups(rig)
+    rig.sim.kill_next_database_backup(db.id)
+    rig.engine.drain(rig.clock.now() + DAY)  # its incremental fails in Trove
+    failed = backups(rig)[-1]
+    assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
+    dependents = {i.ref.id: i.dependents for i in rig.sim.database_backups(db.id)}
+    assert [d.id for d in dependents[trove_id(full)]] == [trove_id(failed)]
+    with patch("stackback.engine.collector.log") as collector_log:
+        rig.engine.drain(rig.clock.now() + 3 * DAY)  # a new chain: the first goes
+    assert rig.store.get_backup(full.id).status is BackupStatus.DELETED
+    gone = rig.store.get_backup(failed.id)
+    assert gone.status is BackupStatus.DELETED and "failed incremental" in gone.reasons[0]
+    in_trove = {i.ref.id for i in rig.sim.database_backups(db.id)}
+    assert not {trove_id(full), trove_id(failed)} & in_trove
+    alive = [b for b in backups(rig) if b.status is not BackupStatus.DELETED]
+    assert alive and all(b.status is BackupStatus.AVAILABLE and b.error is None for b in alive)
+    assert rig.store.backups_to_collect(limit=10) == []
+    assert [c for c in collector_log.warning.call_args_list] == []
