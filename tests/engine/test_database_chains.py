@@ -5,6 +5,7 @@ so, with the user's backup id) without the collector waking at every poll."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from unittest.mock import patch
 
@@ -95,6 +96,31 @@ def test_a_rule_that_keeps_only_the_newest_increment_never_forgets_its_parents()
         kept, forgotten = plan(rules, older, full, inc1, inc2)
         assert forgotten == ["old"], rules
         assert kept["F"] == kept["I1"] == (FOR_THE_CHAIN,), rules
+
+
+def test_a_failed_increment_is_forgotten_just_before_its_parent() -> None:
+    full, newer = dbackup("F", 0), dbackup("F2", 2)
+    failed = replace(dbackup("I", 1, "F"), status=BackupStatus.FAILED)
+    request = RotationRequest(
+        rules=RetentionPolicy(last=1), now=T0 + timedelta(days=3), scope=RotationScope("p1")
+    )
+    made = plan_rotation(request, TargetBackups("db-1", (newer, failed, full)))
+    assert [b.id for b in made.forget] == ["I", "F"]
+    marked = {c.backup_id: c for c in made.changes}
+    assert marked["I"].status is BackupStatus.DELETING
+    assert "failed incremental of F" in marked["I"].reasons[0]
+    assert marked["F"].status is BackupStatus.DELETING
+
+
+def test_a_protected_failed_increment_holds_its_parent() -> None:
+    full, newer = dbackup("F", 0), dbackup("F2", 2)
+    failed = replace(dbackup("I", 1, "F"), status=BackupStatus.FAILED, protected=True)
+    request = RotationRequest(
+        rules=RetentionPolicy(last=1), now=T0 + timedelta(days=3), scope=RotationScope("p1")
+    )
+    made = plan_rotation(request, TargetBackups("db-1", (newer, failed, full)))
+    assert made.forget == ()
+    assert [(b.id, "depending on it" in why) for b, why in made.held] == [("F", True)]
 
 
 def test_on_the_simulator_keep_last_one_keeps_full_and_increments(rig: Rig) -> None:
