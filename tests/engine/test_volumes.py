@@ -319,3 +319,39 @@ def test_a_protected_failed_incremental_keeps_its_parent(rig: Rig) -> None:
     assert rig.store.backups_to_collect(limit=10) == [], "the parent is held, not retried"
     failed_ref = ArtifactRef(ArtifactKind.VOLUME_BACKUP, failed.artifacts[0].cloud_id)
     assert rig.sim.artifact_statuses([failed_ref])[failed_ref].status is ArtifactStatus.FAILED
+
+
+def test_a_failed_incremental_recorded_without_its_parent_is_found_and_deleted_first(
+    rig: Rig,
+) -> None:
+    """A failed incremental recorded before failed ones kept their parent: Cinder's refusal
+    of the parent makes the collector find it (by the parent Cinder names), not hold the
+    chain for a foreign child."""
+    volume = rig.sim.create_volume_standalone("legacy")
+    rig.policies.create(
+        PolicySpec(
+            name="legacy",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(hours=2))
+    (full,) = rig.store.list_backups(BackupFilter())
+    rig.sim.kill_next_volume_backup(volume.id)
+    rig.engine.drain(start + timedelta(days=1, hours=2))
+    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    rig.store.update_backup(failed.id, parent_id=None)  # as an older stackback recorded it
+    rig.engine.drain(start + timedelta(days=3, hours=2))
+    assert rig.store.get_backup(failed.id).status is BackupStatus.DELETED
+    gone = rig.store.get_backup(full.id)
+    assert gone.status is BackupStatus.DELETED, gone.error
+    assert rig.store.backups_to_collect(limit=10) == []
+    alive = rig.store.list_backups(BackupFilter())
+    assert all(b.error is None for b in alive)
+    assert {i.ref.id for i in rig.sim.list_marked_artifacts()} == {
+        b.artifacts[0].cloud_id for b in alive
+    }
