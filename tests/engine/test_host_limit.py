@@ -180,7 +180,7 @@ def test_a_backup_taken_in_process_waits_for_its_host_like_the_workers(rig: Rig)
     """`backup now --wait` takes its run itself: it must not start a third snapshot on a
     host limited to two (the simulated host here would take five)."""
     _limited(rig, 2, host_snapshot_capacity=5)
-    slow = [rig.sim.create_server(f"slow-{n}", host="compute-a", disk_gb=600.0) for n in range(3)]
+    slow = [rig.sim.create_server(f"slow-{n}", host="compute-a", disk_gb=60.0) for n in range(3)]
     services = Services(rig.store, lambda _name: rig.sim, rig.clock, max_snapshots_per_host=2)
     for server in slow[:2]:
         services.backups.backup_now(server.id, label=None, keep_last=None, cloud=None)
@@ -195,7 +195,7 @@ def test_a_backup_taken_in_process_waits_for_its_host_like_the_workers(rig: Rig)
     assert waiting.steps[-1].outcome == "deferred" and HOST_FULL in waiting.steps[-1].detail
     assert len(rig.sim.images()) == 2, "a third snapshot was started on the full host"
 
-    rig.engine.drain(rig.clock.now() + timedelta(hours=4))  # the uploads end: room for it
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))  # the uploads end: room for it
     assert rig.store.get_run(mine.id).state is RunState.SUCCEEDED
     assert _most_at_once(rig.sim.images()) == 2
 
