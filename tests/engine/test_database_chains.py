@@ -206,3 +206,29 @@ def test_a_failed_trove_incremental_goes_before_its_parent_when_the_chain_goes(r
     assert alive and all(b.status is BackupStatus.AVAILABLE and b.error is None for b in alive)
     assert rig.store.backups_to_collect(limit=10) == []
     assert [c for c in collector_log.warning.call_args_list] == []
+
+
+def test_the_preview_shows_a_failed_incremental_going_with_its_parent(rig: Rig) -> None:
+    db = rig.sim.create_database("orders")
+    policy = rig.policies.create(
+        PolicySpec(
+            name="orders",
+            targets=(db.id,),
+            kind="database-backup",
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            retention=RetentionPolicy(last=5),
+            full_every=2,
+        )
+    )
+    rig.engine.drain(rig.clock.now() + DAY)  # F
+    rig.sim.kill_next_database_backup(db.id)
+    rig.engine.drain(rig.clock.now() + 3 * DAY)  # I fails, I2 on F, then a new full
+    full, failed, inc, newer = backups(rig)
+    assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
+    assert inc.parent_id == full.id and newer.parent_id is None
+    rig.store.update_policy(
+        replace(policy, retention=RetentionPolicy(last=1)), None, now=rig.clock.now()
+    )
+    rows = BackupService(rig.store, lambda _name: rig.sim, rig.clock).preview(policy.id)
+    assert {r.backup.id for r in rows if r.action == "forget"} == {full.id, failed.id, inc.id}
