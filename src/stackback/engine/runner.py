@@ -11,7 +11,8 @@ successful, unprotected backups of the same policy (or label), never forgets
 the newest good one and deletes at most ``deletion_budget`` backups per run,
 counting what the run forgot before a crash and a resume: the rules are
 ``stackback.safety.plan_rotation``'s, run by the store with the target's backups locked.
-A failed run deletes nothing; its partial artifacts stay recorded for the operator.
+A failed run deletes nothing; its partial artifacts stay recorded for the operator
+(a failed incremental with the parent the cloud gave it: it is forgotten with that parent).
 
 Every store write of a step is fenced by the run's attempt (its lease): the run
 updates, and also the backup and artifact records (``fence=(run id, attempt)``),
