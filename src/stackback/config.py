@@ -53,6 +53,9 @@ class Settings:
     """The database was named (``--db`` / ``STACKBACK_DB``), not the state directory's."""
     keystone: KeystoneSettings | None = None
     """Set when ``STACKBACK_KEYSTONE_CLOUD`` names stackback's service account."""
+    max_snapshots_per_host: int | None = None
+    """``STACKBACK_MAX_SNAPSHOTS_PER_HOST``: the per-host limit a run taken in this process
+    (``backup now --wait``, ``policy run --wait``) obeys, as ``serve``'s workers do."""
 
 
 def load_settings(*, db: str | None = None, cloud: str | None = None) -> Settings:
@@ -73,7 +76,19 @@ def load_settings(*, db: str | None = None, cloud: str | None = None) -> Setting
         cloud=cloud or os.environ.get("STACKBACK_CLOUD") or os.environ.get("OS_CLOUD"),
         db_given=given,
         keystone=load_keystone_settings(directory),
+        max_snapshots_per_host=_host_limit(),
     )
+
+
+def _host_limit() -> int | None:
+    """``STACKBACK_MAX_SNAPSHOTS_PER_HOST`` (a whole number, at least 1), None if unset."""
+    name = "STACKBACK_MAX_SNAPSHOTS_PER_HOST"
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise InvalidInput(f"{name}={raw!r} must be a whole number, at least 1", field=name)
+    return int(raw)
 
 
 def _number(name: str, default: float, *, minimum: float) -> float:

@@ -73,6 +73,24 @@ NOVA_INSTANCE_UUID = "instance_uuid"
 NOVA_BASE_IMAGE_REF = "base_image_ref"
 """Image property Nova sets on a server's snapshot: the image the server was booted from."""
 
+HOST_NAME_PREFIX = "host:"
+HOST_ID_PREFIX = "hostid:"
+
+
+def host_key(name: str | None, host_id: str | None) -> str | None:
+    """A server's compute host as the per-host snapshot limit keys it (``ServerInfo.host``).
+
+    The host's name where the cloud shows it (an admin's ``OS-EXT-SRV-ATTR:host``), as
+    ``host:NAME``: the same for every project's servers on that host. Else Nova's tenant
+    ``hostId`` (a hash of project and host), as ``hostid:HASH``. The prefixes keep a name
+    and a hash from ever being taken for the same host. None when neither is known.
+    """
+    if name:
+        return HOST_NAME_PREFIX + name
+    if host_id:
+        return HOST_ID_PREFIX + host_id
+    return None
+
 
 D = TypeVar("D", bound=Decision)
 
@@ -106,8 +124,10 @@ class ServerInfo:
     """Properties of the image the server was booted from, as Nova copied them at boot
     (``hw_qemu_guest_agent``, ``os_require_quiesce``...); empty where the adapter cannot tell."""
     host: str | None = None
-    """The compute host it runs on: Nova's ``OS-EXT-SRV-ATTR:host`` where the credentials are
-    an admin's, else its ``hostId`` (an opaque hash of project and host); None if unknown."""
+    """The compute host it runs on, as :func:`host_key` spells it: ``host:NAME`` from Nova's
+    ``OS-EXT-SRV-ATTR:host`` where the credentials are an admin's, else ``hostid:HASH`` from
+    its ``hostId`` (an opaque hash of project and host: the same host has another one in
+    another project); None if unknown. Keys of the two kinds never compare equal."""
 
     @property
     def attached_volumes(self) -> tuple[str, ...]:

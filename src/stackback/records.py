@@ -179,7 +179,8 @@ class Decision(Protocol):
 class TargetBackups:
     """A target's backups as a safety decision sees them (read with them locked, newest first).
 
-    ``backups`` holds the target's live backups (available or being deleted), the
+    ``backups`` holds the target's live backups (available or being deleted), its failed
+    incremental backups (with a parent), the
     backups the decision asked for by id, and the own backup of ``run_id`` (the
     run the decision is for, if any). ``forgotten_by_run`` are the backups that run
     asked to delete, in any attempt and whatever their status now, oldest first.

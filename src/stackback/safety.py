@@ -27,7 +27,9 @@ last check before a cloud call, and ``retention preview`` (which writes nothing)
   the chain"); a chain is forgotten newest first; a backup with live increments is
   never deleted before them (refused at the request, even with ``force``, unless they
   are being deleted; at the final check it waits for them); a chain rooted in a
-  backup stackback does not know is held.
+  backup stackback does not know is held. A failed incremental backup (never a recovery
+  point, but the cloud counts it against its parent) is forgotten with its parent, just
+  before it, unless it is protected.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ NEWEST_REASON = "newest good backup"
 OWN_REASON = "this run's new backup"
 OVER_BUDGET = "over this run's deletion budget"
 LAST_GOOD_REASON = "last good backup of its target"
+
+
+def failed_child_reason(parent: Backup) -> tuple[str, ...]:
+    """Why a failed incremental backup is forgotten with its parent."""
+    return (f"failed incremental of {parent.id}, forgotten with it (never a recovery point)",)
 
 
 class DeletionStage(Enum):
@@ -384,8 +391,9 @@ def plan_rotation(request: RotationRequest, backups: TargetBackups) -> RotationP
             keep.append((spared, (why,)))
     keep, forget, chain_held = _keep_chains(keep, forget, backups)
     changes = [BackupChange(b.id, reasons=reasons) for b, reasons in keep if b.reasons != reasons]
+    forget, failed_children = _with_failed_children(forget, backups)
     forget = deletion_order(forget)  # oldest first, each chain newest first
-    forgotten_now, held, marks = _forget_within_budget(request, backups, forget)
+    forgotten_now, held, marks = _forget_within_budget(request, backups, forget, failed_children)
     held = held.after(chain_held)
     gone = (BackupStatus.DELETING, BackupStatus.DELETED)
     forgotten = [b for b in backups.forgotten_by_run if b.status in gone] + forgotten_now
@@ -485,8 +493,11 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
     kept, forget, chain_held = _keep_chains(
         [(b, (f"orphaned: {rule}",)) for b in keep], forget, backups
     )
-    forget = deletion_order(sorted(forget, key=lambda b: b.created_at))
-    forgotten, held, marks = _mark_within_budget(forget, backups, request.budget, why, None)
+    forget, failed_children = _with_failed_children(forget, backups)
+    forget = deletion_order(sorted(forget, key=lambda b: (b.created_at, b.id)))
+    forgotten, held, marks = _mark_within_budget(
+        forget, backups, request.budget, why, None, failed_children
+    )
     held = held.after(chain_held)
     return RotationPlan(
         keep=tuple(kept),
@@ -498,8 +509,40 @@ def plan_orphans(request: OrphanRequest, backups: TargetBackups) -> RotationPlan
     )
 
 
+def _with_failed_children(
+    forget: list[Backup], backups: TargetBackups
+) -> tuple[list[Backup], dict[str, tuple[str, ...]]]:
+    """``forget`` with the failed, unprotected incremental backups of each of them added (and
+    the reasons they are forgotten for, by id).
+
+    A failed incremental is no recovery point, and nothing is built on it (a failed backup
+    is never a parent); but the cloud counts it against its parent (Cinder refuses to delete
+    a backup with any child, even one in ``error``; Trove deletes children with their parent),
+    and so does :func:`judge_deletion`. Left alone, it would hold its parent forever.
+    """
+    if not backups.parent_ids or not forget:
+        return forget, {}
+    forgetting = {b.id: b for b in forget}
+    reasons: dict[str, tuple[str, ...]] = {}
+    children: list[Backup] = []
+    for backup in backups.backups:
+        parent = forgetting.get(backup.parent_id) if backup.parent_id is not None else None
+        if (
+            parent is not None
+            and backup.status is BackupStatus.FAILED
+            and not backup.protected
+            and backup.id not in forgetting
+        ):
+            children.append(backup)
+            reasons[backup.id] = failed_child_reason(parent)
+    return [*forget, *children], reasons
+
+
 def _forget_within_budget(
-    request: RotationRequest, backups: TargetBackups, forget: list[Backup]
+    request: RotationRequest,
+    backups: TargetBackups,
+    forget: list[Backup],
+    special: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[list[Backup], HeldBackups, list[BackupChange]]:
     """Mark ``forget`` in order while the budget lasts and each deletion is allowed.
 
@@ -508,7 +551,7 @@ def _forget_within_budget(
     """
     left = None if request.budget is None else request.budget - len(backups.forgotten_by_run)
     why_forgotten = (f"forgotten by retention: {request.rules.describe()}",)
-    return _mark_within_budget(forget, backups, left, why_forgotten, request.run_id)
+    return _mark_within_budget(forget, backups, left, why_forgotten, request.run_id, special)
 
 
 def _mark_within_budget(
@@ -517,9 +560,11 @@ def _mark_within_budget(
     left: int | None,
     reasons: tuple[str, ...],
     by_run: str | None,
+    special: dict[str, tuple[str, ...]] | None = None,
 ) -> tuple[list[Backup], HeldBackups, list[BackupChange]]:
     """Ask ``judge_deletion`` for each of ``forget`` in order while ``left`` lasts (None: no
-    budget); what is forgotten (as marked), what is held back and why, and the marks."""
+    budget); what is forgotten (as marked), what is held back and why, and the marks.
+    ``special`` gives some backups other reasons than ``reasons`` (by id)."""
     seen = backups
     forgotten: list[Backup] = []
     refused: list[tuple[Backup, str]] = []
@@ -527,7 +572,8 @@ def _mark_within_budget(
     for position, backup in enumerate(forget):
         if left is not None and left <= 0:
             return forgotten, HeldBackups(refused, forget[position:]), marks
-        verdict = judge_deletion(DeletionRequest(backup.id, reasons=reasons, by_run=by_run), seen)
+        why = special.get(backup.id, reasons) if special else reasons
+        verdict = judge_deletion(DeletionRequest(backup.id, reasons=why, by_run=by_run), seen)
         if verdict.refusal is not None:
             refused.append((backup, verdict.refusal))
             continue

@@ -524,3 +524,28 @@ def test_concurrent_processes_lose_no_writes(sim: SimulatedCloud, clock: Virtual
     assert [child.wait(timeout=120) for child in children] == [0, 0, 0]
     assert cloud.api_calls() == {"find_artifacts": 75}
     assert len(cloud.find_servers(Selector("batch", "yes"))) == 75
+
+
+def test_a_failed_incremental_backup_keeps_its_parent_and_blocks_its_deletion(
+    sim: SimulatedCloud, clock: VirtualClock
+) -> None:
+    """As Cinder: a child in ``error`` still counts against its parent
+    (``num_dependent_backups``), is never a parent itself, and may be deleted."""
+    volume = sim.create_volume_standalone("data")
+    full = sim.start_volume_backup(volume.id, "full", {}, incremental=False)
+    clock.advance(3600)
+    sim.kill_next_volume_backup(volume.id)
+    failed = sim.start_volume_backup(volume.id, "inc", {}, incremental=True)
+    clock.advance(3600)
+    info = sim.artifact_statuses([failed])[failed]
+    assert info.status is ArtifactStatus.FAILED and info.raw_status == "error"
+    assert info.parent == full
+    with pytest.raises(CloudRejected, match="Incremental backups exist"):
+        sim.delete_artifact(full)
+    again = sim.start_volume_backup(volume.id, "inc2", {}, incremental=True)
+    assert sim.artifact_statuses([again])[again].parent == full, "never built on the failed one"
+    clock.advance(3600)
+    sim.delete_artifact(again)
+    sim.delete_artifact(failed)
+    sim.delete_artifact(full)
+    assert sim.artifact_statuses([full])[full].status is ArtifactStatus.DELETED

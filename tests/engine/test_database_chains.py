@@ -5,7 +5,9 @@ so, with the user's backup id) without the collector waking at every poll."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from unittest.mock import patch
 
 import pytest
 
@@ -96,6 +98,31 @@ def test_a_rule_that_keeps_only_the_newest_increment_never_forgets_its_parents()
         assert kept["F"] == kept["I1"] == (FOR_THE_CHAIN,), rules
 
 
+def test_a_failed_increment_is_forgotten_just_before_its_parent() -> None:
+    full, newer = dbackup("F", 0), dbackup("F2", 2)
+    failed = replace(dbackup("I", 1, "F"), status=BackupStatus.FAILED)
+    request = RotationRequest(
+        rules=RetentionPolicy(last=1), now=T0 + timedelta(days=3), scope=RotationScope("p1")
+    )
+    made = plan_rotation(request, TargetBackups("db-1", (newer, failed, full)))
+    assert [b.id for b in made.forget] == ["I", "F"]
+    marked = {c.backup_id: c for c in made.changes}
+    assert marked["I"].status is BackupStatus.DELETING
+    assert "failed incremental of F" in marked["I"].reasons[0]
+    assert marked["F"].status is BackupStatus.DELETING
+
+
+def test_a_protected_failed_increment_holds_its_parent() -> None:
+    full, newer = dbackup("F", 0), dbackup("F2", 2)
+    failed = replace(dbackup("I", 1, "F"), status=BackupStatus.FAILED, protected=True)
+    request = RotationRequest(
+        rules=RetentionPolicy(last=1), now=T0 + timedelta(days=3), scope=RotationScope("p1")
+    )
+    made = plan_rotation(request, TargetBackups("db-1", (newer, failed, full)))
+    assert made.forget == ()
+    assert [(b.id, "depending on it" in why) for b, why in made.held] == [("F", True)]
+
+
 def test_on_the_simulator_keep_last_one_keeps_full_and_increments(rig: Rig) -> None:
     db = rig.sim.create_database("orders")
     keep_last_one(rig, db.id, 7)
@@ -152,3 +179,56 @@ def test_a_users_incremental_holds_the_chain_and_says_so(rig: Rig) -> None:
     assert {b.id for b in chain} <= set(reasons)
     assert reasons[inc2.id] == (FOREIGN_CHILD,)
     assert reasons[inc1.id] == reasons[full.id] == (FOR_THE_CHAIN,)
+
+
+def test_a_failed_trove_incremental_goes_before_its_parent_when_the_chain_goes(rig: Rig) -> None:
+    """Trove lists a FAILED incremental among its parent's dependents (and would delete it
+    with the parent): stackback deletes its own failed child first, then the parent, with no
+    failure surfacing and nothing left to retry."""
+    db = rig.sim.create_database("orders")
+    keep_last_one(rig, db.id, 2)
+    rig.engine.drain(rig.clock.now() + DAY)  # F
+    (full,) = backups(rig)
+    rig.sim.kill_next_database_backup(db.id)
+    rig.engine.drain(rig.clock.now() + DAY)  # its incremental fails in Trove
+    failed = backups(rig)[-1]
+    assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
+    dependents = {i.ref.id: i.dependents for i in rig.sim.database_backups(db.id)}
+    assert [d.id for d in dependents[trove_id(full)]] == [trove_id(failed)]
+    with patch("stackback.engine.collector.log") as collector_log:
+        rig.engine.drain(rig.clock.now() + 3 * DAY)  # a new chain: the first goes
+    assert rig.store.get_backup(full.id).status is BackupStatus.DELETED
+    gone = rig.store.get_backup(failed.id)
+    assert gone.status is BackupStatus.DELETED and "failed incremental" in gone.reasons[0]
+    in_trove = {i.ref.id for i in rig.sim.database_backups(db.id)}
+    assert not {trove_id(full), trove_id(failed)} & in_trove
+    alive = [b for b in backups(rig) if b.status is not BackupStatus.DELETED]
+    assert alive and all(b.status is BackupStatus.AVAILABLE and b.error is None for b in alive)
+    assert rig.store.backups_to_collect(limit=10) == []
+    assert [c for c in collector_log.warning.call_args_list] == []
+
+
+def test_the_preview_shows_a_failed_incremental_going_with_its_parent(rig: Rig) -> None:
+    db = rig.sim.create_database("orders")
+    policy = rig.policies.create(
+        PolicySpec(
+            name="orders",
+            targets=(db.id,),
+            kind="database-backup",
+            schedules=("0 1 * * *",),
+            timezone="UTC",
+            retention=RetentionPolicy(last=5),
+            full_every=2,
+        )
+    )
+    rig.engine.drain(rig.clock.now() + DAY)  # F
+    rig.sim.kill_next_database_backup(db.id)
+    rig.engine.drain(rig.clock.now() + 3 * DAY)  # I fails, I2 on F, then a new full
+    full, failed, inc, newer = backups(rig)
+    assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
+    assert inc.parent_id == full.id and newer.parent_id is None
+    rig.store.update_policy(
+        replace(policy, retention=RetentionPolicy(last=1)), None, now=rig.clock.now()
+    )
+    rows = BackupService(rig.store, lambda _name: rig.sim, rig.clock).preview(policy.id)
+    assert {r.backup.id for r in rows if r.action == "forget"} == {full.id, failed.id, inc.id}

@@ -16,13 +16,15 @@ import pytest
 from stackback.cloud.simulator import SimulatedCloud
 from stackback.cloud.simulator.config import SimConfig
 from stackback.cloud.simulator.model import SimImage
+from stackback.config import load_settings
 from stackback.engine.loop import Engine
 from stackback.engine.runner import HOST_FULL
 from stackback.engine.settings import EngineSettings
-from stackback.errors import CloudBusy, InvalidInput
+from stackback.errors import CloudBusy, InvalidInput, WaitTimedOut
 from stackback.policy import Policy, RunState
 from stackback.ports import ServerInfo
 from stackback.retention import RetentionPolicy
+from stackback.services.container import Services
 from stackback.services.policies import PolicySpec
 from stackback.store.sql import RunFilter
 from tests.engine.conftest import Rig
@@ -31,7 +33,7 @@ HOSTS = {"compute-a": 5, "compute-b": 2}
 
 
 def _limited(rig: Rig, limit: int | None, **config: object) -> None:
-    rig.sim.configure(replace(SimConfig(), host_snapshot_capacity=2, **config))
+    rig.sim.configure(replace(SimConfig(), **{"host_snapshot_capacity": 2, **config}))
     settings = EngineSettings(max_snapshots_per_host=limit)
     rig.engine = Engine(rig.store, lambda _name: rig.sim, rig.clock, settings, worker_name="w")
 
@@ -147,6 +149,7 @@ def test_hosts_are_opaque_per_project_as_nova_shows_them_to_a_tenant(
     first, second = _servers(rig)[:2]
     assert first.host == second.host
     assert first.host is not None and "compute" not in first.host
+    assert first.host.startswith("hostid:"), "the simulator shows a tenant's hostId"
     other = SimulatedCloud(tmp_path / "sim.sqlite", rig.clock, project="other")
     try:
         neighbour = other.create_server("neighbour", host="compute-a")
@@ -171,3 +174,38 @@ def test_the_setting_refuses_a_limit_below_one() -> None:
         with pytest.raises(InvalidInput):
             EngineSettings(max_snapshots_per_host=wrong)
     assert EngineSettings(max_snapshots_per_host=1).max_snapshots_per_host == 1
+
+
+def test_a_backup_taken_in_process_waits_for_its_host_like_the_workers(rig: Rig) -> None:
+    """`backup now --wait` takes its run itself: it must not start a third snapshot on a
+    host limited to two (the simulated host here would take five)."""
+    _limited(rig, 2, host_snapshot_capacity=5)
+    slow = [rig.sim.create_server(f"slow-{n}", host="compute-a", disk_gb=60.0) for n in range(3)]
+    services = Services(rig.store, lambda _name: rig.sim, rig.clock, max_snapshots_per_host=2)
+    for server in slow[:2]:
+        services.backups.backup_now(server.id, label=None, keep_last=None, cloud=None)
+    rig.engine.drain(rig.clock.now() + timedelta(minutes=1))  # serve's workers: two uploads
+    assert len(rig.sim.images()) == 2
+
+    mine = services.backups.backup_now(slow[2].id, label=None, keep_last=None, cloud=None)
+    with pytest.raises(WaitTimedOut):
+        services.runs.wait(mine.id, timeout=10)
+    waiting = rig.store.get_run(mine.id)
+    assert waiting.state is RunState.PENDING and waiting.host == slow[2].host
+    assert waiting.steps[-1].outcome == "deferred" and HOST_FULL in waiting.steps[-1].detail
+    assert len(rig.sim.images()) == 2, "a third snapshot was started on the full host"
+
+    rig.engine.drain(rig.clock.now() + timedelta(hours=1))  # the uploads end: room for it
+    assert rig.store.get_run(mine.id).state is RunState.SUCCEEDED
+    assert _most_at_once(rig.sim.images()) == 2
+
+
+def test_the_in_process_limit_comes_from_the_serve_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKBACK_MAX_SNAPSHOTS_PER_HOST", "2")
+    assert load_settings(db="sqlite://").max_snapshots_per_host == 2
+    monkeypatch.setenv("STACKBACK_MAX_SNAPSHOTS_PER_HOST", "")
+    assert load_settings(db="sqlite://").max_snapshots_per_host is None
+    for wrong in ("0", "two", "-1"):
+        monkeypatch.setenv("STACKBACK_MAX_SNAPSHOTS_PER_HOST", wrong)
+        with pytest.raises(InvalidInput, match="STACKBACK_MAX_SNAPSHOTS_PER_HOST"):
+            load_settings(db="sqlite://")

@@ -248,3 +248,110 @@ def test_reconcile_imports_cinder_backups_as_volume_backups(rig: Rig, tmp_path: 
             assert (imported.kind, imported.target) == (BackupKind.VOLUME_BACKUP, volume.id)
     finally:
         fresh.dispose()
+
+
+def test_a_failed_incremental_is_deleted_before_its_parent_when_the_chain_goes(rig: Rig) -> None:
+    """Cinder counts a failed incremental (``error``) against its parent and refuses to
+    delete the parent while it exists: stackback deletes its own failed child first, so the
+    chain is forgotten, without a failure and without retrying the parent for ever."""
+    volume = rig.sim.create_volume_standalone("flaky")
+    rig.policies.create(
+        PolicySpec(
+            name="flaky",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(hours=2))  # a full
+    (full,) = rig.store.list_backups(BackupFilter())
+    rig.sim.kill_next_volume_backup(volume.id)
+    rig.engine.drain(start + timedelta(days=1, hours=2))  # its incremental fails in Cinder
+    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
+    failed_ref = ArtifactRef(ArtifactKind.VOLUME_BACKUP, failed.artifacts[0].cloud_id)
+    in_cinder = rig.sim.artifact_statuses([failed_ref])[failed_ref]
+    assert in_cinder.status is ArtifactStatus.FAILED and in_cinder.parent is not None
+
+    with patch("stackback.engine.collector.log") as collector_log:
+        rig.engine.drain(start + timedelta(days=3, hours=2))  # a new chain: the first goes
+    everything = rig.store.list_backups(BackupFilter(include_deleted=True, limit=None))
+    assert rig.store.get_backup(full.id).status is BackupStatus.DELETED
+    gone = rig.store.get_backup(failed.id)
+    assert gone.status is BackupStatus.DELETED and "failed incremental" in gone.reasons[0]
+    alive = [b for b in everything if b.status is not BackupStatus.DELETED]
+    assert all(b.status is BackupStatus.AVAILABLE and b.error is None for b in alive)
+    assert {i.ref.id for i in rig.sim.list_marked_artifacts()} == {
+        b.artifacts[0].cloud_id for b in alive
+    }, "everything stackback made and forgot is gone from Cinder"
+    assert rig.store.backups_to_collect(limit=10) == [], "nothing left to retry"
+    warnings = [c for c in collector_log.warning.call_args_list if "deleting backup" in str(c)]
+    assert warnings == [], "Cinder's refusal surfaced"
+    failed_runs = [r for r in rig.store.list_runs(RunFilter()) if r.state is RunState.FAILED]
+    assert len(failed_runs) == 1  # only the run whose backup failed
+
+
+def test_a_protected_failed_incremental_keeps_its_parent(rig: Rig) -> None:
+    volume = rig.sim.create_volume_standalone("kept")
+    rig.policies.create(
+        PolicySpec(
+            name="kept",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(hours=2))
+    (full,) = rig.store.list_backups(BackupFilter())
+    rig.sim.kill_next_volume_backup(volume.id)
+    rig.engine.drain(start + timedelta(days=1, hours=2))
+    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    rig.store.update_backup(failed.id, protected=True)
+    rig.engine.drain(start + timedelta(days=3, hours=2))
+    assert rig.store.get_backup(failed.id).status is BackupStatus.FAILED
+    assert rig.store.get_backup(full.id).status is BackupStatus.AVAILABLE
+    assert rig.store.backups_to_collect(limit=10) == [], "the parent is held, not retried"
+    failed_ref = ArtifactRef(ArtifactKind.VOLUME_BACKUP, failed.artifacts[0].cloud_id)
+    assert rig.sim.artifact_statuses([failed_ref])[failed_ref].status is ArtifactStatus.FAILED
+
+
+def test_a_failed_incremental_recorded_without_its_parent_is_found_and_deleted_first(
+    rig: Rig,
+) -> None:
+    """A failed incremental recorded before failed ones kept their parent: Cinder's refusal
+    of the parent makes the collector find it (by the parent Cinder names), not hold the
+    chain for a foreign child."""
+    volume = rig.sim.create_volume_standalone("legacy")
+    rig.policies.create(
+        PolicySpec(
+            name="legacy",
+            kind="volume-backup",
+            volumes=(volume.id,),
+            full_every=2,
+            schedules=("0 1 * * *",),
+            retention=RetentionPolicy(last=1),
+        )
+    )
+    start = rig.clock.now()
+    rig.engine.drain(start + timedelta(hours=2))
+    (full,) = rig.store.list_backups(BackupFilter())
+    rig.sim.kill_next_volume_backup(volume.id)
+    rig.engine.drain(start + timedelta(days=1, hours=2))
+    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    rig.store.update_backup(failed.id, parent_id=None)  # as an older stackback recorded it
+    rig.engine.drain(start + timedelta(days=3, hours=2))
+    assert rig.store.get_backup(failed.id).status is BackupStatus.DELETED
+    gone = rig.store.get_backup(full.id)
+    assert gone.status is BackupStatus.DELETED, gone.error
+    assert rig.store.backups_to_collect(limit=10) == []
+    alive = rig.store.list_backups(BackupFilter())
+    assert all(b.error is None for b in alive)
+    assert {i.ref.id for i in rig.sim.list_marked_artifacts()} == {
+        b.artifacts[0].cloud_id for b in alive
+    }

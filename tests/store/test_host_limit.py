@@ -9,9 +9,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import text
 
 from stackback.errors import HostBusy
 from stackback.policy import Run, RunState
+from stackback.store.database import create_db_engine, downgrade, upgrade
 from stackback.store.sql import SqlStore
 
 T0 = datetime(2026, 3, 1, 1, 0, tzinfo=UTC)
@@ -154,3 +156,39 @@ def test_a_claim_takes_no_more_runs_of_a_host_than_it_has_room_for(store: SqlSto
     assert len(claimed) == 3  # one of h1's queue, h2's run, the run of an unknown host
     left = [q for q in queued if store.get_run(q.id).lease_owner is None]
     assert len(left) == 2
+
+
+def test_migration_says_the_kind_of_each_recorded_host(tmp_path: object) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_db_engine(url)
+    upgrade(engine, "0019")
+    hashed = "ab" * 28
+    with engine.begin() as connection:
+        for run_id, host in (
+            ("r1", f"'{hashed}'"),
+            ("r2", "'compute-7'"),
+            ("r3", "NULL"),
+            ("r4", "'host:compute-8'"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO runs (id, target, scheduled_for, due_at, state, attempt,"
+                    ' "trigger", created_at, host) VALUES'
+                    f" ('{run_id}', 's', '2026-01-01', '2026-01-01', 'succeeded', 1, 'manual',"
+                    f" '2026-01-01', {host})"
+                )
+            )
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT id, host FROM runs")).all())
+    assert rows == {
+        "r1": f"hostid:{hashed}",
+        "r2": "host:compute-7",
+        "r3": None,
+        "r4": "host:compute-8",
+    }
+    downgrade(engine, "0019")
+    with engine.connect() as connection:
+        rows = dict(connection.execute(text("SELECT id, host FROM runs")).all())
+    engine.dispose()
+    assert rows == {"r1": hashed, "r2": "compute-7", "r3": None, "r4": "compute-8"}

@@ -86,6 +86,7 @@ class AppContext:
             self.clouds,
             self.clock,
             release_credential=credentials.release if credentials is not None else None,
+            max_snapshots_per_host=self.settings.max_snapshots_per_host,
         )
 
     @property

@@ -42,7 +42,12 @@ from stackback.ports import (
     Store,
 )
 from stackback.records import BackupFilter, credential_id_of
-from stackback.safety import DeletionRequest, DeletionStage, judge_deletion
+from stackback.safety import (
+    DeletionRequest,
+    DeletionStage,
+    failed_child_reason,
+    judge_deletion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +156,7 @@ class Collector:
                     ref.kind is ArtifactKind.VOLUME_BACKUP
                     and "ncremental" in error.message
                     and not self._children_still_in_cloud(backup, cloud)
+                    and not self._forget_failed_children(backup, cloud, ref)
                 ):
                     # no increment of stackback's is left in the cloud: Cinder knows another
                     self._hold_for_foreign_child(backup, f"the cloud said: {error.message}")
@@ -214,6 +220,39 @@ class Collector:
         ]
         infos = cloud.artifact_statuses(refs) if refs else {}
         return any(info.status is not ArtifactStatus.DELETED for info in infos.values())
+
+    def _forget_failed_children(self, backup: Backup, cloud: Cloud, ref: ArtifactRef) -> bool:
+        """Find stackback's failed Cinder backups of the target recorded without a parent
+        (before failed incrementals recorded theirs) that Cinder built on ``ref``; record
+        ``backup`` as their parent and ask for their deletion (``judge_deletion``: never a
+        protected one). Whether any was found: the parent then waits for them."""
+        known = self.store.list_backups(BackupFilter(target=backup.target, limit=None))
+        candidates = {
+            ArtifactRef(a.kind, a.cloud_id): b
+            for b in known
+            if b.status is BackupStatus.FAILED and b.parent_id is None
+            for a in b.artifacts
+            if a.kind is ArtifactKind.VOLUME_BACKUP
+        }
+        infos = cloud.artifact_statuses(list(candidates)) if candidates else {}
+        children = [
+            candidates[child_ref]
+            for child_ref, info in infos.items()
+            if child_ref in candidates and info.parent == ref
+        ]
+        for child in children:
+            self.store.update_backup(child.id, parent_id=backup.id)
+            request = DeletionRequest(child.id, reasons=failed_child_reason(backup))
+            verdict = self.store.decide_for_target(
+                backup.target, partial(judge_deletion, request), include=(child.id,)
+            )
+            log.info(
+                "backup %s: its failed incremental %s %s",
+                backup.id,
+                child.id,
+                "is deleted first" if verdict.allowed else f"holds it ({verdict.refusal})",
+            )
+        return bool(children)
 
     def _foreign_dependents(self, backup: Backup, dependents: Sequence[ArtifactRef]) -> list[str]:
         """The cloud ids of backups stackback did not make that are built on ``backup``'s

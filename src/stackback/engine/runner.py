@@ -11,7 +11,8 @@ successful, unprotected backups of the same policy (or label), never forgets
 the newest good one and deletes at most ``deletion_budget`` backups per run,
 counting what the run forgot before a crash and a resume: the rules are
 ``stackback.safety.plan_rotation``'s, run by the store with the target's backups locked.
-A failed run deletes nothing; its partial artifacts stay recorded for the operator.
+A failed run deletes nothing; its partial artifacts stay recorded for the operator
+(a failed incremental with the parent the cloud gave it: it is forgotten with that parent).
 
 Every store write of a step is fenced by the run's attempt (its lease): the run
 updates, and also the backup and artifact records (``fence=(run id, attempt)``),
@@ -576,6 +577,10 @@ class Runner:
                     self._record_artifact(run, backup, child, ArtifactStatus.PENDING)
                     discovered.append(child.id)
         if broken:
+            if backup.kind is BackupKind.VOLUME_BACKUP:
+                # a failed incremental still counts against its parent in Cinder: recorded
+                # as its child, it is deleted before the parent (stackback.safety)
+                self._volume_step(run).record_parent(backup, infos, _fence_of(run))
             self._discard(run, backup, "; ".join(broken))
             raise RunFailed("backup failed: " + "; ".join(broken))
         if discovered or pending:

@@ -110,7 +110,12 @@ class StackbackClient:
     @property
     def services(self) -> Services:
         """The services over this client's store, clouds and clock (as every face has them)."""
-        return Services(self.store, self.clouds, self.clock)
+        return Services(
+            self.store,
+            self.clouds,
+            self.clock,
+            max_snapshots_per_host=self.settings.max_snapshots_per_host,
+        )
 
     @property
     def policies(self) -> PolicyService:

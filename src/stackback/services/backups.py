@@ -272,9 +272,17 @@ class BackupService:
         a run's own backup or deletion budget.
         """
         policy = self.store.get_policy(policy_ref)
-        backups = self.store.list_backups(
-            BackupFilter(policy_id=policy.id, statuses=(BackupStatus.AVAILABLE,), limit=None)
-        )
+        backups = [  # and failed incrementals: forgotten with their parents
+            b
+            for b in self.store.list_backups(
+                BackupFilter(
+                    policy_id=policy.id,
+                    statuses=(BackupStatus.AVAILABLE, BackupStatus.FAILED),
+                    limit=None,
+                )
+            )
+            if b.status is BackupStatus.AVAILABLE or b.parent_id is not None
+        ]
         by_target: dict[str, list[Backup]] = defaultdict(list)
         for backup in backups:
             by_target[backup.target].append(backup)

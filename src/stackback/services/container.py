@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.services.access import Principal
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.services.restores import RestoreService
-from stackback.services.runs import RunService
+from stackback.services.runs import WAIT_SETTINGS, RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 from stackback.services.verify import VerifyService
@@ -30,6 +30,8 @@ class Services:
     release_credential: Callable[[str | None], object] | None = None
     """Gives up a stored credential once nothing needs it, when a policy naming it or a
     backup made through it is deleted (keystone mode); None: nothing to do."""
+    max_snapshots_per_host: int | None = None
+    """The per-host snapshot limit a run taken in this process obeys (``serve``'s)."""
     new_credential: NewCredential | None = None
     """keystone mode: the credential a policy created through a face acts through."""
 
@@ -54,7 +56,12 @@ class Services:
 
     @property
     def runs(self) -> RunService:
-        return RunService(self.store, self.clouds, self.clock)
+        return RunService(
+            self.store,
+            self.clouds,
+            self.clock,
+            replace(WAIT_SETTINGS, max_snapshots_per_host=self.max_snapshots_per_host),
+        )
 
     @property
     def restores(self) -> RestoreService:

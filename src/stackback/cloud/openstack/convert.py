@@ -15,7 +15,7 @@ from openstack.image.v2 import image as image_v2
 from stackback.cloud.bdm import snapshot_children
 from stackback.cloud.states import CINDER_BACKUP_STATES, CINDER_SNAPSHOT_STATES, GLANCE_STATES
 from stackback.policy import ArtifactKind, ArtifactStatus
-from stackback.ports import ArtifactInfo, ArtifactRef, ServerInfo
+from stackback.ports import ArtifactInfo, ArtifactRef, ServerInfo, host_key
 from stackback.records import NetworkSpec, ServerSpec, VolumeSpec
 
 Image = image_v1.Image | image_v2.Image
@@ -189,11 +189,10 @@ def server_info(
 
 
 def _host_of(server: Server) -> str | None:
-    """The admin's host name (``OS-EXT-SRV-ATTR:host``) if shown, else Nova's ``hostId``."""
-    for value in (server.compute_host, server.host_id):
-        if value:
-            return str(value)
-    return None
+    """The admin's host name (``OS-EXT-SRV-ATTR:host``) if shown, else Nova's ``hostId``,
+    keyed by :func:`host_key` (``host:NAME`` or ``hostid:HASH``)."""
+    name, opaque = server.compute_host, server.host_id
+    return host_key(str(name) if name else None, str(opaque) if opaque else None)
 
 
 def _flavor_name(server: Server) -> str | None:

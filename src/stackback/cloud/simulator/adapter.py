@@ -391,6 +391,10 @@ class SimulatedCloud(SimRestoreOperations):
         with self._admin() as call:
             return trove.create_backup(call, instance_id, name, description or None, parent_id)
 
+    def kill_next_volume_backup(self, volume_id: str, count: int = 1) -> None:
+        """The next ``count`` Cinder backups of the volume end in ``error``."""
+        self._script(volumes.KILL_VOLUME_BACKUP, "killed", count, volume_id)
+
     def kill_next_database_backup(self, instance_id: str, count: int = 1) -> None:
         """The next ``count`` backups of the instance end FAILED."""
         self._script(trove.KILL_DB_BACKUP, "killed", count, instance_id)

@@ -13,7 +13,7 @@ from stackback.cloud.simulator.config import SimConfig
 from stackback.cloud.simulator.db import SimCall, consume_fault, next_counter
 from stackback.cloud.simulator.model import earliest_slot, image_state
 from stackback.errors import CloudBusy, CloudNotFound, CloudRejected, QuotaExceeded
-from stackback.ports import ServerInfo
+from stackback.ports import ServerInfo, host_key
 from stackback.records import NetworkSpec, ServerSpec, VolumeSpec
 
 GIB = 1024**3
@@ -100,7 +100,7 @@ def server_of_row(row: sqlite3.Row, conn: sqlite3.Connection) -> ServerInfo:
         boot_properties={
             str(k): str(v) for k, v in json.loads(row["image_properties"] or "{}").items()
         },
-        host=host_id(row["project"], row["host"]),
+        host=host_key(None, host_id(row["project"], row["host"])),
     )
 
 

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE TABLE IF NOT EXISTS volume_backups (
     id TEXT PRIMARY KEY, project TEXT NOT NULL, name TEXT NOT NULL, volume_id TEXT NOT NULL,
     size INTEGER NOT NULL, metadata TEXT NOT NULL, parent_id TEXT, created_at REAL NOT NULL,
-    ready_at REAL NOT NULL);
+    ready_at REAL NOT NULL, doomed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS pauses (
     id INTEGER PRIMARY KEY AUTOINCREMENT, server_id TEXT NOT NULL, paused_at REAL NOT NULL,
     unpaused_at REAL);
@@ -100,6 +100,7 @@ _ADDED_COLUMNS = (
     ("volumes", "ready_at", "REAL NOT NULL DEFAULT 0"),
     ("volumes", "group_id", "TEXT"),
     ("snapshots", "group_snapshot_id", "TEXT"),
+    ("volume_backups", "doomed", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added after the first release of the file format (older files get them)."""
 

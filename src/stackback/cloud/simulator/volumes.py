@@ -5,9 +5,13 @@
 * An incremental backup's parent is chosen by Cinder, not by the caller: the latest
   available backup of the volume (none: 400, "No backups available to do an incremental
   backup."). It is read back as the backup's ``parent_id``.
-* Deleting a backup that increments depend on is refused with a 400, "Incremental backups
-  exist for this backup." (``CloudRejected``); one still ``creating`` is refused too
-  (``CloudBusy``, transient).
+* A backup whose failure was scripted (``KILL_VOLUME_BACKUP``) ends ``error`` instead. A
+  failed incremental keeps its ``parent_id`` and, as in Cinder (``num_dependent_backups``
+  counts every child, whatever its status), still counts against its parent; it is never
+  chosen as a parent itself.
+* Deleting a backup that increments depend on (failed ones too) is refused with a 400,
+  "Incremental backups exist for this backup." (``CloudRejected``); one still ``creating``
+  is refused too (``CloudBusy``, transient). One in ``error`` may be deleted.
 * A volume restored from a backup (``POST /backups/{id}/restore`` with a new volume) is
   ``creating`` for ``volume_create_seconds``, then ``available``.
 """
@@ -19,7 +23,7 @@ import sqlite3
 import uuid
 from collections.abc import Mapping
 
-from stackback.cloud.simulator.db import SimCall
+from stackback.cloud.simulator.db import SimCall, consume_fault
 from stackback.cloud.simulator.model import instant
 from stackback.cloud.simulator.restore import volume_state
 from stackback.cloud.states import CINDER_BACKUP_STATES
@@ -28,6 +32,8 @@ from stackback.policy import ArtifactKind, Selector
 from stackback.ports import ArtifactInfo, ArtifactRef, VolumeInfo
 
 CINDER_NAME_MAX = 255
+KILL_VOLUME_BACKUP = "kill_volume_backup"
+"""A scripted fault: the next backup of the volume ends in ``error``."""
 
 
 def volume_info(row: sqlite3.Row, now: float) -> VolumeInfo:
@@ -68,7 +74,9 @@ def matching_volumes(call: SimCall, selector: Selector) -> list[VolumeInfo]:
 
 
 def backup_state(row: sqlite3.Row, now: float) -> str:
-    return "creating" if now < row["ready_at"] else "available"
+    if now < row["ready_at"]:
+        return "creating"
+    return "error" if row["doomed"] else "available"
 
 
 def start_backup(
@@ -90,10 +98,11 @@ def start_backup(
         if parent is None:
             raise CloudRejected("Invalid backup: No backups available to do an incremental backup.")
         parent_id = parent["id"]
+    doomed = consume_fault(call.conn, call.project, KILL_VOLUME_BACKUP, volume_id) is not None
     backup_id = str(uuid.uuid4())
     call.conn.execute(
         "INSERT INTO volume_backups (id, project, name, volume_id, size, metadata, parent_id,"
-        " created_at, ready_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, ready_at, doomed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             backup_id,
             call.project,
@@ -104,6 +113,7 @@ def start_backup(
             parent_id,
             call.now,
             call.now + call.config.volume_backup_seconds,
+            int(doomed),
         ),
     )
     return backup_id
@@ -120,7 +130,7 @@ def delete_backup(call: SimCall, backup_id: str) -> None:
     row = backup_row(call, backup_id)
     if row is None:
         return
-    if backup_state(row, call.now) != "available":
+    if backup_state(row, call.now) not in ("available", "error"):
         raise CloudBusy("Invalid backup: Backup status must be available or error.")
     (children,) = call.conn.execute(
         "SELECT count(*) FROM volume_backups WHERE parent_id = ?", (backup_id,)

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from stackback.errors import Conflict, InvalidInput, NotFound
@@ -182,7 +182,8 @@ class BackupStore(SqlBase):
         """Run ``decide`` with the target's backups locked, and write the changes it returns.
 
         The store holds no rule: it locks the target's live backups (available or
-        being deleted), those named in ``include`` and the own backup of the fenced
+        being deleted), its failed incrementals (the cloud counts them against their
+        parents), those named in ``include`` and the own backup of the fenced
         run, in id order (``FOR UPDATE``; on SQLite ``BEGIN IMMEDIATE`` serialises
         the transactions), re-reads them, and hands them to ``decide`` (one of the
         pure functions of ``stackback.safety``) with what the fenced run asked to
@@ -197,7 +198,12 @@ class BackupStore(SqlBase):
             if fence is not None:
                 self._fenced_run(session, *fence)
             live = (BackupStatus.AVAILABLE.value, BackupStatus.DELETING.value)
-            seen = or_(BackupRow.status.in_(live), BackupRow.id.in_(list(include)))
+            failed_increment = and_(
+                BackupRow.status == BackupStatus.FAILED.value, BackupRow.parent_id.is_not(None)
+            )
+            seen = or_(
+                BackupRow.status.in_(live), failed_increment, BackupRow.id.in_(list(include))
+            )
             if run_id is not None:
                 seen = or_(seen, BackupRow.run_id == run_id)
             rows = session.scalars(
