@@ -837,6 +837,10 @@ class VolumeHarness(CloudHarness, Protocol):
         """A standalone 1 GB volume of the project, ``available``; deleted after the test."""
         ...
 
+    def failing_backups(self, volume_id: str) -> AbstractContextManager[None]:
+        """Within it, the next backup of the volume fails in the backup service (``error``)."""
+        ...
+
     def attach_new_volume(self, server_id: str) -> str:
         """A new volume attached to the server (``in-use``)."""
         ...
@@ -916,6 +920,31 @@ class VolumeContract:
             lambda: harness.volume_cloud.get_volume(restored).status == "available", TIMEOUT_S
         )
         harness.delete_volume(restored)
+        harness.cloud.delete_artifact(inc)
+        wait_for(harness, inc, ArtifactStatus.DELETED)
+        harness.cloud.delete_artifact(full)
+        wait_for(harness, full, ArtifactStatus.DELETED)
+
+    def test_a_failed_incremental_keeps_its_parent_and_holds_it(
+        self, harness: VolumeHarness, created: list[ArtifactRef]
+    ) -> None:
+        """Cinder lists every backup naming a parent, failed ones too, when it is asked to
+        delete that parent: a failed incremental must go first."""
+        if harness.backups_unavailable:
+            pytest.skip(harness.backups_unavailable)
+        volume_id = harness.create_volume(unique("contract-failed-inc"))
+        stamp = volume_markers(unique("run"), volume_id)
+        backups = harness.volume_cloud
+        full = backups.start_volume_backup(volume_id, unique("full"), stamp, incremental=False)
+        created.append(full)
+        wait_for(harness, full, ArtifactStatus.AVAILABLE)
+        with harness.failing_backups(volume_id):
+            inc = backups.start_volume_backup(volume_id, unique("inc"), stamp, incremental=True)
+            created.insert(0, inc)
+            failed = wait_for(harness, inc, ArtifactStatus.FAILED)
+        assert failed.parent == full
+        with pytest.raises(CloudRejected, match="ncremental"):
+            harness.cloud.delete_artifact(full)
         harness.cloud.delete_artifact(inc)
         wait_for(harness, inc, ArtifactStatus.DELETED)
         harness.cloud.delete_artifact(full)

@@ -172,6 +172,20 @@ class PlaneHarness:
     def delete_volume(self, volume_id: str) -> None:
         self.alpha.block_storage.delete_volume(volume_id, ignore_missing=True)
 
+    @contextmanager
+    def failing_backups(self, volume_id: str) -> Iterator[None]:
+        """The volume's file (``plane/file_volume.py``) swapped for a directory: attaching it
+        for the backup service fails, and the backup ends in ``error``."""
+        data = self.plane.run_dir / "cinder" / "file-volumes" / f"volume-{volume_id}"
+        aside = data.with_name(data.name + ".aside")
+        data.rename(aside)
+        data.mkdir()
+        try:
+            yield
+        finally:
+            data.rmdir()
+            aside.rename(data)
+
     def image_of(self, server_id: str) -> str | None:
         image = self.alpha.compute.get_server(server_id).image
         image_id = image.get("id") if isinstance(image, Mapping) else getattr(image, "id", None)

@@ -53,6 +53,11 @@ class SimHarness:
     def delete_volume(self, volume_id: str) -> None:
         self.sim.delete_volume(volume_id)
 
+    @contextmanager
+    def failing_backups(self, volume_id: str) -> Iterator[None]:
+        self.sim.kill_next_volume_backup(volume_id)
+        yield
+
     def create_server(
         self,
         name: str,

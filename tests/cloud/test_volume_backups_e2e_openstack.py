@@ -77,6 +77,7 @@ def test_a_volume_backup_chain_is_recorded_rotated_and_restored_with_its_data(
 ) -> None:
     harness = PlaneHarness(openstack_plane)
     restored: list[str] = []
+    volume_id = ""
     try:
         volume_id = harness.create_volume("vb-e2e")
         data_file = volume_file(openstack_plane, volume_id)
@@ -149,4 +150,11 @@ def test_a_volume_backup_chain_is_recorded_rotated_and_restored_with_its_data(
         for volume in restored:
             with contextlib.suppress(Exception):
                 harness.delete_volume(volume)
+        cinder = harness.alpha.block_storage
+        if volume_id:
+            made_here = [b for b in cinder.backups(details=True) if b.volume_id == volume_id]
+            for backup in sorted(made_here, key=lambda b: str(b.created_at), reverse=True):
+                with contextlib.suppress(Exception):
+                    cinder.delete_backup(backup.id, ignore_missing=True)
+                    cinder.wait_for_delete(backup, interval=1, wait=60)
         harness.close()

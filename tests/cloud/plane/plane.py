@@ -556,6 +556,9 @@ class Plane:
                     "backup_driver": "cinder.backup.drivers.posix.PosixBackupDriver",
                     "backup_posix_path": f"{run}/cinder/backups",
                     "backup_file_size": str(64 * 1024**2),
+                    # Headroom over Cinder's default of 10: a test that fails midway leaves
+                    # its backups, which would otherwise fail the next ones on quota.
+                    "quota_backups": "100",
                 },
                 "fake": {
                     # file_volume.py (on the cinder-volume launcher's path): the fake driver
