@@ -261,6 +261,19 @@ def test_every_face_deletes_backups_with_the_release_hook(tenant: Tenant) -> Non
     backends = Backends(tenant.store, tenant.cloud, tenant.clock, release_credential=release)
     gateway = Gateway(backends, PolicyAuthorizer(), principal())
     assert gateway._backups.release_credential is release
+    assert services.runs.release_credential is release  # rotations of --wait runs
+
+
+def test_the_openstack_plugin_releases_credentials_in_keystone_mode(
+    cli_tenant: Tenant, _isolated_state_dir: Path
+) -> None:
+    from stackback.config import load_settings
+    from stackback.osc.client import StackbackClient
+
+    client = StackbackClient(load_settings)
+    assert client.settings.keystone is not None
+    assert client.services.backups.release_credential is not None
+    assert client.services.policies.release_credential is not None
 
 
 # --------------------------------------------------------------------------- the CLI

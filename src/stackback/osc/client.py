@@ -18,8 +18,8 @@ from openstack.connection import Connection
 from stackback.clock import SystemClock
 from stackback.cloud import CloudProvider, is_simulator
 from stackback.cloud.openstack import OpenStackCloud
-from stackback.config import Settings, load_settings
-from stackback.ports import Clock, Cloud, Store
+from stackback.config import Settings, load_settings, policy_credentials
+from stackback.ports import Clock, Cloud, CredentialStore, Store
 from stackback.services.backups import BackupService
 from stackback.services.container import Services
 from stackback.services.factory import open_store
@@ -114,8 +114,17 @@ class StackbackClient:
             self.store,
             self.clouds,
             self.clock,
+            release_credential=self._release_credential(),
             max_snapshots_per_host=self.settings.max_snapshots_per_host,
         )
+
+    def _release_credential(self) -> Callable[[str | None], object] | None:
+        """keystone mode: deleting a policy or backup gives up the credential it leaves
+        unneeded, as the standalone CLI does."""
+        store = self.store
+        if self.settings.keystone is None or not isinstance(store, CredentialStore):
+            return None
+        return policy_credentials(self.settings, store, self.clock).release
 
     @property
     def policies(self) -> PolicyService:

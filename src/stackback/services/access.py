@@ -14,6 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from stackback.records import credential_id_of
+
 
 class Action(StrEnum):
     """Every action a face can ask for; the names of the authorization rules."""
@@ -69,3 +71,11 @@ class Authorizer(Protocol):
         """Return when allowed; raise ``Forbidden`` otherwise. ``project_id`` is the owner
         of the resource acted on (None: a listing scoped to the principal's own project)."""
         ...
+
+
+def acts_as_its_project(cloud: str | None, default_cloud: str | None) -> bool:
+    """Whether acting through ``cloud`` (a backup's or a policy's) acts as its own project:
+    the faces' default cloud or a stored credential of the project's user. Another cloud's
+    credentials (an operator's, e.g. ``backup now --os-cloud admin``) reach beyond one
+    project, so acting through them is for every-project principals only."""
+    return cloud is None or cloud == default_cloud or credential_id_of(cloud) is not None

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.services.access import Principal
 from stackback.services.backups import BackupService
 from stackback.services.policies import PolicyService
 from stackback.services.restores import RestoreService
-from stackback.services.runs import WAIT_SETTINGS, RunService
+from stackback.services.runs import RunService
 from stackback.services.servers import ServerDirectory
 from stackback.services.status import StatusService
 from stackback.services.verify import VerifyService
@@ -60,7 +60,8 @@ class Services:
             self.store,
             self.clouds,
             self.clock,
-            replace(WAIT_SETTINGS, max_snapshots_per_host=self.max_snapshots_per_host),
+            max_snapshots_per_host=self.max_snapshots_per_host,
+            release_credential=self.release_credential,
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from stackback.engine.runner import Runner
@@ -28,11 +29,19 @@ class RunService:
         clouds: CloudResolver,
         clock: Clock,
         settings: EngineSettings | None = None,
+        *,
+        max_snapshots_per_host: int | None = None,
+        release_credential: Callable[[str | None], object] | None = None,
     ) -> None:
+        """``max_snapshots_per_host``: the per-host limit a run taken in this process obeys
+        (``serve``'s); ``release_credential``: what its rotation's deletions release."""
         self.store = store
         self.clouds = clouds
         self.clock = clock
         self.settings = settings or WAIT_SETTINGS
+        if max_snapshots_per_host is not None:
+            self.settings = replace(self.settings, max_snapshots_per_host=max_snapshots_per_host)
+        self.release_credential = release_credential
 
     def list_runs(
         self,
@@ -104,7 +113,13 @@ class RunService:
         """
         if not timeout > 0:
             raise InvalidInput(f"--timeout must be more than 0 seconds, not {timeout:g}")
-        runner = Runner(self.store, self.clouds, self.clock, self.settings)
+        runner = Runner(
+            self.store,
+            self.clouds,
+            self.clock,
+            self.settings,
+            release_credential=self.release_credential,
+        )
         worker = Worker(self.store, runner, self.clock, self.settings, name=f"wait:{worker_name()}")
         deadline = self.clock.now() + timedelta(seconds=timeout)
         pause = self.settings.poll_interval.total_seconds() / 4

@@ -17,7 +17,7 @@ from stackback.errors import Forbidden, NotFound
 from stackback.policy import Backup, Policy, Run, RunState
 from stackback.ports import Clock, CloudResolver, Store
 from stackback.restoreplan import RestoreJob, RestoreMode, RestoreOverrides, RestoreState
-from stackback.services.access import Action, Authorizer, Principal
+from stackback.services.access import Action, Authorizer, Principal, acts_as_its_project
 from stackback.services.backups import BackupService, PreviewRow
 from stackback.services.container import NewCredential
 from stackback.services.policies import PolicyService, PolicySpec, PolicyView
@@ -208,13 +208,19 @@ class Gateway:
         return self._backups.protect(backup.id, protected)
 
     def delete_backup(self, ref: str) -> Backup:
-        backup = self._backups.get(ref, project=self.scope)
-        self.check(Action.BACKUP_DELETE, backup.project, "backup", ref)
+        backup = self._acted_on(Action.BACKUP_DELETE, ref)
         return self._backups.delete(backup.id)
 
     def allow_restore(self, ref: str) -> Backup:
+        return self._acted_on(Action.BACKUP_RESTORE, ref)
+
+    def _acted_on(self, action: Action, ref: str) -> Backup:
+        """A backup acted on through its cloud: another cloud than the project's own is
+        for every-project principals only (as the API's ``acted_on_backup``)."""
         backup = self._backups.get(ref, project=self.scope)
-        self.check(Action.BACKUP_RESTORE, backup.project, "backup", ref)
+        self.check(action, backup.project, "backup", ref)
+        if not acts_as_its_project(backup.cloud, self.backends.default_cloud):
+            self.allow(Action.ALL_PROJECTS)
         return backup
 
     def restore_plan(

@@ -13,7 +13,7 @@ from stackback.api.models import BackupOut, Page, RestoreCreate, RestoreOut, Ver
 from stackback.api.routes.common import Limit, Marker, page, policy_zones, utc, zoned
 from stackback.policy import Backup
 from stackback.restoreplan import RestoreMode, RestoreOverrides
-from stackback.services.access import Action
+from stackback.services.access import Action, acts_as_its_project
 from stackback.verification import VerifyChecks
 from stackback.views import backup_detail, backup_summary, restore_view
 
@@ -23,6 +23,15 @@ router = APIRouter(prefix="/backups", tags=["backups"])
 def visible_backup(who: Caller, action: Action, backup_id: str) -> Backup:
     backup = who.services.backups.get(backup_id, project=who.scope)
     who.check(action, backup.project, "backup", backup_id)
+    return backup
+
+
+def acted_on_backup(who: Caller, action: Action, backup_id: str) -> Backup:
+    """``visible_backup``, for an action through the backup's cloud (delete, restore,
+    verify): through a cloud other than the project's own, every-project callers only."""
+    backup = visible_backup(who, action, backup_id)
+    if not acts_as_its_project(backup.cloud, who.state.default_cloud):
+        who.authorize(Action.ALL_PROJECTS, None)
     return backup
 
 
@@ -93,7 +102,7 @@ def delete_backup(
 ) -> dict[str, Any]:
     """A recorded deletion request, finished now if the cloud allows (409: refused, e.g. the
     target's last good backup)."""
-    backup = visible_backup(who, Action.BACKUP_DELETE, backup_id)
+    backup = acted_on_backup(who, Action.BACKUP_DELETE, backup_id)
     return backup_detail(who.services.backups.delete(backup.id, force=force))
 
 
@@ -111,7 +120,7 @@ def restore_backup(
     """The restore is planned and checked now (400 before anything is created); the
     workers carry it out. ``GET /v1/restores/{id}`` follows it."""
     body = body or RestoreCreate()
-    backup = visible_backup(who, Action.BACKUP_RESTORE, backup_id)
+    backup = acted_on_backup(who, Action.BACKUP_RESTORE, backup_id)
     job = who.services.restores.start(
         backup.id,
         mode=RestoreMode(body.mode),
@@ -142,7 +151,7 @@ def verify_backup(
 ) -> dict[str, Any]:
     """The verdict is recorded on the backup; everything the check made is deleted."""
     body = body or VerifyCreate()
-    backup = visible_backup(who, Action.BACKUP_VERIFY, backup_id)
+    backup = acted_on_backup(who, Action.BACKUP_VERIFY, backup_id)
     job = who.services.verify.start(
         backup.id,
         flavor=body.flavor,

@@ -136,8 +136,10 @@ def update_policy(
     """Only the fields given change. Nothing is recreated: existing backups are rotated by
     the new rules at the policy's next run; new schedules apply from their next time."""
     found = visible_policy(who, Action.POLICY_UPDATE, policy)
-    if body.cloud is not None:
-        body = body.model_copy(update={"cloud": who.cloud(body.cloud)})
+    if body.cloud is not None and body.cloud != found.cloud:
+        # Moving a policy to another cloud (even the API's default one, off the trust it
+        # acts through) changes whose credentials act for it: every-project callers only.
+        who.authorize(Action.ALL_PROJECTS, None)
     service = who.services.policies
     changed = service.update(found.id, _spec(body, name=body.name))
     return policy_detail(service.view_of(changed))

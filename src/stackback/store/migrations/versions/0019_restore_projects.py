@@ -2,8 +2,8 @@
 
 ``restores.project``: the project of the restored backup, set when the job is created, so
 that lists and id (or id prefix) lookups of restores are scoped without a join. Backfilled
-here from the backup's project, else its run's, else its policy's; a job none of them
-names stays of no project (seen only by whoever sees every project).
+here from the backup's project, which decided who saw a restore until now; a job whose
+backup has none stays of no project (seen only by whoever sees every project).
 
 Revision ID: 0019
 Revises: 0018
@@ -20,19 +20,14 @@ down_revision = "0018"
 branch_labels = None
 depends_on = None
 
-_BACKFILL = (
-    "SELECT backups.project FROM backups WHERE backups.id = restores.backup_id",
-    "SELECT runs.project FROM runs JOIN backups ON backups.run_id = runs.id"
-    " WHERE backups.id = restores.backup_id",
-    "SELECT policies.project FROM policies JOIN backups ON backups.policy_id = policies.id"
-    " WHERE backups.id = restores.backup_id",
-)
+#: Only from the backup: until now a restore was seen by its backup's project (a join), and
+#: a new job takes its backup's project; a run's or policy's would widen who sees it.
+_BACKFILL = "SELECT backups.project FROM backups WHERE backups.id = restores.backup_id"
 
 
 def upgrade() -> None:
     op.add_column("restores", sa.Column("project", sa.String(255), nullable=True))
-    for source in _BACKFILL:
-        op.execute(f"UPDATE restores SET project = ({source}) WHERE project IS NULL")
+    op.execute(f"UPDATE restores SET project = ({_BACKFILL})")
     op.create_index("ix_restores_project_page", "restores", ["project", "created_at", "id"])
 
 
