@@ -367,6 +367,10 @@ class CredentialKind(StrEnum):
     APPLICATION_CREDENTIAL = "application-credential"
 
 
+BEING_REVOKED = "being revoked"
+"""A revoked credential's detail until Keystone has been told (see ``Credential.interrupted``)."""
+
+
 class CredentialState(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
@@ -408,6 +412,12 @@ class Credential:
     def cloud_ref(self) -> str:
         """The value a policy's ``cloud`` holds to act through this credential."""
         return credential_ref(self.id)
+
+    @property
+    def interrupted(self) -> bool:
+        """Recorded revoked before Keystone was told, and left so (the process stopped in
+        between): Keystone may still honour it, so the revocation is taken up again."""
+        return self.state is CredentialState.REVOKED and self.detail == BEING_REVOKED
 
 
 @dataclass(frozen=True)

@@ -252,6 +252,24 @@ def test_the_sweep_revokes_retired_credentials_nothing_needs(
     assert tenant.state(needed) is CredentialState.RETIRED and len(no_keystone["delete"]) == 1
 
 
+def test_a_revocation_a_stopped_process_left_half_done_is_taken_up_again(
+    tenant: Tenant, no_keystone: dict[str, list[Any]]
+) -> None:
+    ref = tenant.credentials.for_new_policy(principal())
+    credential_id = str(credential_id_of(ref))
+    # recorded revoked, then the process stopped before Keystone was told
+    _, _, begun = tenant.store.begin_revocation(credential_id, now=tenant.clock.now())
+    assert begun and tenant.store.get_credential(credential_id).interrupted
+    assert no_keystone["delete"] == []
+    CredentialSweep(tenant.credentials).run(tenant.clock.now())
+    done = tenant.store.get_credential(credential_id)
+    assert done.state is CredentialState.REVOKED and not done.interrupted, done
+    assert len(no_keystone["delete"]) == 1  # the trust deleted in Keystone this time
+    again, left = tenant.credentials.revoke(credential_id)  # nothing more to do
+    assert again.detail == done.detail and left == "nothing"
+    assert len(no_keystone["delete"]) == 1
+
+
 def test_every_face_deletes_backups_with_the_release_hook(tenant: Tenant) -> None:
     def release(cloud: str | None) -> None:
         return None

@@ -10,6 +10,7 @@ application credential the tenant names) and returns the reference the policy's
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -272,7 +273,7 @@ class PolicyCredentials:
         (without ``force``) while backups, runs or restores need it. Returns the credential
         as recorded and what was left unmanageable by it ("nothing" unless forced)."""
         credential = self.store.get_credential(credential_id)
-        if credential.state is CredentialState.REVOKED:
+        if credential.state is CredentialState.REVOKED and not credential.interrupted:
             return credential, "nothing"
         usage = self.store.credential_usage(credential_id)
         if usage.policies:
@@ -324,8 +325,9 @@ class PolicyCredentials:
 
 
 class CredentialSweep:
-    """The engine's periodic task that revokes retired credentials nothing needs any more:
-    those a deletion's release missed (a process stopped between the two, say)."""
+    """The engine's periodic task that revokes retired credentials nothing needs any more
+    (those a deletion's release missed: a process stopped between the two, say), and takes
+    up revocations Keystone refused or a stopped process left half done."""
 
     name = "credentials"
 
@@ -339,6 +341,9 @@ class CredentialSweep:
         for credential, usage in self.credentials.store.list_credentials():
             if credential.state is CredentialState.RETIRED and not usage.needed:
                 self.credentials.release(credential.cloud_ref)
+            elif credential.interrupted or credential.state is CredentialState.REVOKE_FAILED:
+                with contextlib.suppress(StackbackError):  # recorded; tried again next time
+                    self.credentials.revoke(credential.id)
 
 
 def credentials_for_new_policy(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from stackback.errors import NotFound
 from stackback.policy import TERMINAL_RUN_STATES, BackupStatus
 from stackback.records import (
+    BEING_REVOKED,
     Credential,
     CredentialKind,
     CredentialState,
@@ -107,12 +108,13 @@ class CredentialStore(SqlBase):
         with self._session() as session:
             row = self._credential_row(session, credential_id, lock=True)
             usage = _usage(session, credential_id)
-            allowed = row.state in _REVOCABLE and not usage.policies
+            interrupted = row.state == CredentialState.REVOKED.value and row.detail == BEING_REVOKED
+            allowed = (row.state in _REVOCABLE or interrupted) and not usage.policies
             if not allowed or (usage.needed and not force):
                 return _credential(row), usage, False
             row.state = CredentialState.REVOKED.value
             row.revoked_at = now
-            row.detail = "being revoked"
+            row.detail = BEING_REVOKED
             return _credential(row), usage, True
 
     def end_credential(
