@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,13 @@ def test_a_volume_backup_chain_is_recorded_rotated_and_restored_with_its_data(
             if not any(b["status"] == "deleting" for b in backups):
                 break
             assert time.monotonic() < collected, backups
-            stackback(env, *base, "worker", "--once")
+            subprocess.run(
+                [sys.executable, "-m", "stackback", *base, "worker", "--once"],
+                env=env,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             time.sleep(1)
 
         made = sorted(backups, key=lambda b: b["created_at"])
@@ -127,7 +134,8 @@ def test_a_volume_backup_chain_is_recorded_rotated_and_restored_with_its_data(
         assert preview_kept(preview) == set(ids[:4]), preview
 
         # keep-last 2 keeps the second chain; the first is forgotten, newest first.
-        assert [b["status"] for b in made] == ["deleted"] * 3 + ["available"] * 2, made
+        why = [(b["id"][:8], b["status"], b.get("error")) for b in made]
+        assert [b["status"] for b in made] == ["deleted"] * 3 + ["available"] * 2, why
         assert not any(b.get("error") for b in made), made
         left = {b.id for b in harness.alpha.block_storage.backups() if b.volume_id == volume_id}
         assert left == {cloud_ids[ids[3]], cloud_ids[ids[4]]}

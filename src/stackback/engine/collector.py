@@ -51,6 +51,10 @@ from stackback.safety import (
 
 log = logging.getLogger(__name__)
 
+CHILD_STILL_IN_CLOUD = "waiting: an incremental backup of it is still being deleted in the cloud"
+"""Not asked yet: asked now, Cinder would refuse, and a refusal that outlived the child's
+deletion (done in the background) would pass for a child stackback did not make."""
+
 
 class Collector:
     """Deletes the cloud artifacts of backups whose deletion was requested."""
@@ -149,16 +153,22 @@ class Collector:
                     delete_attempts=artifact.delete_attempts + 1,
                 )
                 continue
+            if ref.kind is ArtifactKind.VOLUME_BACKUP and self._children_still_in_cloud(
+                backup, cloud
+            ):
+                failures += 1  # Cinder deletes an increment in the background: next pass
+                self.store.update_artifact(artifact.id, error=CHILD_STILL_IN_CLOUD)
+                continue
             try:
                 cloud.delete_artifact(ref)
             except CloudRejected as error:
                 if (
                     ref.kind is ArtifactKind.VOLUME_BACKUP
                     and "ncremental" in error.message
-                    and not self._children_still_in_cloud(backup, cloud)
                     and not self._forget_failed_children(backup, cloud, ref)
                 ):
-                    # no increment of stackback's is left in the cloud: Cinder knows another
+                    # none of stackback's increments was in the cloud when it was asked (a
+                    # deleted backup never comes back): Cinder knows another
                     self._hold_for_foreign_child(backup, f"the cloud said: {error.message}")
                     return False
                 failures += 1
