@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from unittest.mock import patch
 
@@ -12,7 +12,14 @@ import pytest
 from stackback.chains import FOR_THE_CHAIN, FOREIGN_CHILD, ancestors
 from stackback.engine.collector import CHILD_STILL_IN_CLOUD
 from stackback.errors import InvalidInput
-from stackback.policy import ArtifactKind, ArtifactStatus, BackupKind, BackupStatus, RunState
+from stackback.policy import (
+    ArtifactKind,
+    ArtifactStatus,
+    Backup,
+    BackupKind,
+    BackupStatus,
+    RunState,
+)
 from stackback.ports import MARKER_BACKUP, MARKER_CREATED_BY, MARKER_RUN, ArtifactRef
 from stackback.retention import RetentionPolicy
 from stackback.services.policies import PolicySpec
@@ -253,14 +260,13 @@ def test_reconcile_imports_cinder_backups_as_volume_backups(rig: Rig, tmp_path: 
         fresh.dispose()
 
 
-def test_a_failed_incremental_is_deleted_before_its_parent_when_the_chain_goes(rig: Rig) -> None:
-    """Cinder counts a failed incremental (``error``) against its parent and refuses to
-    delete the parent while it exists: stackback deletes its own failed child first, so the
-    chain is forgotten, without a failure and without retrying the parent for ever."""
-    volume = rig.sim.create_volume_standalone("flaky")
+def _a_full_then_a_failed_incremental(rig: Rig, name: str) -> tuple[datetime, Backup, Backup]:
+    """A volume-backup policy NAME (a full every 2, keep-last 1) whose first backup, a full,
+    succeeds and whose second, an incremental, fails in Cinder; (start, full, failed)."""
+    volume = rig.sim.create_volume_standalone(name)
     rig.policies.create(
         PolicySpec(
-            name="flaky",
+            name=name,
             kind="volume-backup",
             volumes=(volume.id,),
             full_every=2,
@@ -274,6 +280,14 @@ def test_a_failed_incremental_is_deleted_before_its_parent_when_the_chain_goes(r
     rig.sim.kill_next_volume_backup(volume.id)
     rig.engine.drain(start + timedelta(days=1, hours=2))  # its incremental fails in Cinder
     failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    return start, full, failed
+
+
+def test_a_failed_incremental_is_deleted_before_its_parent_when_the_chain_goes(rig: Rig) -> None:
+    """Cinder counts a failed incremental (``error``) against its parent and refuses to
+    delete the parent while it exists: stackback deletes its own failed child first, so the
+    chain is forgotten, without a failure and without retrying the parent for ever."""
+    start, full, failed = _a_full_then_a_failed_incremental(rig, "flaky")
     assert failed.status is BackupStatus.FAILED and failed.parent_id == full.id
     failed_ref = ArtifactRef(ArtifactKind.VOLUME_BACKUP, failed.artifacts[0].cloud_id)
     in_cinder = rig.sim.artifact_statuses([failed_ref])[failed_ref]
@@ -298,23 +312,7 @@ def test_a_failed_incremental_is_deleted_before_its_parent_when_the_chain_goes(r
 
 
 def test_a_protected_failed_incremental_keeps_its_parent(rig: Rig) -> None:
-    volume = rig.sim.create_volume_standalone("kept")
-    rig.policies.create(
-        PolicySpec(
-            name="kept",
-            kind="volume-backup",
-            volumes=(volume.id,),
-            full_every=2,
-            schedules=("0 1 * * *",),
-            retention=RetentionPolicy(last=1),
-        )
-    )
-    start = rig.clock.now()
-    rig.engine.drain(start + timedelta(hours=2))
-    (full,) = rig.store.list_backups(BackupFilter())
-    rig.sim.kill_next_volume_backup(volume.id)
-    rig.engine.drain(start + timedelta(days=1, hours=2))
-    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    start, full, failed = _a_full_then_a_failed_incremental(rig, "kept")
     rig.store.update_backup(failed.id, protected=True)
     rig.engine.drain(start + timedelta(days=3, hours=2))
     assert rig.store.get_backup(failed.id).status is BackupStatus.FAILED
@@ -330,23 +328,7 @@ def test_a_failed_incremental_recorded_without_its_parent_is_found_and_deleted_f
     """A failed incremental recorded before failed ones kept their parent: Cinder's refusal
     of the parent makes the collector find it (by the parent Cinder names), not hold the
     chain for a foreign child."""
-    volume = rig.sim.create_volume_standalone("legacy")
-    rig.policies.create(
-        PolicySpec(
-            name="legacy",
-            kind="volume-backup",
-            volumes=(volume.id,),
-            full_every=2,
-            schedules=("0 1 * * *",),
-            retention=RetentionPolicy(last=1),
-        )
-    )
-    start = rig.clock.now()
-    rig.engine.drain(start + timedelta(hours=2))
-    (full,) = rig.store.list_backups(BackupFilter())
-    rig.sim.kill_next_volume_backup(volume.id)
-    rig.engine.drain(start + timedelta(days=1, hours=2))
-    failed = next(b for b in rig.store.list_backups(BackupFilter()) if b.id != full.id)
+    start, full, failed = _a_full_then_a_failed_incremental(rig, "legacy")
     rig.store.update_backup(failed.id, parent_id=None)  # as an older stackback recorded it
     rig.engine.drain(start + timedelta(days=3, hours=2))
     assert rig.store.get_backup(failed.id).status is BackupStatus.DELETED
